@@ -1,0 +1,389 @@
+/**
+ * The `Function` resource (f2s.opensight.ch/v1alpha1): its manifest shape, the defaults
+ * F2S fills in, and validation that reports every problem with its field path.
+ *
+ * Manifests written for the seed's CRD load unchanged: `spec` holds the public endpoint,
+ * the top-level `target` says what runs behind it. Everything F2S added is optional.
+ */
+
+import { parseDuration } from "./duration.ts";
+
+export const API_GROUP = "f2s.opensight.ch";
+export const API_VERSION = `${API_GROUP}/v1alpha1`;
+export const KIND = "Function";
+
+export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"];
+
+/** A manifest as written by a user (what YAML, the API and the CRD carry). */
+export interface FunctionManifest {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; namespace?: string; uid?: string; [k: string]: unknown };
+  spec: {
+    endpoint: string;
+    method: string;
+    description?: string;
+    /** Per-function overrides of the global timeouts (ms or "30s"). */
+    timeouts?: {
+      requestTimeout?: number | string;
+      httpTimeout?: number | string;
+      scalingTimeout?: number | string;
+    };
+  };
+  target: {
+    containerImage: string;
+    port?: number;
+    endpoint?: string;
+    minReplicas?: number;
+    maxReplicas?: number;
+    env?: Record<string, string> | { name: string; value: string }[];
+    resources?: {
+      requests?: { cpu?: string; memory?: string };
+      limits?: { cpu?: string; memory?: string };
+    };
+    scaling?: {
+      /** Concurrent requests one instance should serve (the autoscaler's target). */
+      targetConcurrency?: number;
+      /** Hard limit of concurrent requests the dispatcher sends to one instance (0 = none). */
+      containerConcurrency?: number;
+      /** Time without requests before a function with minReplicas 0 goes to zero. */
+      idleTimeout?: number | string;
+      stableWindow?: number | string;
+      panicWindow?: number | string;
+      panicThreshold?: number;
+    };
+    /** Only used by `f2s dev`: where the function lives and how its app starts. */
+    local?: { dir?: string; command?: string };
+  };
+  status?: unknown;
+}
+
+/** A validated function with every default filled in: what the rest of F2S works with. */
+export interface FunctionDef {
+  name: string;
+  namespace: string;
+  uid?: string;
+  endpoint: string;
+  method: string;
+  description: string;
+  image: string;
+  port: number;
+  targetPath: string;
+  minReplicas: number;
+  maxReplicas: number;
+  env: Record<string, string>;
+  resources: {
+    requests: { cpu?: string; memory?: string };
+    limits: { cpu?: string; memory?: string };
+  };
+  timeouts: { requestTimeout?: number; httpTimeout?: number; scalingTimeout?: number };
+  scaling: {
+    targetConcurrency: number;
+    containerConcurrency: number;
+    idleTimeout: number;
+    stableWindow?: number;
+    panicWindow?: number;
+    panicThreshold?: number;
+  };
+  local: { dir?: string; command?: string };
+}
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export type ParseResult =
+  | { ok: true; fn: FunctionDef }
+  | { ok: false; errors: FieldError[] };
+
+export const FUNCTION_DEFAULTS = {
+  namespace: "f2s",
+  port: 9092,
+  targetPath: "/",
+  minReplicas: 1,
+  maxReplicas: 1,
+  targetConcurrency: 10,
+  containerConcurrency: 0,
+  idleTimeout: 60_000,
+} as const;
+
+const NAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const ENDPOINT_RE = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const QUANTITY_RE = /^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$/;
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Checks a manifest (parsed YAML or JSON of unknown shape) and returns the function with
+ * defaults, or every problem found, each with its field path.
+ */
+export function parseFunction(input: unknown): ParseResult {
+  const errors: FieldError[] = [];
+  const err = (path: string, message: string) => errors.push({ path, message });
+
+  if (!isObj(input)) return { ok: false, errors: [{ path: "", message: "must be an object" }] };
+
+  if (input.apiVersion !== undefined && input.apiVersion !== API_VERSION) {
+    err("apiVersion", `must be "${API_VERSION}"`);
+  }
+  if (input.kind !== undefined && input.kind !== KIND) err("kind", `must be "${KIND}"`);
+
+  const meta = isObj(input.metadata) ? input.metadata : undefined;
+  if (!meta) err("metadata", "is required");
+  const name = meta?.name;
+  if (meta && typeof name !== "string") err("metadata.name", "is required");
+  else if (meta && !NAME_RE.test(name as string)) {
+    err(
+      "metadata.name",
+      "must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters",
+    );
+  }
+  const namespace = meta?.namespace ?? FUNCTION_DEFAULTS.namespace;
+  if (typeof namespace !== "string" || !NAME_RE.test(namespace)) {
+    err("metadata.namespace", "must be a DNS-1123 label");
+  }
+
+  const spec = isObj(input.spec) ? input.spec : undefined;
+  if (!spec) err("spec", "is required");
+  const endpoint = spec?.endpoint;
+  if (spec && typeof endpoint !== "string") err("spec.endpoint", "is required");
+  else if (spec && (!ENDPOINT_RE.test(endpoint as string) || (endpoint as string).length > 200)) {
+    err("spec.endpoint", "must be a path starting with '/' without spaces or '?'");
+  } else if (spec && endpoint === "/") err("spec.endpoint", "must not be '/' alone");
+  const methodRaw = spec?.method;
+  let method = "GET";
+  if (spec && typeof methodRaw !== "string") err("spec.method", "is required");
+  else if (typeof methodRaw === "string") {
+    method = methodRaw.toUpperCase();
+    if (!HTTP_METHODS.includes(method)) {
+      err("spec.method", `must be one of ${HTTP_METHODS.join(", ")}`);
+    }
+  }
+  const description = spec?.description ?? "";
+  if (typeof description !== "string") err("spec.description", "must be a string");
+
+  const timeouts: FunctionDef["timeouts"] = {};
+  if (spec?.timeouts !== undefined) {
+    if (!isObj(spec.timeouts)) err("spec.timeouts", "must be an object");
+    else {
+      for (const [key, value] of Object.entries(spec.timeouts)) {
+        if (!["requestTimeout", "httpTimeout", "scalingTimeout"].includes(key)) {
+          err(
+            `spec.timeouts.${key}`,
+            "is not a known field (requestTimeout, httpTimeout, scalingTimeout)",
+          );
+          continue;
+        }
+        const ms = parseDuration(value);
+        if (typeof ms === "string") err(`spec.timeouts.${key}`, ms);
+        else if (ms <= 0) err(`spec.timeouts.${key}`, "must be greater than 0");
+        else timeouts[key as keyof FunctionDef["timeouts"]] = ms;
+      }
+    }
+  }
+
+  // The seed puts `target` beside `spec`; accept it inside `spec` too, as people write both.
+  const targetRaw = input.target ?? spec?.target;
+  const target = isObj(targetRaw) ? targetRaw : undefined;
+  if (!target) err("target", "is required");
+  const image = target?.containerImage;
+  if (target && (typeof image !== "string" || image.trim() === "")) {
+    err("target.containerImage", "is required");
+  }
+  const int = (path: string, v: unknown, dflt: number, min: number, max: number): number => {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== "number" || !Number.isInteger(v)) {
+      err(path, "must be an integer");
+      return dflt;
+    }
+    if (v < min || v > max) err(path, `must be between ${min} and ${max}`);
+    return v;
+  };
+  const port = int("target.port", target?.port, FUNCTION_DEFAULTS.port, 1, 65535);
+  const targetPath = target?.endpoint ?? FUNCTION_DEFAULTS.targetPath;
+  if (typeof targetPath !== "string" || !targetPath.startsWith("/")) {
+    err("target.endpoint", "must be a path starting with '/'");
+  }
+  const minReplicas = int(
+    "target.minReplicas",
+    target?.minReplicas,
+    FUNCTION_DEFAULTS.minReplicas,
+    0,
+    1000,
+  );
+  const maxReplicas = int(
+    "target.maxReplicas",
+    target?.maxReplicas,
+    Math.max(FUNCTION_DEFAULTS.maxReplicas, minReplicas),
+    1,
+    1000,
+  );
+  if (maxReplicas < minReplicas) err("target.maxReplicas", "must be at least target.minReplicas");
+
+  const env: Record<string, string> = {};
+  const envRaw = target?.env;
+  if (Array.isArray(envRaw)) {
+    envRaw.forEach((e, i) => {
+      if (!isObj(e) || typeof e.name !== "string") err(`target.env[${i}].name`, "is required");
+      else if (!ENV_NAME_RE.test(e.name)) {
+        err(`target.env[${i}].name`, "is not a valid variable name");
+      } else if (typeof e.value !== "string") err(`target.env[${i}].value`, "must be a string");
+      else env[e.name] = e.value;
+    });
+  } else if (isObj(envRaw)) {
+    for (const [k, v] of Object.entries(envRaw)) {
+      if (!ENV_NAME_RE.test(k)) err(`target.env.${k}`, "is not a valid variable name");
+      else if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
+        err(`target.env.${k}`, "must be a string");
+      } else env[k] = String(v);
+    }
+  } else if (envRaw !== undefined) err("target.env", "must be a map or a list of {name, value}");
+
+  const resources: FunctionDef["resources"] = { requests: {}, limits: {} };
+  if (target?.resources !== undefined) {
+    if (!isObj(target.resources)) err("target.resources", "must be an object");
+    else {
+      for (const [kind, value] of Object.entries(target.resources)) {
+        if (kind !== "requests" && kind !== "limits") {
+          err(`target.resources.${kind}`, "is not a known field (requests, limits)");
+          continue;
+        }
+        if (!isObj(value)) {
+          err(`target.resources.${kind}`, "must be an object");
+          continue;
+        }
+        for (const [res, q] of Object.entries(value)) {
+          if (res !== "cpu" && res !== "memory") {
+            err(`target.resources.${kind}.${res}`, "is not a known resource (cpu, memory)");
+          } else if (typeof q !== "string" && typeof q !== "number") {
+            err(`target.resources.${kind}.${res}`, "must be a quantity like 100m or 128Mi");
+          } else if (!QUANTITY_RE.test(String(q))) {
+            err(`target.resources.${kind}.${res}`, `"${q}" is not a quantity like 100m or 128Mi`);
+          } else resources[kind][res] = String(q);
+        }
+      }
+    }
+  }
+
+  const scaling: FunctionDef["scaling"] = {
+    targetConcurrency: FUNCTION_DEFAULTS.targetConcurrency,
+    containerConcurrency: FUNCTION_DEFAULTS.containerConcurrency,
+    idleTimeout: FUNCTION_DEFAULTS.idleTimeout,
+  };
+  const sc = target?.scaling;
+  if (sc !== undefined && !isObj(sc)) err("target.scaling", "must be an object");
+  if (isObj(sc)) {
+    for (const [key, value] of Object.entries(sc)) {
+      const path = `target.scaling.${key}`;
+      switch (key) {
+        case "targetConcurrency":
+        case "panicThreshold":
+          if (typeof value !== "number" || !(value > 0)) {
+            err(path, "must be a number greater than 0");
+          } else scaling[key] = value;
+          break;
+        case "containerConcurrency":
+          scaling.containerConcurrency = int(path, value, 0, 0, 100_000);
+          break;
+        case "idleTimeout":
+        case "stableWindow":
+        case "panicWindow": {
+          const ms = parseDuration(value);
+          if (typeof ms === "string") err(path, ms);
+          else scaling[key] = ms;
+          break;
+        }
+        default:
+          err(path, "is not a known field");
+      }
+    }
+  }
+
+  const local: FunctionDef["local"] = {};
+  if (target?.local !== undefined) {
+    if (!isObj(target.local)) err("target.local", "must be an object");
+    else {
+      for (const [key, value] of Object.entries(target.local)) {
+        if (key !== "dir" && key !== "command") {
+          err(`target.local.${key}`, "is not a known field (dir, command)");
+        } else if (typeof value !== "string" || value === "") {
+          err(`target.local.${key}`, "must be a non-empty string");
+        } else local[key] = value;
+      }
+    }
+  }
+
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    fn: {
+      name: name as string,
+      namespace: namespace as string,
+      uid: typeof meta?.uid === "string" ? meta.uid : undefined,
+      endpoint: normalizeEndpoint(endpoint as string),
+      method,
+      description: description as string,
+      image: (image as string).trim(),
+      port,
+      targetPath: targetPath as string,
+      minReplicas,
+      maxReplicas,
+      env,
+      resources,
+      timeouts,
+      scaling,
+      local,
+    },
+  };
+}
+
+/** "/hello/" and "/hello" name the same endpoint. */
+export function normalizeEndpoint(endpoint: string): string {
+  return endpoint.length > 1 ? endpoint.replace(/\/+$/, "") : endpoint;
+}
+
+/** The manifest that describes `fn` (what the API returns and `f2s dev` writes to disk). */
+export function toManifest(fn: FunctionDef): FunctionManifest {
+  const target: FunctionManifest["target"] = {
+    containerImage: fn.image,
+    port: fn.port,
+    endpoint: fn.targetPath,
+    minReplicas: fn.minReplicas,
+    maxReplicas: fn.maxReplicas,
+  };
+  if (Object.keys(fn.env).length > 0) target.env = { ...fn.env };
+  if (Object.keys(fn.resources.requests).length + Object.keys(fn.resources.limits).length > 0) {
+    target.resources = structuredClone(fn.resources);
+  }
+  const scaling: NonNullable<FunctionManifest["target"]["scaling"]> = {};
+  const d = FUNCTION_DEFAULTS;
+  if (fn.scaling.targetConcurrency !== d.targetConcurrency) {
+    scaling.targetConcurrency = fn.scaling.targetConcurrency;
+  }
+  if (fn.scaling.containerConcurrency !== d.containerConcurrency) {
+    scaling.containerConcurrency = fn.scaling.containerConcurrency;
+  }
+  if (fn.scaling.idleTimeout !== d.idleTimeout) scaling.idleTimeout = fn.scaling.idleTimeout;
+  for (const k of ["stableWindow", "panicWindow", "panicThreshold"] as const) {
+    if (fn.scaling[k] !== undefined) scaling[k] = fn.scaling[k];
+  }
+  if (Object.keys(scaling).length > 0) target.scaling = scaling;
+  if (fn.local.dir || fn.local.command) target.local = { ...fn.local };
+  const spec: FunctionManifest["spec"] = { endpoint: fn.endpoint, method: fn.method };
+  if (fn.description) spec.description = fn.description;
+  if (Object.keys(fn.timeouts).length > 0) spec.timeouts = { ...fn.timeouts };
+  const metadata: FunctionManifest["metadata"] = { name: fn.name, namespace: fn.namespace };
+  if (fn.uid) metadata.uid = fn.uid;
+  return { apiVersion: API_VERSION, kind: KIND, metadata, spec, target };
+}
+
+/** A short human summary of validation errors, e.g. for a log line or a CLI message. */
+export function formatErrors(errors: FieldError[]): string {
+  return errors.map((e) => (e.path ? `${e.path}: ${e.message}` : e.message)).join("; ");
+}

@@ -1,0 +1,47 @@
+/**
+ * The runtime interface: how the control plane makes function instances exist and learns
+ * about them. `f2s dev` implements it with local processes (local.ts), `f2s serve` with
+ * Deployments and EndpointSlices. The dispatcher, the API and the autoscaler depend only on
+ * this interface, so the same logic runs in both places and in tests.
+ */
+
+import type { FunctionDef } from "../../common/function.ts";
+
+/** starting → ready → draining → gone; an instance may also go straight to gone. */
+export type InstanceState = "starting" | "ready" | "draining" | "gone";
+
+export interface Instance {
+  /** Unique for the life of the runtime (process id, pod name). */
+  id: string;
+  /** The function's name. */
+  function: string;
+  /** Base URL of the instance's fizzlet, e.g. http://127.0.0.1:40123 or http://10.0.0.5:9092. */
+  url: string;
+  state: InstanceState;
+}
+
+export type InstanceListener = (instance: Instance) => void;
+
+export interface Runtime {
+  readonly kind: "local" | "kubernetes";
+  /**
+   * Makes `fn` exist with `replicas` instances; called again with a changed definition it
+   * replaces the instances (new ones first, old ones drained).
+   */
+  apply(fn: FunctionDef, replicas: number): Promise<void>;
+  /** Changes the number of instances of an applied function (scale-down drains first). */
+  scale(name: string, replicas: number): Promise<void>;
+  /** Removes every instance of the function (drained first). */
+  remove(name: string): Promise<void>;
+  /** The replica count last asked for, or undefined for an unknown function. */
+  desiredReplicas(name: string): number | undefined;
+  /** Current instances, of one function or of all. */
+  instances(name?: string): Instance[];
+  /**
+   * Calls `listener` on every change of an instance's state. Events are pushed, never
+   * polled: this is what keeps the routing table current. Returns the unsubscribe function.
+   */
+  subscribe(listener: InstanceListener): () => void;
+  /** Stops everything the runtime started (drains in-flight work first). */
+  close(): Promise<void>;
+}
