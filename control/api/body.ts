@@ -1,0 +1,67 @@
+/**
+ * Reading API request bodies: a size limit (413 past it) and JSON or YAML by content type,
+ * with parse errors that say where the problem is.
+ */
+
+import { parse as parseYaml } from "yaml";
+
+export class BodyError extends Error {
+  constructor(readonly status: 400 | 413 | 415, message: string) {
+    super(message);
+  }
+}
+
+/** Reads at most `limit` bytes of the body as text; more is a BodyError(413). */
+export async function readLimited(req: Request, limit: number): Promise<string> {
+  const declared = Number(req.headers.get("content-length") ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    await req.body?.cancel();
+    throw new BodyError(
+      413,
+      `request body of ${declared} bytes exceeds the limit of ${limit} bytes`,
+    );
+  }
+  if (!req.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body) {
+    size += chunk.byteLength;
+    if (size > limit) throw new BodyError(413, `request body exceeds the limit of ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** A manifest from a JSON or YAML body. */
+export async function readManifest(req: Request, limit: number): Promise<unknown> {
+  const type = (req.headers.get("content-type") ?? "application/json").split(";")[0].trim()
+    .toLowerCase();
+  const text = await readLimited(req, limit);
+  if (text.trim() === "") {
+    throw new BodyError(400, "request body is empty; send a Function manifest");
+  }
+  if (type === "application/json" || type === "text/json") {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new BodyError(400, `body is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  if (/^(application|text)\/(x-)?yaml$/.test(type) || type === "text/plain") {
+    try {
+      return parseYaml(text);
+    } catch (e) {
+      throw new BodyError(400, `body is not valid YAML: ${(e as Error).message}`);
+    }
+  }
+  throw new BodyError(
+    415,
+    `content type "${type}" is not supported; use application/json or application/yaml`,
+  );
+}

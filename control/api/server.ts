@@ -1,0 +1,230 @@
+/**
+ * The control plane's HTTP surface on one port: the REST API (`/functions`, `/config`,
+ * `/events`, `/health`), invocations (`/invoke/{endpoint}`), `/metrics`, the OpenAPI
+ * document and the web UI. Every error is JSON `{error, details}` with a fitting status.
+ */
+
+import { formatErrors, type FunctionDef, toManifest } from "../../common/function.ts";
+import { createLogger } from "../../common/log.ts";
+import {
+  errorResponse,
+  jsonResponse,
+  REQUEST_ID_HEADER,
+  requestIdFrom,
+} from "../../common/protocol.ts";
+import type { Dispatcher } from "../../dispatcher/dispatcher.ts";
+import { type Config, redactConfig } from "../config.ts";
+import type { EventLog } from "../events.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+import { type FunctionStore, StoreError } from "../store/store.ts";
+import type { AuthGate } from "./auth_gate.ts";
+import { BodyError, readManifest } from "./body.ts";
+import openapi from "../../docs/openapi.json" with { type: "json" };
+
+export interface ApiDeps {
+  config: Config;
+  store: FunctionStore;
+  runtime: Runtime;
+  dispatcher: Dispatcher;
+  events: EventLog;
+  metrics: Metrics;
+  auth: AuthGate;
+  /** Extra health reports (e.g. kafka), merged into GET /health. */
+  health?: () => Record<string, unknown>;
+  /** Serves the UI's files for paths the API does not own. */
+  ui?: (req: Request, url: URL) => Promise<Response | undefined>;
+  version?: string;
+}
+
+export type Handler = (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
+
+export function createApiHandler(deps: ApiDeps): Handler {
+  const log = createLogger("api");
+  const started = Date.now();
+
+  function status(fn: FunctionDef) {
+    const instances = deps.runtime.instances(fn.name);
+    return {
+      readyReplicas: instances.filter((i) => i.state === "ready").length,
+      replicas: instances.filter((i) => i.state !== "gone" && i.state !== "draining").length,
+      desiredReplicas: deps.runtime.desiredReplicas(fn.name) ?? 0,
+      inflight: deps.dispatcher.inflight(fn.name),
+      invokeUrl: `/invoke${fn.endpoint}`,
+    };
+  }
+
+  function describe(fn: FunctionDef) {
+    return { ...(deps.store.manifest(fn.name) ?? toManifest(fn)), status: status(fn) };
+  }
+
+  function storeError(e: unknown): Response {
+    if (e instanceof StoreError) {
+      const message = Array.isArray(e.details) && e.details.length > 0
+        ? `${e.message}: ${formatErrors(e.details)}`
+        : e.message;
+      return errorResponse(e.status, message, e.details);
+    }
+    if (e instanceof BodyError) return errorResponse(e.status, e.message);
+    log.error("unexpected error", { error: e });
+    return errorResponse(500, "internal error", String(e));
+  }
+
+  async function route(req: Request, url: URL, info?: Deno.ServeHandlerInfo): Promise<Response> {
+    const path = url.pathname;
+    const method = req.method;
+
+    if (path.startsWith("/invoke/")) {
+      const match = deps.dispatcher.table.match(path.slice("/invoke".length));
+      if (!match) {
+        return errorResponse(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
+      }
+      const { fn, suffix } = match;
+      if (
+        fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
+      ) {
+        return errorResponse(
+          405,
+          `function "${fn.name}" accepts ${fn.method}, not ${method}`,
+          undefined,
+          {
+            allow: fn.method,
+          },
+        );
+      }
+      const caller = await deps.auth.require(req, "functions:invoke", fn.name);
+      if (caller instanceof Response) return caller;
+      const addr = info?.remoteAddr as Deno.NetAddr | undefined;
+      return deps.dispatcher.dispatch(fn, req, {
+        requestId: requestIdFrom(req.headers),
+        suffix,
+        search: url.search,
+        clientAddress: addr?.hostname,
+        source: "http",
+      });
+    }
+
+    if (path === "/health" || path === "/healthz") {
+      return jsonResponse({
+        status: "ok",
+        runtime: deps.runtime.kind,
+        functions: deps.store.list().length,
+        uptimeSeconds: Math.round((Date.now() - started) / 1000),
+        version: deps.version,
+        ...deps.health?.(),
+      });
+    }
+    if (path === "/metrics" && method === "GET") {
+      return new Response(await deps.metrics.registry.metrics(), {
+        headers: { "content-type": deps.metrics.registry.contentType },
+      });
+    }
+    if (path === "/docs/openapi.json" && method === "GET") return jsonResponse(openapi);
+
+    const authAnswer = await deps.auth.handle(req, url);
+    if (authAnswer) return authAnswer;
+
+    if (path === "/functions" || path === "/functions/") {
+      if (method === "GET") {
+        const caller = await deps.auth.require(req, "functions:list");
+        if (caller instanceof Response) return caller;
+        return jsonResponse(deps.store.list().map(describe));
+      }
+      if (method === "POST") {
+        const caller = await deps.auth.require(req, "functions:create");
+        if (caller instanceof Response) return caller;
+        try {
+          const manifest = await readManifest(req, deps.config.maxManifestBytes);
+          const fn = await deps.store.create(manifest);
+          log.info("function created", { function: fn.name, by: caller.name });
+          return jsonResponse(describe(fn), 201, { location: `/functions/${fn.name}` });
+        } catch (e) {
+          return storeError(e);
+        }
+      }
+      return methodNotAllowed("GET, POST");
+    }
+
+    const fnPath = /^\/functions\/([^/]+)\/?$/.exec(path);
+    if (fnPath) {
+      const name = decodeURIComponent(fnPath[1]);
+      if (method === "GET") {
+        const caller = await deps.auth.require(req, "functions:list", name);
+        if (caller instanceof Response) return caller;
+        const fn = deps.store.get(name);
+        return fn ? jsonResponse(describe(fn)) : errorResponse(404, `function "${name}" not found`);
+      }
+      if (method === "PUT") {
+        const caller = await deps.auth.require(req, "functions:update", name);
+        if (caller instanceof Response) return caller;
+        try {
+          const manifest = await readManifest(req, deps.config.maxManifestBytes);
+          const fn = await deps.store.update(name, manifest);
+          log.info("function updated", { function: name, by: caller.name });
+          return jsonResponse(describe(fn));
+        } catch (e) {
+          return storeError(e);
+        }
+      }
+      if (method === "DELETE") {
+        const caller = await deps.auth.require(req, "functions:delete", name);
+        if (caller instanceof Response) return caller;
+        try {
+          await deps.store.delete(name);
+          log.info("function deleted", { function: name, by: caller.name });
+          return new Response(null, { status: 204 });
+        } catch (e) {
+          return storeError(e);
+        }
+      }
+      return methodNotAllowed("GET, PUT, DELETE");
+    }
+
+    if (path === "/config" && method === "GET") {
+      const caller = await deps.auth.require(req, "settings:view");
+      if (caller instanceof Response) return caller;
+      return jsonResponse(redactConfig(deps.config));
+    }
+    if (path === "/events" && method === "GET") {
+      const caller = await deps.auth.require(req, "settings:view");
+      if (caller instanceof Response) return caller;
+      const limit = Number(url.searchParams.get("limit") ?? 200);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        return errorResponse(400, "query parameter limit must be an integer between 1 and 1000");
+      }
+      return jsonResponse(deps.events.list({
+        function: url.searchParams.get("function") ?? undefined,
+        type: url.searchParams.get("type") ?? undefined,
+        limit,
+      }));
+    }
+
+    const ui = await deps.ui?.(req, url);
+    if (ui) return ui;
+    return errorResponse(404, `no route for ${method} ${path}`);
+  }
+
+  return async (req, info) => {
+    const url = new URL(req.url);
+    let response: Response;
+    try {
+      response = await route(req, url, info);
+    } catch (e) {
+      // A bug must cost one request, never the control plane.
+      log.error("request failed", { path: url.pathname, error: e });
+      response = errorResponse(500, "internal error", String(e));
+    }
+    if (!response.headers.has(REQUEST_ID_HEADER) && !url.pathname.startsWith("/invoke/")) {
+      try {
+        response.headers.set(REQUEST_ID_HEADER, requestIdFrom(req.headers));
+      } catch {
+        // immutable headers (e.g. a proxied response): it already carries its id
+      }
+    }
+    return response;
+  };
+}
+
+function methodNotAllowed(allow: string): Response {
+  return errorResponse(405, `method not allowed; use ${allow}`, undefined, { allow });
+}

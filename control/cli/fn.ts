@@ -1,0 +1,312 @@
+/**
+ * `f2s fn …`: the command-line client of a running control plane.
+ *
+ *   f2s fn list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data …]
+ *
+ * The URL comes from `--url` or `F2S_URL`; credentials from `--user`/`F2S_USER`
+ * (basic, "name:password") or `--token`/`F2S_TOKEN` (bearer).
+ */
+
+import { parseAllDocuments } from "yaml";
+import { helpText, type OptionTable, parseCommand, UsageError } from "../../common/cli.ts";
+
+const OPTIONS: OptionTable = {
+  url: {
+    type: "string",
+    env: "F2S_URL",
+    default: "http://127.0.0.1:8080",
+    value: "URL",
+    description: "Control plane URL",
+  },
+  user: {
+    type: "string",
+    env: "F2S_USER",
+    value: "NAME:PASSWORD",
+    description: "Basic auth credentials",
+  },
+  token: { type: "string", env: "F2S_TOKEN", value: "JWT", description: "Bearer token" },
+  file: {
+    type: "string",
+    short: "f",
+    value: "FILE",
+    description: "Manifest file for apply (- for stdin)",
+  },
+  data: {
+    type: "string",
+    short: "d",
+    value: "BODY",
+    description: "Request body for invoke (@file reads a file)",
+  },
+  method: {
+    type: "string",
+    short: "X",
+    value: "METHOD",
+    description: "HTTP method for invoke (default POST with --data, else GET)",
+  },
+  header: {
+    type: "string",
+    short: "H",
+    multiple: true,
+    value: "'K: V'",
+    description: "Extra header for invoke (repeatable)",
+  },
+  wait: {
+    type: "string",
+    default: "60",
+    value: "SECONDS",
+    description: "How long apply waits for the function to be ready (0: do not wait)",
+  },
+  output: {
+    type: "string",
+    short: "o",
+    default: "table",
+    value: "table|json|yaml",
+    description: "Output format of list/get",
+  },
+};
+
+const USAGE =
+  "f2s fn list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data BODY]";
+const DESCRIPTION = "Manage and invoke functions on a running F2S control plane.";
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(args, OPTIONS);
+  if (help || positionals.length === 0) {
+    console.log(helpText(USAGE, DESCRIPTION, OPTIONS));
+    return help ? 0 : 2;
+  }
+  const [verb, ...rest] = positionals;
+  const client = createClient(values);
+  try {
+    return await runVerb(verb, rest, client, values);
+  } catch (e) {
+    if (!(e instanceof CliError)) throw e;
+    console.error(`f2s fn ${verb}: ${e.message}`);
+    return 1;
+  }
+}
+
+function runVerb(verb: string, rest: string[], client: Client, values: Values): Promise<number> {
+  switch (verb) {
+    case "list":
+      return list(client, values);
+    case "get":
+      return get(client, need(rest, "NAME"), values);
+    case "apply":
+      return apply(client, values);
+    case "delete":
+      return del(client, need(rest, "NAME"));
+    case "invoke":
+      return invoke(client, need(rest, "ENDPOINT"), values);
+    default:
+      throw new UsageError(`unknown verb "${verb}" (list, get, apply, delete, invoke)`);
+  }
+}
+
+function need(rest: string[], what: string): string {
+  if (!rest[0]) throw new UsageError(`missing ${what}`);
+  return rest[0];
+}
+
+interface Client {
+  base: string;
+  request(path: string, init?: RequestInit): Promise<Response>;
+}
+
+function createClient(values: Values): Client {
+  const base = String(values.url).replace(/\/+$/, "");
+  const auth = values.token
+    ? `Bearer ${values.token}`
+    : values.user
+    ? `Basic ${btoa(String(values.user))}`
+    : undefined;
+  return {
+    base,
+    async request(path, init = {}) {
+      const headers = new Headers(init.headers);
+      if (auth && !headers.has("authorization")) headers.set("authorization", auth);
+      try {
+        return await fetch(base + path, { ...init, headers });
+      } catch (e) {
+        throw new CliError(`cannot reach the control plane at ${base}: ${(e as Error).message}`);
+      }
+    },
+  };
+}
+
+class CliError extends Error {}
+
+async function failure(res: Response): Promise<number> {
+  const text = await res.text();
+  let message = text;
+  try {
+    const body = JSON.parse(text);
+    message = body.error ?? text;
+    if (Array.isArray(body.details)) {
+      message += body.details.map((d: { path?: string; message?: string }) =>
+        d.path ? `\n  - ${d.path}: ${d.message}` : ""
+      ).join("");
+    }
+  } catch {
+    // not JSON: show as is
+  }
+  console.error(`error (${res.status}): ${message}`);
+  return 1;
+}
+
+async function list(client: Client, values: Values): Promise<number> {
+  const res = await client.request("/functions");
+  if (!res.ok) return failure(res);
+  const items = await res.json() as FunctionView[];
+  if (values.output === "json") console.log(JSON.stringify(items, null, 2));
+  else {
+    const rows = [["NAME", "ENDPOINT", "METHOD", "READY", "IMAGE"]];
+    for (const f of items) {
+      rows.push([
+        f.metadata.name,
+        f.spec.endpoint,
+        f.spec.method,
+        `${f.status?.readyReplicas ?? 0}/${f.status?.desiredReplicas ?? 0}`,
+        f.target.containerImage,
+      ]);
+    }
+    printTable(rows);
+  }
+  return 0;
+}
+
+interface FunctionView {
+  metadata: { name: string };
+  spec: { endpoint: string; method: string };
+  target: { containerImage: string; minReplicas: number };
+  status?: { readyReplicas: number; desiredReplicas: number };
+}
+
+function printTable(rows: string[][]) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+}
+
+async function get(client: Client, name: string, values: Values): Promise<number> {
+  const res = await client.request(`/functions/${encodeURIComponent(name)}`);
+  if (!res.ok) return failure(res);
+  const body = await res.json();
+  if (values.output === "yaml" || values.output === "table") {
+    const { stringify } = await import("yaml");
+    console.log(stringify(body).trimEnd());
+  } else console.log(JSON.stringify(body, null, 2));
+  return 0;
+}
+
+async function apply(client: Client, values: Values): Promise<number> {
+  const file = values.file as string | undefined;
+  if (!file) throw new UsageError("apply needs -f FILE");
+  const text = file === "-"
+    ? await new Response(Deno.stdin.readable).text()
+    : await Deno.readTextFile(file);
+  const docs = parseAllDocuments(text).map((d) => d.toJS()).filter((d) =>
+    d && d.kind === "Function"
+  );
+  if (docs.length === 0) throw new CliError(`${file} contains no Function manifest`);
+  const wait = Number(values.wait);
+  let status = 0;
+  for (const doc of docs) {
+    const name = doc?.metadata?.name;
+    const exists = typeof name === "string" &&
+      (await client.request(`/functions/${encodeURIComponent(name)}`).then((r) => {
+        r.body?.cancel();
+        return r.ok;
+      }));
+    const res = await client.request(
+      exists ? `/functions/${encodeURIComponent(name)}` : "/functions",
+      {
+        method: exists ? "PUT" : "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(doc),
+      },
+    );
+    if (!res.ok) {
+      status = await failure(res);
+      continue;
+    }
+    const fn = await res.json() as FunctionView;
+    console.log(`function/${fn.metadata.name} ${exists ? "configured" : "created"}`);
+    if (wait > 0 && fn.target.minReplicas > 0) {
+      status ||= await waitReady(client, fn.metadata.name, wait);
+    }
+  }
+  return status;
+}
+
+/** Shows a progress line until the function has its minimum of ready instances. */
+async function waitReady(client: Client, name: string, seconds: number): Promise<number> {
+  const deadline = Date.now() + seconds * 1000;
+  const encoder = new TextEncoder();
+  const tty = Deno.stdout.isTerminal();
+  while (Date.now() < deadline) {
+    const res = await client.request(`/functions/${encodeURIComponent(name)}`);
+    if (res.ok) {
+      const fn = await res.json() as FunctionView;
+      const ready = fn.status?.readyReplicas ?? 0;
+      const want = Math.max(1, fn.target.minReplicas);
+      const line = `waiting for ${name}: ${ready}/${want} ready`;
+      if (tty) Deno.stdout.writeSync(encoder.encode(`\r${line}`));
+      if (ready >= want) {
+        console.log(
+          tty ? `\r${name} is ready (${ready}/${want})` : `${name} is ready (${ready}/${want})`,
+        );
+        return 0;
+      }
+    } else await res.body?.cancel();
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  console.error(
+    `\n${name} was not ready within ${seconds}s (see f2s fn get ${name} and GET /events)`,
+  );
+  return 1;
+}
+
+async function del(client: Client, name: string): Promise<number> {
+  const res = await client.request(`/functions/${encodeURIComponent(name)}`, { method: "DELETE" });
+  if (!res.ok) return failure(res);
+  await res.body?.cancel();
+  console.log(`function/${name} deleted`);
+  return 0;
+}
+
+async function invoke(client: Client, endpoint: string, values: Values): Promise<number> {
+  let body: BodyInit | undefined;
+  const data = values.data as string | undefined;
+  if (data !== undefined) body = data.startsWith("@") ? await Deno.readFile(data.slice(1)) : data;
+  const headers = new Headers();
+  for (const h of (values.header as string[] | undefined) ?? []) {
+    const i = h.indexOf(":");
+    if (i <= 0) throw new UsageError(`header "${h}" must look like "Name: value"`);
+    headers.set(h.slice(0, i).trim(), h.slice(i + 1).trim());
+  }
+  if (body !== undefined && !headers.has("content-type")) {
+    headers.set("content-type", looksJson(data!) ? "application/json" : "text/plain");
+  }
+  const method = (values.method as string | undefined) ?? (body !== undefined ? "POST" : "GET");
+  const path = endpoint.startsWith("/") ? endpoint : `/${endpoint}`;
+  const res = await client.request(`/invoke${path}`, { method, headers, body });
+  const out = new Uint8Array(await res.arrayBuffer());
+  if (!res.ok) {
+    console.error(`error (${res.status}): ${new TextDecoder().decode(out)}`);
+    return 1;
+  }
+  await Deno.stdout.write(out);
+  if (out.length > 0 && out[out.length - 1] !== 10 && Deno.stdout.isTerminal()) console.log();
+  return 0;
+}
+
+function looksJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Assembles one control plane from its parts: a function store and a runtime (local for
+ * `f2s dev`, Kubernetes for `f2s serve`) plus what is the same everywhere: desired state,
+ * routing, dispatch, metrics, scaling, the API. Data flows one way: definitions → desired
+ * state → instances → routing table → dispatch → metrics → scaling decisions.
+ */
+
+import { createLogger } from "../common/log.ts";
+import { createDispatcher, type Dispatcher } from "../dispatcher/dispatcher.ts";
+import type { AuthGate } from "./api/auth_gate.ts";
+import { openGate } from "./api/auth_gate.ts";
+import { createApiHandler, type Handler } from "./api/server.ts";
+import type { Config } from "./config.ts";
+import type { EventLog } from "./events.ts";
+import type { Metrics } from "./metrics.ts";
+import { startReconciler } from "./reconciler.ts";
+import type { Runtime } from "./runtime/runtime.ts";
+import type { FunctionStore } from "./store/store.ts";
+
+export interface Platform {
+  handler: Handler;
+  dispatcher: Dispatcher;
+  /** Stops taking work, lets in-flight requests finish (up to `graceMs`), stops instances. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export interface PlatformDeps {
+  config: Config;
+  store: FunctionStore;
+  runtime: Runtime;
+  events: EventLog;
+  metrics: Metrics;
+  auth?: AuthGate;
+  ui?: (req: Request, url: URL) => Promise<Response | undefined>;
+}
+
+export function createPlatform(deps: PlatformDeps): Platform {
+  const log = createLogger("platform");
+  const { config, store, runtime, events, metrics } = deps;
+
+  // Scale from zero: a held request asks for one instance at once.
+  const wake = (name: string) => {
+    const desired = runtime.desiredReplicas(name) ?? 0;
+    if (desired > 0) return;
+    const fn = store.get(name);
+    if (!fn) return;
+    events.record("scaling.wake", `scaling ${name} from 0 to 1 for a waiting request`, {
+      function: name,
+    });
+    metrics.scalingDecisions.inc({ function: name, direction: "up" });
+    metrics.desiredInstances.set({ function: name }, 1);
+    runtime.scale(name, Math.max(1, fn.minReplicas)).catch((e) =>
+      log.error("scale from zero failed", { function: name, error: e })
+    );
+  };
+
+  const dispatcher = createDispatcher({ timeouts: config.timeouts, wake, metrics, events });
+  const unsubscribeRuntime = runtime.subscribe((instance) => dispatcher.instanceChanged(instance));
+  for (const instance of runtime.instances()) dispatcher.instanceChanged(instance);
+  const reconciler = startReconciler({ store, runtime, dispatcher, events });
+
+  const handler = createApiHandler({
+    config,
+    store,
+    runtime,
+    dispatcher,
+    events,
+    metrics,
+    auth: deps.auth ?? openGate,
+    ui: deps.ui,
+  });
+
+  return {
+    handler,
+    dispatcher,
+    async shutdown(graceMs) {
+      reconciler.stop();
+      store.close();
+      const drained = await dispatcher.drain(graceMs);
+      if (!drained) {
+        log.warn("in-flight requests did not finish within the grace period", { graceMs });
+      }
+      await runtime.close();
+      unsubscribeRuntime();
+    },
+  };
+}

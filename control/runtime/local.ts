@@ -1,0 +1,406 @@
+/**
+ * The local runtime used by `f2s dev`: every instance is a real process tree, the fizzlet
+ * (started as `f2s fizzlet`) on its own loopback port, with the function's app or start.sh
+ * beneath it. Readiness comes from probing the fizzlet's `/f2s/ready` like a kubelet does,
+ * and every state change is pushed to subscribers.
+ */
+
+import { existsSync } from "node:fs";
+import { basename, isAbsolute, join } from "node:path";
+import type { FunctionDef } from "../../common/function.ts";
+import { createLogger, type Logger } from "../../common/log.ts";
+import { FIZZLET_PATHS } from "../../common/protocol.ts";
+import { freePort, selfCommand } from "../../common/self.ts";
+import type { EventLog } from "../events.ts";
+import type { Instance, InstanceListener, InstanceState, Runtime } from "./runtime.ts";
+
+export interface LocalRuntimeOptions {
+  /** Folders searched for an image's function folder when `target.local.dir` is not set. */
+  imageDirs: string[];
+  events: EventLog;
+  /** How long an instance may take to finish in-flight work when stopped. */
+  gracePeriodMs?: number;
+  /** How often a ready instance is probed again. */
+  probeIntervalMs?: number;
+  log?: Logger;
+}
+
+interface LocalInstance extends Instance {
+  generation: number;
+  child?: Deno.ChildProcess;
+  pid?: number;
+  exited: Promise<void>;
+  stopping: boolean;
+}
+
+interface FunctionState {
+  fn: FunctionDef;
+  desired: number;
+  generation: number;
+  crashes: number;
+  restartAt: number;
+  removed: boolean;
+}
+
+export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
+  const log = options.log ?? createLogger("runtime.local");
+  const grace = options.gracePeriodMs ?? 10_000;
+  const probeInterval = options.probeIntervalMs ?? 1000;
+  const functions = new Map<string, FunctionState>();
+  const instances = new Map<string, LocalInstance>();
+  const listeners = new Set<InstanceListener>();
+  let counter = 0;
+  let closed = false;
+
+  function emit(inst: LocalInstance, state: InstanceState) {
+    if (inst.state === state) return;
+    inst.state = state;
+    const snapshot: Instance = { id: inst.id, function: inst.function, url: inst.url, state };
+    for (const l of listeners) {
+      try {
+        l(snapshot);
+      } catch (e) {
+        log.error("instance listener failed", { error: e });
+      }
+    }
+  }
+
+  function resolveDir(fn: FunctionDef): string | undefined {
+    if (fn.local.dir) return fn.local.dir;
+    // "registry/f2s-examples/nodejs:1.2" → "nodejs", looked up in every image folder.
+    const name = basename(fn.image.replace(/[:@].*$/, ""));
+    for (const dir of options.imageDirs) {
+      const candidate = join(dir, name);
+      if (existsSync(candidate)) return candidate;
+    }
+    return undefined;
+  }
+
+  function startInstance(st: FunctionState) {
+    const fn = st.fn;
+    const id = `${fn.name}-${++counter}`;
+    const dir = resolveDir(fn);
+    const ilog = log.with({ function: fn.name, instance: id });
+    if (!dir) {
+      const message =
+        `no local folder for image "${fn.image}": set target.local.dir or add a folder named after the image to ${
+          options.imageDirs.join(", ")
+        }`;
+      options.events.record("instance.failed", message, { function: fn.name });
+      ilog.error(message);
+      st.crashes++;
+      st.restartAt = Date.now() + backoff(st.crashes);
+      scheduleReconcile(fn.name, backoff(st.crashes));
+      return;
+    }
+    const port = freePort();
+    const appPort = freePort();
+    const args = [
+      "fizzlet",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--app-port",
+      String(appPort),
+      "--dir",
+      isAbsolute(dir) ? dir : join(Deno.cwd(), dir),
+      "--grace",
+      String(grace),
+    ];
+    if (fn.local.command) args.push("--app-command", fn.local.command, "--mode", "proxy");
+    const [cmd, ...rest] = selfCommand(args);
+    const inst: LocalInstance = {
+      id,
+      function: fn.name,
+      url: `http://127.0.0.1:${port}`,
+      state: "starting",
+      generation: st.generation,
+      exited: Promise.resolve(),
+      stopping: false,
+    };
+    try {
+      // setsid: the instance gets its own session, so a terminal's Ctrl-C reaches only the
+      // control plane, which then stops every instance in order.
+      const child = new Deno.Command("setsid", {
+        args: [cmd, ...rest],
+        cwd: isAbsolute(dir) ? dir : join(Deno.cwd(), dir),
+        env: {
+          ...fn.env,
+          F2S_FUNCTION: fn.name,
+          F2S_INSTANCE: id,
+          F2S_LOG_LEVEL: Deno.env.get("F2S_LOG_LEVEL") ?? "info",
+        },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      inst.child = child;
+      inst.pid = child.pid;
+      pipeLines(child.stdout, (line) => relay(line, fn.name, id));
+      pipeLines(child.stderr, (line) => relay(line, fn.name, id));
+      inst.exited = child.status.then((status) => onExit(inst, status.code, status.signal));
+    } catch (e) {
+      options.events.record("instance.failed", `could not start ${id}: ${e}`, {
+        function: fn.name,
+      });
+      return;
+    }
+    instances.set(id, inst);
+    options.events.record("instance.starting", `instance ${id} starting on port ${port}`, {
+      function: fn.name,
+      data: { instance: id, port, dir },
+    });
+    ilog.info("instance starting", { port, dir });
+    const snapshot: Instance = { id, function: fn.name, url: inst.url, state: "starting" };
+    for (const l of listeners) l(snapshot);
+    probe(inst, st);
+  }
+
+  /** Probes /f2s/ready: fast while starting, then every probeInterval while running. */
+  async function probe(inst: LocalInstance, st: FunctionState) {
+    let delay = 10;
+    let failures = 0;
+    while (!closed && !inst.stopping && instances.has(inst.id)) {
+      let ok = false;
+      try {
+        const res = await fetch(inst.url + FIZZLET_PATHS.ready, {
+          signal: AbortSignal.timeout(2000),
+        });
+        ok = res.ok;
+        await res.body?.cancel();
+      } catch {
+        ok = false;
+      }
+      if (inst.stopping || !instances.has(inst.id)) return;
+      if (ok) {
+        failures = 0;
+        if (inst.state === "starting") {
+          st.crashes = 0;
+          emit(inst, "ready");
+          options.events.record("instance.ready", `instance ${inst.id} is ready`, {
+            function: inst.function,
+            data: { instance: inst.id },
+          });
+          reconcile(inst.function);
+        }
+        delay = probeInterval;
+      } else if (inst.state === "ready" && ++failures >= 3) {
+        emit(inst, "starting");
+        options.events.record("instance.unready", `instance ${inst.id} failed 3 readiness probes`, {
+          function: inst.function,
+        });
+        delay = 10;
+      } else if (inst.state === "starting") {
+        delay = Math.min(delay * 1.5, 200);
+      }
+      await sleep(delay);
+    }
+  }
+
+  function onExit(inst: LocalInstance, code: number, signal: string | null) {
+    instances.delete(inst.id);
+    const st = functions.get(inst.function);
+    if (!inst.stopping) {
+      const message = `instance ${inst.id} exited unexpectedly (code ${code}${
+        signal ? `, signal ${signal}` : ""
+      })`;
+      log.warn(message, { function: inst.function, instance: inst.id });
+      options.events.record("instance.crashed", message, { function: inst.function });
+      if (st && st.generation === inst.generation) {
+        st.crashes++;
+        st.restartAt = Date.now() + backoff(st.crashes);
+      }
+    }
+    emit(inst, "gone");
+    if (st && !st.removed) {
+      scheduleReconcile(inst.function, st ? Math.max(0, st.restartAt - Date.now()) : 0);
+    }
+  }
+
+  /** Stops one instance: no new requests (draining), SIGTERM, grace period, SIGKILL. */
+  async function stopInstance(inst: LocalInstance) {
+    if (inst.stopping) return inst.exited;
+    inst.stopping = true;
+    emit(inst, "draining");
+    options.events.record("instance.draining", `instance ${inst.id} draining`, {
+      function: inst.function,
+    });
+    signalGroup(inst, "SIGTERM");
+    const killed = setTimeout(() => signalGroup(inst, "SIGKILL"), grace + 2000);
+    await inst.exited;
+    clearTimeout(killed);
+  }
+
+  function signalGroup(inst: LocalInstance, signal: Deno.Signal) {
+    if (!inst.pid) return;
+    try {
+      // The negative pid addresses the instance's whole process group (setsid made it one).
+      Deno.kill(-inst.pid, signal);
+    } catch {
+      try {
+        Deno.kill(inst.pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  const pending = new Map<string, ReturnType<typeof setTimeout>>();
+  function scheduleReconcile(name: string, delayMs: number) {
+    if (closed || pending.has(name)) return;
+    pending.set(
+      name,
+      setTimeout(() => {
+        pending.delete(name);
+        reconcile(name);
+      }, delayMs),
+    );
+  }
+
+  /** Moves the instances of one function toward what is desired. */
+  function reconcile(name: string) {
+    if (closed) return;
+    const st = functions.get(name);
+    const all = [...instances.values()].filter((i) => i.function === name && !i.stopping);
+    if (!st || st.removed) {
+      for (const inst of all) stopInstance(inst);
+      return;
+    }
+    const current = all.filter((i) => i.generation === st.generation);
+    const old = all.filter((i) => i.generation !== st.generation);
+    if (current.length < st.desired) {
+      const wait = st.restartAt - Date.now();
+      if (wait > 0) scheduleReconcile(name, wait);
+      else for (let i = current.length; i < st.desired; i++) startInstance(st);
+    } else if (current.length > st.desired) {
+      // Stop instances that are not ready first, then the newest.
+      const order = [...current].sort((a, b) =>
+        (a.state === "ready" ? 1 : 0) - (b.state === "ready" ? 1 : 0) || b.id.localeCompare(a.id)
+      );
+      for (const inst of order.slice(0, current.length - st.desired)) stopInstance(inst);
+    }
+    // A changed definition: old instances keep serving until the new ones are ready.
+    const readyCurrent = current.filter((i) => i.state === "ready").length;
+    if (old.length > 0 && readyCurrent >= Math.min(st.desired, current.length)) {
+      for (const inst of old) stopInstance(inst);
+    }
+  }
+
+  return {
+    kind: "local",
+    apply(fn, replicas) {
+      if (closed) return Promise.resolve();
+      const st = functions.get(fn.name);
+      if (!st) {
+        functions.set(fn.name, {
+          fn,
+          desired: replicas,
+          generation: 1,
+          crashes: 0,
+          restartAt: 0,
+          removed: false,
+        });
+      } else {
+        if (JSON.stringify(st.fn) !== JSON.stringify(fn)) {
+          st.fn = fn;
+          st.generation++;
+          st.crashes = 0;
+          st.restartAt = 0;
+        }
+        st.desired = replicas;
+      }
+      reconcile(fn.name);
+      return Promise.resolve();
+    },
+    scale(name, replicas) {
+      const st = functions.get(name);
+      if (!st) return Promise.reject(new Error(`function "${name}" is not applied`));
+      st.desired = Math.max(0, replicas);
+      reconcile(name);
+      return Promise.resolve();
+    },
+    async remove(name) {
+      const st = functions.get(name);
+      if (!st) return;
+      st.removed = true;
+      functions.delete(name);
+      await Promise.all(
+        [...instances.values()].filter((i) => i.function === name).map((i) => stopInstance(i)),
+      );
+    },
+    desiredReplicas: (name) => functions.get(name)?.desired,
+    instances(name) {
+      return [...instances.values()]
+        .filter((i) => name === undefined || i.function === name)
+        .map((i) => ({ id: i.id, function: i.function, url: i.url, state: i.state }));
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      closed = true;
+      for (const t of pending.values()) clearTimeout(t);
+      pending.clear();
+      await Promise.all([...instances.values()].map((i) => stopInstance(i)));
+    },
+  };
+}
+
+function backoff(crashes: number): number {
+  return crashes <= 0 ? 0 : Math.min(100 * 2 ** (crashes - 1), 10_000);
+}
+
+function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Calls `onLine` for every line of a process's output stream. */
+async function pipeLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    for await (const chunk of stream) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let nl;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (line.trim()) onLine(line);
+      }
+    }
+  } catch {
+    // the process went away; its exit is handled elsewhere
+  }
+  if (buffer.trim()) onLine(buffer);
+}
+
+const encoder = new TextEncoder();
+
+/** Passes an instance's log line on, tagged with function and instance. */
+function relay(line: string, fn: string, instance: string) {
+  let out: string;
+  try {
+    const parsed = JSON.parse(line);
+    out = JSON.stringify(
+      typeof parsed === "object" && parsed !== null
+        ? { ...parsed, function: fn, instance }
+        : { level: "info", component: "instance", function: fn, instance, msg: line },
+    );
+  } catch {
+    out = JSON.stringify({
+      time: new Date().toISOString(),
+      level: "info",
+      component: "instance",
+      function: fn,
+      instance,
+      msg: line,
+    });
+  }
+  try {
+    Deno.stderr.writeSync(encoder.encode(out + "\n"));
+  } catch {
+    // stderr closed
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * A function store backed by a folder of YAML manifests (`f2s dev --functions DIR`).
+ * Files are read recursively (several documents per file allowed), watched for changes,
+ * and written back when the API creates, updates or deletes a function, so a restart
+ * loses nothing and a GitOps user can keep the folder in a repository.
+ */
+
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { parseAllDocuments, stringify } from "yaml";
+import {
+  type FunctionDef,
+  type FunctionManifest,
+  KIND,
+  parseFunction,
+  toManifest,
+} from "../../common/function.ts";
+import { createLogger } from "../../common/log.ts";
+import type { EventLog } from "../events.ts";
+import { conflictOf, type FunctionStore, StoreError, type StoreListener } from "./store.ts";
+
+interface Entry {
+  fn: FunctionDef;
+  manifest: FunctionManifest;
+  file: string;
+}
+
+export interface FolderStoreOptions {
+  dir: string;
+  events: EventLog;
+  /** Watch the folder for edits made outside F2S (default true). */
+  watch?: boolean;
+}
+
+export async function createFolderStore(options: FolderStoreOptions): Promise<FunctionStore> {
+  const dir = resolve(options.dir);
+  const log = createLogger("store.folder", { dir });
+  await Deno.mkdir(dir, { recursive: true });
+  const listeners = new Set<StoreListener>();
+  let entries = await scan(dir, options.events);
+  let watcher: Deno.FsWatcher | undefined;
+  let closed = false;
+  // Writes are serialized so a rescan never sees half of an API change.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialized = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = queue.then(work, work);
+    queue = next.catch(() => {});
+    return next;
+  };
+
+  function emitDiff(before: Map<string, Entry>, after: Map<string, Entry>) {
+    for (const [name, entry] of after) {
+      const old = before.get(name);
+      if (!old || JSON.stringify(old.fn) !== JSON.stringify(entry.fn)) {
+        for (const l of listeners) l({ type: "put", fn: entry.fn });
+      }
+    }
+    for (const name of before.keys()) {
+      if (!after.has(name)) { for (const l of listeners) l({ type: "delete", name }); }
+    }
+  }
+
+  async function rescan() {
+    const next = await scan(dir, options.events);
+    const before = entries;
+    entries = next;
+    emitDiff(before, next);
+  }
+
+  if (options.watch ?? true) {
+    watcher = Deno.watchFs(dir, { recursive: true });
+    (async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        for await (const event of watcher!) {
+          if (!event.paths.some((p) => /\.(ya?ml|json)$/i.test(p))) continue;
+          clearTimeout(timer);
+          timer = setTimeout(
+            () => serialized(rescan).catch((e) => log.error("rescan failed", { error: e })),
+            100,
+          );
+        }
+      } catch (e) {
+        if (!closed) log.error("watching the folder stopped", { error: e });
+      }
+    })();
+  }
+
+  function validate(
+    manifest: unknown,
+    file: string,
+  ): { fn: FunctionDef; manifest: FunctionManifest } {
+    const parsed = parseFunction(manifest);
+    if (!parsed.ok) throw new StoreError(400, "invalid function manifest", parsed.errors);
+    return { fn: resolveLocalDir(parsed.fn, dirname(file)), manifest: manifestOf(parsed.fn) };
+  }
+
+  return {
+    list: () => [...entries.values()].map((e) => e.fn),
+    get: (name) => entries.get(name)?.fn,
+    manifest: (name) => entries.get(name)?.manifest,
+    create: (manifest) =>
+      serialized(async () => {
+        const file = join(dir, `${nameOf(manifest) ?? "function"}.yaml`);
+        const { fn, manifest: clean } = validate(manifest, file);
+        const conflict = conflictOf(fn, [...entries.values()].map((e) => e.fn));
+        if (conflict) throw new StoreError(409, conflict);
+        const target = await freeFileName(dir, fn.name);
+        await writeDocuments(target, [clean]);
+        const before = entries;
+        entries = new Map(entries).set(fn.name, { fn, manifest: clean, file: target });
+        emitDiff(before, entries);
+        return fn;
+      }),
+    update: (name, manifest) =>
+      serialized(async () => {
+        const current = entries.get(name);
+        if (!current) throw new StoreError(404, `function "${name}" not found`);
+        const { fn, manifest: clean } = validate(manifest, current.file);
+        if (fn.name !== name) {
+          throw new StoreError(400, "invalid function manifest", [
+            {
+              path: "metadata.name",
+              message: `must be "${name}" (renaming is not supported; create a new function)`,
+            },
+          ]);
+        }
+        const conflict = conflictOf(fn, [...entries.values()].map((e) => e.fn), name);
+        if (conflict) throw new StoreError(409, conflict);
+        await rewriteFile(current.file, name, clean);
+        const before = entries;
+        entries = new Map(entries).set(name, { fn, manifest: clean, file: current.file });
+        emitDiff(before, entries);
+        return fn;
+      }),
+    delete: (name) =>
+      serialized(async () => {
+        const current = entries.get(name);
+        if (!current) throw new StoreError(404, `function "${name}" not found`);
+        await rewriteFile(current.file, name, undefined);
+        const before = entries;
+        entries = new Map(entries);
+        entries.delete(name);
+        emitDiff(before, entries);
+      }),
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    close() {
+      closed = true;
+      watcher?.close();
+    },
+  };
+}
+
+function nameOf(manifest: unknown): string | undefined {
+  const name = (manifest as { metadata?: { name?: unknown } })?.metadata?.name;
+  return typeof name === "string" && /^[a-z0-9-]+$/.test(name) ? name : undefined;
+}
+
+/** The manifest as F2S writes it: the user's fields, normalized, without status. */
+function manifestOf(fn: FunctionDef): FunctionManifest {
+  return toManifest(fn);
+}
+
+/** `target.local.dir` is relative to the manifest's folder. */
+function resolveLocalDir(fn: FunctionDef, base: string): FunctionDef {
+  if (!fn.local.dir || isAbsolute(fn.local.dir)) return fn;
+  return { ...fn, local: { ...fn.local, dir: resolve(base, fn.local.dir) } };
+}
+
+async function* walk(dir: string): AsyncGenerator<string> {
+  let list: Deno.DirEntry[];
+  try {
+    list = [];
+    for await (const e of Deno.readDir(dir)) list.push(e);
+  } catch {
+    return;
+  }
+  list.sort((a, b) => a.name.localeCompare(b.name));
+  for (const e of list) {
+    if (e.name.startsWith(".") || e.name === "node_modules") continue;
+    const path = join(dir, e.name);
+    if (e.isDirectory) yield* walk(path);
+    else if (e.isFile && /\.(ya?ml|json)$/i.test(e.name)) yield path;
+  }
+}
+
+/** Reads every Function manifest below `dir`; invalid ones are reported and skipped. */
+async function scan(dir: string, events: EventLog): Promise<Map<string, Entry>> {
+  const out = new Map<string, Entry>();
+  const log = createLogger("store.folder");
+  for await (const file of walk(dir)) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch {
+      continue;
+    }
+    if (!/kind:\s*["']?Function\b|"kind"\s*:\s*"Function"/.test(text)) continue;
+    const docs = parseAllDocuments(text);
+    for (const doc of docs) {
+      const where = relative(dir, file);
+      if (doc.errors.length > 0) {
+        events.record("function.invalid", `${where}: not valid YAML: ${doc.errors[0].message}`);
+        log.warn("invalid YAML", { file: where, error: doc.errors[0].message });
+        continue;
+      }
+      const raw = doc.toJS();
+      if (!raw || raw.kind !== KIND) continue;
+      const parsed = parseFunction(raw);
+      if (!parsed.ok) {
+        const message = `${where}: ${
+          parsed.errors.map((e) => `${e.path}: ${e.message}`).join("; ")
+        }`;
+        events.record("function.invalid", message, { function: raw?.metadata?.name });
+        log.warn("invalid function manifest", { file: where, errors: parsed.errors });
+        continue;
+      }
+      const fn = resolveLocalDir(parsed.fn, dirname(file));
+      const conflict = conflictOf(fn, [...out.values()].map((e) => e.fn));
+      if (conflict) {
+        events.record("function.invalid", `${where}: ${conflict}; ignored`, { function: fn.name });
+        log.warn("conflicting function manifest ignored", { file: where, conflict });
+        continue;
+      }
+      out.set(fn.name, { fn, manifest: manifestOf(parsed.fn), file });
+    }
+  }
+  return out;
+}
+
+async function freeFileName(dir: string, name: string): Promise<string> {
+  for (let i = 0;; i++) {
+    const file = join(dir, i === 0 ? `${name}.yaml` : `${name}-${i}.yaml`);
+    try {
+      await Deno.lstat(file);
+    } catch {
+      return file;
+    }
+  }
+}
+
+async function writeDocuments(file: string, docs: unknown[]) {
+  const text = docs.map((d) => stringify(d)).join("---\n");
+  // Write then rename, so a watcher or a crash never sees half a file.
+  const tmp = `${file}.tmp-${crypto.randomUUID()}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, file);
+}
+
+/** Replaces (or, with undefined, removes) the document of function `name` in `file`. */
+async function rewriteFile(file: string, name: string, replacement: FunctionManifest | undefined) {
+  let docs: unknown[] = [];
+  try {
+    docs = parseAllDocuments(await Deno.readTextFile(file)).map((d) => d.toJS());
+  } catch {
+    docs = [];
+  }
+  const kept: unknown[] = [];
+  let replaced = false;
+  for (const doc of docs) {
+    const isIt = (doc as FunctionManifest)?.kind === KIND &&
+      (doc as FunctionManifest)?.metadata?.name === name;
+    if (!isIt) {
+      if (doc !== null && doc !== undefined) kept.push(doc);
+    } else if (replacement) {
+      kept.push(replacement);
+      replaced = true;
+    }
+  }
+  if (replacement && !replaced) kept.push(replacement);
+  if (kept.length === 0) await Deno.remove(file).catch(() => {});
+  else await writeDocuments(file, kept);
+}

@@ -1,0 +1,342 @@
+/**
+ * The dispatcher: takes an invocation for a function, finds a ready instance (least
+ * outstanding requests, per-instance concurrency limit), holds the request while the
+ * function scales up from zero, enforces scaling/http/request timeouts, retries only
+ * requests that never reached an instance, and keeps the metrics the autoscaler reads.
+ *
+ * It learns about instances only from events (`instanceChanged`), never by polling.
+ */
+
+import type { FunctionDef } from "../common/function.ts";
+import { createLogger, type Logger } from "../common/log.ts";
+import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import type { Timeouts } from "../control/config.ts";
+import type { EventLog } from "../control/events.ts";
+import type { Metrics } from "../control/metrics.ts";
+import type { Instance } from "../control/runtime/runtime.ts";
+import { forward, NotReachedError, replayableBody, UpstreamTimeoutError } from "./forward.ts";
+import { createRoutingTable, type RoutingTable, type Slot } from "./routing.ts";
+
+export interface DispatchOptions {
+  requestId: string;
+  /** Path after the function's endpoint, e.g. "/items/1" ("" for none). */
+  suffix: string;
+  /** The query string including "?", or "". */
+  search: string;
+  clientAddress?: string;
+  /** Where the request came from, for logs and events ("http", "kafka"). */
+  source?: string;
+}
+
+export interface DispatcherDeps {
+  timeouts: Timeouts;
+  /** Asks for at least one instance of a function that has none ready. */
+  wake(name: string): void;
+  /** Concurrency signal for the autoscaler: +1 when a request arrives, -1 when it is done. */
+  onLoad?(name: string, delta: 1 | -1): void;
+  metrics: Metrics;
+  events: EventLog;
+  table?: RoutingTable;
+  now?: () => number;
+  log?: Logger;
+}
+
+export interface Dispatcher {
+  readonly table: RoutingTable;
+  dispatch(fn: FunctionDef, req: Request, options: DispatchOptions): Promise<Response>;
+  /** Feed from the runtime's subscription: keeps the routing table current. */
+  instanceChanged(instance: Instance): void;
+  setFunction(fn: FunctionDef): void;
+  /** Forgets a function; requests held for it fail with 404. */
+  removeFunction(name: string): void;
+  /** Requests in flight (including held ones) for one function or all. */
+  inflight(name?: string): number;
+  /** Resolves when no request is in flight (for shutdown), or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<boolean>;
+}
+
+interface Waiter {
+  release(slot: Slot | undefined, reason?: "removed"): void;
+  limit: number;
+}
+
+export function createDispatcher(deps: DispatcherDeps): Dispatcher {
+  const table = deps.table ?? createRoutingTable();
+  const now = deps.now ?? (() => performance.now());
+  const log = deps.log ?? createLogger("dispatcher");
+  const waiters = new Map<string, Waiter[]>();
+  const inflightByFn = new Map<string, number>();
+  const coldSince = new Map<string, number>();
+  let inflightTotal = 0;
+  const drainWaiters = new Set<() => void>();
+
+  function changeLoad(name: string, delta: 1 | -1) {
+    const n = (inflightByFn.get(name) ?? 0) + delta;
+    if (n === 0) inflightByFn.delete(name);
+    else inflightByFn.set(name, n);
+    inflightTotal += delta;
+    deps.metrics.inflight.set({ function: name }, n);
+    deps.onLoad?.(name, delta);
+    if (inflightTotal === 0) { for (const done of drainWaiters) done(); }
+  }
+
+  /** Hands free slots to held requests, first come first served. */
+  function releaseWaiters(name: string) {
+    const queue = waiters.get(name);
+    while (queue && queue.length > 0) {
+      const slot = table.pick(name, queue[0].limit);
+      if (!slot) return;
+      queue.shift()!.release(slot);
+    }
+  }
+
+  function waitForSlot(fn: FunctionDef, limit: number, timeoutMs: number, signal: AbortSignal) {
+    return new Promise<Slot | "timeout" | "removed" | "aborted">((resolve) => {
+      const queue = waiters.get(fn.name) ?? [];
+      waiters.set(fn.name, queue);
+      deps.metrics.held.inc({ function: fn.name });
+      let settled = false;
+      const finish = (value: Slot | "timeout" | "removed" | "aborted") => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        const i = queue.indexOf(waiter);
+        if (i >= 0) queue.splice(i, 1);
+        deps.metrics.held.dec({ function: fn.name });
+        resolve(value);
+      };
+      const waiter: Waiter = {
+        limit,
+        release: (slot, reason) => finish(slot ?? reason ?? "timeout"),
+      };
+      const onAbort = () => finish("aborted");
+      const timer = setTimeout(() => finish("timeout"), Math.max(0, timeoutMs));
+      signal.addEventListener("abort", onAbort);
+      queue.push(waiter);
+    });
+  }
+
+  async function dispatch(
+    fn: FunctionDef,
+    req: Request,
+    options: DispatchOptions,
+  ): Promise<Response> {
+    const started = now();
+    const timeouts = {
+      requestTimeout: fn.timeouts.requestTimeout ?? deps.timeouts.requestTimeout,
+      httpTimeout: fn.timeouts.httpTimeout ?? deps.timeouts.httpTimeout,
+      scalingTimeout: fn.timeouts.scalingTimeout ?? deps.timeouts.scalingTimeout,
+    };
+    const requestLog = log.with({ function: fn.name, requestId: options.requestId });
+    const overall = new AbortController();
+    const requestTimer = setTimeout(
+      () => overall.abort(new UpstreamTimeoutError("request_timeout")),
+      timeouts.requestTimeout,
+    );
+    const signal = AbortSignal.any([overall.signal, req.signal]);
+    changeLoad(fn.name, 1);
+    let finished = false;
+    let slot: Slot | undefined;
+    const finish = (status: number) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(requestTimer);
+      if (slot) {
+        slot.inflight--;
+        releaseWaiters(fn.name);
+      }
+      changeLoad(fn.name, -1);
+      deps.metrics.invocations.inc({ function: fn.name, code: String(status) });
+      deps.metrics.duration.observe({ function: fn.name }, (now() - started) / 1000);
+    };
+    const fail = (status: number, message: string, details?: unknown) => {
+      finish(status);
+      requestLog.warn(message, { status, details });
+      return errorResponse(status, message, details, { [REQUEST_ID_HEADER]: options.requestId });
+    };
+
+    const limit = fn.scaling.containerConcurrency;
+    const tried = new Set<string>();
+    let body;
+    try {
+      body = await replayableBody(req);
+    } catch (e) {
+      return fail(400, "could not read the request body", String(e));
+    }
+    while (true) {
+      slot = table.pick(fn.name, limit, tried);
+      if (!slot) {
+        if (tried.size > 0 && table.ready(fn.name).every((s) => tried.has(s.instance.id))) {
+          slot = undefined;
+          return fail(502, `no instance of function "${fn.name}" accepted the connection`, {
+            tried: tried.size,
+          });
+        }
+        const cold = table.ready(fn.name).length === 0;
+        if (cold) {
+          if (!coldSince.has(fn.name)) {
+            coldSince.set(fn.name, now());
+            deps.metrics.coldStarts.inc({ function: fn.name });
+            deps.events.record(
+              "function.cold_start",
+              `request ${options.requestId} woke ${fn.name} from zero`,
+              {
+                function: fn.name,
+              },
+            );
+          }
+          deps.wake(fn.name);
+        }
+        const remaining = timeouts.requestTimeout - (now() - started);
+        const wait = cold ? Math.min(timeouts.scalingTimeout, remaining) : remaining;
+        const got = await waitForSlot(fn, limit, wait, signal);
+        if (got === "removed") return fail(404, `function "${fn.name}" was removed`);
+        if (got === "aborted") {
+          return req.signal.aborted ? fail(499, "client closed the request") : fail(
+            504,
+            `request_timeout (${timeouts.requestTimeout} ms) passed while waiting for an instance`,
+          );
+        }
+        if (got === "timeout") {
+          return cold
+            ? fail(
+              503,
+              `function "${fn.name}" has no ready instance after scaling_timeout (${timeouts.scalingTimeout} ms)`,
+              { function: fn.name, scalingTimeout: timeouts.scalingTimeout },
+            )
+            : fail(
+              504,
+              `request_timeout (${timeouts.requestTimeout} ms) passed while all instances were busy`,
+            );
+        }
+        slot = got;
+      }
+      slot.inflight++;
+      const target = joinUrl(slot.instance.url, fn.targetPath, options.suffix) + options.search;
+      let response: Response;
+      try {
+        response = await forward(target, req, body, {
+          requestId: options.requestId,
+          signal,
+          httpTimeout: timeouts.httpTimeout,
+          clientAddress: options.clientAddress,
+          originalHost: req.headers.get("host") ?? undefined,
+          protocol: new URL(req.url).protocol.replace(":", ""),
+        });
+      } catch (e) {
+        if (e instanceof NotReachedError) {
+          requestLog.info("instance refused the connection; trying another", {
+            instance: slot.instance.id,
+          });
+          tried.add(slot.instance.id);
+          slot.inflight--;
+          slot = undefined;
+          continue;
+        }
+        if (e instanceof UpstreamTimeoutError) {
+          const which = e.message === "request_timeout"
+            ? `request_timeout (${timeouts.requestTimeout} ms)`
+            : `http_timeout (${timeouts.httpTimeout} ms)`;
+          return fail(504, `function "${fn.name}" did not answer within ${which}`);
+        }
+        if (req.signal.aborted) return fail(499, "client closed the request");
+        return fail(502, `function "${fn.name}" failed before answering`, String(e));
+      }
+      return passThrough(response, options.requestId, finish);
+    }
+  }
+
+  return {
+    table,
+    dispatch,
+    instanceChanged(instance) {
+      const gained = table.updateInstance(instance);
+      if (gained) {
+        const since = coldSince.get(instance.function);
+        if (since !== undefined) {
+          coldSince.delete(instance.function);
+          deps.metrics.coldStartDuration.observe(
+            { function: instance.function },
+            (now() - since) / 1000,
+          );
+        }
+        releaseWaiters(instance.function);
+      }
+      deps.metrics.readyInstances.set(
+        { function: instance.function },
+        table.ready(instance.function).length,
+      );
+    },
+    setFunction(fn) {
+      table.setFunction(fn);
+    },
+    removeFunction(name) {
+      table.removeFunction(name);
+      for (const w of [...(waiters.get(name) ?? [])]) w.release(undefined, "removed");
+      waiters.delete(name);
+      coldSince.delete(name);
+    },
+    inflight: (name) => (name === undefined ? inflightTotal : inflightByFn.get(name) ?? 0),
+    drain(timeoutMs) {
+      if (inflightTotal === 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          drainWaiters.delete(done);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          drainWaiters.delete(done);
+          resolve(false);
+        }, timeoutMs);
+        drainWaiters.add(done);
+      });
+    },
+  };
+}
+
+/** Joins the instance URL, the function's target path and the request's path suffix. */
+export function joinUrl(base: string, targetPath: string, suffix: string): string {
+  let path = targetPath;
+  if (suffix) path = path.endsWith("/") ? path + suffix.replace(/^\/+/, "") : path + suffix;
+  return base.replace(/\/+$/, "") + (path.startsWith("/") ? path : "/" + path);
+}
+
+/**
+ * The instance's response with our request id, calling `finish` once the body has been
+ * sent (or abandoned), so in-flight counts cover the whole exchange.
+ */
+function passThrough(
+  response: Response,
+  requestId: string,
+  finish: (status: number) => void,
+): Response {
+  const headers = new Headers(response.headers);
+  headers.set(REQUEST_ID_HEADER, requestId);
+  const status = response.status;
+  if (response.body === null) {
+    finish(status);
+    return new Response(null, { status, statusText: response.statusText, headers });
+  }
+  const reader = response.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          finish(status);
+        } else controller.enqueue(value);
+      } catch (e) {
+        finish(status);
+        controller.error(e);
+      }
+    },
+    cancel(reason) {
+      finish(status);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { status, statusText: response.statusText, headers });
+}

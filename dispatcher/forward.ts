@@ -1,0 +1,115 @@
+/**
+ * Forwards one request to one instance's fizzlet and streams the answer back. Knows the
+ * difference between "never reached the instance" (safe to retry elsewhere) and
+ * "reached it and failed" (never retried: the function may have run).
+ */
+
+import { forwardableHeaders, REQUEST_ID_HEADER } from "../common/protocol.ts";
+
+/** The instance refused the connection: nothing was sent, another instance may be tried. */
+export class NotReachedError extends Error {}
+
+/** A request body that can be handed to fetch again as long as no byte was read from it. */
+export interface ReplayableBody {
+  /** A stream for one attempt, or null for no body. */
+  next(): ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+  /** True once a byte was read: a failed attempt can then not be repeated. */
+  readonly touched: boolean;
+}
+
+/**
+ * Small bodies with a known length are read once into memory (cheap, and always
+ * replayable); anything else streams through untouched.
+ */
+export async function replayableBody(
+  req: Request,
+  bufferLimit = 256 * 1024,
+): Promise<ReplayableBody> {
+  if (req.body === null) return { next: () => null, touched: false };
+  const length = Number(req.headers.get("content-length") ?? NaN);
+  if (Number.isFinite(length) && length <= bufferLimit) {
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    return { next: () => bytes, touched: false };
+  }
+  const reader = req.body.getReader();
+  const state = { touched: false };
+  return {
+    get touched() {
+      return state.touched;
+    },
+    next: () =>
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          state.touched = true;
+          const { done, value } = await reader.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        },
+        cancel(reason) {
+          return reader.cancel(reason);
+        },
+      }, { highWaterMark: 0 }),
+  };
+}
+
+export interface ForwardOptions {
+  requestId: string;
+  /** Aborts the whole exchange (request timeout or client gone). */
+  signal: AbortSignal;
+  /** Time allowed until the response headers arrive. */
+  httpTimeout: number;
+  clientAddress?: string;
+  originalHost?: string;
+  protocol?: string;
+}
+
+export class UpstreamTimeoutError extends Error {}
+
+/** Sends `req` (with `body`) to `url` and returns the instance's response, streaming. */
+export async function forward(
+  url: string,
+  req: Request,
+  body: ReplayableBody,
+  options: ForwardOptions,
+): Promise<Response> {
+  const headers = forwardableHeaders(req.headers);
+  headers.set(REQUEST_ID_HEADER, options.requestId);
+  if (options.clientAddress) {
+    const prior = req.headers.get("x-forwarded-for");
+    headers.set(
+      "x-forwarded-for",
+      prior ? `${prior}, ${options.clientAddress}` : options.clientAddress,
+    );
+  }
+  if (options.originalHost) headers.set("x-forwarded-host", options.originalHost);
+  if (options.protocol) headers.set("x-forwarded-proto", options.protocol);
+
+  const headerTimeout = new AbortController();
+  const timer = setTimeout(
+    () => headerTimeout.abort(new UpstreamTimeoutError("no response headers within http_timeout")),
+    options.httpTimeout,
+  );
+  const signal = AbortSignal.any([options.signal, headerTimeout.signal]);
+  try {
+    const response = await fetch(url, {
+      method: req.method,
+      headers,
+      body: body.next(),
+      signal,
+      redirect: "manual",
+    });
+    return response;
+  } catch (e) {
+    if (headerTimeout.signal.aborted) throw headerTimeout.signal.reason;
+    if (options.signal.aborted) throw options.signal.reason ?? e;
+    if (!body.touched && isConnectRefused(e)) throw new NotReachedError(String(e));
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function isConnectRefused(e: unknown): boolean {
+  const text = `${e} ${(e as { cause?: unknown })?.cause ?? ""}`;
+  return /connection refused|os error 111|ECONNREFUSED|tcp connect error/i.test(text);
+}
