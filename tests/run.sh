@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DENO=${DENO:-deno}
+export NO_COLOR=1
 
 echo "== static checks (fmt, lint, type check)"
 "$DENO" fmt --check

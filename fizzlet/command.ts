@@ -1,0 +1,228 @@
+/**
+ * Command-line mode: each request runs `start.sh <input file>` in the function folder.
+ *
+ * The request body goes to a file in a private temporary folder made for this request
+ * (`input.json` for JSON, which must parse, else `input.txt` for text/*, `input.bin` for
+ * anything else), never onto the command line. The script runs in its own process group,
+ * so a timeout, a vanished client or shutdown kills it together with everything it started.
+ * Its stdout is the answer (JSON content type when it parses as JSON); a non-zero exit is a
+ * 500 with the exit code and the tail of stderr. stderr is logged line by line, never
+ * returned whole. The folder is removed afterwards, whatever happened.
+ */
+
+import { join } from "node:path";
+import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import { createTail, forEachLine } from "./lines.ts";
+import {
+  ClientGone,
+  type ModeHandler,
+  type RequestContext,
+  ShuttingDown,
+  Timeout,
+} from "./request.ts";
+
+/** Characters of stderr returned with a failure. */
+const STDERR_TAIL = 2000;
+/** stdout beyond this is refused rather than buffered (the answer is built in memory). */
+export const MAX_OUTPUT = 64 * 1024 * 1024;
+/** After the script exits, how long leftover pipes may stay open before we stop reading. */
+const DRAIN_AFTER_EXIT = 1000;
+
+function killGroup(pid: number): void {
+  try {
+    Deno.kill(-pid, "SIGKILL");
+  } catch {
+    // The group is already gone.
+  }
+}
+
+function mediaType(contentType: string | null): string {
+  if (!contentType) return "";
+  const semi = contentType.indexOf(";");
+  return (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+}
+
+function isJsonType(type: string): boolean {
+  return type === "application/json" || type.endsWith("+json");
+}
+
+/** The input file's name for a request body of media type `type`. */
+export function inputFileName(type: string): string {
+  if (isJsonType(type)) return "input.json";
+  if (type.startsWith("text/")) return "input.txt";
+  return "input.bin";
+}
+
+/** Reads stdout up to MAX_OUTPUT; true in `overflow` when the script wrote more. */
+async function collect(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ bytes: Uint8Array; overflow: boolean }> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += chunk.byteLength;
+    if (size > MAX_OUTPUT) return { bytes: new Uint8Array(), overflow: true };
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    bytes.set(c, offset);
+    offset += c.byteLength;
+  }
+  return { bytes, overflow: false };
+}
+
+/** Content type for the script's output: JSON when it parses as JSON, else text. */
+function outputType(text: string): string {
+  const t = text.trim();
+  if (t !== "") {
+    try {
+      JSON.parse(t);
+      return "application/json";
+    } catch {
+      // Not JSON: plain text.
+    }
+  }
+  return "text/plain; charset=utf-8";
+}
+
+/** Writes the request body into `folder`; returns the file's path or a 400 response. */
+async function writeInput(req: Request, folder: string): Promise<string | Response> {
+  const type = mediaType(req.headers.get("content-type"));
+  const path = join(folder, inputFileName(type));
+  if (isJsonType(type)) {
+    const text = await req.text();
+    if (text.trim() !== "") {
+      try {
+        JSON.parse(text);
+      } catch (e) {
+        return errorResponse(400, "request body is not valid JSON", (e as Error).message);
+      }
+    }
+    await Deno.writeTextFile(path, text, { mode: 0o600 });
+    return path;
+  }
+  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+  if (req.body) await req.body.pipeTo(file.writable); // closes the file
+  else file.close();
+  return path;
+}
+
+export function createCommandRunner(dir: string): ModeHandler {
+  const script = join(dir, "start.sh");
+  return async (req, ctx) => {
+    const { requestId, signal } = ctx;
+    const folder = await Deno.makeTempDir({ prefix: "f2s-request-" });
+    let pid: number | undefined;
+    const onAbort = () => {
+      if (pid !== undefined) killGroup(pid);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      let input: string | Response;
+      try {
+        input = await writeInput(req, folder);
+      } catch (e) {
+        if (signal.aborted) return abortedResponse(ctx);
+        return errorResponse(400, "could not read the request body", (e as Error).message);
+      }
+      if (input instanceof Response) return input;
+      if (signal.aborted) return abortedResponse(ctx);
+
+      const url = new URL(req.url);
+      const executable = ((await Deno.stat(script)).mode ?? 0o755) & 0o111;
+      const child = new Deno.Command(executable ? script : "sh", {
+        args: executable ? [input] : [script, input],
+        cwd: dir,
+        env: {
+          F2S_METHOD: req.method,
+          F2S_PATH: url.pathname,
+          F2S_QUERY: url.search.slice(1),
+          F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
+          F2S_REQUEST_ID: requestId,
+          F2S_INPUT: input,
+          F2S_REQUEST_DIR: folder,
+        },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        detached: true,
+      }).spawn();
+      pid = child.pid;
+      if (signal.aborted) killGroup(pid);
+
+      const tail = createTail(STDERR_TAIL);
+      const stderrDone = forEachLine(child.stderr, (line, truncated) => {
+        tail.push(line + "\n");
+        ctx.log.info("script stderr", { requestId, line, truncated: truncated || undefined });
+      }).catch(() => {});
+      const stdout = collect(child.stdout).then((out) => {
+        if (out.overflow) killGroup(child.pid);
+        return out;
+      });
+      const status = await child.status;
+      // Whatever the script left running dies with the request.
+      killGroup(child.pid);
+      let drainTimer: number | undefined;
+      const drained = await Promise.race([
+        Promise.all([stdout, stderrDone]).then(([out]) => out),
+        new Promise<undefined>((resolve) => {
+          drainTimer = setTimeout(() => resolve(undefined), DRAIN_AFTER_EXIT);
+        }),
+      ]);
+      clearTimeout(drainTimer);
+      if (!drained) {
+        // A process that left the group still holds the pipes: stop waiting for it.
+        child.stdout.cancel().catch(() => {});
+        child.stderr.cancel().catch(() => {});
+      }
+
+      if (signal.aborted) return abortedResponse(ctx, tail.text());
+      if (drained?.overflow) {
+        ctx.log.warn("script output too large", { requestId, limitBytes: MAX_OUTPUT });
+        return errorResponse(500, "start.sh wrote more than the output limit", {
+          limitBytes: MAX_OUTPUT,
+        });
+      }
+      if (!status.success) {
+        const details = {
+          exitCode: status.code,
+          signal: status.signal ?? undefined,
+          stderr: tail.text(),
+        };
+        ctx.log.warn("script failed", { requestId, exitCode: status.code, signal: status.signal });
+        return errorResponse(500, "start.sh failed", details, { [REQUEST_ID_HEADER]: requestId });
+      }
+      const body = drained?.bytes ?? new Uint8Array();
+      const type = outputType(new TextDecoder().decode(body));
+      return new Response(body, {
+        headers: { "content-type": type, [REQUEST_ID_HEADER]: requestId },
+      });
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      await Deno.remove(folder, { recursive: true }).catch((e) =>
+        ctx.log.warn("could not remove request folder", { requestId, folder, error: e })
+      );
+    }
+  };
+}
+
+function abortedResponse(ctx: RequestContext, stderr?: string): Response {
+  const reason = ctx.signal.reason;
+  if (reason instanceof Timeout) {
+    ctx.log.warn("script timed out; process group killed", {
+      requestId: ctx.requestId,
+      timeoutMs: ctx.timeout,
+    });
+    return errorResponse(504, "start.sh did not finish in time", {
+      timeoutMs: ctx.timeout,
+      stderr: stderr || undefined,
+    });
+  }
+  if (reason instanceof ShuttingDown) {
+    return errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
+  }
+  if (reason instanceof ClientGone) return errorResponse(499, "client disconnected");
+  return errorResponse(500, "request aborted", String(reason));
+}
