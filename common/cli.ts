@@ -36,7 +36,9 @@ export function parseCommand(args: string[], table: OptionTable): Parsed {
     help: { type: "boolean", short: "h" },
   };
   for (const [name, spec] of Object.entries(table)) {
-    options[name] = { type: spec.type, short: spec.short, multiple: spec.multiple };
+    options[name] = { type: spec.type };
+    if (spec.short) options[name].short = spec.short;
+    if (spec.multiple) options[name].multiple = true;
   }
   let parsed;
   try {

@@ -115,7 +115,7 @@ export function startApp(options: AppProcessOptions): AppProcess {
       if (current) {
         log.info("stopping app", { pid: current.pid, graceMs: grace });
         killGroup(current.pid, "SIGTERM");
-        let timer: number | undefined;
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const exited = await Promise.race([
           current.status.then(() => true),
           new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), grace)),

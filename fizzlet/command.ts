@@ -56,7 +56,7 @@ export function inputFileName(type: string): string {
 /** Reads stdout up to MAX_OUTPUT; true in `overflow` when the script wrote more. */
 async function collect(
   stream: ReadableStream<Uint8Array>,
-): Promise<{ bytes: Uint8Array; overflow: boolean }> {
+): Promise<{ bytes: Uint8Array<ArrayBuffer>; overflow: boolean }> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of stream) {
@@ -164,7 +164,7 @@ export function createCommandRunner(dir: string): ModeHandler {
       const status = await child.status;
       // Whatever the script left running dies with the request.
       killGroup(child.pid);
-      let drainTimer: number | undefined;
+      let drainTimer: ReturnType<typeof setTimeout> | undefined;
       const drained = await Promise.race([
         Promise.all([stdout, stderrDone]).then(([out]) => out),
         new Promise<undefined>((resolve) => {
@@ -194,7 +194,7 @@ export function createCommandRunner(dir: string): ModeHandler {
         ctx.log.warn("script failed", { requestId, exitCode: status.code, signal: status.signal });
         return errorResponse(500, "start.sh failed", details, { [REQUEST_ID_HEADER]: requestId });
       }
-      const body = drained?.bytes ?? new Uint8Array();
+      const body: Uint8Array<ArrayBuffer> = drained?.bytes ?? new Uint8Array();
       const type = outputType(new TextDecoder().decode(body));
       return new Response(body, {
         headers: { "content-type": type, [REQUEST_ID_HEADER]: requestId },

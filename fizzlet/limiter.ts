@@ -5,6 +5,7 @@
  */
 
 export interface Limiter {
+  readonly max: number;
   readonly active: number;
   readonly queued: number;
   /** Takes a slot if one is free right now. */
@@ -26,6 +27,7 @@ export function createLimiter(max: number, queueMax: number): Limiter {
   let active = 0;
   const waiters: Waiter[] = [];
   return {
+    max,
     get active() {
       return active;
     },

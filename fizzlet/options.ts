@@ -42,7 +42,7 @@ export const OPTIONS: OptionTable = {
     env: "F2S_FIZZLET_PORT",
     default: String(FIZZLET_PORT),
     value: "PORT",
-    description: "Port to listen on (0 picks a free one, logged as \"listening\")",
+    description: 'Port to listen on (0 picks a free one, logged as "listening")',
   },
   "app-port": {
     type: "string",
@@ -115,7 +115,9 @@ function durationOption(values: Record<string, unknown>, name: string, min: numb
 }
 
 /** Parses and checks the options; `help` is true when `--help` was given. */
-export function parseOptions(args: string[]): { help: true } | { help: false; options: FizzletOptions } {
+export function parseOptions(
+  args: string[],
+): { help: true } | { help: false; options: FizzletOptions } {
   const parsed = parseCommand(args, OPTIONS);
   if (parsed.help) return { help: true };
   if (parsed.positionals.length > 0) {
@@ -130,7 +132,9 @@ export function parseOptions(args: string[]): { help: true } | { help: false; op
     ? v["app-command"]
     : undefined;
   if (appCommand && mode === "command") {
-    throw new UsageError("--app-command starts an app to proxy to; it cannot be used with --mode command");
+    throw new UsageError(
+      "--app-command starts an app to proxy to; it cannot be used with --mode command",
+    );
   }
   const dirRaw = typeof v.dir === "string" && v.dir !== "" ? v.dir : Deno.cwd();
   let dir: string;

@@ -128,7 +128,10 @@ async function collect(stream: ReadableStream<Uint8Array>, onLine: (line: string
   if (buffer) onLine(buffer);
 }
 
-/** Pids of live processes whose command line contains `needle` (from /proc). */
+/**
+ * Pids of live processes whose command line contains `needle` or whose working directory
+ * is inside it (from /proc): how tests prove that no instance outlived its control plane.
+ */
 export function processesMatching(needle: string): number[] {
   const out: number[] = [];
   for (const entry of Deno.readDirSync("/proc")) {
@@ -137,7 +140,13 @@ export function processesMatching(needle: string): number[] {
       const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).replaceAll("\0", " ");
       const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
       if (/\) Z /.test(stat)) continue; // zombies are already dead
-      if (cmdline.includes(needle)) out.push(Number(entry.name));
+      let cwd = "";
+      try {
+        cwd = Deno.readLinkSync(`/proc/${entry.name}/cwd`);
+      } catch {
+        // not ours to read
+      }
+      if (cmdline.includes(needle) || cwd.startsWith(needle)) out.push(Number(entry.name));
     } catch {
       // exited meanwhile
     }

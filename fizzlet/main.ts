@@ -1,0 +1,37 @@
+/**
+ * `f2s fizzlet`: the sidecar inside every function image. Parses the options, starts the
+ * server (fizzlet/server.ts) and turns SIGTERM/SIGINT into a graceful stop with exit 0.
+ */
+
+import { UsageError } from "../common/cli.ts";
+import { createLogger } from "../common/log.ts";
+import { HELP, parseOptions } from "./options.ts";
+import { ConfigError, startFizzlet } from "./server.ts";
+
+export async function main(args: string[]): Promise<number> {
+  const parsed = parseOptions(args);
+  if (parsed.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const log = createLogger("fizzlet");
+  let fizzlet;
+  try {
+    fizzlet = await startFizzlet(parsed.options, log);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    log.error("could not start", { error: e });
+    return 1;
+  }
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (signal: Deno.Signal) => () => {
+      log.info("signal received", { signal });
+      fizzlet.stop().then(resolve);
+    };
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      Deno.addSignalListener(signal, onSignal(signal));
+    }
+  });
+  await stopped;
+  return 0;
+}

@@ -1,0 +1,341 @@
+// End to end through `f2s dev` with real processes: invocation, cold start from zero, live
+// manifest changes, CRUD persisted across a restart, error statuses, drain and shutdown.
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
+import { processesMatching, startDev, waitFor } from "../harness/dev.ts";
+import { copy } from "../harness/files.ts";
+
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+
+async function functionsDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "f2s-dev-test-" });
+  await copy(`${FIXTURES}echo`, `${dir}/echo`);
+  return dir;
+}
+
+function manifest(
+  name: string,
+  extra: {
+    endpoint?: string;
+    min?: number;
+    env?: Record<string, string>;
+    dir?: string;
+    timeouts?: Record<string, number>;
+  } = {},
+) {
+  return {
+    apiVersion: "f2s.opensight.ch/v1alpha1",
+    kind: "Function",
+    metadata: { name, namespace: "f2s" },
+    spec: {
+      endpoint: extra.endpoint ?? `/${name}`,
+      method: "ANY",
+      ...(extra.timeouts ? { timeouts: extra.timeouts } : {}),
+    },
+    target: {
+      containerImage: `f2s-tests/${name}:latest`,
+      minReplicas: extra.min ?? 1,
+      maxReplicas: 2,
+      ...(extra.env ? { env: extra.env } : {}),
+      local: { dir: extra.dir ?? "./echo", command: "node server.js" },
+    },
+  };
+}
+
+function yaml(m: ReturnType<typeof manifest>): string {
+  return JSON.stringify(m); // JSON is valid YAML
+}
+
+async function json(res: Response) {
+  const text = await res.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`not JSON (${res.status}): ${text}`);
+  }
+}
+
+async function cleanup(dir: string, server?: { stop(): Promise<number> }) {
+  if (server) await server.stop();
+  await waitFor("no processes left in " + dir, () => processesMatching(dir).length === 0, 20_000);
+  await Deno.remove(dir, { recursive: true });
+}
+
+Deno.test("invoke reaches the function with path suffix, query, headers and request id", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 1 })));
+  const dev = await startDev({ functionsDir: dir });
+  try {
+    const res = await fetch(`${dev.url}/invoke/echo/items/7?x=1`, {
+      method: "POST",
+      headers: { "x-request-id": "test-req-1", "x-custom": "abc", "content-type": "text/plain" },
+      body: "payload",
+    });
+    const body = await json(res);
+    assertEquals(res.status, 200);
+    assertEquals(body.method, "POST");
+    assertEquals(body.path, "/items/7");
+    assertEquals(body.query, { x: "1" });
+    assertEquals(body.body, "payload");
+    assertEquals(body.headers["x-custom"], "abc");
+    assertEquals(body.headers["x-request-id"], "test-req-1");
+    assertEquals(res.headers.get("x-request-id"), "test-req-1");
+    // A request without an id gets one.
+    const res2 = await fetch(`${dev.url}/invoke/echo`);
+    await res2.body?.cancel();
+    assertMatch(res2.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
+
+Deno.test("cold start from zero: the request is held until an instance is ready", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 0 })));
+  const dev = await startDev({ functionsDir: dir });
+  try {
+    const fn = await json(await fetch(`${dev.url}/functions/echo`));
+    assertEquals(fn.status.readyReplicas, 0);
+    assertEquals(
+      processesMatching(`${dir}/echo`).length,
+      0,
+      "nothing runs before the first request",
+    );
+    const started = performance.now();
+    const res = await fetch(`${dev.url}/invoke/echo`);
+    const body = await json(res);
+    assertEquals(res.status, 200);
+    assert(body.pid > 0);
+    const elapsed = performance.now() - started;
+    assert(elapsed < 30_000, `cold start took ${elapsed} ms`);
+    const metrics = await (await fetch(`${dev.url}/metrics`)).text();
+    assertMatch(metrics, /f2s_cold_starts_total\{function="echo"\} 1/);
+    assertMatch(metrics, /f2s_cold_start_duration_seconds_count\{function="echo"\} 1/);
+    assertMatch(metrics, /f2s_invocations_total\{function="echo",code="200"\} 1/);
+    const events = await json(await fetch(`${dev.url}/events?function=echo`));
+    assert(
+      events.some((e: { type: string }) => e.type === "function.cold_start"),
+      "cold start event recorded",
+    );
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
+
+Deno.test("manifests added, changed and deleted in the folder take effect live", async () => {
+  const dir = await functionsDir();
+  const dev = await startDev({ functionsDir: dir });
+  try {
+    assertEquals((await fetch(`${dev.url}/invoke/live`)).status, 404);
+    await Deno.writeTextFile(
+      `${dir}/live.yaml`,
+      yaml(manifest("live", { env: { GREETING: "first" } })),
+    );
+    const first = await waitFor("function live to answer", async () => {
+      const r = await fetch(`${dev.url}/invoke/live`);
+      const b = r.ok ? await r.json() : (await r.body?.cancel(), undefined);
+      return b?.greeting === "first" ? b : undefined;
+    });
+    assertEquals(first.greeting, "first");
+    await Deno.writeTextFile(
+      `${dir}/live.yaml`,
+      yaml(manifest("live", { env: { GREETING: "second" } })),
+    );
+    await waitFor("the change to roll out", async () => {
+      const r = await fetch(`${dev.url}/invoke/live`);
+      return r.ok && (await r.json()).greeting === "second";
+    });
+    await Deno.remove(`${dir}/live.yaml`);
+    await waitFor("the function to disappear", async () => {
+      const r = await fetch(`${dev.url}/functions/live`);
+      await r.body?.cancel();
+      return r.status === 404;
+    });
+    await waitFor("its processes to stop", () => processesMatching(`${dir}/echo`).length === 0);
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
+
+Deno.test("functions created through the API are written to the folder and survive a restart", async () => {
+  const dir = await functionsDir();
+  let dev = await startDev({ functionsDir: dir });
+  try {
+    const created = await fetch(`${dev.url}/functions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(manifest("api-fn", { min: 0, dir: `${dir}/echo` })),
+    });
+    assertEquals(created.status, 201, await created.clone().text());
+    assertEquals(created.headers.get("location"), "/functions/api-fn");
+    await created.body?.cancel();
+    const onDisk = await Deno.readTextFile(`${dir}/api-fn.yaml`);
+    assertMatch(onDisk, /endpoint: \/api-fn/);
+
+    const updated = await fetch(`${dev.url}/functions/api-fn`, {
+      method: "PUT",
+      headers: { "content-type": "application/yaml" },
+      body: yaml(manifest("api-fn", { min: 0, dir: `${dir}/echo`, endpoint: "/renamed" })),
+    });
+    assertEquals(updated.status, 200);
+    await updated.body?.cancel();
+
+    await dev.stop();
+    dev = await startDev({ functionsDir: dir });
+    const list = await json(await fetch(`${dev.url}/functions`));
+    assertEquals(list.map((f: { metadata: { name: string } }) => f.metadata.name), ["api-fn"]);
+    assertEquals(list[0].spec.endpoint, "/renamed");
+    const res = await fetch(`${dev.url}/invoke/renamed/x`);
+    assertEquals((await json(res)).path, "/x");
+
+    const deleted = await fetch(`${dev.url}/functions/api-fn`, { method: "DELETE" });
+    assertEquals(deleted.status, 204);
+    await waitFor("the manifest file to be removed", async () => {
+      try {
+        await Deno.stat(`${dir}/api-fn.yaml`);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
+
+Deno.test("every error status: 400, 404, 405, 409, 413, 415, 503, 504", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(
+    `${dir}/echo.yaml`,
+    yaml(manifest("echo", { min: 1, timeouts: { httpTimeout: 400 } })),
+  );
+  const post = { ...manifest("get-only"), spec: { endpoint: "/get-only", method: "GET" } };
+  await Deno.writeTextFile(`${dir}/get-only.yaml`, JSON.stringify(post));
+  const broken = manifest("broken", { min: 0, dir: `${dir}/does-not-exist` });
+  await Deno.writeTextFile(`${dir}/broken.yaml`, yaml(broken));
+  const dev = await startDev({
+    functionsDir: dir,
+    config: "f2s:\n  timeouts: { scaling_timeout: 800 }\n  max_manifest_bytes: 2048\n",
+  });
+  const send = (path: string, init?: RequestInit) => fetch(dev.url + path, init);
+  try {
+    // 400: every problem with its field path.
+    let res = await send("/functions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ metadata: { name: "X" }, spec: { endpoint: "x" }, target: {} }),
+    });
+    let body = await json(res);
+    assertEquals(res.status, 400);
+    const paths = body.details.map((d: { path: string }) => d.path).sort();
+    assertEquals(paths, ["metadata.name", "spec.endpoint", "spec.method", "target.containerImage"]);
+    res = await send("/functions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{oops",
+    });
+    assertEquals(res.status, 400);
+    assertMatch((await json(res)).error, /not valid JSON/);
+    // 404s
+    res = await send("/functions/nope");
+    assertEquals(res.status, 404);
+    assertMatch((await json(res)).error, /"nope" not found/);
+    res = await send("/invoke/nope");
+    assertEquals(res.status, 404);
+    await res.body?.cancel();
+    // 405: wrong method for the function
+    res = await send("/invoke/get-only", { method: "POST", body: "x" });
+    assertEquals(res.status, 405);
+    assertEquals(res.headers.get("allow"), "GET");
+    await res.body?.cancel();
+    // 409: name taken, endpoint taken
+    res = await send("/functions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(manifest("echo")),
+    });
+    assertEquals(res.status, 409);
+    await res.body?.cancel();
+    res = await send("/functions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(manifest("other", { endpoint: "/echo" })),
+    });
+    assertEquals(res.status, 409);
+    assertMatch((await json(res)).error, /already used by function "echo"/);
+    // 413 and 415
+    res = await send("/functions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "x".repeat(5000),
+    });
+    assertEquals(res.status, 413);
+    await res.body?.cancel();
+    res = await send("/functions", {
+      method: "POST",
+      headers: { "content-type": "image/png" },
+      body: "x",
+    });
+    assertEquals(res.status, 415);
+    await res.body?.cancel();
+    // The rejected writes left nothing behind.
+    const names = (await json(await send("/functions"))).map((f: { metadata: { name: string } }) =>
+      f.metadata.name
+    ).sort();
+    assertEquals(names, ["broken", "echo", "get-only"]);
+    // 503: no instance becomes ready within scaling_timeout.
+    res = await send("/invoke/broken");
+    assertEquals(res.status, 503);
+    assertMatch((await json(res)).error, /scaling_timeout \(800 ms\)/);
+    // 504: the function is slower than its http_timeout.
+    res = await send("/invoke/echo/slow?ms=3000");
+    assertEquals(res.status, 504);
+    assertMatch((await json(res)).error, /http_timeout \(400 ms\)/);
+    // ...and the control plane is fine afterwards.
+    res = await send("/invoke/echo");
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+    const health = await json(await send("/health"));
+    assertEquals(health.status, "ok");
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
+
+Deno.test("a request in flight finishes when its function is deleted; shutdown leaves no process", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 1 })));
+  const dev = await startDev({ functionsDir: dir });
+  try {
+    await waitFor(
+      "echo ready",
+      async () => (await json(await fetch(`${dev.url}/functions/echo`))).status.readyReplicas === 1,
+    );
+    const slow = fetch(`${dev.url}/invoke/echo/slow?ms=1500`);
+    await new Promise((r) => setTimeout(r, 300));
+    const del = await fetch(`${dev.url}/functions/echo`, { method: "DELETE" });
+    assertEquals(del.status, 204);
+    const after = await fetch(`${dev.url}/invoke/echo`);
+    assertEquals(after.status, 404, "no new requests after deletion");
+    await after.body?.cancel();
+    const res = await slow;
+    assertEquals(res.status, 200, "the in-flight request finished");
+    assertEquals((await res.json()).slept, 1500);
+    await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 2 })));
+    await waitFor(
+      "two instances",
+      async () => (await json(await fetch(`${dev.url}/functions/echo`))).status.readyReplicas === 2,
+    );
+    assert(processesMatching(`${dir}/echo`).length >= 2);
+    // Shutdown with a request in flight: it completes, then every process is gone.
+    const inflight = fetch(`${dev.url}/invoke/echo/slow?ms=1000`);
+    await new Promise((r) => setTimeout(r, 200));
+    const code = dev.stop("SIGINT");
+    const res2 = await inflight;
+    assertEquals(res2.status, 200);
+    await res2.body?.cancel();
+    assertEquals(await code, 0);
+    assertEquals(processesMatching(`${dir}/echo`), [], "no orphan survives the control plane");
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
