@@ -16,7 +16,12 @@
 
 import { parse as parseYaml } from "yaml";
 import type { FieldError } from "../common/function.ts";
-import { type AuthConfig, parseAuthConfig } from "./auth/config.ts";
+import {
+  AUTH_TYPES,
+  type AuthConfig,
+  parseAuthConfig,
+  validateAuthConfig,
+} from "./auth/config.ts";
 import { Reader } from "./config_util.ts";
 import { type KafkaConfig, parseKafkaConfig } from "./kafka/config.ts";
 
@@ -177,6 +182,7 @@ export function configFromObject(
     r.error("f2s.autoscaling.source", "must be local or prometheus");
   }
   applyEnv(config, env, r);
+  validateAuthConfig(config.auth, "f2s.auth", r);
   if (config.autoscaling.source === "prometheus" && !config.prometheus.url) {
     r.error("prometheus.url", "is required when f2s.autoscaling.source is prometheus");
   }
@@ -223,7 +229,7 @@ function applyEnv(c: Config, env: Record<string, string | undefined>, r: Reader)
     c.timeouts.scalingTimeout = r.duration(asNum(v), "env F2S_SCALING_TIMEOUT", 0);
   }
   if ((v = get("F2S_AUTH_TYPE"))) {
-    if (!["none", "basic", "token"].includes(v)) {
+    if (!AUTH_TYPES.includes(v as AuthConfig["type"])) {
       r.error("env F2S_AUTH_TYPE", `"${v}" is not an auth type`);
     }
     c.auth.type = v as AuthConfig["type"];

@@ -86,6 +86,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     while (queue && queue.length > 0) {
       const slot = table.pick(name, queue[0].limit);
       if (!slot) return;
+      // Reserve it now: the waiter resumes later, and the next pick must see it taken.
+      slot.inflight++;
       queue.shift()!.release(slot);
     }
   }
@@ -166,7 +168,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     }
     while (true) {
       slot = table.pick(fn.name, limit, tried);
-      if (!slot) {
+      if (slot) slot.inflight++;
+      else {
         if (tried.size > 0 && table.ready(fn.name).every((s) => tried.has(s.instance.id))) {
           slot = undefined;
           return fail(502, `no instance of function "${fn.name}" accepted the connection`, {
@@ -212,7 +215,6 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         }
         slot = got;
       }
-      slot.inflight++;
       const target = joinUrl(slot.instance.url, fn.targetPath, options.suffix) + options.search;
       let response: Response;
       try {

@@ -13,17 +13,20 @@ export class NotReachedError extends Error {}
 export interface ReplayableBody {
   /** A stream for one attempt, or null for no body. */
   next(): ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
-  /** True once a byte was read: a failed attempt can then not be repeated. */
+  /** True once more was read than can be replayed: a failed attempt can then not be repeated. */
   readonly touched: boolean;
 }
 
 /**
  * Small bodies with a known length are read once into memory (cheap, and always
- * replayable); anything else streams through untouched.
+ * replayable). Other bodies stream; the first `replayLimit` bytes handed to an attempt are
+ * remembered, because fetch starts reading a body before it knows whether the connection
+ * succeeded, so a refused attempt can still be repeated elsewhere with the same bytes.
  */
 export async function replayableBody(
   req: Request,
   bufferLimit = 256 * 1024,
+  replayLimit = 1024 * 1024,
 ): Promise<ReplayableBody> {
   if (req.body === null) return { next: () => null, touched: false };
   const length = Number(req.headers.get("content-length") ?? NaN);
@@ -32,23 +35,35 @@ export async function replayableBody(
     return { next: () => bytes, touched: false };
   }
   const reader = req.body.getReader();
-  const state = { touched: false };
+  let replay: Uint8Array[] = [];
+  let replayBytes = 0;
+  let replayable = true;
   return {
     get touched() {
-      return state.touched;
+      return !replayable;
     },
-    next: () =>
-      new ReadableStream<Uint8Array>({
+    next() {
+      const earlier = [...replay];
+      return new ReadableStream<Uint8Array>({
         async pull(controller) {
-          state.touched = true;
+          const again = earlier.shift();
+          if (again) return controller.enqueue(again.slice());
           const { done, value } = await reader.read();
-          if (done) controller.close();
-          else controller.enqueue(value);
+          if (done) return controller.close();
+          if (replayable && replayBytes + value.byteLength <= replayLimit) {
+            replay.push(value.slice());
+            replayBytes += value.byteLength;
+          } else {
+            replayable = false;
+            replay = [];
+          }
+          controller.enqueue(value);
         },
         cancel(reason) {
           return reader.cancel(reason);
         },
-      }, { highWaterMark: 0 }),
+      }, { highWaterMark: 0 });
+    },
   };
 }
 

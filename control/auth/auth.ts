@@ -256,25 +256,33 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
       now(),
     );
     reqLog.info("signed in", { user: p.name, group: p.group });
-    return jsonResponse({
-      token,
-      tokenType: "Bearer",
-      expiresAt: new Date(expiresAt).toISOString(),
-      expiresIn: Math.round((expiresAt - now()) / 1000),
-      user: { name: p.name, group: p.group },
-    }, 200, { "cache-control": "no-store" });
+    return jsonResponse(
+      {
+        token,
+        tokenType: "Bearer",
+        expiresAt: new Date(expiresAt).toISOString(),
+        expiresIn: Math.round((expiresAt - now()) / 1000),
+        user: { name: p.name, group: p.group },
+      },
+      200,
+      { "cache-control": "no-store" },
+    );
   }
 
   function whoami(p: Principal): Response {
-    return jsonResponse({
-      name: p.name,
-      group: p.group,
-      groups: p.groups ?? (p.group ? [p.group] : []),
-      via: p.via,
-      type,
-      privileges: [...p.privileges].sort(),
-      expiresAt: p.expiresAt === undefined ? undefined : new Date(p.expiresAt).toISOString(),
-    }, 200, { "cache-control": "no-store" });
+    return jsonResponse(
+      {
+        name: p.name,
+        group: p.group,
+        groups: p.groups ?? (p.group ? [p.group] : []),
+        via: p.via,
+        type,
+        privileges: [...p.privileges].sort(),
+        expiresAt: p.expiresAt === undefined ? undefined : new Date(p.expiresAt).toISOString(),
+      },
+      200,
+      { "cache-control": "no-store" },
+    );
   }
 
   async function handle(req: Request, url: URL): Promise<Response | undefined> {

@@ -212,9 +212,7 @@ function parseOidc(raw: unknown, path: string, r: Reader): OidcConfig {
   }
   const audience = typeof o.audience === "string"
     ? [o.audience]
-    : r.list(o.audience, `${path}.audience`).map((a, i) =>
-      r.str(a, `${path}.audience[${i}]`, "")
-    );
+    : r.list(o.audience, `${path}.audience`).map((a, i) => r.str(a, `${path}.audience[${i}]`, ""));
   const claim = (key: "group_claim" | "username_claim", dflt: string) => {
     const v = r.str(o[key], `${path}.${key}`, dflt);
     if (!/^[^.\s]+(\.[^.\s]+)*$/.test(v)) {

@@ -74,7 +74,10 @@ function basicFromParts(text: string): Credentials {
 }
 
 /** Basic credentials from a sign-in form, with the same limits as the header. */
-export function checkedBasic(username: unknown, password: unknown): Credentials {
+export function checkedBasic(
+  username: unknown,
+  password: unknown,
+): Extract<Credentials, { kind: "basic" | "invalid" }> {
   if (typeof username !== "string" || typeof password !== "string") {
     return { kind: "invalid", reason: "username and password must be strings" };
   }

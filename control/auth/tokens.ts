@@ -11,12 +11,7 @@
 
 import * as jose from "jose";
 import { createHash } from "node:crypto";
-import {
-  type AuthConfig,
-  HMAC_ALGORITHMS,
-  type OidcConfig,
-  SIGNIN_ISSUER,
-} from "./config.ts";
+import { type AuthConfig, HMAC_ALGORITHMS, type OidcConfig, SIGNIN_ISSUER } from "./config.ts";
 
 /** What a verified token says about its bearer. */
 export interface TokenIdentity {

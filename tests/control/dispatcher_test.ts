@@ -1,0 +1,222 @@
+// The dispatcher against real HTTP servers on loopback: retry only when the instance was
+// never reached, hold while no instance is ready, release the moment one is.
+import { assert, assertEquals } from "../harness/assert.ts";
+import { parseFunction } from "../../common/function.ts";
+import { createDispatcher } from "../../dispatcher/dispatcher.ts";
+import { createEventLog } from "../../control/events.ts";
+import { createMetrics } from "../../control/metrics.ts";
+import { freePort } from "../../common/self.ts";
+
+function fn(extra: Record<string, unknown> = {}) {
+  const r = parseFunction({
+    metadata: { name: "f" },
+    spec: { endpoint: "/f", method: "ANY" },
+    target: { containerImage: "x", minReplicas: 0, ...extra },
+  });
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.fn;
+}
+
+function setup(wake: (name: string) => void = () => {}) {
+  return createDispatcher({
+    timeouts: { requestTimeout: 5000, httpTimeout: 2000, scalingTimeout: 2000 },
+    wake,
+    metrics: createMetrics({ processMetrics: false }),
+    events: createEventLog(),
+  });
+}
+
+function serve(handler: (req: Request) => Response | Promise<Response>) {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+}
+
+Deno.test("a request refused by one instance is retried on another", async () => {
+  const hits: string[] = [];
+  const live = serve(async (req) => {
+    hits.push(await req.text());
+    return new Response("live");
+  });
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  // The dead instance comes first and is equally loaded: it is tried, refuses, and the
+  // request (with its body) goes to the live one.
+  d.instanceChanged({
+    id: "dead",
+    function: "f",
+    url: `http://127.0.0.1:${freePort()}`,
+    state: "ready",
+  });
+  d.instanceChanged({
+    id: "live",
+    function: "f",
+    url: `http://127.0.0.1:${live.addr.port}`,
+    state: "ready",
+  });
+  try {
+    for (let i = 0; i < 6; i++) {
+      const res = await d.dispatch(
+        f,
+        new Request("http://x/invoke/f", { method: "POST", body: `body-${i}` }),
+        {
+          requestId: `r${i}`,
+          suffix: "",
+          search: "",
+        },
+      );
+      const text = await res.text();
+      assertEquals(res.status, 200, text);
+      assertEquals(text, "live");
+    }
+    assertEquals(hits, ["body-0", "body-1", "body-2", "body-3", "body-4", "body-5"]);
+  } finally {
+    await live.shutdown();
+  }
+});
+
+Deno.test("a request that reached an instance and failed is not retried", async () => {
+  let calls = 0;
+  const crashing = serve(() => {
+    calls++;
+    throw new Error("boom"); // Deno answers 500 for a throwing handler
+  });
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  d.instanceChanged({
+    id: "a",
+    function: "f",
+    url: `http://127.0.0.1:${crashing.addr.port}`,
+    state: "ready",
+  });
+  try {
+    const res = await d.dispatch(f, new Request("http://x/invoke/f"), {
+      requestId: "r",
+      suffix: "",
+      search: "",
+    });
+    assertEquals(res.status, 500);
+    await res.body?.cancel();
+    assertEquals(calls, 1);
+  } finally {
+    await crashing.shutdown();
+  }
+});
+
+Deno.test("held requests are released as soon as an instance becomes ready", async () => {
+  const backend = serve(() => new Response("ok"));
+  const woken: string[] = [];
+  const d = setup((name) => woken.push(name));
+  const f = fn();
+  d.setFunction(f);
+  try {
+    const pending = Array.from(
+      { length: 5 },
+      (_, i) =>
+        d.dispatch(f, new Request("http://x/invoke/f"), {
+          requestId: `h${i}`,
+          suffix: "",
+          search: "",
+        }),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals(d.inflight("f"), 5);
+    assert(woken.length >= 1 && woken.every((w) => w === "f"));
+    const readyAt = performance.now();
+    d.instanceChanged({
+      id: "a",
+      function: "f",
+      url: `http://127.0.0.1:${backend.addr.port}`,
+      state: "ready",
+    });
+    const responses = await Promise.all(pending);
+    const released = performance.now() - readyAt;
+    for (const r of responses) assertEquals(await r.text(), "ok");
+    assert(released < 1000, `held requests took ${released} ms after readiness`);
+    assertEquals(d.inflight("f"), 0);
+  } finally {
+    await backend.shutdown();
+  }
+});
+
+Deno.test("per-instance concurrency limit queues the excess instead of overloading", async () => {
+  let concurrent = 0;
+  let peak = 0;
+  const backend = serve(async () => {
+    concurrent++;
+    peak = Math.max(peak, concurrent);
+    await new Promise((r) => setTimeout(r, 100));
+    concurrent--;
+    return new Response("ok");
+  });
+  const d = setup();
+  const f = fn({ scaling: { containerConcurrency: 2 } });
+  d.setFunction(f);
+  d.instanceChanged({
+    id: "a",
+    function: "f",
+    url: `http://127.0.0.1:${backend.addr.port}`,
+    state: "ready",
+  });
+  try {
+    const all = await Promise.all(
+      Array.from(
+        { length: 8 },
+        (_, i) =>
+          d.dispatch(f, new Request("http://x/invoke/f"), {
+            requestId: `c${i}`,
+            suffix: "",
+            search: "",
+          })
+            .then((r) => r.text()),
+      ),
+    );
+    assertEquals(all, Array(8).fill("ok"));
+    assertEquals(peak, 2);
+  } finally {
+    await backend.shutdown();
+  }
+});
+
+Deno.test("a draining instance gets no new requests but finishes the ones it has", async () => {
+  const backend = serve(async (req) => {
+    await new Promise((r) => setTimeout(r, new URL(req.url).pathname === "/slow" ? 300 : 0));
+    return new Response(new URL(req.url).pathname);
+  });
+  const other = serve(() => new Response("other"));
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  const a = {
+    id: "a",
+    function: "f",
+    url: `http://127.0.0.1:${backend.addr.port}`,
+    state: "ready" as const,
+  };
+  d.instanceChanged(a);
+  try {
+    const slow = d.dispatch(f, new Request("http://x/invoke/f/slow"), {
+      requestId: "s",
+      suffix: "/slow",
+      search: "",
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    d.instanceChanged({ ...a, state: "draining" });
+    d.instanceChanged({
+      id: "b",
+      function: "f",
+      url: `http://127.0.0.1:${other.addr.port}`,
+      state: "ready",
+    });
+    const next = await d.dispatch(f, new Request("http://x/invoke/f"), {
+      requestId: "n",
+      suffix: "",
+      search: "",
+    });
+    assertEquals(await next.text(), "other");
+    assertEquals(await (await slow).text(), "/slow");
+  } finally {
+    await backend.shutdown();
+    await other.shutdown();
+  }
+});
