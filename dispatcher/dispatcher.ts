@@ -14,7 +14,13 @@ import type { Timeouts } from "../control/config.ts";
 import type { EventLog } from "../control/events.ts";
 import type { Metrics } from "../control/metrics.ts";
 import type { Instance } from "../control/runtime/runtime.ts";
-import { forward, NotReachedError, replayableBody, UpstreamTimeoutError } from "./forward.ts";
+import {
+  ClientGoneError,
+  forward,
+  NotReachedError,
+  replayableBody,
+  UpstreamTimeoutError,
+} from "./forward.ts";
 import { createRoutingTable, type RoutingTable, type Slot } from "./routing.ts";
 
 export interface DispatchOptions {
@@ -26,6 +32,8 @@ export interface DispatchOptions {
   clientAddress?: string;
   /** Where the request came from, for logs and events ("http", "kafka"). */
   source?: string;
+  /** "http" or "https", for X-Forwarded-Proto. */
+  protocol?: string;
 }
 
 export interface DispatcherDeps {
@@ -55,6 +63,12 @@ export interface Dispatcher {
   drain(timeoutMs: number): Promise<boolean>;
 }
 
+interface FunctionSeries {
+  inflight: { set(value: number): void };
+  duration: { observe(value: number): void };
+  byCode: Map<number, { inc(): void }>;
+}
+
 interface Waiter {
   release(slot: Slot | undefined, reason?: "removed"): void;
   limit: number;
@@ -70,12 +84,27 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   let inflightTotal = 0;
   const drainWaiters = new Set<() => void>();
 
+  // Label lookups hash their labels on every call; the hot path keeps its series at hand.
+  const seriesByFn = new Map<string, FunctionSeries>();
+  function series(name: string): FunctionSeries {
+    let m = seriesByFn.get(name);
+    if (!m) {
+      m = {
+        inflight: deps.metrics.inflight.labels(name),
+        duration: deps.metrics.duration.labels(name),
+        byCode: new Map(),
+      };
+      seriesByFn.set(name, m);
+    }
+    return m;
+  }
+
   function changeLoad(name: string, delta: 1 | -1) {
     const n = (inflightByFn.get(name) ?? 0) + delta;
     if (n === 0) inflightByFn.delete(name);
     else inflightByFn.set(name, n);
     inflightTotal += delta;
-    deps.metrics.inflight.set({ function: name }, n);
+    series(name).inflight.set(n);
     deps.onLoad?.(name, delta);
     if (inflightTotal === 0) { for (const done of drainWaiters) done(); }
   }
@@ -130,13 +159,17 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       httpTimeout: fn.timeouts.httpTimeout ?? deps.timeouts.httpTimeout,
       scalingTimeout: fn.timeouts.scalingTimeout ?? deps.timeouts.scalingTimeout,
     };
-    const requestLog = log.with({ function: fn.name, requestId: options.requestId });
-    const overall = new AbortController();
+    const requestLog = () => log.with({ function: fn.name, requestId: options.requestId });
+    // One controller per request: the request timeout, the client going away and (while
+    // waiting for headers) the http timeout all end the exchange through it.
+    const exchange = new AbortController();
+    const signal = exchange.signal;
     const requestTimer = setTimeout(
-      () => overall.abort(new UpstreamTimeoutError("request_timeout")),
+      () => exchange.abort(new UpstreamTimeoutError("request_timeout")),
       timeouts.requestTimeout,
     );
-    const signal = AbortSignal.any([overall.signal, req.signal]);
+    const onClientGone = () => exchange.abort(new ClientGoneError());
+    req.signal.addEventListener("abort", onClientGone, { once: true });
     changeLoad(fn.name, 1);
     let finished = false;
     let slot: Slot | undefined;
@@ -144,17 +177,24 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       if (finished) return;
       finished = true;
       clearTimeout(requestTimer);
+      req.signal.removeEventListener("abort", onClientGone);
       if (slot) {
         slot.inflight--;
         releaseWaiters(fn.name);
       }
       changeLoad(fn.name, -1);
-      deps.metrics.invocations.inc({ function: fn.name, code: String(status) });
-      deps.metrics.duration.observe({ function: fn.name }, (now() - started) / 1000);
+      const m = series(fn.name);
+      let counter = m.byCode.get(status);
+      if (!counter) {
+        counter = deps.metrics.invocations.labels(fn.name, String(status));
+        m.byCode.set(status, counter);
+      }
+      counter.inc();
+      m.duration.observe((now() - started) / 1000);
     };
     const fail = (status: number, message: string, details?: unknown) => {
       finish(status);
-      requestLog.warn(message, { status, details });
+      requestLog().warn(message, { status, details });
       return errorResponse(status, message, details, { [REQUEST_ID_HEADER]: options.requestId });
     };
 
@@ -196,10 +236,12 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         const got = await waitForSlot(fn, limit, wait, signal);
         if (got === "removed") return fail(404, `function "${fn.name}" was removed`);
         if (got === "aborted") {
-          return req.signal.aborted ? fail(499, "client closed the request") : fail(
-            504,
-            `request_timeout (${timeouts.requestTimeout} ms) passed while waiting for an instance`,
-          );
+          return signal.reason instanceof ClientGoneError
+            ? fail(499, "client closed the request")
+            : fail(
+              504,
+              `request_timeout (${timeouts.requestTimeout} ms) passed while waiting for an instance`,
+            );
         }
         if (got === "timeout") {
           return cold
@@ -220,15 +262,15 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       try {
         response = await forward(target, req, body, {
           requestId: options.requestId,
-          signal,
+          exchange,
           httpTimeout: timeouts.httpTimeout,
           clientAddress: options.clientAddress,
           originalHost: req.headers.get("host") ?? undefined,
-          protocol: new URL(req.url).protocol.replace(":", ""),
+          protocol: options.protocol,
         });
       } catch (e) {
         if (e instanceof NotReachedError) {
-          requestLog.info("instance refused the connection; trying another", {
+          requestLog().info("instance refused the connection; trying another", {
             instance: slot.instance.id,
           });
           tried.add(slot.instance.id);
@@ -242,10 +284,21 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
             : `http_timeout (${timeouts.httpTimeout} ms)`;
           return fail(504, `function "${fn.name}" did not answer within ${which}`);
         }
-        if (req.signal.aborted) return fail(499, "client closed the request");
+        if (e instanceof ClientGoneError) return fail(499, "client closed the request");
         return fail(502, `function "${fn.name}" failed before answering`, String(e));
       }
-      return passThrough(response, options.requestId, finish);
+      try {
+        return await passThrough(response, options.requestId, finish);
+      } catch (e) {
+        if (e instanceof UpstreamTimeoutError) {
+          return fail(
+            504,
+            `function "${fn.name}" did not finish its answer within request_timeout`,
+          );
+        }
+        if (e instanceof ClientGoneError) return fail(499, "client closed the request");
+        return fail(502, `function "${fn.name}" broke off its answer`, String(e));
+      }
     }
   }
 
@@ -275,6 +328,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     },
     removeFunction(name) {
       table.removeFunction(name);
+      seriesByFn.delete(name);
       for (const w of [...(waiters.get(name) ?? [])]) w.release(undefined, "removed");
       waiters.delete(name);
       coldSince.delete(name);
@@ -305,21 +359,32 @@ export function joinUrl(base: string, targetPath: string, suffix: string): strin
   return base.replace(/\/+$/, "") + (path.startsWith("/") ? path : "/" + path);
 }
 
+/** Bodies up to this size (with a known length) are read at once instead of streamed. */
+const SMALL_BODY = 64 * 1024;
+
 /**
  * The instance's response with our request id, calling `finish` once the body has been
- * sent (or abandoned), so in-flight counts cover the whole exchange.
+ * sent (or abandoned), so in-flight counts cover the whole exchange. Small bodies are read
+ * in one piece, which is far cheaper than relaying a stream chunk by chunk.
  */
-function passThrough(
+async function passThrough(
   response: Response,
   requestId: string,
   finish: (status: number) => void,
-): Response {
+): Promise<Response> {
   const headers = new Headers(response.headers);
   headers.set(REQUEST_ID_HEADER, requestId);
   const status = response.status;
+  const init = { status, statusText: response.statusText, headers };
   if (response.body === null) {
     finish(status);
-    return new Response(null, { status, statusText: response.statusText, headers });
+    return new Response(null, init);
+  }
+  const length = Number(response.headers.get("content-length") ?? NaN);
+  if (length <= SMALL_BODY) {
+    const bytes = await response.bytes();
+    finish(status);
+    return new Response(bytes, init);
   }
   const reader = response.body.getReader();
   const body = new ReadableStream<Uint8Array>({
@@ -340,5 +405,5 @@ function passThrough(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return new Response(body, { status, statusText: response.statusText, headers });
+  return new Response(body, init);
 }

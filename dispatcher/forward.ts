@@ -69,8 +69,8 @@ export async function replayableBody(
 
 export interface ForwardOptions {
   requestId: string;
-  /** Aborts the whole exchange (request timeout or client gone). */
-  signal: AbortSignal;
+  /** The exchange's controller: request timeout and client disconnect abort it. */
+  exchange: AbortController;
   /** Time allowed until the response headers arrive. */
   httpTimeout: number;
   clientAddress?: string;
@@ -78,7 +78,11 @@ export interface ForwardOptions {
   protocol?: string;
 }
 
+/** The http_timeout or request_timeout passed (message says which). */
 export class UpstreamTimeoutError extends Error {}
+
+/** The client went away before the answer was complete. */
+export class ClientGoneError extends Error {}
 
 /** Sends `req` (with `body`) to `url` and returns the instance's response, streaming. */
 export async function forward(
@@ -99,24 +103,21 @@ export async function forward(
   if (options.originalHost) headers.set("x-forwarded-host", options.originalHost);
   if (options.protocol) headers.set("x-forwarded-proto", options.protocol);
 
-  const headerTimeout = new AbortController();
+  const signal = options.exchange.signal;
   const timer = setTimeout(
-    () => headerTimeout.abort(new UpstreamTimeoutError("no response headers within http_timeout")),
+    () => options.exchange.abort(new UpstreamTimeoutError("http_timeout")),
     options.httpTimeout,
   );
-  const signal = AbortSignal.any([options.signal, headerTimeout.signal]);
   try {
-    const response = await fetch(url, {
+    return await fetch(url, {
       method: req.method,
       headers,
       body: body.next(),
       signal,
       redirect: "manual",
     });
-    return response;
   } catch (e) {
-    if (headerTimeout.signal.aborted) throw headerTimeout.signal.reason;
-    if (options.signal.aborted) throw options.signal.reason ?? e;
+    if (signal.aborted) throw signal.reason ?? e;
     if (!body.touched && isConnectRefused(e)) throw new NotReachedError(String(e));
     throw e;
   } finally {

@@ -101,6 +101,7 @@ export function createApiHandler(deps: ApiDeps): Handler {
         search: url.search,
         clientAddress: addr?.hostname,
         source: "http",
+        protocol: url.protocol === "https:" ? "https" : "http",
       });
     }
 

@@ -261,7 +261,7 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
         token,
         tokenType: "Bearer",
         expiresAt: new Date(expiresAt).toISOString(),
-        expiresIn: Math.round((expiresAt - now()) / 1000),
+        expiresIn: Math.max(1, Math.floor(config.token.expiry / 1000)),
         user: { name: p.name, group: p.group },
       },
       200,

@@ -42,6 +42,8 @@ export interface AutoscalerDeps {
   clock?: Clock;
   /** Only the leader acts on decisions; default: always this one. */
   isLeader?: () => boolean;
+  /** Called once a function is no longer listed (e.g. to drop its signal history). */
+  forget?: (name: string) => void;
   log?: Logger;
 }
 
@@ -127,6 +129,7 @@ export function createAutoscaler(deps: AutoscalerDeps): Autoscaler {
 
   function forget(name: string) {
     states.delete(name);
+    deps.forget?.(name);
     const m = deps.metrics;
     m.desiredInstances.remove({ function: name });
     m.observedConcurrency.remove({ function: name, window: "stable" });

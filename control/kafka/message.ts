@@ -113,7 +113,8 @@ export function invocationRequest(
   return new Request(`http://kafka.f2s.internal${fn.endpoint}`, {
     method: methodFor(fn),
     headers,
-    body: message.value ?? new Uint8Array(),
+    // Kafka's client hands out Node Buffers, which are Uint8Arrays over an ArrayBuffer.
+    body: (message.value ?? new Uint8Array()) as Uint8Array<ArrayBuffer>,
   });
 }
 

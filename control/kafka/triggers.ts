@@ -27,7 +27,7 @@ import type { EventLog } from "../events.ts";
 import { type KafkaConfig, listenerGroup } from "./config.ts";
 import { backoffFor, deliver, type Route } from "./deliver.ts";
 import type { ConsumedMessage, OutgoingRecord } from "./message.ts";
-import { createKafkaMetrics, type KafkaMetrics } from "./metrics.ts";
+import { createKafkaMetrics } from "./metrics.ts";
 
 export interface KafkaTriggersDeps {
   config: KafkaConfig;
@@ -110,8 +110,9 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
       : { enabled: true, connected: false, detail: problems.join("; ") };
   }
 
-  const metrics = createKafkaMetrics(deps.registry ?? new client.Registry(), () =>
-    health().connected
+  const metrics = createKafkaMetrics(
+    deps.registry ?? new client.Registry(),
+    () => health().connected,
   );
 
   /** Records a platform event when connectivity changes, not on every probe. */
@@ -199,13 +200,24 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
     message: ConsumedMessage,
     heartbeat: () => Promise<void>,
   ): Promise<void> {
-    // Once stopping, new messages are left for whoever owns the partition next.
-    if (signal.aborted) throw new Error("kafka triggers are stopping");
+    // Once stopping, messages are left uncommitted for the partition's next owner. (With
+    // autoCommit off, kafkajs never commits on its own, so returning is safe here.)
+    if (signal.aborted) return;
     metrics.consumed.inc({ topic: message.topic });
     // A slow function must not get this member thrown out of its group.
     const beat = setInterval(() => heartbeat().catch(() => {}), config.heartbeatInterval);
     try {
       await deliver(message, routes, deliveryDeps);
+    } catch (e) {
+      if (signal.aborted) {
+        log.info("stopping: message left uncommitted for redelivery", {
+          topic: message.topic,
+          partition: message.partition,
+          offset: message.offset,
+        });
+        return;
+      }
+      throw e;
     } finally {
       clearInterval(beat);
     }
@@ -260,9 +272,12 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
         noteHealth();
         if (!e.payload.restart) state.dead?.();
       });
-      try {
+      const setup = (async () => {
         await consumer.connect();
-        await consumer.subscribe({ topics: [...byTopic.keys()], fromBeginning: config.fromBeginning });
+        await consumer.subscribe({
+          topics: [...byTopic.keys()],
+          fromBeginning: config.fromBeginning,
+        });
         await consumer.run({
           autoCommit: false,
           partitionsConsumedConcurrently: config.concurrentPartitions,
@@ -274,7 +289,13 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
               heartbeat,
             ),
         });
-        await Promise.race([died, aborted(signal)]);
+      })();
+      try {
+        // A stop must not wait for a connect that keeps retrying against absent brokers.
+        await Promise.race([
+          setup.then(() => Promise.race([died, aborted(signal)])),
+          aborted(signal),
+        ]);
       } catch (e) {
         state.joined = false;
         state.problem = `cannot connect: ${(e as Error).message}`;
@@ -282,9 +303,14 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
         log.warn("consumer could not start; retrying", { group: state.group, error: e });
         noteHealth();
       }
+      setup.catch(() => {}); // its failure was handled above, or no longer matters
+      // kafkajs' disconnect waits for the message being handled, which then commits.
+      await withTimeout(consumer.disconnect(), STOP_STEP_TIMEOUT_MS).catch((e) =>
+        log.warn("consumer did not disconnect cleanly", { group: state.group, error: e })
+      );
+      state.joined = false;
       if (signal.aborted) return;
-      await withTimeout(consumer.disconnect(), STOP_STEP_TIMEOUT_MS).catch(() => {});
-      await sleep(backoffFor({ ...config, retryBackoffMax: 10_000 }, Math.min(attempt, 5), signal))
+      await sleep(backoffFor({ ...config, retryBackoffMax: 10_000 }, Math.min(attempt, 5)), signal)
         .catch(() => {});
     }
   }
@@ -308,13 +334,10 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
     }
     noteHealth();
   }
-  let probeTimer: number | undefined;
   const probing = (async () => {
     while (!signal.aborted) {
       await probe();
-      await new Promise<void>((resolve) => {
-        probeTimer = setTimeout(resolve, PROBE_INTERVAL_MS);
-      });
+      await sleep(PROBE_INTERVAL_MS, signal).catch(() => {});
     }
   })();
 
@@ -335,20 +358,11 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
     async stop() {
       if (signal.aborted) return;
       stopping.abort();
-      clearTimeout(probeTimer);
-      // kafkajs' disconnect waits for the message being handled, which then commits.
-      await Promise.all([...groups.values()].map((g) =>
-        g.consumer
-          ? withTimeout(g.consumer.disconnect(), STOP_STEP_TIMEOUT_MS).catch((e) =>
-            log.warn("consumer did not disconnect cleanly", { group: g.group, error: e })
-          )
-          : undefined
-      ));
+      // Each group's loop disconnects its consumer (after the in-flight message) and ends.
       await Promise.all(running);
       await probing;
       await withTimeout(producer.disconnect(), STOP_STEP_TIMEOUT_MS).catch(() => {});
       await admin?.disconnect().catch(() => {});
-      for (const g of groups.values()) g.joined = false;
       log.info("kafka triggers stopped");
     },
   };
@@ -388,7 +402,7 @@ function aborted(signal: AbortSignal): Promise<void> {
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise<T>((_, reject) => {

@@ -1,0 +1,191 @@
+/**
+ * Runs the real fizzlet (`deno run -A main.ts fizzlet --port 0 …`) as a child process for
+ * the fizzlet tests: learns its port from the first log line, keeps its JSON log lines,
+ * and stops it together with everything it started (its own process group), also when a
+ * test fails half-way.
+ */
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const DENO = Deno.execPath();
+
+export interface RunningFizzlet {
+  url: string;
+  port: number;
+  pid: number;
+  /** Parsed JSON log lines so far (non-JSON lines are kept as {raw}). */
+  logs(): Record<string, unknown>[];
+  /** Waits until a log line matches, or throws after `timeoutMs`. */
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** Sends `signal` (default SIGTERM) and resolves with the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+  exited: Promise<Deno.CommandStatus>;
+  /** Kills the whole process group (cleanup; safe to call twice). */
+  kill(): Promise<void>;
+}
+
+export interface FizzletRun {
+  dir: string;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", `${ROOT}main.ts`, "fizzlet", "--port", "0", ...(run.args ?? [])],
+    cwd: run.dir,
+    env: { F2S_LOG_LEVEL: "info", ...run.env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    detached: true,
+  }).spawn();
+  const lines: Record<string, unknown>[] = [];
+  const waiters = new Set<() => void>();
+  const reading = (async () => {
+    const decoder = new TextDecoderStream();
+    let pending = "";
+    for await (const text of child.stderr.pipeThrough(decoder)) {
+      pending += text;
+      let nl;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          lines.push(JSON.parse(line));
+        } catch {
+          lines.push({ raw: line });
+        }
+        for (const w of waiters) w();
+      }
+    }
+    for (const w of waiters) w();
+  })();
+  const exited = child.status;
+  let done = false;
+  exited.then(() => done = true);
+
+  const waitForLog: RunningFizzlet["waitForLog"] = (match, timeoutMs = 15_000) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const found = lines.find(match);
+        if (found) {
+          cleanup();
+          resolve(found);
+        } else if (done) {
+          cleanup();
+          reject(new Error(`fizzlet exited before the expected log line:\n${dump(lines)}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`expected log line not seen in ${timeoutMs}ms:\n${dump(lines)}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+
+  const kill = async () => {
+    // The fizzlet's own group, and the groups of apps it started (they have their own).
+    const groups = [child.pid, ...lines.filter((l) => l.msg === "app started").map((l) => l.pid)];
+    for (const pid of groups) {
+      if (pid === child.pid && done) continue;
+      try {
+        Deno.kill(-(pid as number), "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+    await exited;
+    await reading;
+  };
+
+  let first;
+  try {
+    first = await waitForLog((l) => l.msg === "listening", 20_000);
+    if (lines[0] !== first) throw new Error(`"listening" was not the first line:\n${dump(lines)}`);
+  } catch (e) {
+    await kill();
+    throw e;
+  }
+  const port = first.port as number;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    pid: child.pid,
+    logs: () => lines,
+    waitForLog,
+    exited,
+    kill,
+    async stop(signal = "SIGTERM") {
+      if (!done) child.kill(signal);
+      const status = await exited;
+      await kill();
+      return status.code;
+    },
+  };
+}
+
+function dump(lines: Record<string, unknown>[]): string {
+  return lines.slice(-30).map((l) => JSON.stringify(l)).join("\n");
+}
+
+/** A temporary function folder with `files` (name → content; start.sh made executable). */
+export async function functionDir(files: Record<string, string>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "f2s-fizzlet-test-" });
+  for (const [name, content] of Object.entries(files)) {
+    await Deno.writeTextFile(`${dir}/${name}`, content, {
+      mode: name.endsWith(".sh") ? 0o755 : 0o644,
+    });
+  }
+  return dir;
+}
+
+/** A port nothing listens on right now. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Peak resident memory of a process in bytes (VmHWM). */
+export async function peakMemory(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  if (!m) throw new Error(`no VmHWM for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** True while a process with this pid runs (a zombie waiting to be reaped counts as gone). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+export const EXAMPLES = `${ROOT}examples`;
+
+/** Polls `check` until it is true or `timeoutMs` passes. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+}

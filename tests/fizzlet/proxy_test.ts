@@ -1,0 +1,195 @@
+/**
+ * Reverse-proxy mode against the real example app: 1 GiB streamed both ways with the
+ * fizzlet's memory staying flat, 502 and 504 with JSON bodies, an app that starts late
+ * still getting proxy mode, and a crashed app being restarted.
+ */
+
+import { assert, assertEquals } from "../harness/assert.ts";
+import {
+  eventually,
+  EXAMPLES,
+  freePort,
+  functionDir,
+  peakMemory,
+  type RunningFizzlet,
+  startFizzlet,
+} from "./helpers.ts";
+
+const GiB = 1024 * 1024 * 1024;
+/** Far below 1 GiB: a fizzlet that buffered either body would blow through it. */
+const MEMORY_LIMIT = 300 * 1024 * 1024;
+
+function nodeApp(appPort: number, extra: string[] = []): Promise<RunningFizzlet> {
+  return startFizzlet({
+    dir: `${EXAMPLES}/nodejs`,
+    args: ["--app-port", String(appPort), "--app-command", "node server.js", ...extra],
+  });
+}
+
+/** A body of `total` bytes produced chunk by chunk, never held whole. */
+function generated(total: number): ReadableStream<Uint8Array> {
+  const chunk = new Uint8Array(1024 * 1024).fill(97);
+  let sent = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (sent >= total) return controller.close();
+      const n = Math.min(chunk.byteLength, total - sent);
+      controller.enqueue(n === chunk.byteLength ? chunk.slice() : chunk.slice(0, n));
+      sent += n;
+    },
+  }, { highWaterMark: 0 });
+}
+
+Deno.test("proxy: 1 GiB upload and 1 GiB download stream through with flat memory", async () => {
+  const f = await nodeApp(freePort());
+  try {
+    await f.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy");
+    const up = await fetch(`${f.url}/upload`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: generated(GiB),
+    });
+    assertEquals(up.status, 200);
+    assertEquals((await up.json()).bodyLength, GiB);
+
+    const down = await fetch(`${f.url}/stream?bytes=${GiB}`);
+    assertEquals(down.status, 200);
+    let received = 0;
+    for await (const chunk of down.body!) received += chunk.byteLength;
+    assertEquals(received, GiB);
+
+    const peak = await peakMemory(f.pid);
+    assert(peak < MEMORY_LIMIT, `fizzlet peak memory ${peak >> 20} MiB after 2 GiB streamed`);
+  } finally {
+    assertEquals(await f.stop(), 0);
+  }
+});
+
+Deno.test("proxy: app unreachable is 502, app too slow is 504, both JSON", async () => {
+  const appPort = freePort();
+  const empty = await functionDir({});
+  const down = await startFizzlet({
+    dir: empty,
+    args: ["--mode", "proxy", "--app-port", String(appPort)],
+  });
+  try {
+    const res = await fetch(`${down.url}/anything`);
+    assertEquals(res.status, 502);
+    assertEquals(res.headers.get("content-type"), "application/json");
+    const body = await res.json();
+    assertEquals(body.error, "app unreachable");
+    assertEquals(body.details.appPort, appPort);
+    const ready = await fetch(`${down.url}/f2s/ready`);
+    assertEquals(ready.status, 503);
+    assertEquals((await ready.json()).ready, false);
+  } finally {
+    assertEquals(await down.stop(), 0);
+    await Deno.remove(empty, { recursive: true });
+  }
+
+  const f = await nodeApp(freePort(), ["--timeout", "300ms"]);
+  try {
+    await f.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy");
+    const started = Date.now();
+    const slow = await fetch(`${f.url}/slow?ms=5000`, { headers: { "x-request-id": "slow-1" } });
+    assertEquals(slow.status, 504);
+    assert(Date.now() - started < 3000, "504 comes at the timeout, not when the app answers");
+    assertEquals((await slow.json()).details.timeoutMs, 300);
+    await f.waitForLog((l) => l.msg === "app did not answer in time" && l.requestId === "slow-1");
+    // A quick request on the same fizzlet still passes.
+    assertEquals((await fetch(`${f.url}/slow?ms=10`)).status, 200);
+    const metrics = await (await fetch(`${f.url}/f2s/metrics`)).text();
+    assert(metrics.includes('f2s_fizzlet_requests_total{code="504"} 1'), metrics);
+    assert(metrics.includes('f2s_fizzlet_requests_total{code="200"} 1'), metrics);
+    assert(metrics.includes("f2s_fizzlet_request_duration_seconds_count 2"), metrics);
+    assert(metrics.includes("f2s_fizzlet_inflight_requests 0"), metrics);
+  } finally {
+    assertEquals(await f.stop(), 0);
+  }
+});
+
+Deno.test("proxy: an app that starts seconds after the fizzlet still gets proxy mode", async () => {
+  const appPort = freePort();
+  // start.sh exists, so the fizzlet begins in command mode and must switch when the app is up.
+  const dir = await functionDir({ "start.sh": "#!/bin/sh\necho from-script\n" });
+  const f = await startFizzlet({ dir, args: ["--app-port", String(appPort)] });
+  let app: Deno.ChildProcess | undefined;
+  try {
+    assertEquals((await (await fetch(`${f.url}/f2s/health`)).json()).mode, "command");
+    assertEquals(await (await fetch(`${f.url}/x`)).text(), "from-script\n");
+    await new Promise((r) => setTimeout(r, 2500));
+    app = new Deno.Command("node", {
+      args: ["server.js"],
+      cwd: `${EXAMPLES}/nodejs`,
+      env: { PORT: String(appPort) },
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await f.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy", 10_000);
+    assertEquals((await (await fetch(`${f.url}/f2s/health`)).json()).mode, "proxy");
+    const res = await fetch(`${f.url}/late`);
+    assertEquals((await res.json()).app, "hello-node");
+  } finally {
+    app?.kill("SIGKILL");
+    await app?.status;
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+
+  // Without start.sh the fizzlet waits for the app: not ready and 503 until it is up.
+  const appPort2 = freePort();
+  const empty = await functionDir({});
+  const g = await startFizzlet({ dir: empty, args: ["--app-port", String(appPort2)] });
+  try {
+    const pending = await fetch(`${g.url}/x`);
+    assertEquals(pending.status, 503);
+    assertEquals(pending.headers.get("retry-after"), "1");
+    await pending.body?.cancel();
+    const ready = await fetch(`${g.url}/f2s/ready`);
+    assertEquals(ready.status, 503);
+    assertEquals((await ready.json()).mode, "pending");
+    app = new Deno.Command("node", {
+      args: ["server.js"],
+      cwd: `${EXAMPLES}/nodejs`,
+      env: { PORT: String(appPort2) },
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await g.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy", 10_000);
+    assertEquals((await fetch(`${g.url}/f2s/ready`)).status, 200);
+    assertEquals((await (await fetch(`${g.url}/x`)).json()).path, "/x");
+  } finally {
+    app?.kill("SIGKILL");
+    await app?.status;
+    assertEquals(await g.stop(), 0);
+    await Deno.remove(empty, { recursive: true });
+  }
+});
+
+Deno.test("proxy: an app started with --app-command is restarted when it dies", async () => {
+  const appPort = freePort();
+  const f = await nodeApp(appPort);
+  try {
+    const started = await f.waitForLog((l) => l.msg === "app started");
+    await f.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy");
+    Deno.kill(started.pid as number, "SIGKILL");
+    await f.waitForLog((l) => l.msg === "app exited; restarting");
+    await eventually(
+      () => f.logs().filter((l) => l.msg === "app started").length === 2,
+      10_000,
+      "the app to be started again",
+    );
+    await eventually(
+      async () => {
+        const ready = await fetch(`${f.url}/f2s/ready`);
+        await ready.body?.cancel();
+        return ready.ok;
+      },
+      10_000,
+      "readiness after the restart",
+    );
+    assertEquals((await (await fetch(`${f.url}/again`)).json()).path, "/again");
+  } finally {
+    assertEquals(await f.stop(), 0);
+  }
+});
