@@ -49,5 +49,16 @@ const store: FunctionStore = {
   subscribe: () => () => {},
   close: () => {},
 };
-const handler = createApiHandler({ config, store, runtime, dispatcher, events, metrics, auth: openGate });
-Deno.serve({ hostname: "127.0.0.1", port: Number(port), onListen: () => console.log("ready") }, handler);
+const handler = createApiHandler({
+  config,
+  store,
+  runtime,
+  dispatcher,
+  events,
+  metrics,
+  auth: openGate,
+});
+Deno.serve(
+  { hostname: "127.0.0.1", port: Number(port), onListen: () => console.log("ready") },
+  handler,
+);

@@ -16,12 +16,7 @@
 
 import { parse as parseYaml } from "yaml";
 import type { FieldError } from "../common/function.ts";
-import {
-  AUTH_TYPES,
-  type AuthConfig,
-  parseAuthConfig,
-  validateAuthConfig,
-} from "./auth/config.ts";
+import { AUTH_TYPES, type AuthConfig, parseAuthConfig, validateAuthConfig } from "./auth/config.ts";
 import { Reader } from "./config_util.ts";
 import { type KafkaConfig, parseKafkaConfig } from "./kafka/config.ts";
 

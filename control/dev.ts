@@ -7,6 +7,7 @@
 import { resolve } from "node:path";
 import { helpText, intOption, type OptionTable, parseCommand } from "../common/cli.ts";
 import { createLogger, setLogLevel } from "../common/log.ts";
+import { createAuth } from "./auth/auth.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { createEventLog } from "./events.ts";
 import { createMetrics } from "./metrics.ts";
@@ -91,7 +92,8 @@ export async function main(args: string[]): Promise<number> {
   const metrics = createMetrics();
   const store = await createFolderStore({ dir, events });
   const runtime = createLocalRuntime({ imageDirs, events, gracePeriodMs: grace });
-  const platform = createPlatform({ config, store, runtime, events, metrics });
+  const auth = await createAuth(config.auth);
+  const platform = createPlatform({ config, store, runtime, events, metrics, auth });
 
   const server = Deno.serve({
     hostname: values.host as string,

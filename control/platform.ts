@@ -13,6 +13,7 @@ import { createApiHandler, type Handler } from "./api/server.ts";
 import type { Config } from "./config.ts";
 import type { EventLog } from "./events.ts";
 import type { Metrics } from "./metrics.ts";
+import { createScaling } from "./autoscaler/scaling.ts";
 import { startReconciler } from "./reconciler.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import type { FunctionStore } from "./store/store.ts";
@@ -32,32 +33,35 @@ export interface PlatformDeps {
   metrics: Metrics;
   auth?: AuthGate;
   ui?: (req: Request, url: URL) => Promise<Response | undefined>;
+  /** Only the leader's autoscaler acts (leader election in `f2s serve`); default always. */
+  isLeader?: () => boolean;
 }
 
 export function createPlatform(deps: PlatformDeps): Platform {
   const log = createLogger("platform");
   const { config, store, runtime, events, metrics } = deps;
 
-  // Scale from zero: a held request asks for one instance at once.
-  const wake = (name: string) => {
-    const desired = runtime.desiredReplicas(name) ?? 0;
-    if (desired > 0) return;
-    const fn = store.get(name);
-    if (!fn) return;
-    events.record("scaling.wake", `scaling ${name} from 0 to 1 for a waiting request`, {
-      function: name,
-    });
-    metrics.scalingDecisions.inc({ function: name, direction: "up" });
-    metrics.desiredInstances.set({ function: name }, 1);
-    runtime.scale(name, Math.max(1, fn.minReplicas)).catch((e) =>
-      log.error("scale from zero failed", { function: name, error: e })
-    );
-  };
-
-  const dispatcher = createDispatcher({ timeouts: config.timeouts, wake, metrics, events });
+  // The autoscaler: fed by the dispatcher's load, wakes functions from zero for held
+  // requests, scales through the runtime (see control/autoscaler/).
+  const scaling = createScaling({
+    config,
+    runtime,
+    functions: () => store.list(),
+    events,
+    metrics,
+    isLeader: deps.isLeader,
+  });
+  const dispatcher = createDispatcher({
+    timeouts: config.timeouts,
+    wake: scaling.wake,
+    onLoad: scaling.onLoad,
+    metrics,
+    events,
+  });
   const unsubscribeRuntime = runtime.subscribe((instance) => dispatcher.instanceChanged(instance));
   for (const instance of runtime.instances()) dispatcher.instanceChanged(instance);
   const reconciler = startReconciler({ store, runtime, dispatcher, events });
+  scaling.start();
 
   const handler = createApiHandler({
     config,
@@ -74,6 +78,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     handler,
     dispatcher,
     async shutdown(graceMs) {
+      scaling.stop();
       reconciler.stop();
       store.close();
       const drained = await dispatcher.drain(graceMs);

@@ -34,6 +34,12 @@ export interface DispatchOptions {
   source?: string;
   /** "http" or "https", for X-Forwarded-Proto. */
   protocol?: string;
+  /**
+   * The authenticated caller. When set, the caller's own credentials are not forwarded to
+   * the function (it must not be able to collect them); it gets X-F2S-Caller and
+   * X-F2S-Group instead.
+   */
+  caller?: { name: string; group: string };
 }
 
 export interface DispatcherDeps {
@@ -267,6 +273,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           clientAddress: options.clientAddress,
           originalHost: req.headers.get("host") ?? undefined,
           protocol: options.protocol,
+          caller: options.caller,
         });
       } catch (e) {
         if (e instanceof NotReachedError) {

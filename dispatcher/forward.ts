@@ -76,6 +76,8 @@ export interface ForwardOptions {
   clientAddress?: string;
   originalHost?: string;
   protocol?: string;
+  /** Replaces the caller's credentials with its identity (see DispatchOptions.caller). */
+  caller?: { name: string; group: string };
 }
 
 /** The http_timeout or request_timeout passed (message says which). */
@@ -102,6 +104,14 @@ export async function forward(
   }
   if (options.originalHost) headers.set("x-forwarded-host", options.originalHost);
   if (options.protocol) headers.set("x-forwarded-proto", options.protocol);
+  // Identity headers come only from F2S, never from the client.
+  headers.delete("x-f2s-caller");
+  headers.delete("x-f2s-group");
+  if (options.caller) {
+    headers.delete("authorization");
+    headers.set("x-f2s-caller", options.caller.name);
+    headers.set("x-f2s-group", options.caller.group);
+  }
 
   const signal = options.exchange.signal;
   const timer = setTimeout(

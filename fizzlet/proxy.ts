@@ -1,22 +1,29 @@
 /**
  * Reverse-proxy mode: every request goes to the app on 127.0.0.1:<app port> over pooled
- * keep-alive connections, and both bodies stream through untouched (a 1 GiB upload or
- * download never sits in memory). Hop-by-hop headers are dropped, X-Forwarded-* and the
- * request id are added. The app unreachable is a 502, no response headers within the
- * timeout a 504, both with a JSON error body.
- *
- * The upstream request asks for `accept-encoding: identity`: Deno's HTTP client would
- * otherwise decompress a gzip answer yet keep its Content-Encoding header. Compression
- * belongs at the edge, not on the loopback hop.
+ * keep-alive connections (fizzlet/http1.ts), and both bodies stream through with
+ * backpressure (a 1 GiB upload or download never sits in memory). Hop-by-hop headers are
+ * dropped both ways; X-Forwarded-* and the request id are added; Host stays the caller's.
+ * The app unreachable is a 502, no response headers within the timeout a 504, both with a
+ * JSON error body.
  */
 
-import { errorResponse, forwardableHeaders, REQUEST_ID_HEADER } from "../common/protocol.ts";
-import { ClientGone, type ModeHandler, ShuttingDown, Timeout } from "./request.ts";
+import { errorResponse, HOP_BY_HOP_HEADERS, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import { createHttp1Client } from "./http1.ts";
+import {
+  ClientGone,
+  type ModeHandler,
+  type RequestContext,
+  ShuttingDown,
+  Timeout,
+} from "./request.ts";
 
 export interface Proxy {
   handle: ModeHandler;
   close(): void;
 }
+
+const HOP_BY_HOP = new Set<string>([...HOP_BY_HOP_HEADERS, "expect"]);
+const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
 /** Start of the path in an absolute URL ("http://host:port/path?q" → index of "/path"). */
 function pathStart(url: string): number {
@@ -24,63 +31,114 @@ function pathStart(url: string): number {
   return i < 0 ? url.length : i;
 }
 
+/** Names listed in a Connection header (they are hop-by-hop too), lower-cased. */
+function connectionNamed(value: string | null | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  return new Set(value.split(",").map((n) => n.trim().toLowerCase()));
+}
+
+/** Request headers for the app: the client's, minus hop-by-hop ones, plus forwarding info. */
+function upstreamHeaders(req: Request, ctx: RequestContext, appPort: number): [string, string][] {
+  const named = connectionNamed(req.headers.get("connection"));
+  const out: [string, string][] = [];
+  let forwardedFor: string | undefined;
+  let proto = false;
+  let forwardedHost = false;
+  let host: string | undefined;
+  for (const [name, value] of req.headers) {
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    switch (name) {
+      case "x-forwarded-for":
+        forwardedFor = value;
+        continue;
+      case REQUEST_ID_HEADER:
+        continue;
+      case "x-forwarded-proto":
+        proto = true;
+        break;
+      case "x-forwarded-host":
+        forwardedHost = true;
+        break;
+      case "host":
+        host = value;
+        break;
+    }
+    out.push([name, value]);
+  }
+  if (host === undefined) out.push(["host", `127.0.0.1:${appPort}`]);
+  out.push([REQUEST_ID_HEADER, ctx.requestId]);
+  out.push([
+    "x-forwarded-for",
+    forwardedFor ? `${forwardedFor}, ${ctx.remoteAddress}` : ctx.remoteAddress,
+  ]);
+  if (!proto) out.push(["x-forwarded-proto", "http"]);
+  if (!forwardedHost && host !== undefined) out.push(["x-forwarded-host", host]);
+  return out;
+}
+
+/** The app's response headers as Headers, without hop-by-hop ones. */
+function responseHeaders(raw: [string, string][], requestId: string): Headers {
+  let named: Set<string> | undefined;
+  for (const [name, value] of raw) {
+    if (name === "connection") named = connectionNamed(value);
+  }
+  const out = new Headers();
+  for (const [name, value] of raw) {
+    if (!HOP_BY_HOP.has(name) && !named?.has(name)) out.append(name, value);
+  }
+  out.set(REQUEST_ID_HEADER, requestId);
+  return out;
+}
+
+function failure(ctx: RequestContext, appPort: number, e: unknown): Response {
+  const reason = ctx.signal.reason;
+  if (reason instanceof Timeout) {
+    ctx.log.warn("app did not answer in time", {
+      requestId: ctx.requestId,
+      timeoutMs: ctx.timeout,
+    });
+    return errorResponse(504, "app did not answer in time", { timeoutMs: ctx.timeout });
+  }
+  if (reason instanceof ClientGone) return errorResponse(499, "client disconnected");
+  if (reason instanceof ShuttingDown) {
+    return errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
+  }
+  const message = (e as Error).message;
+  ctx.log.warn("app unreachable", { requestId: ctx.requestId, appPort, error: message });
+  return errorResponse(502, "app unreachable", { appPort, message });
+}
+
 export function createProxy(appPort: number): Proxy {
-  const base = `http://127.0.0.1:${appPort}`;
-  // allowHost: the app sees the Host the client used, as behind any transparent proxy.
-  const client = Deno.createHttpClient({ allowHost: true, poolIdleTimeout: 60_000 });
+  const client = createHttp1Client(appPort);
 
   const handle: ModeHandler = async (req, ctx) => {
     const url = req.url;
     const start = pathStart(url);
-    const target = start < url.length ? base + url.slice(start) : base + "/";
-    const headers = forwardableHeaders(req.headers);
-    headers.set(REQUEST_ID_HEADER, ctx.requestId);
-    const prior = headers.get("x-forwarded-for");
-    headers.set("x-forwarded-for", prior ? `${prior}, ${ctx.remoteAddress}` : ctx.remoteAddress);
-    if (!headers.has("x-forwarded-proto")) headers.set("x-forwarded-proto", "http");
-    if (!headers.has("x-forwarded-host")) {
-      const host = req.headers.get("host");
-      if (host) headers.set("x-forwarded-host", host);
-    }
-    headers.set("accept-encoding", "identity");
-
-    let upstream: Response;
     try {
-      upstream = await fetch(target, {
+      const res = await client.request({
         method: req.method,
-        headers,
+        target: start < url.length ? url.slice(start) : "/",
+        headers: upstreamHeaders(req, ctx, appPort),
         body: req.body,
-        redirect: "manual",
         signal: ctx.signal,
-        client,
+      });
+      if (res.status < 200 || res.status > 599) {
+        if (res.body instanceof ReadableStream) await res.body.cancel();
+        return errorResponse(502, "app answered with an unsupported status", res.status);
+      }
+      let body = res.body;
+      if (body !== null && NULL_BODY_STATUS.has(res.status)) {
+        if (body instanceof ReadableStream) await body.cancel();
+        body = null;
+      }
+      return new Response(body, {
+        status: res.status,
+        statusText: res.statusText,
+        headers: responseHeaders(res.headers, ctx.requestId),
       });
     } catch (e) {
-      const reason = ctx.signal.reason;
-      if (reason instanceof Timeout) {
-        ctx.log.warn("app did not answer in time", {
-          requestId: ctx.requestId,
-          timeoutMs: ctx.timeout,
-        });
-        return errorResponse(504, "app did not answer in time", { timeoutMs: ctx.timeout });
-      }
-      if (reason instanceof ClientGone) {
-        return errorResponse(499, "client disconnected");
-      }
-      if (reason instanceof ShuttingDown) {
-        return errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
-      }
-      const message = (e as Error).message;
-      ctx.log.warn("app unreachable", { requestId: ctx.requestId, appPort, error: message });
-      return errorResponse(502, "app unreachable", { appPort, message });
+      return failure(ctx, appPort, e);
     }
-
-    const out = forwardableHeaders(upstream.headers);
-    out.set(REQUEST_ID_HEADER, ctx.requestId);
-    return new Response(upstream.body, {
-      status: upstream.status,
-      statusText: upstream.statusText,
-      headers: out,
-    });
   };
 
   return { handle, close: () => client.close() };

@@ -87,7 +87,8 @@ export async function startFizzlet(
   metrics.setMode(mode);
 
   const proxy = createProxy(options.appPort);
-  const runScript = hasScript ? createCommandRunner(options.dir) : undefined;
+  const commands = hasScript ? createCommandRunner(options.dir) : undefined;
+  const runScript = commands?.handle;
   const limiters: Record<"proxy" | "command", Limiter | undefined> = {
     proxy: undefined,
     command: undefined,
@@ -295,9 +296,15 @@ export async function startFizzlet(
         log.warn("grace period over; aborting requests still running", { inflight: active.size });
         for (const c of active) c.abort(SHUTTING_DOWN);
         // Streams still flowing after their handler returned get a last moment, no more.
-        await Promise.race([server.finished, new Promise((r) => setTimeout(r, 2000))]);
+        let lastTimer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          server.finished,
+          new Promise((r) => lastTimer = setTimeout(r, 2000)),
+        ]);
+        clearTimeout(lastTimer);
       }
       proxy.close();
+      await commands?.settled();
       if (app) await app.stop(Math.max(1000, options.grace - (Date.now() - began)));
       log.info("stopped", { tookMs: Date.now() - began });
     })();

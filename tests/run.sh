@@ -7,7 +7,7 @@
 #   bash tests/run.sh tests/fizzlet   # only some test files or folders (checks still run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DENO=${DENO:-deno}
+DENO=${DENO:-$PWD/node_modules/.bin/deno}
 export NO_COLOR=1
 
 echo "== static checks (fmt, lint, type check)"

@@ -15,18 +15,28 @@ export type Privilege =
 export interface Caller {
   name: string;
   group: string;
+  /** Privileges as configured, including function-scoped patterns. */
+  privileges: string[];
 }
 
 export interface AuthGate {
   type: string;
+  /** The caller, or the 401 response to send. */
+  authenticate(req: Request): Promise<Caller | Response>;
+  /** Whether the caller holds the privilege (for one function when it is scoped). */
+  can(caller: Caller, privilege: Privilege, functionName?: string): boolean;
   /** The caller, or the 401/403 response to send. */
   require(req: Request, privilege: Privilege, functionName?: string): Promise<Caller | Response>;
   /** Handles the auth endpoints (/auth/…, /users/me); undefined for other paths. */
   handle(req: Request, url: URL): Promise<Response | undefined>;
 }
 
+const anonymous: Caller = { name: "anonymous", group: "", privileges: [] };
+
 export const openGate: AuthGate = {
   type: "none",
-  require: () => Promise.resolve({ name: "anonymous", group: "" }),
+  authenticate: () => Promise.resolve(anonymous),
+  can: () => true,
+  require: () => Promise.resolve(anonymous),
   handle: () => Promise.resolve(undefined),
 };

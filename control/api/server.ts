@@ -75,11 +75,18 @@ export function createApiHandler(deps: ApiDeps): Handler {
     const method = req.method;
 
     if (path.startsWith("/invoke/")) {
+      // Authenticate before anything else, so anonymous callers learn nothing about
+      // which endpoints exist.
+      const caller = await deps.auth.authenticate(req);
+      if (caller instanceof Response) return caller;
       const match = deps.dispatcher.table.match(path.slice("/invoke".length));
       if (!match) {
         return errorResponse(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
       }
       const { fn, suffix } = match;
+      if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
+        return forbidden("functions:invoke", fn.name);
+      }
       if (
         fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
       ) {
@@ -92,8 +99,6 @@ export function createApiHandler(deps: ApiDeps): Handler {
           },
         );
       }
-      const caller = await deps.auth.require(req, "functions:invoke", fn.name);
-      if (caller instanceof Response) return caller;
       const addr = info?.remoteAddr as Deno.NetAddr | undefined;
       return deps.dispatcher.dispatch(fn, req, {
         requestId: requestIdFrom(req.headers),
@@ -102,6 +107,7 @@ export function createApiHandler(deps: ApiDeps): Handler {
         clientAddress: addr?.hostname,
         source: "http",
         protocol: url.protocol === "https:" ? "https" : "http",
+        caller: deps.auth.type === "none" ? undefined : { name: caller.name, group: caller.group },
       });
     }
 
@@ -127,9 +133,17 @@ export function createApiHandler(deps: ApiDeps): Handler {
 
     if (path === "/functions" || path === "/functions/") {
       if (method === "GET") {
-        const caller = await deps.auth.require(req, "functions:list");
+        const caller = await deps.auth.authenticate(req);
         if (caller instanceof Response) return caller;
-        return jsonResponse(deps.store.list().map(describe));
+        // A caller with list rights scoped to some functions sees just those.
+        const visible = deps.store.list().filter((fn) =>
+          deps.auth.can(caller, "functions:list", fn.name)
+        );
+        const scoped = caller.privileges.some((p) => p.startsWith("functions:list:"));
+        if (visible.length === 0 && !deps.auth.can(caller, "functions:list") && !scoped) {
+          return forbidden("functions:list");
+        }
+        return jsonResponse(visible.map(describe));
       }
       if (method === "POST") {
         const caller = await deps.auth.require(req, "functions:create");
@@ -224,6 +238,14 @@ export function createApiHandler(deps: ApiDeps): Handler {
     }
     return response;
   };
+}
+
+function forbidden(privilege: string, functionName?: string): Response {
+  const scope = functionName ? ` for function "${functionName}"` : "";
+  return errorResponse(403, `missing privilege ${privilege}${scope}`, {
+    privilege,
+    function: functionName,
+  });
 }
 
 function methodNotAllowed(allow: string): Response {

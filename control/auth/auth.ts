@@ -38,7 +38,7 @@ export interface Principal {
 
 export interface Auth {
   type: string;
-  /** Authenticates the request: a principal, or a ready 401 Response (JSON {error, details} + WWW-Authenticate). In mode none: an anonymous principal with every privilege. */
+  /** Authenticates the request: a principal, or a ready 401 Response (JSON {error, details} + WWW-Authenticate). In mode none: an anonymous principal with every privilege. (503 instead of 401 only when the OIDC issuer's keys cannot be fetched or too many password checks wait.) */
   authenticate(req: Request): Promise<Principal | Response>;
   /** Whether the principal holds the privilege, for a function name when the privilege is function-scoped. */
   can(principal: Principal, privilege: Privilege, functionName?: string): boolean;

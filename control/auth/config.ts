@@ -144,11 +144,9 @@ export function parseAuthConfig(raw: unknown, path: string, r: Reader): AuthConf
     const p = `${path}.token.tokens[${i}]`;
     const to = r.obj(t, p);
     r.known(to, p, ["token"]);
-    const value = r.str(to.token, `${p}.token`, "");
-    if (!JWS_RE.test(value)) {
-      r.error(`${p}.token`, "must be a signed JWT (three base64url parts separated by dots)");
-    }
-    return value;
+    // A malformed entry only warns (see authWarnings): it can never match, and the seed's
+    // sample config may carry a placeholder here.
+    return r.str(to.token, `${p}.token`, "");
   });
   const jwtSecret = r.str(token.jwt_secret, `${path}.token.jwt_secret`);
   const expiry = r.duration(token.expiry, `${path}.token.expiry`, 3_600_000);
@@ -291,6 +289,16 @@ export function authWarnings(c: AuthConfig): string[] {
         );
       }
     }
+  }
+  if (c.type === "token") {
+    c.token.tokens.forEach((t, i) => {
+      if (!JWS_RE.test(t)) {
+        out.push(
+          `f2s.auth.token.tokens[${i}].token is not a signed JWT ` +
+            "(three base64url parts joined by dots); it can never match",
+        );
+      }
+    });
   }
   if (c.type === "token" && c.token.jwtSecret !== undefined) {
     if (new TextEncoder().encode(c.token.jwtSecret).length < 32) {

@@ -45,22 +45,42 @@ export function createTokenVerifier(config: AuthConfig, deps: TokenDeps): TokenV
   const hmac = useHmac ? hmacVerifier(config, deps) : undefined;
   const issuer = oidc ? oidcVerifier(oidc, config.clockTolerance, deps) : undefined;
 
+  // Clients send the same token with many requests; signature checks cost 0.1-1 ms (RSA
+  // most), so a verified token is remembered until it expires, for at most 5 minutes.
+  const verified = new Map<string, { identity: TokenIdentity; until: number }>();
+  const remember = (key: string, identity: TokenIdentity) => {
+    const expiry = identity.expiresAt ?? Infinity;
+    const until = Math.min(expiry + config.clockTolerance, deps.now() + VERIFIED_TTL);
+    if (verified.size >= 1024) verified.delete(verified.keys().next().value!);
+    verified.set(key, { identity, until });
+  };
+
+  async function check(token: string): Promise<TokenOutcome> {
+    let iss: unknown;
+    try {
+      iss = jose.decodeJwt(token).iss;
+    } catch (e) {
+      return refused(`malformed token: ${(e as Error).message}`);
+    }
+    const fromIssuer = !!issuer && iss === oidc?.issuer;
+    try {
+      if (issuer && fromIssuer) return await issuer.verify(token);
+      if (hmac) return await hmac(token);
+      return refused("token is not from the configured issuer");
+    } catch (e) {
+      return fromJoseError(e, fromIssuer);
+    }
+  }
+
   return {
     async verify(token) {
-      let iss: unknown;
-      try {
-        iss = jose.decodeJwt(token).iss;
-      } catch (e) {
-        return refused(`malformed token: ${(e as Error).message}`);
-      }
-      const fromIssuer = !!issuer && iss === oidc?.issuer;
-      try {
-        if (issuer && fromIssuer) return await issuer.verify(token);
-        if (hmac) return await hmac(token);
-        return refused("token is not from the configured issuer");
-      } catch (e) {
-        return fromJoseError(e, fromIssuer);
-      }
+      const key = digest(token);
+      const hit = verified.get(key);
+      if (hit && hit.until > deps.now()) return { ok: true, identity: hit.identity };
+      if (hit) verified.delete(key);
+      const outcome = await check(token);
+      if (outcome.ok) remember(key, outcome.identity);
+      return outcome;
     },
     async warmUp() {
       return issuer ? await issuer.warmUp() : undefined;
@@ -68,18 +88,35 @@ export function createTokenVerifier(config: AuthConfig, deps: TokenDeps): TokenV
   };
 }
 
+/** Longest a verified token is remembered (ms). */
+const VERIFIED_TTL = 300_000;
+
 function refused(reason: string): TokenOutcome {
   return { ok: false, status: 401, reason };
 }
 
 function hmacVerifier(config: AuthConfig, deps: TokenDeps) {
-  const key = new TextEncoder().encode(config.token.jwtSecret);
+  const secret = new TextEncoder().encode(config.token.jwtSecret);
+  // One imported key per HMAC algorithm (importing on every request doubles the cost).
+  // jose checks `alg` against HMAC_ALGORITHMS before it asks for the key.
+  const keys = new Map<string, Promise<CryptoKey>>();
+  const keyFor = (header: jose.JWSHeaderParameters): Promise<CryptoKey> => {
+    const alg = header.alg ?? "";
+    if (!HMAC_ALGORITHMS.includes(alg)) throw new jose.errors.JOSEAlgNotAllowed("not HMAC");
+    let key = keys.get(alg);
+    if (!key) {
+      const hash = { name: `SHA-${alg.slice(2)}` };
+      key = crypto.subtle.importKey("raw", secret, { name: "HMAC", hash }, false, ["verify"]);
+      keys.set(alg, key);
+    }
+    return key;
+  };
   const allowList = new Set(config.token.tokens.map(digest));
   const maxSigninLifetime = config.token.expiry / 1000 + 1;
 
   return async (token: string): Promise<TokenOutcome> => {
-    const listed = allowList.has(digest(token));
-    const { payload } = await jose.jwtVerify(token, key, {
+    const listed = allowList.size > 0 && allowList.has(digest(token));
+    const { payload } = await jose.jwtVerify(token, keyFor, {
       algorithms: HMAC_ALGORITHMS,
       clockTolerance: config.clockTolerance / 1000,
       currentDate: new Date(deps.now()),

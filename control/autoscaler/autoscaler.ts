@@ -174,7 +174,7 @@ export function createAutoscaler(deps: AutoscalerDeps): Autoscaler {
     }
   }
 
-  async function round1(fn: FunctionDef) {
+  async function scaleFunction(fn: FunctionDef) {
     const name = fn.name;
     const current = deps.runtime.desiredReplicas(name);
     if (current === undefined) return; // not applied (yet): nothing to scale
@@ -299,7 +299,7 @@ export function createAutoscaler(deps: AutoscalerDeps): Autoscaler {
     const names = new Set(fns.map((f) => f.name));
     for (const name of [...states.keys()]) if (!names.has(name)) forget(name);
     await Promise.all(fns.map((fn) =>
-      round1(fn).catch((e) => {
+      scaleFunction(fn).catch((e) => {
         log.error("scaling round failed", { function: fn.name, error: e });
       })
     ));

@@ -46,7 +46,8 @@ export interface KpaInput {
   current: number;
   /** Now while requests are in flight, else when the last one finished; undefined if never. */
   lastActivity: number | undefined;
-  /** When the autoscaler first saw the function: idle time counts from here at the latest. */
+  /** When the autoscaler first saw the function: idle time of running instances counts from
+   * here at the latest. */
   seenSince: number;
   panicState: PanicState | undefined;
   params: KpaParams;
@@ -93,7 +94,11 @@ export function decide(input: KpaInput): KpaDecision {
   const panic = nonNegative(input.panic);
   const wantStable = instancesFor(stable, target);
   const wantPanic = instancesFor(panic, target);
-  const lastSeen = Math.max(input.lastActivity ?? -Infinity, input.seenSince);
+  // Running instances count as seen from when the autoscaler first saw them, so an unused
+  // function still idles to zero; at zero only a request brings it back.
+  const lastSeen = input.current > 0
+    ? Math.max(input.lastActivity ?? -Infinity, input.seenSince)
+    : input.lastActivity ?? -Infinity;
   const idleFor = Math.max(0, input.now - lastSeen);
   const base = { wantStable, wantPanic, idleFor };
 

@@ -36,6 +36,8 @@ export interface PrometheusSignalOptions {
   url: string;
   /** Per query (ms); default 2000, below the autoscaler's tick. */
   timeoutMs?: number;
+  /** How long one answer serves every function of a round (ms); default 500. */
+  cacheMs?: number;
   /**
    * This replica's own tracker: its last activity is taken into account too, because a
    * request that arrived since the last scrape must already keep the function from zero.
@@ -52,11 +54,25 @@ export function prometheusSignal(options: PrometheusSignalOptions): ConcurrencyS
   const base = normalizeUrl(options.url);
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 2000;
+  const cacheMs = options.cacheMs ?? 500;
   const wallClock = options.wallClock ?? Date.now;
   const localClock = options.localClock ?? wallClock;
+  // One query answers every function (`by (function)`): a round over many functions asks
+  // Prometheus once per distinct window, not once per function.
+  const cache = new Map<string, { at: number; values: Promise<Map<string, number>> }>();
 
-  /** The single value of an instant query, or undefined when no series matched. */
-  async function scalar(query: string): Promise<number | undefined> {
+  function byFunction(query: string): Promise<Map<string, number>> {
+    const now = localClock();
+    const hit = cache.get(query);
+    if (hit && now - hit.at < cacheMs) return hit.values;
+    const values = vector(query);
+    cache.set(query, { at: now, values });
+    values.catch(() => cache.delete(query));
+    return values;
+  }
+
+  /** An instant query's vector as function label → value. */
+  async function vector(query: string): Promise<Map<string, number>> {
     const url = `${base}/api/v1/query?query=${encodeURIComponent(query)}`;
     let res: Response;
     try {
@@ -68,7 +84,10 @@ export function prometheusSignal(options: PrometheusSignalOptions): ConcurrencyS
     let body: {
       status?: string;
       error?: string;
-      data?: { resultType?: string; result?: { value?: [number, string] }[] };
+      data?: {
+        resultType?: string;
+        result?: { metric?: Record<string, string>; value?: [number, string] }[];
+      };
     };
     try {
       body = JSON.parse(text);
@@ -82,24 +101,32 @@ export function prometheusSignal(options: PrometheusSignalOptions): ConcurrencyS
         `prometheus query ${query} failed (${res.status}): ${body.error ?? text.slice(0, 200)}`,
       );
     }
-    const result = body.data?.result ?? [];
     if (body.data?.resultType !== "vector") {
       throw new SignalError(`prometheus query ${query} returned ${body.data?.resultType}`);
     }
-    if (result.length === 0) return undefined;
-    const value = Number(result[0].value?.[1]);
-    return Number.isFinite(value) ? value : undefined;
+    const out = new Map<string, number>();
+    for (const sample of body.data.result ?? []) {
+      const fn = sample.metric?.function;
+      const value = Number(sample.value?.[1]);
+      if (fn !== undefined && Number.isFinite(value)) out.set(fn, value);
+    }
+    return out;
   }
 
   return {
     source: "prometheus",
     async average(fn, windowMs) {
       const window = `${Math.max(1, Math.round(windowMs))}ms`;
-      const v = await scalar(`sum(rate(f2s_concurrency_seconds_total{${label(fn)}}[${window}]))`);
-      return v ?? 0;
+      const values = await byFunction(
+        `sum by (function) (rate(f2s_concurrency_seconds_total[${window}]))`,
+      );
+      return values.get(fn) ?? 0;
     },
     async lastActivity(fn) {
-      const seconds = await scalar(`max(f2s_last_activity_timestamp_seconds{${label(fn)}})`);
+      const values = await byFunction(
+        "max by (function) (f2s_last_activity_timestamp_seconds)",
+      );
+      const seconds = values.get(fn);
       // In the local tracker's clock, so it compares with what the autoscaler calls now.
       const remote = seconds === undefined ? undefined : seconds * 1000 - wallClock() +
         localClock();
@@ -109,11 +136,6 @@ export function prometheusSignal(options: PrometheusSignalOptions): ConcurrencyS
       return Math.max(remote, own);
     },
   };
-}
-
-/** `function="name"` with the value escaped as PromQL wants. */
-function label(fn: string): string {
-  return `function="${fn.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`;
 }
 
 /** The seed writes `prometheus.url: localhost:9090`; accept that as http://localhost:9090. */

@@ -17,8 +17,10 @@ import { actionMatches } from "./match.ts";
 import {
   type ConsumedMessage,
   deadLetterRecord,
+  hopsOf,
   invocationRequest,
   KAFKA_HEADERS,
+  MAX_HOPS,
   type OutgoingRecord,
   requestIdOf,
   responseRecord,
@@ -70,8 +72,12 @@ export function backoffFor(policy: RetryPolicy, attempt: number): number {
   return Math.min(policy.retryBackoffMax, policy.retryBackoff * 2 ** attempt);
 }
 
-/** The routes a message fires. An action never fires on a record it produced itself. */
+/**
+ * The routes a message fires. An action never fires on a record it produced itself, and a
+ * chain of responses firing further actions stops after MAX_HOPS (a loop between actions).
+ */
 export function firedRoutes(message: ConsumedMessage, routes: Route[]): Route[] {
+  if (hopsOf(message) >= MAX_HOPS) return [];
   const view = viewOf(message);
   const producedBy = view.headers.get(KAFKA_HEADERS.action) ?? [];
   return routes.filter((r) => !producedBy.includes(r.id) && actionMatches(r.action, view));
@@ -83,7 +89,15 @@ export async function deliver(
   deps: DeliveryDeps,
 ): Promise<Outcome[]> {
   const fired = firedRoutes(message, routes);
-  if (fired.length === 0) return [];
+  if (fired.length === 0) {
+    if (hopsOf(message) >= MAX_HOPS) {
+      deps.log.warn("response loop stopped", { topic: message.topic, offset: message.offset });
+      deps.events.record("kafka.loop", `a chain of ${MAX_HOPS} responses was stopped`, {
+        data: { topic: message.topic, partition: message.partition, offset: message.offset },
+      });
+    }
+    return [];
+  }
   const requestId = requestIdOf(message);
   const work = fired.flatMap((route) =>
     route.action.functions.map((ref) => deliverOne(message, route, ref, requestId, deps))
@@ -103,8 +117,8 @@ async function deliverOne(
   requestId: string,
   deps: DeliveryDeps,
 ): Promise<Outcome> {
-  const log = deps.log.with({ function: ref, requestId, action: route.action.name });
   const fn = deps.resolve(ref);
+  const log = deps.log.with({ function: fn?.name ?? ref, requestId, action: route.action.name });
   let status: number;
   let body: Uint8Array;
   let contentType: string | null = "application/json";

@@ -42,7 +42,12 @@ export const KAFKA_HEADERS = {
   /** Which action produced a record: lets that action ignore its own responses. */
   action: "x-f2s-action",
   error: "x-f2s-error",
+  /** How many F2S responses led to this record; bounds loops between actions. */
+  hops: "x-f2s-hops",
 } as const;
+
+/** A record that is the answer to this many answers in a row fires nothing more. */
+export const MAX_HOPS = 10;
 
 const decoder = new TextDecoder();
 // Headers the HTTP layer owns or that would confuse it; never copied from a message.
@@ -135,6 +140,7 @@ export function responseRecord(opts: {
     [KAFKA_HEADERS.function]: opts.functionName,
     [KAFKA_HEADERS.status]: String(opts.status),
     [KAFKA_HEADERS.action]: opts.action,
+    [KAFKA_HEADERS.hops]: String(hopsOf(opts.message) + 1),
   };
   const originalKey = text(opts.message.key);
   if (originalKey !== undefined) headers[KAFKA_HEADERS.originalKey] = originalKey;
@@ -175,6 +181,13 @@ export function deadLetterRecord(opts: {
     value: opts.message.value ?? new Uint8Array(),
     headers,
   };
+}
+
+/** The `x-f2s-hops` of a message (0 for records F2S did not produce). */
+export function hopsOf(message: ConsumedMessage): number {
+  const raw = message.headers.find(([name]) => name.toLowerCase() === KAFKA_HEADERS.hops);
+  const n = raw ? Number(decoder.decode(raw[1])) : 0;
+  return Number.isInteger(n) && n > 0 ? n : 0;
 }
 
 function headerSafe(s: string | undefined): string | undefined {

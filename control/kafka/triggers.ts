@@ -11,6 +11,7 @@
 
 import { Buffer } from "node:buffer";
 import client from "prom-client";
+// @ts-types="./kafkajs.d.ts"
 import {
   type Admin,
   type Consumer,
@@ -57,6 +58,8 @@ export interface KafkaTriggers {
 /** How often the brokers are asked whether they are there, and how long they may take. */
 const PROBE_INTERVAL_MS = 3_000;
 const PROBE_TIMEOUT_MS = 3_000;
+/** Longest a fetch waits at the broker for new records (Kafka's Java client uses 500 ms). */
+const FETCH_MAX_WAIT_MS = 1_000;
 /** Bounds each step of shutdown, so a dead broker cannot hold the process. */
 const STOP_STEP_TIMEOUT_MS = 10_000;
 
@@ -68,6 +71,14 @@ export function startKafkaTriggers(deps: KafkaTriggersDeps): Promise<KafkaTrigge
       stop: () => Promise.resolve(),
     });
   }
+  if (config.brokers.length === 0) {
+    // Only reachable through F2S_KAFKA_ENABLED without brokers (the file is validated).
+    (deps.log ?? createLogger("kafka")).error("kafka is enabled but no brokers are configured");
+    return Promise.resolve({
+      health: () => ({ enabled: true, connected: false, detail: "no brokers configured" }),
+      stop: () => Promise.resolve(),
+    });
+  }
   return Promise.resolve(start(deps));
 }
 
@@ -75,9 +86,11 @@ interface GroupState {
   group: string;
   joined: boolean;
   problem?: string;
-  consumer?: Consumer;
   /** Resolves when the current consumer died for good and must be replaced. */
   dead?: () => void;
+  /** Messages being handled right now, and who waits for that to reach zero. */
+  inflight: number;
+  idle?: () => void;
 }
 
 function start(deps: KafkaTriggersDeps): KafkaTriggers {
@@ -99,8 +112,8 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
   let wasConnected: boolean | undefined;
 
   function health(): KafkaHealth {
+    if (signal.aborted) return { enabled: true, connected: false, detail: "stopped" };
     const problems: string[] = [];
-    if (config.brokers.length === 0) problems.push("no brokers configured");
     if (probeProblem) problems.push(`brokers: ${probeProblem}`);
     for (const g of groups.values()) {
       if (!g.joined) problems.push(`group ${g.group}: ${g.problem ?? "joining"}`);
@@ -115,18 +128,23 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
     () => health().connected,
   );
 
-  /** Records a platform event when connectivity changes, not on every probe. */
+  /**
+   * Records a platform event when connectivity changes, not on every probe. Joining at
+   * start-up is not a change; brokers that do not answer at start-up are.
+   */
   function noteHealth() {
+    if (signal.aborted) return;
     const h = health();
     if (h.connected === wasConnected) return;
     if (h.connected) {
       events.record("kafka.connected", `connected to ${config.brokers.join(",")}`);
       log.info("kafka connected", { brokers: config.brokers });
-    } else if (wasConnected !== undefined) {
+      wasConnected = true;
+    } else if (wasConnected || (probeProblem && probeProblem !== "connecting")) {
       events.record("kafka.disconnected", h.detail ?? "disconnected");
       log.warn("kafka unhealthy", { detail: h.detail });
+      wasConnected = false;
     }
-    wasConnected = h.connected;
   }
 
   // --- producer: one for every answer, connected on first use and after failures.
@@ -196,6 +214,7 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
 
   async function handle(
     state: GroupState,
+    consumer: Consumer,
     routes: Route[],
     message: ConsumedMessage,
     heartbeat: () => Promise<void>,
@@ -203,6 +222,21 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
     // Once stopping, messages are left uncommitted for the partition's next owner. (With
     // autoCommit off, kafkajs never commits on its own, so returning is safe here.)
     if (signal.aborted) return;
+    state.inflight++;
+    try {
+      await handleNow(consumer, routes, message, heartbeat);
+    } finally {
+      if (--state.inflight === 0) state.idle?.();
+    }
+  }
+
+  async function handleNow(
+    // The consumer that fetched the message commits it, even if it was replaced meanwhile.
+    consumer: Consumer,
+    routes: Route[],
+    message: ConsumedMessage,
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
     metrics.consumed.inc({ topic: message.topic });
     // A slow function must not get this member thrown out of its group.
     const beat = setInterval(() => heartbeat().catch(() => {}), config.heartbeatInterval);
@@ -222,7 +256,7 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
       clearInterval(beat);
     }
     try {
-      await state.consumer!.commitOffsets([{
+      await consumer.commitOffsets([{
         topic: message.topic,
         partition: message.partition,
         offset: (BigInt(message.offset) + 1n).toString(),
@@ -246,10 +280,11 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
         groupId: state.group,
         sessionTimeout: config.sessionTimeout,
         heartbeatInterval: config.heartbeatInterval,
+        // A stop or rebalance waits for the fetch in progress; kafkajs' 5 s makes that slow.
+        maxWaitTimeInMs: FETCH_MAX_WAIT_MS,
         allowAutoTopicCreation: true,
         retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 8 },
       });
-      state.consumer = consumer;
       const died = new Promise<void>((resolve) => (state.dead = resolve));
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         state.joined = true;
@@ -284,6 +319,7 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
           eachMessage: ({ topic, partition, message, heartbeat }) =>
             handle(
               state,
+              consumer,
               byTopic.get(topic) ?? [],
               consumed(topic, partition, message),
               heartbeat,
@@ -304,7 +340,16 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
         noteHealth();
       }
       setup.catch(() => {}); // its failure was handled above, or no longer matters
-      // kafkajs' disconnect waits for the message being handled, which then commits.
+      if (signal.aborted) {
+        // kafkajs drops commits once its disconnect began, so the messages being handled
+        // finish and commit first; new ones are refused by `handle` meanwhile.
+        try {
+          consumer.pause([...byTopic.keys()].map((topic) => ({ topic })));
+        } catch {
+          // Not running (never connected): nothing to pause.
+        }
+        await idle(state);
+      }
       await withTimeout(consumer.disconnect(), STOP_STEP_TIMEOUT_MS).catch((e) =>
         log.warn("consumer did not disconnect cleanly", { group: state.group, error: e })
       );
@@ -318,19 +363,21 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
   // --- probe: the brokers answer a metadata request, or the reason they did not.
   let admin: Admin | undefined;
   async function probe(): Promise<void> {
+    let fresh: Admin | undefined;
     try {
       if (!admin) {
-        const fresh = kafka.admin({ retry: { retries: 0 } });
+        fresh = kafka.admin({ retry: { retries: 0 } });
         await withTimeout(fresh.connect(), PROBE_TIMEOUT_MS);
         admin = fresh;
+        fresh = undefined;
       }
       await withTimeout(admin.describeCluster(), PROBE_TIMEOUT_MS);
       probeProblem = undefined;
     } catch (e) {
       probeProblem = (e as Error).message || String(e);
-      const old = admin;
+      // A new client next time: one whose connection broke may not recover by itself.
+      for (const stale of [admin, fresh]) stale?.disconnect().catch(() => {});
       admin = undefined;
-      old?.disconnect().catch(() => {});
     }
     noteHealth();
   }
@@ -343,7 +390,7 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
 
   const running: Promise<void>[] = [];
   for (const [group, byTopic] of routesByGroup) {
-    const state: GroupState = { group, joined: false };
+    const state: GroupState = { group, joined: false, inflight: 0 };
     groups.set(group, state);
     running.push(runGroup(state, byTopic));
   }
@@ -358,7 +405,7 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
     async stop() {
       if (signal.aborted) return;
       stopping.abort();
-      // Each group's loop disconnects its consumer (after the in-flight message) and ends.
+      // Each group's loop lets in-flight messages finish, disconnects its consumer and ends.
       await Promise.all(running);
       await probing;
       await withTimeout(producer.disconnect(), STOP_STEP_TIMEOUT_MS).catch(() => {});
@@ -366,6 +413,11 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
       log.info("kafka triggers stopped");
     },
   };
+}
+
+function idle(state: GroupState): Promise<void> {
+  if (state.inflight === 0) return Promise.resolve();
+  return new Promise((resolve) => (state.idle = resolve));
 }
 
 function consumed(topic: string, partition: number, m: KafkaMessage): ConsumedMessage {

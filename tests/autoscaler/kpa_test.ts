@@ -205,6 +205,24 @@ const ROWS: Row[] = [
     reason: "keep-one",
   },
   {
+    name: "at zero and never requested stays at zero, however recently first seen",
+    in: { lastActivity: undefined, seenSince: NOW, current: 0, ready: 0 },
+    desired: 0,
+    reason: "idle",
+  },
+  {
+    name: "at zero, a request since (held for a cold start) brings one back",
+    in: { lastActivity: NOW - 100, current: 0, ready: 0 },
+    desired: 1,
+    reason: "keep-one",
+  },
+  {
+    name: "at zero with old demand still in the windows stays at zero",
+    in: { stable: 5, panic: 3, lastActivity: NOW - 30_000, current: 0, ready: 0 },
+    desired: 0,
+    reason: "idle",
+  },
+  {
     name: "a per-function idle timeout applies",
     in: { lastActivity: NOW - 5000, params: { idleTimeout: 5000 } },
     desired: 0,

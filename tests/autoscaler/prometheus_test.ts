@@ -61,21 +61,34 @@ Deno.test({
     const prom = await startPrometheus({ targets: [a.target, b.target], scrapeInterval: "1s" });
     try {
       await prom.waitForTargetsUp();
-      const signal = prometheusSignal({ url: prom.url });
+      let queries = 0;
+      const counting: typeof fetch = (input, init) => {
+        queries++;
+        return fetch(input, init);
+      };
+      const signal = prometheusSignal({ url: prom.url, fetch: counting });
       // Unknown function: no series at all is no load, not an error.
       assertEquals(await signal.average("nobody", 3000), 0);
       assertEquals(await signal.lastActivity("nobody"), undefined);
       // Each replica's dispatcher sees its share: 3 and 4 in flight.
       setLoad(a.tracker, "hello", 3);
       setLoad(b.tracker, "hello", 4);
+      setLoad(a.tracker, "other", 1);
       await sleep(5000);
-      const avg = await signal.average("hello", 3000);
+      queries = 0;
+      const [avg, other] = await Promise.all([
+        signal.average("hello", 3000),
+        signal.average("other", 3000),
+      ]);
       assert(Math.abs(avg - 7) < 0.5, `expected about 7 concurrent, Prometheus says ${avg}`);
+      assert(Math.abs(other - 1) < 0.2, `expected about 1 concurrent, Prometheus says ${other}`);
+      assertEquals(queries, 1, "one query answers every function of a round");
       // Busy: last activity is within a scrape or two of now.
       const busy = await signal.lastActivity("hello");
       assert(busy !== undefined && Date.now() - busy < 2500, `busy last activity ${busy}`);
       // All done on both replicas: the average falls to 0, last activity stays at the end.
       setLoad(a.tracker, "hello", 0);
+      setLoad(a.tracker, "other", 0);
       await sleep(300);
       setLoad(b.tracker, "hello", 0);
       const end = Date.now();

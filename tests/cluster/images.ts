@@ -35,9 +35,13 @@ export function imageName(image: string): string {
   return colon > slash ? noDigest.slice(0, colon) : noDigest;
 }
 
-/** The folder `image` maps to: an exact entry first, then the longest matching prefix. */
+/**
+ * The folder `image` maps to: an entry for the image as given ("name:tag") first, then for
+ * its name, then the longest matching prefix.
+ */
 export function functionFolder(image: string, map: ImageMap): string | undefined {
   const name = imageName(image);
+  if (map[image]) return map[image];
   if (map[name]) return map[name];
   const prefix = Object.keys(map).filter((p) => p.endsWith("/") && name.startsWith(p))
     .sort((a, b) => b.length - a.length)[0];

@@ -144,3 +144,18 @@ export async function leftovers(net: ClusterNet): Promise<string[]> {
   const links = await clusterLinks(net);
   return [...namespaces.map((n) => `netns ${n}`), ...links.map((l) => `link ${l}`)];
 }
+
+/** Slots that have any netns or link on this machine (from names like f2s3-…, f2sbr3). */
+export async function slotsWithNet(): Promise<Set<number>> {
+  const names = [
+    ...(await ip(["netns", "list"], true)).split("\n").map((line) => line.split(" ")[0]),
+    ...(await ip(["-o", "link", "show"], true)).split("\n")
+      .map((line) => line.split(": ")[1]?.split("@")[0] ?? ""),
+  ];
+  const slots = new Set<number>();
+  for (const name of names) {
+    const m = name.match(/^f2s(?:br(\d+)$|(\d+)[-v])/);
+    if (m) slots.add(Number(m[1] ?? m[2]));
+  }
+  return slots;
+}

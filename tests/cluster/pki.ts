@@ -34,7 +34,15 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 }
 
 function ecKey(cwd: string, file: string) {
-  return openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", file], cwd);
+  return openssl([
+    "genpkey",
+    "-algorithm",
+    "EC",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-out",
+    file,
+  ], cwd);
 }
 
 function subject(id: { user: string; groups?: string[] }): string {
@@ -129,7 +137,10 @@ export async function createPki(
         "extendedKeyUsage=clientAuth",
       ])
     ),
-    openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"], dir)
+    openssl(
+      ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"],
+      dir,
+    )
       .then(() => openssl(["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir))
       .then(() => ({ cert: "", key: "" })),
   ]);

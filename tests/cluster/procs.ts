@@ -79,7 +79,7 @@ export async function startProcess(
     stdin: "null",
     stdout: "null",
     stderr: "null",
-    detached: opts.detached,
+    // Not Deno's `detached`: that makes sh a group leader, and setsid would then fork.
   }).spawn();
   if (opts.detached) child.unref();
   let start = processStart(child.pid);
@@ -120,4 +120,26 @@ export async function stopProcess(rec: ProcRecord, graceMs: number): Promise<voi
   if (await waitGone(rec, graceMs)) return;
   signalGroup(rec, "SIGKILL");
   await waitGone(rec, 5_000);
+}
+
+/**
+ * Processes whose command line mentions `text` (e.g. a cluster's folder): catches what a
+ * pid file missed, such as a process that forked away from the recorded pid.
+ */
+export function processesMentioning(text: string): ProcRecord[] {
+  const found: ProcRecord[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    const pid = Number(entry.name);
+    if (!Number.isInteger(pid) || pid === Deno.pid) continue;
+    let cmdline;
+    try {
+      cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+    } catch {
+      continue;
+    }
+    if (!cmdline.includes(text)) continue;
+    const start = processStart(pid);
+    if (start) found.push({ pid, start, name: cmdline.split("\0")[0] });
+  }
+  return found;
 }

@@ -339,3 +339,42 @@ Deno.test("a request in flight finishes when its function is deleted; shutdown l
     await cleanup(dir, dev);
   }
 });
+
+Deno.test("with auth on, functions get the caller's identity but never its credentials", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 1 })));
+  const config = `f2s:
+  auth:
+    global_config: { type: basic }
+    basic:
+      - { username: ann, password: secret-pass, group: users }
+    authorization:
+      - group: users
+        privileges: [functions:invoke, functions:list]
+`;
+  const dev = await startDev({ functionsDir: dir, config });
+  try {
+    // Anonymous callers learn nothing, not even whether an endpoint exists.
+    for (const path of ["/invoke/echo", "/invoke/does-not-exist"]) {
+      const res = await fetch(dev.url + path);
+      assertEquals(res.status, 401);
+      await res.body?.cancel();
+    }
+    const auth = `Basic ${btoa("ann:secret-pass")}`;
+    const res = await fetch(`${dev.url}/invoke/echo`, {
+      headers: { authorization: auth, "x-f2s-caller": "mallory" },
+    });
+    const body = await json(res);
+    assertEquals(res.status, 200);
+    assertEquals(body.headers.authorization, undefined);
+    assertEquals(body.headers["x-f2s-caller"], "ann");
+    assertEquals(body.headers["x-f2s-group"], "users");
+    const missing = await fetch(`${dev.url}/invoke/does-not-exist`, {
+      headers: { authorization: auth },
+    });
+    assertEquals(missing.status, 404);
+    await missing.body?.cancel();
+  } finally {
+    await cleanup(dir, dev);
+  }
+});

@@ -64,7 +64,7 @@ for v in "${missing[@]}"; do
 EOF
   # Retried once: a registry hiccup should not fail a CI run that has 90 minutes.
   resolve() {
-    mvn -B -q -f "$dir/pom.xml" org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+    mvn -B -q -Dstyle.color=never -f "$dir/pom.xml" org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$dir/libs"
   }
   resolve || { sleep 5; resolve; }

@@ -10,7 +10,9 @@ import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { EXAMPLES, freePort, startFizzlet } from "./helpers.ts";
 
 Deno.test("example manifests are valid Functions for f2s dev", async () => {
-  const node = parseFunction(parseYaml(await Deno.readTextFile(`${EXAMPLES}/nodejs/function.yaml`)));
+  const node = parseFunction(
+    parseYaml(await Deno.readTextFile(`${EXAMPLES}/nodejs/function.yaml`)),
+  );
   assert(node.ok, JSON.stringify(!node.ok && node.errors));
   assertEquals(node.fn.name, "hello-node");
   assertEquals(node.fn.endpoint, "/hello-node");

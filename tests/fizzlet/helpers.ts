@@ -30,6 +30,8 @@ export interface FizzletRun {
   dir: string;
   args?: string[];
   env?: Record<string, string>;
+  /** Folders the test made for this run, removed here if the fizzlet fails to start. */
+  removeOnFailure?: string[];
 }
 
 export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
@@ -112,6 +114,7 @@ export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
     if (lines[0] !== first) throw new Error(`"listening" was not the first line:\n${dump(lines)}`);
   } catch (e) {
     await kill();
+    for (const dir of run.removeOnFailure ?? []) await Deno.remove(dir, { recursive: true });
     throw e;
   }
   const port = first.port as number;

@@ -77,7 +77,16 @@ export async function startDev(options: DevOptions): Promise<DevServer> {
         timeout,
       );
     }),
-  ]).finally(() => clearTimeout(timer));
+  ]).catch(async (e) => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await exited;
+    if (configFile) await Deno.remove(configFile).catch(() => {});
+    throw e;
+  }).finally(() => clearTimeout(timer));
   let stopped: Promise<number> | undefined;
   return {
     url: `http://127.0.0.1:${port}`,

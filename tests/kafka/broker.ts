@@ -59,8 +59,13 @@ export async function startBroker(options: { version: string }): Promise<Broker>
       props,
     ]);
 
+    let starts = 0;
     const startJvm = async () => {
       output = "";
+      // Each run gets a fresh log, so readiness is read from this run's lines only.
+      if (starts++ > 0) {
+        await Deno.rename(`${dir}/broker.log`, `${dir}/broker.${starts - 1}.log`).catch(() => {});
+      }
       const child = new Deno.Command("timeout", {
         args: [
           "--kill-after=10",
@@ -190,12 +195,7 @@ async function waitReady(child: Deno.ChildProcess, dir: string, port: number): P
   while (Date.now() < deadline) {
     if (exited) throw new Error(`broker exited with code ${exited.code} while starting`);
     const log = await Deno.readTextFile(`${dir}/broker.log`).catch(() => "");
-    if (log.includes(READY_LINE) && await accepts(port)) {
-      // The log file is reused across restarts: only a line after the last start counts.
-      const lastStart = log.lastIndexOf("Starting (kafka.server.KafkaRaftServer)");
-      const lastReady = log.lastIndexOf(READY_LINE);
-      if (lastStart === -1 || lastReady > lastStart) return;
-    }
+    if (log.includes(READY_LINE) && await accepts(port)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`broker not ready within ${START_TIMEOUT_MS} ms`);
@@ -219,7 +219,7 @@ async function terminate(child: Deno.ChildProcess): Promise<void> {
   } catch {
     // Already gone.
   }
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const done = await Promise.race([
     child.status.then(() => true),
     new Promise<false>((r) => (timer = setTimeout(() => r(false), 20_000))),
@@ -247,7 +247,10 @@ function childPids(pid: number): number[] {
 }
 
 function freePorts(n: number): number[] {
-  const listeners = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
   const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
   for (const l of listeners) l.close();
   return ports;

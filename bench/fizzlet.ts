@@ -1,0 +1,362 @@
+/**
+ * `deno task bench fizzlet [--seconds N] [--connections N]`: what the fizzlet costs, as
+ * ratios against references measured in the same run.
+ *
+ * Proxy mode: throughput and p50/p99 of GET through the fizzlet in front of examples/nodejs,
+ * against the app hit directly, nginx (Debian package) proxying the same app, and
+ * of-watchdog in http mode. Command mode: time per request above running start.sh
+ * directly, beside of-watchdog's fork (streaming) mode on the same script.
+ *
+ * of-watchdog is built from its Go module into ${F2S_CACHE:-~/.cache/f2s}; when the module
+ * cannot be fetched, bench/gowatchdog (the same two modes on Go's standard library) is built
+ * instead and the report says so.
+ */
+
+import { parseArgs } from "node:util";
+import { load, type LoadResult } from "./load.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const CACHE = Deno.env.get("F2S_CACHE") ?? `${Deno.env.get("HOME")}/.cache/f2s`;
+/** Pinned of-watchdog commit (its tags are not semver, so Go needs the commit). */
+const OF_WATCHDOG_MODULE = "github.com/openfaas/of-watchdog";
+const OF_WATCHDOG_VERSION = "a265b19f6e058c8bd8a2adb4e601b9783a87b452";
+
+interface Watchdog {
+  path: string;
+  label: string;
+  note?: string;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function waitForPort(port: number, what: string, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`${what} did not listen on port ${port} within ${timeoutMs}ms`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function which(name: string): Promise<string | null> {
+  for (const dir of [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/sbin", "/sbin"]) {
+    if (await exists(`${dir}/${name}`)) return `${dir}/${name}`;
+  }
+  return null;
+}
+
+async function goBuild(args: string[], env: Record<string, string>, cwd?: string) {
+  const out = await new Deno.Command("go", {
+    args,
+    env,
+    cwd,
+    stdin: "null",
+    signal: AbortSignal.timeout(300_000),
+  }).output();
+  const text = new TextDecoder().decode(out.stderr).trim();
+  return { ok: out.success, error: text.split("\n").slice(-2).join(" ") };
+}
+
+/** of-watchdog from its Go module (cached), else the standard-library stand-in. */
+async function ensureWatchdog(): Promise<Watchdog> {
+  const dir = `${CACHE}/of-watchdog-${OF_WATCHDOG_VERSION.slice(0, 12)}`;
+  const binary = `${dir}/of-watchdog`;
+  const failed = `${dir}/.unavailable`;
+  if (await exists(binary)) return { path: binary, label: "of-watchdog" };
+  let note: string | undefined;
+  const failedAt = await Deno.stat(failed).then((s) => s.mtime?.getTime() ?? 0, () => 0);
+  if (Date.now() - failedAt > 86_400_000) {
+    await Deno.mkdir(dir, { recursive: true });
+    const r = await goBuild(["install", `${OF_WATCHDOG_MODULE}@${OF_WATCHDOG_VERSION}`], {
+      GOBIN: dir,
+    });
+    if (r.ok && await exists(binary)) return { path: binary, label: "of-watchdog" };
+    // Remember the failure for a day, so each run does not wait on the module proxy again.
+    await Deno.writeTextFile(failed, r.error);
+    note = r.error;
+  } else {
+    note = await Deno.readTextFile(failed);
+  }
+  const source = await Deno.readFile(`${ROOT}bench/gowatchdog/main.go`);
+  const hash = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", source)))
+    .slice(0, 6).map((b) => b.toString(16).padStart(2, "0")).join("");
+  const standIn = `${CACHE}/gowatchdog-${hash}/gowatchdog`;
+  if (!(await exists(standIn))) {
+    const r = await goBuild(["build", "-o", standIn, "."], {}, `${ROOT}bench/gowatchdog`);
+    if (!r.ok) throw new Error(`could not build bench/gowatchdog: ${r.error}`);
+  }
+  return {
+    path: standIn,
+    label: "watchdog*",
+    note: `* of-watchdog could not be built (${note}); bench/gowatchdog stands in: ` +
+      "the same http and streaming modes on Go's net/http.",
+  };
+}
+
+export async function run(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      seconds: { type: "string", default: "5" },
+      connections: { type: "string", default: "50" },
+    },
+  });
+  const seconds = Number(values.seconds);
+  const connections = Number(values.connections);
+  const work = await Deno.makeTempDir({ prefix: "f2s-bench-fizzlet-" });
+  const children: Deno.ChildProcess[] = [];
+  const spawn = (
+    cmd: string,
+    cmdArgs: string[],
+    env: Record<string, string> = {},
+    cwd?: string,
+  ) => {
+    const child = new Deno.Command(cmd, {
+      args: cmdArgs,
+      env,
+      cwd,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      detached: true,
+    }).spawn();
+    children.push(child);
+    return child;
+  };
+  const deno = Deno.execPath();
+  try {
+    const watchdog = await ensureWatchdog();
+    const nginx = await which("nginx");
+    const appPort = freePort();
+    spawn("node", ["server.js"], { PORT: String(appPort) }, `${ROOT}examples/nodejs`);
+    await waitForPort(appPort, "examples/nodejs");
+
+    const fizzletPort = freePort();
+    spawn(deno, [
+      "run",
+      "-A",
+      `${ROOT}main.ts`,
+      "fizzlet",
+      "--mode",
+      "proxy",
+      "--port",
+      String(fizzletPort),
+      "--app-port",
+      String(appPort),
+      "--dir",
+      work,
+    ], { F2S_LOG_LEVEL: "warn" });
+    await waitForPort(fizzletPort, "fizzlet");
+
+    let nginxPort: number | undefined;
+    if (nginx) {
+      nginxPort = freePort();
+      await Deno.mkdir(`${work}/nginx/logs`, { recursive: true });
+      await Deno.writeTextFile(
+        `${work}/nginx/nginx.conf`,
+        `worker_processes 1;
+daemon off;
+pid ${work}/nginx/nginx.pid;
+error_log ${work}/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${work}/nginx/body;
+  proxy_temp_path ${work}/nginx/proxy;
+  upstream app { server 127.0.0.1:${appPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${nginxPort};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+`,
+      );
+      spawn(nginx, ["-p", `${work}/nginx`, "-c", `${work}/nginx/nginx.conf`]);
+      await waitForPort(nginxPort, "nginx");
+    }
+
+    const watchdogPort = freePort();
+    spawn(watchdog.path, [], {
+      mode: "http",
+      port: String(watchdogPort),
+      upstream_url: `http://127.0.0.1:${appPort}`,
+      fprocess: "sleep 3600",
+      exec_timeout: "30s",
+    });
+    await waitForPort(watchdogPort, watchdog.label);
+
+    const opts = { connections, seconds };
+    const path = "/bench?x=1";
+    console.log(
+      `proxy mode: GET ${path} on examples/nodejs, ${connections} connections, ${seconds}s each`,
+    );
+    const rows: [string, LoadResult][] = [];
+    rows.push(["app direct", await load(`http://127.0.0.1:${appPort}${path}`, opts)]);
+    rows.push(["fizzlet", await load(`http://127.0.0.1:${fizzletPort}${path}`, opts)]);
+    if (nginxPort) rows.push(["nginx", await load(`http://127.0.0.1:${nginxPort}${path}`, opts)]);
+    rows.push([
+      `${watchdog.label} http`,
+      await load(`http://127.0.0.1:${watchdogPort}${path}`, opts),
+    ]);
+    printTable(rows);
+    const byName = new Map(rows);
+    const f = byName.get("fizzlet")!;
+    for (const [name, r] of rows.slice(2)) {
+      console.log(
+        `fizzlet vs ${name}: throughput ${ratio(f.rps, r.rps)}, p50 ${ratio(f.p50Ms, r.p50Ms)}, ` +
+          `p99 ${ratio(f.p99Ms, r.p99Ms)}`,
+      );
+    }
+    if (!nginx) console.log("nginx not installed: run tests/deps/nginx.sh for that comparison");
+
+    // Command mode: one trivial script, measured directly and through each server.
+    const fnDir = `${work}/fn`;
+    await Deno.mkdir(fnDir);
+    await Deno.writeTextFile(`${fnDir}/start.sh`, "#!/bin/sh\necho '{\"ok\":true}'\n", {
+      mode: 0o755,
+    });
+    const direct = await timeScript(`${fnDir}/start.sh`, seconds);
+    const cmdPort = freePort();
+    spawn(deno, [
+      "run",
+      "-A",
+      `${ROOT}main.ts`,
+      "fizzlet",
+      "--mode",
+      "command",
+      "--port",
+      String(cmdPort),
+      "--dir",
+      fnDir,
+      "--queue",
+      "1000",
+    ], { F2S_LOG_LEVEL: "warn" });
+    await waitForPort(cmdPort, "fizzlet (command mode)");
+    const forkPort = freePort();
+    spawn(watchdog.path, [], {
+      mode: "streaming",
+      port: String(forkPort),
+      fprocess: `${fnDir}/start.sh /dev/stdin`,
+      exec_timeout: "30s",
+    }, fnDir);
+    await waitForPort(forkPort, `${watchdog.label} streaming`);
+    const post = {
+      method: "POST",
+      body: '{"name":"bench"}',
+      headers: { "content-type": "application/json" },
+      seconds,
+    };
+    const cmdRows: [string, LoadResult][] = [
+      [
+        "fizzlet command, 1 conn",
+        await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections: 1 }),
+      ],
+      [
+        `${watchdog.label} fork, 1 conn`,
+        await load(`http://127.0.0.1:${forkPort}/`, { ...post, connections: 1 }),
+      ],
+      [
+        "fizzlet command, 8 conn",
+        await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections: 8 }),
+      ],
+      [
+        `${watchdog.label} fork, 8 conn`,
+        await load(`http://127.0.0.1:${forkPort}/`, { ...post, connections: 8 }),
+      ],
+    ];
+    console.log(
+      `\ncommand mode: trivial start.sh; run directly (sh loop) it takes ${direct.toFixed(2)} ms`,
+    );
+    printTable(cmdRows);
+    const [fz1, wd1] = [cmdRows[0][1], cmdRows[1][1]];
+    console.log(
+      `overhead per request above running start.sh directly (p50, one at a time): fizzlet ` +
+        `${(fz1.p50Ms - direct).toFixed(2)} ms, ${watchdog.label} fork ${
+          (wd1.p50Ms - direct).toFixed(2)
+        } ms; fizzlet/${watchdog.label} p50 ${ratio(fz1.p50Ms, wd1.p50Ms)}, throughput at 8 ` +
+        `connections ${ratio(cmdRows[2][1].rps, cmdRows[3][1].rps)}`,
+    );
+    if (watchdog.note) console.log(`\n${watchdog.note}`);
+  } finally {
+    for (const child of children) {
+      try {
+        Deno.kill(-child.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+    }
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Mean ms of one run of `script` when a shell runs it in a loop for about `seconds`. */
+async function timeScript(script: string, seconds: number): Promise<number> {
+  const runs = 200;
+  let total = 0;
+  let count = 0;
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end) {
+    const t = performance.now();
+    const out = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `i=0; while [ $i -lt ${runs} ]; do "${script}" /dev/null >/dev/null; i=$((i+1)); done`,
+      ],
+      stdin: "null",
+    }).output();
+    if (!out.success) throw new Error(`${script} failed when run directly`);
+    total += performance.now() - t;
+    count += runs;
+  }
+  return total / count;
+}
+
+function ratio(a: number, b: number): string {
+  return `${(a / b).toFixed(2)}x`;
+}
+
+function printTable(rows: [string, LoadResult][]): void {
+  const ref = rows[0][1];
+  console.log(
+    `${"target".padEnd(26)}${"req/s".padStart(10)}${"p50 ms".padStart(10)}${
+      "p99 ms".padStart(10)
+    }` +
+      `${"rps/ref".padStart(9)}${"p50/ref".padStart(9)}${"p99/ref".padStart(9)}${
+        "errors".padStart(8)
+      }`,
+  );
+  for (const [name, r] of rows) {
+    console.log(
+      `${name.padEnd(26)}${r.rps.toFixed(0).padStart(10)}${r.p50Ms.toFixed(2).padStart(10)}` +
+        `${r.p99Ms.toFixed(2).padStart(10)}${ratio(r.rps, ref.rps).padStart(9)}` +
+        `${ratio(r.p50Ms, ref.p50Ms).padStart(9)}${ratio(r.p99Ms, ref.p99Ms).padStart(9)}` +
+        `${String(r.errors).padStart(8)}`,
+    );
+  }
+  console.log(`(load: ${ref.tool}; ratios against the first row)`);
+}

@@ -1,0 +1,3 @@
+module f2s.local/bench/gowatchdog
+
+go 1.22

@@ -1,0 +1,179 @@
+/**
+ * Command-line mode with real scripts: failures, timeouts that must kill grandchildren,
+ * invalid JSON, non-JSON bodies as files, per-request folders that disappear, and the
+ * bounded queue answering 429.
+ */
+
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
+import { alive, eventually, functionDir, startFizzlet } from "./helpers.ts";
+
+Deno.test("command: a failing script is a 500 with exit code and stderr tail", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'i=0; while [ $i -lt 300 ]; do echo "noise line $i" >&2; i=$((i+1)); done',
+      "echo 'the real reason' >&2",
+      "echo 'partial output'",
+      "exit 7",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--mode", "command"] });
+  try {
+    const res = await fetch(`${f.url}/`, { method: "POST", headers: { "x-request-id": "fail-1" } });
+    assertEquals(res.status, 500);
+    assertEquals(res.headers.get("content-type"), "application/json");
+    const body = await res.json();
+    assertEquals(body.error, "start.sh failed");
+    assertEquals(body.details.exitCode, 7);
+    assertMatch(body.details.stderr, /the real reason\n$/);
+    assert(body.details.stderr.length <= 2000, "only the tail of stderr is returned");
+    assert(!body.details.stderr.includes("noise line 0\n"), "the head of stderr is not returned");
+    // Every stderr line is in the log with the request id.
+    await f.waitForLog((l) => l.msg === "script failed" && l.requestId === "fail-1");
+    const logged = f.logs().filter((l) => l.msg === "script stderr" && l.requestId === "fail-1");
+    assertEquals(logged.length, 301);
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("command: past the timeout the whole process group is killed and the answer is 504", async () => {
+  const pids = await Deno.makeTempDir({ prefix: "f2s-pids-" });
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      // A grandchild that would outlive a naive kill of the script alone.
+      `sh -c 'echo $$ > ${pids}/grandchild; exec sleep 300' &`,
+      `echo $$ > ${pids}/script`,
+      "sleep 300",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({
+    dir,
+    args: ["--timeout", "700ms"],
+    removeOnFailure: [dir, pids],
+  });
+  try {
+    const started = Date.now();
+    const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+    assertEquals(res.status, 504);
+    const body = await res.json();
+    assertEquals(body.details.timeoutMs, 700);
+    assert(Date.now() - started < 5000, "the 504 comes at the timeout");
+    const script = Number(await Deno.readTextFile(`${pids}/script`));
+    const grandchild = Number(await Deno.readTextFile(`${pids}/grandchild`));
+    await eventually(() => !alive(script) && !alive(grandchild), 3000, "the script's group to die");
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(pids, { recursive: true });
+  }
+});
+
+Deno.test("command: bodies become files, invalid JSON is a 400, folders are removed", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      // Proves the body is a file in a private folder and reports where that folder was.
+      'printf \'{"file":"%s","dir":"%s","args":%s,"size":%s,"mode":"%s"}\' \\',
+      '  "$(basename "$1")" "$F2S_REQUEST_DIR" "$#" "$(wc -c < "$1")" \\',
+      '  "$(stat -c %a "$F2S_REQUEST_DIR")"',
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir] });
+  try {
+    const bad = await fetch(`${f.url}/`, {
+      method: "POST",
+      headers: { "content-type": "application/json; charset=utf-8" },
+      body: '{"name": "Ada",',
+    });
+    assertEquals(bad.status, 400);
+    const error = await bad.json();
+    assertEquals(error.error, "request body is not valid JSON");
+    assert(typeof error.details === "string" && error.details.length > 0, "names the parse error");
+
+    const binary = new Uint8Array(300_000).map((_, i) => i % 251);
+    const bin = await fetch(`${f.url}/`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: binary,
+    });
+    const b = await bin.json();
+    assertEquals(b.file, "input.bin");
+    assertEquals(b.args, 1);
+    assertEquals(b.size, 300_000);
+    assertEquals(b.mode, "700");
+
+    const text = await fetch(`${f.url}/`, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: "--help; rm -rf / $(whoami)",
+    });
+    const t = await text.json();
+    assertEquals(t.file, "input.txt");
+    assertEquals(t.size, 26);
+
+    const json = await fetch(`${f.url}/`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"ok":true}',
+    });
+    const j = await json.json();
+    assertEquals(j.file, "input.json");
+    for (const folder of [b.dir, t.dir, j.dir]) {
+      assert(folder.length > 0);
+      await eventually(
+        async () => {
+          try {
+            await Deno.stat(folder);
+            return false;
+          } catch {
+            return true;
+          }
+        },
+        3000,
+        `${folder} to be removed`,
+      );
+    }
+    assert(new Set([b.dir, t.dir, j.dir]).size === 3, "every request has its own folder");
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("command: beyond max-inflight plus the queue, requests get 429 with Retry-After", async () => {
+  const dir = await functionDir({ "start.sh": "#!/bin/sh\nsleep 1\necho done\n" });
+  const f = await startFizzlet({
+    dir,
+    removeOnFailure: [dir],
+    args: ["--max-inflight", "1", "--queue", "2"],
+  });
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const res = await fetch(`${f.url}/`, { method: "POST" });
+        return {
+          status: res.status,
+          retryAfter: res.headers.get("retry-after"),
+          body: await res.text(),
+        };
+      }),
+    );
+    const ok = results.filter((r) => r.status === 200);
+    const refused = results.filter((r) => r.status === 429);
+    assertEquals(ok.length, 3, JSON.stringify(results));
+    assertEquals(refused.length, 3, JSON.stringify(results));
+    for (const r of ok) assertEquals(r.body, "done\n");
+    for (const r of refused) {
+      assertEquals(r.retryAfter, "1");
+      assertEquals(JSON.parse(r.body).error, "too many requests");
+    }
+    const metrics = await (await fetch(`${f.url}/f2s/metrics`)).text();
+    assert(metrics.includes('f2s_fizzlet_requests_total{code="429"} 3'), metrics);
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});

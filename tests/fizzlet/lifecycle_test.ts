@@ -1,0 +1,135 @@
+/**
+ * The fizzlet's life: options and their errors, health/readiness answers, and SIGTERM
+ * draining in-flight requests (in both modes) before exiting 0 and stopping its app.
+ */
+
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
+import { alive, eventually, EXAMPLES, freePort, functionDir, startFizzlet } from "./helpers.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+async function runFizzlet(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}main.ts`, "fizzlet", ...args],
+    env,
+    stdin: "null",
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("fizzlet: bad options exit 2 naming the option; --help lists every option", async () => {
+  const badMode = await runFizzlet(["--mode", "sideways"]);
+  assertEquals(badMode.code, 2);
+  assertMatch(badMode.stderr, /--mode must be auto, proxy or command/);
+  const badEnv = await runFizzlet([], { F2S_FIZZLET_PORT: "http" });
+  assertEquals(badEnv.code, 2);
+  assertMatch(badEnv.stderr, /--port must be an integer/);
+  const empty = await functionDir({});
+  try {
+    const noScript = await runFizzlet(["--mode", "command", "--dir", empty, "--port", "0"]);
+    assertEquals(noScript.code, 2);
+    assertMatch(noScript.stderr, /start\.sh/);
+  } finally {
+    await Deno.remove(empty, { recursive: true });
+  }
+  const help = await runFizzlet(["--help"]);
+  assertEquals(help.code, 0);
+  for (
+    const option of [
+      "--port",
+      "--app-port",
+      "--dir",
+      "--mode",
+      "--timeout",
+      "--max-inflight",
+      "--queue",
+      "--grace",
+      "--host",
+      "--app-command",
+    ]
+  ) {
+    assert(help.stdout.includes(option), `help lists ${option}`);
+  }
+});
+
+Deno.test("fizzlet: SIGTERM lets in-flight scripts finish, refuses new work, exits 0", async () => {
+  const dir = await functionDir({ "start.sh": "#!/bin/sh\nsleep 1.5\necho finished\n" });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--grace", "10s"] });
+  try {
+    const inflight = fetch(`${f.url}/`, { method: "POST" });
+    await eventually(
+      async () => (await (await fetch(`${f.url}/f2s/health`)).json()).inflight === 1,
+      5000,
+      "the request to be in flight",
+    );
+    Deno.kill(f.pid, "SIGTERM");
+    await f.waitForLog((l) => l.msg === "shutting down");
+    // The listener is closed: a new connection is refused.
+    let refused = false;
+    try {
+      const r = await fetch(`${f.url}/f2s/health`);
+      await r.body?.cancel();
+    } catch {
+      refused = true;
+    }
+    assert(refused, "new connections are refused while draining");
+    const res = await inflight;
+    assertEquals(res.status, 200);
+    assertEquals(await res.text(), "finished\n");
+    assertEquals((await f.exited).code, 0);
+  } finally {
+    await f.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fizzlet: SIGTERM in proxy mode drains a slow request, then stops the app", async () => {
+  const f = await startFizzlet({
+    dir: `${EXAMPLES}/nodejs`,
+    args: ["--app-port", String(freePort()), "--app-command", "node server.js"],
+  });
+  try {
+    const app = await f.waitForLog((l) => l.msg === "app started");
+    await f.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy");
+    const slow = fetch(`${f.url}/slow?ms=1200`);
+    await new Promise((r) => setTimeout(r, 300));
+    Deno.kill(f.pid, "SIGTERM");
+    const res = await slow;
+    assertEquals(res.status, 200);
+    assertEquals((await res.json()).slept, 1200);
+    assertEquals((await f.exited).code, 0);
+    assert(!alive(app.pid as number), "the app stopped with the fizzlet");
+  } finally {
+    await f.kill();
+  }
+});
+
+Deno.test("fizzlet: past the grace period running scripts are killed and it still exits 0", async () => {
+  const dir = await functionDir({ "start.sh": "#!/bin/sh\nsleep 60\n" });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--grace", "500ms"] });
+  try {
+    const stuck = fetch(`${f.url}/`, { method: "POST" }).then(
+      async (r) => ({ status: r.status, body: await r.text() }),
+      () => ({ status: 0, body: "" }),
+    );
+    await eventually(
+      async () => (await (await fetch(`${f.url}/f2s/health`)).json()).inflight === 1,
+      5000,
+      "the request to be in flight",
+    );
+    const started = Date.now();
+    Deno.kill(f.pid, "SIGTERM");
+    assertEquals((await f.exited).code, 0);
+    assert(Date.now() - started < 5000, "the fizzlet does not wait for the script");
+    const answer = await stuck;
+    assert(answer.status === 503 || answer.status === 0, JSON.stringify(answer));
+    await f.waitForLog((l) => l.msg === "grace period over; aborting requests still running");
+  } finally {
+    await f.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
