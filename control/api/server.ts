@@ -4,7 +4,13 @@
  * document and the web UI. Every error is JSON `{error, details}` with a fitting status.
  */
 
-import { formatErrors, type FunctionDef, toManifest } from "../../common/function.ts";
+import { stringify as stringifyYaml } from "yaml";
+import {
+  formatErrors,
+  type FunctionDef,
+  parseFunction,
+  toManifest,
+} from "../../common/function.ts";
 import { createLogger } from "../../common/log.ts";
 import {
   errorResponse,
@@ -17,7 +23,7 @@ import { type Config, redactConfig } from "../config.ts";
 import type { EventLog } from "../events.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import { type FunctionStore, StoreError } from "../store/store.ts";
+import { conflictOf, type FunctionStore, StoreError } from "../store/store.ts";
 import type { AuthGate } from "./auth_gate.ts";
 import { BodyError, readManifest } from "./body.ts";
 import openapi from "../../docs/openapi.json" with { type: "json" };
@@ -56,6 +62,29 @@ export function createApiHandler(deps: ApiDeps): Handler {
 
   function describe(fn: FunctionDef) {
     return { ...(deps.store.manifest(fn.name) ?? toManifest(fn)), status: status(fn) };
+  }
+
+  /**
+   * Validates a manifest exactly as a write would (same validator, same conflict checks)
+   * without storing it, and answers with the normalized manifest: the UI's inline
+   * validation and YAML preview use this.
+   */
+  function dryRun(req: Request, manifest: unknown, replacing?: string): Response {
+    const parsed = parseFunction(manifest);
+    if (!parsed.ok) {
+      return storeError(new StoreError(400, "invalid function manifest", parsed.errors));
+    }
+    if (replacing && parsed.fn.name !== replacing) {
+      return storeError(
+        new StoreError(400, "invalid function manifest", [
+          { path: "metadata.name", message: `must be "${replacing}" (renaming is not supported)` },
+        ]),
+      );
+    }
+    const conflict = conflictOf(parsed.fn, deps.store.list(), replacing);
+    if (conflict) return errorResponse(409, conflict);
+    const clean = toManifest(parsed.fn);
+    return wantsYaml(req) ? yamlResponse(clean) : jsonResponse(clean);
   }
 
   function storeError(e: unknown): Response {
@@ -150,6 +179,7 @@ export function createApiHandler(deps: ApiDeps): Handler {
         if (caller instanceof Response) return caller;
         try {
           const manifest = await readManifest(req, deps.config.maxManifestBytes);
+          if (isDryRun(url)) return dryRun(req, manifest);
           const fn = await deps.store.create(manifest);
           log.info("function created", { function: fn.name, by: caller.name });
           return jsonResponse(describe(fn), 201, { location: `/functions/${fn.name}` });
@@ -167,13 +197,19 @@ export function createApiHandler(deps: ApiDeps): Handler {
         const caller = await deps.auth.require(req, "functions:list", name);
         if (caller instanceof Response) return caller;
         const fn = deps.store.get(name);
-        return fn ? jsonResponse(describe(fn)) : errorResponse(404, `function "${name}" not found`);
+        if (!fn) return errorResponse(404, `function "${name}" not found`);
+        if (wantsYaml(req)) return yamlResponse(deps.store.manifest(name) ?? toManifest(fn));
+        return jsonResponse(describe(fn));
       }
       if (method === "PUT") {
         const caller = await deps.auth.require(req, "functions:update", name);
         if (caller instanceof Response) return caller;
         try {
           const manifest = await readManifest(req, deps.config.maxManifestBytes);
+          if (isDryRun(url)) {
+            if (!deps.store.get(name)) return errorResponse(404, `function "${name}" not found`);
+            return dryRun(req, manifest, name);
+          }
           const fn = await deps.store.update(name, manifest);
           log.info("function updated", { function: name, by: caller.name });
           return jsonResponse(describe(fn));
@@ -238,6 +274,19 @@ export function createApiHandler(deps: ApiDeps): Handler {
     }
     return response;
   };
+}
+
+function isDryRun(url: URL): boolean {
+  const v = url.searchParams.get("dryRun");
+  return v !== null && v !== "false" && v !== "0";
+}
+
+function wantsYaml(req: Request): boolean {
+  return /application\/(x-)?yaml/.test(req.headers.get("accept") ?? "");
+}
+
+function yamlResponse(value: unknown): Response {
+  return new Response(stringifyYaml(value), { headers: { "content-type": "application/yaml" } });
 }
 
 function forbidden(privilege: string, functionName?: string): Response {

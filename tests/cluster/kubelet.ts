@@ -380,21 +380,19 @@ export async function runKubelet(opts: KubeletOptions, signal: AbortSignal): Pro
     }
   }
 
+  /** Probes the running pods' readiness, and writes every status the API has not seen. */
   async function probeAll(): Promise<void> {
     await Promise.all([...runs.values()].map(async (run) => {
-      if (!run.proc || run.terminating || !run.net) {
-        if (run.sent === undefined && !run.finished) enqueue(run, pushStatus);
-        return;
-      }
-      const ready = await probe(run.pod, run.net.ip);
-      const c = run.state.container;
-      if (ready !== c.ready || run.sent !== JSON.stringify(run.state)) {
-        if (ready !== c.ready) {
+      if (run.finished) return;
+      if (run.proc && !run.terminating && run.net) {
+        const ready = await probe(run.pod, run.net.ip);
+        const c = run.state.container;
+        if (ready !== c.ready && run.proc) {
           log.info(ready ? "pod ready" : "pod not ready", { pod: podLabel(run.pod) });
+          c.ready = ready;
         }
-        c.ready = ready && !!run.proc;
-        enqueue(run, pushStatus);
       }
+      if (JSON.stringify(run.state) !== run.sent) enqueue(run, pushStatus);
     }));
   }
 

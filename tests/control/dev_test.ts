@@ -160,6 +160,23 @@ Deno.test("functions created through the API are written to the folder and survi
   const dir = await functionsDir();
   let dev = await startDev({ functionsDir: dir });
   try {
+    // A dry run validates like a write but stores nothing.
+    const dry = await fetch(`${dev.url}/functions?dryRun=true`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/yaml" },
+      body: JSON.stringify(manifest("api-fn", { min: 0, dir: `${dir}/echo` })),
+    });
+    assertEquals(dry.status, 200);
+    assertMatch(await dry.text(), /kind: Function[\s\S]*endpoint: \/api-fn/);
+    assertEquals((await json(await fetch(`${dev.url}/functions`))).length, 0);
+    const dryBad = await fetch(`${dev.url}/functions?dryRun=true`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...manifest("api-fn"), spec: { endpoint: "bad", method: "GET" } }),
+    });
+    assertEquals(dryBad.status, 400);
+    assertEquals((await json(dryBad)).details[0].path, "spec.endpoint");
+
     const created = await fetch(`${dev.url}/functions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
