@@ -14,6 +14,7 @@ import type { Config } from "./config.ts";
 import type { EventLog } from "./events.ts";
 import type { Metrics } from "./metrics.ts";
 import { createScaling } from "./autoscaler/scaling.ts";
+import { type KafkaTriggers, startKafkaTriggers } from "./kafka/triggers.ts";
 import { startReconciler } from "./reconciler.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import type { FunctionStore } from "./store/store.ts";
@@ -63,6 +64,22 @@ export function createPlatform(deps: PlatformDeps): Platform {
   const reconciler = startReconciler({ store, runtime, dispatcher, events });
   scaling.start();
 
+  // Kafka triggers invoke through the same dispatcher path as HTTP. They start in the
+  // background: a broker that is down must not hold up the API.
+  let kafka: KafkaTriggers | undefined;
+  const kafkaStarted = startKafkaTriggers({
+    config: config.kafka,
+    resolve: (ref) => store.list().find((f) => f.name === ref || f.uid === ref),
+    invoke: (fn, req, requestId) =>
+      dispatcher.dispatch(fn, req, { requestId, suffix: "", search: "", source: "kafka" }),
+    events,
+    registry: metrics.registry,
+  }).then((k) => (kafka = k)).catch((e) => {
+    log.error("kafka triggers could not start", { error: e });
+    events.record("kafka.error", `kafka triggers could not start: ${e}`);
+    return undefined;
+  });
+
   const handler = createApiHandler({
     config,
     store,
@@ -72,12 +89,19 @@ export function createPlatform(deps: PlatformDeps): Platform {
     metrics,
     auth: deps.auth ?? openGate,
     ui: deps.ui,
+    health: () => ({
+      kafka: kafka?.health() ??
+        { enabled: config.kafka.enabled, connected: false, detail: "starting" },
+    }),
   });
 
   return {
     handler,
     dispatcher,
     async shutdown(graceMs) {
+      // Kafka first: it finishes and commits the messages in flight while the dispatcher
+      // and the instances are still there to serve them.
+      await (await kafkaStarted)?.stop();
       scaling.stop();
       reconciler.stop();
       store.close();

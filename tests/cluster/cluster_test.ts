@@ -149,10 +149,14 @@ Deno.test({
     const versions = readVersions();
     const built = await buildSeconds();
     const cluster = await startCluster({ images: { "f2s-test/": FIXTURES } });
+    const seconds = (s: number | undefined) => s === undefined ? "unknown" : `${s} s`;
     console.log(
       `cluster: Kubernetes ${versions.K8S_VERSION}, etcd ${versions.ETCD_VERSION}, ` +
-        `helm ${versions.HELM_VERSION}; first build ${JSON.stringify(built)} s; warm start ` +
-        `${(cluster.timings.total / 1000).toFixed(1)} s ${JSON.stringify(cluster.timings)} ms`,
+        `helm ${versions.HELM_VERSION}\n` +
+        `  first build (the run of tests/deps/cluster.sh that made the cached binaries): ` +
+        `Kubernetes+etcd ${seconds(built.kubernetes_and_etcd)}, helm ${seconds(built.helm)}\n` +
+        `  warm start: ${(cluster.timings.total / 1000).toFixed(1)} s ` +
+        `(ms per phase: ${JSON.stringify(cluster.timings)})`,
     );
     let failed = false;
     // Steps build on each other: after a failure the rest are skipped, not failed again.
