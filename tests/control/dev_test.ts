@@ -241,7 +241,7 @@ Deno.test("every error status: 400, 404, 405, 409, 413, 415, 503, 504", async ()
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ metadata: { name: "X" }, spec: { endpoint: "x" }, target: {} }),
     });
-    let body = await json(res);
+    const body = await json(res);
     assertEquals(res.status, 400);
     const paths = body.details.map((d: { path: string }) => d.path).sort();
     assertEquals(paths, ["metadata.name", "spec.endpoint", "spec.method", "target.containerImage"]);
