@@ -159,8 +159,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
 
   /** Probes /f2s/ready: fast while starting, then every probeInterval while running. */
   async function probe(inst: LocalInstance, st: FunctionState) {
-    let delay = 10;
+    let delay = 5;
     let failures = 0;
+    const startedAt = performance.now();
     while (!closed && !inst.stopping && instances.has(inst.id)) {
       let ok = false;
       try {
@@ -192,7 +193,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
         });
         delay = 10;
       } else if (inst.state === "starting") {
-        delay = Math.min(delay * 1.5, 200);
+        // A refused connection costs microseconds: probe often during the first seconds,
+        // since a held request waits for exactly this moment (cold start).
+        delay = performance.now() - startedAt < 3000 ? 5 : Math.min(delay * 1.5, 200);
       }
       await sleep(delay);
     }
