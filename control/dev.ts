@@ -14,6 +14,7 @@ import { createMetrics } from "./metrics.ts";
 import { createPlatform } from "./platform.ts";
 import { createLocalRuntime } from "./runtime/local.ts";
 import { createFolderStore } from "./store/folder.ts";
+import { createUiHandler } from "./ui.ts";
 
 const OPTIONS: OptionTable = {
   functions: {
@@ -93,7 +94,15 @@ export async function main(args: string[]): Promise<number> {
   const store = await createFolderStore({ dir, events });
   const runtime = createLocalRuntime({ imageDirs, events, gracePeriodMs: grace });
   const auth = await createAuth(config.auth);
-  const platform = createPlatform({ config, store, runtime, events, metrics, auth });
+  const platform = createPlatform({
+    config,
+    store,
+    runtime,
+    events,
+    metrics,
+    auth,
+    ui: createUiHandler(),
+  });
 
   const server = Deno.serve({
     hostname: values.host as string,

@@ -35,7 +35,7 @@ export const UI_CSP = [
 const ASSET_PATH_RE = /^\/ui\/((?:[a-z0-9_-]+\/)*[a-z0-9_-]+\.([a-z]+))$/;
 
 interface Asset {
-  body: Uint8Array;
+  body: Uint8Array<ArrayBuffer>;
   etag: string;
   type: string;
   mtime: number | undefined;
@@ -66,14 +66,16 @@ export function createUiHandler(options: UiOptions = {}): UiHandler {
     const cached = cache.get(relative);
     // Without an mtime (some embedded file systems) the file cannot change: keep it.
     if (cached && cached.mtime === mtime) return cached;
-    let body: Uint8Array;
+    let body: Uint8Array<ArrayBuffer>;
     try {
       body = await Deno.readFile(file);
     } catch {
       return undefined;
     }
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
-    const etag = `"${Array.from(digest.slice(0, 12), (b) => b.toString(16).padStart(2, "0")).join("")}"`;
+    const etag = `"${
+      Array.from(digest.slice(0, 12), (b) => b.toString(16).padStart(2, "0")).join("")
+    }"`;
     const asset = { body, etag, type: CONTENT_TYPES[ext], mtime };
     cache.set(relative, asset);
     return asset;

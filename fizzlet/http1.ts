@@ -2,19 +2,28 @@
  * A small HTTP/1.1 client for the one hop from the fizzlet to its app on 127.0.0.1: pooled
  * keep-alive connections with TCP_NODELAY, request bodies streamed (raw with a known length,
  * else chunked), response bodies streamed by their framing (length, chunked, or until
- * close). It exists because the general clients cost too much on this hop: Deno's fetch
- * leaves Nagle's algorithm on (a streamed upload stalls on delayed ACKs) and decompresses
- * gzip answers behind the proxy's back, and node:http in Deno ran at a third of this
- * client's throughput in bench/fizzlet.ts.
+ * close), and nothing re-encoded on the way.
+ *
+ * Why not a general client: Deno's fetch leaves Nagle's algorithm on (a streamed upload
+ * stalls on delayed ACKs) and decompresses gzip answers while keeping their
+ * Content-Encoding; node:http in Deno gave less than half this client's throughput in
+ * bench/fizzlet.ts. Connections run on Deno.TcpConn, except for streamed request bodies
+ * (unknown or large length), which go through a node:net socket: copying a Deno.serve
+ * request body into a Deno.TcpConn slows down quadratically with its size (1 GiB: 26 s),
+ * through node:net it stays linear (1 GiB: about 4 s here).
  *
  * It speaks to exactly one trusted upstream, never pipelines, and does not do upgrades.
  */
+
+import net from "node:net";
 
 const CRLF_CRLF = [13, 10, 13, 10];
 const MAX_HEAD = 64 * 1024;
 const READ_SIZE = 64 * 1024;
 /** Bodies up to this size with a known length are read whole: no stream per response. */
 const SMALL_BODY = 64 * 1024;
+/** Request bodies with a known length up to this size are sent in one write with the head. */
+const SMALL_UPLOAD = 1024 * 1024;
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
 
@@ -39,9 +48,108 @@ export interface UpstreamResponse {
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
 }
 
+/** One TCP connection to the app, whichever API drives it. */
+interface Transport {
+  read(buf: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<void>;
+  close(): void;
+  /** False for connections that are closed after one exchange. */
+  poolable: boolean;
+}
+
+/** Deno's TcpConn: the fast path, used for everything but long streamed uploads. */
+async function denoTransport(port: number): Promise<Transport> {
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+  tcp.setNoDelay(true);
+  return {
+    read: (buf) => tcp.read(buf),
+    async write(data) {
+      let off = 0;
+      while (off < data.length) off += await tcp.write(data.subarray(off));
+    },
+    close: () => tcp.close(),
+    poolable: true,
+  };
+}
+
+/**
+ * A node:net socket, for request bodies streamed without a known small length: forwarding
+ * a Deno.serve request body through Deno.TcpConn writes slows down quadratically with the
+ * size (1 GiB took 26 s here, 100 MiB 0.4 s), through node:net it stays linear (5 s).
+ */
+async function nodeTransport(port: number): Promise<Transport> {
+  const socket = net.connect({ host: "127.0.0.1", port, noDelay: true });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  const queue: Uint8Array[] = [];
+  let queued = 0;
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  socket.on("data", (data: Uint8Array) => {
+    queue.push(data);
+    queued += data.length;
+    if (queued > 4 * READ_SIZE) socket.pause();
+    notify();
+  });
+  socket.on("end", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("close", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("error", (e) => {
+    failure = e;
+    notify();
+  });
+  return {
+    async read(buf) {
+      while (queue.length === 0) {
+        if (failure) throw failure;
+        if (ended) return null;
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+      const head = queue[0];
+      const n = Math.min(buf.length, head.length);
+      buf.set(head.subarray(0, n));
+      if (n === head.length) queue.shift();
+      else queue[0] = head.subarray(n);
+      queued -= n;
+      if (queued <= READ_SIZE) socket.resume();
+      return n;
+    },
+    async write(data) {
+      if (failure) throw failure;
+      if (socket.write(data)) return;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          socket.off("drain", done);
+          socket.off("close", done);
+          resolve();
+        };
+        socket.on("drain", done);
+        socket.on("close", done);
+      });
+      if (failure) throw failure;
+      if (socket.destroyed) throw new UpstreamError("app closed the connection");
+    },
+    close: () => socket.destroy(),
+    poolable: false,
+  };
+}
+
 /** A connection with a read buffer in front of it. */
 interface Conn {
-  tcp: Deno.TcpConn;
+  tcp: Transport;
   buf: Uint8Array<ArrayBuffer>;
   start: number;
   end: number;
@@ -91,9 +199,8 @@ async function fill(conn: Conn): Promise<boolean> {
   return true;
 }
 
-async function writeAll(conn: Conn, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await conn.tcp.write(data.subarray(off));
+function writeAll(conn: Conn, data: Uint8Array): Promise<void> {
+  return conn.tcp.write(data);
 }
 
 function indexOfHeadEnd(buf: Uint8Array, from: number, to: number): number {
@@ -215,14 +322,16 @@ export function createHttp1Client(
   const idle: Conn[] = [];
   let closed = false;
 
-  const connect = async (): Promise<Conn> => {
-    const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
-    tcp.setNoDelay(true);
+  const connect = async (streaming = false): Promise<Conn> => {
+    const tcp = streaming ? await nodeTransport(port) : await denoTransport(port);
     return { tcp, buf: new Uint8Array(16 * 1024), start: 0, end: 0, reused: false, closed: false };
   };
 
   const release = (conn: Conn) => {
-    if (closed || conn.closed || idle.length >= maxIdle || conn.start !== conn.end) {
+    if (
+      closed || conn.closed || !conn.tcp.poolable || idle.length >= maxIdle ||
+      conn.start !== conn.end
+    ) {
       return close(conn);
     }
     conn.reused = true;
@@ -279,7 +388,11 @@ export function createHttp1Client(
     }
   };
 
-  const exchange = async (req: UpstreamRequest, conn: Conn): Promise<UpstreamResponse | null> => {
+  const exchange = async (
+    req: UpstreamRequest,
+    body: ReadableStream<Uint8Array> | Uint8Array | null,
+    conn: Conn,
+  ): Promise<UpstreamResponse | null> => {
     const onAbort = () => close(conn);
     req.signal.addEventListener("abort", onAbort);
     let headDone = false;
@@ -291,15 +404,26 @@ export function createHttp1Client(
         head += `${name}: ${value}\r\n`;
         if (name === "content-length") hasLength = true;
       }
-      if (req.body !== null && !hasLength) {
+      if (body instanceof ReadableStream && !hasLength) {
         head += "transfer-encoding: chunked\r\n";
         chunked = true;
       }
       head += "\r\n";
-      await writeAll(conn, encoder.encode(head));
-      const bodySent = req.body === null
-        ? Promise.resolve(true)
-        : sendBody(conn, req.body, chunked);
+      const headBytes = encoder.encode(head);
+      let bodySent: Promise<boolean>;
+      if (body instanceof ReadableStream) {
+        await writeAll(conn, headBytes);
+        bodySent = sendBody(conn, body, chunked);
+      } else {
+        let bytes = headBytes;
+        if (body !== null && body.length > 0) {
+          bytes = new Uint8Array(headBytes.length + body.length);
+          bytes.set(headBytes);
+          bytes.set(body, headBytes.length);
+        }
+        await writeAll(conn, bytes);
+        bodySent = Promise.resolve(true);
+      }
 
       let parsed = await readHead(conn);
       while (parsed && parsed.status >= 100 && parsed.status < 200) {
@@ -399,19 +523,25 @@ export function createHttp1Client(
   return {
     async request(req) {
       if (closed) throw new UpstreamError("client closed");
-      let conn = await acquire();
+      let body: ReadableStream<Uint8Array> | Uint8Array | null = req.body;
+      const length = req.headers.find(([name]) => name === "content-length")?.[1];
+      if (body !== null && length !== undefined && Number(length) <= SMALL_UPLOAD) {
+        body = new Uint8Array(await new Response(body).arrayBuffer());
+      }
+      const streaming = body instanceof ReadableStream;
+      let conn = streaming ? await connect(true) : await acquire();
       const wasReused = conn.reused;
       try {
-        const res = await exchange(req, conn);
+        const res = await exchange(req, body, conn);
         if (res) return res;
       } catch (e) {
-        if (!wasReused || req.body !== null || req.signal.aborted) throw e;
+        if (!wasReused || streaming || req.signal.aborted) throw e;
       }
-      // A pooled connection the app had already closed: nothing was answered, and without a
-      // body nothing is lost by asking once more on a fresh connection.
-      if (req.body !== null) throw new UpstreamError("app closed the connection");
+      // A pooled connection the app had already closed: nothing was answered, and the body
+      // (none, or held in memory) can be sent once more on a fresh connection.
+      if (streaming) throw new UpstreamError("app closed the connection");
       conn = await connect();
-      const res = await exchange(req, conn);
+      const res = await exchange(req, body, conn);
       if (!res) throw new UpstreamError("app closed the connection without answering");
       return res;
     },

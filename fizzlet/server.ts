@@ -18,7 +18,13 @@
  */
 
 import { createLogger, type Logger } from "../common/log.ts";
-import { errorResponse, FIZZLET_PATHS, jsonResponse, requestIdFrom } from "../common/protocol.ts";
+import {
+  errorResponse,
+  FIZZLET_PATHS,
+  jsonResponse,
+  REQUEST_ID_HEADER,
+  requestIdFrom,
+} from "../common/protocol.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
 import { createCommandRunner } from "./command.ts";
 import { createLimiter, type Limiter } from "./limiter.ts";
@@ -50,8 +56,8 @@ const FAST_PROBE = 150;
 const FAST_PROBE_FOR = 30_000;
 const SLOW_PROBE = 1000;
 
-class ConfigError extends Error {}
-export { ConfigError };
+/** The options cannot work together with what is on disk (e.g. command mode, no start.sh). */
+export class ConfigError extends Error {}
 
 async function fileExists(path: string): Promise<boolean> {
   try {
@@ -137,7 +143,7 @@ export async function startFizzlet(
           return errorResponse(429, "too many requests", {
             maxInflight: limiter.max,
             queue: options.queue,
-          }, { "retry-after": "1", "x-request-id": requestId });
+          }, { "retry-after": "1", [REQUEST_ID_HEADER]: requestId });
         }
         queued++;
         metrics.queued.inc();
@@ -148,7 +154,7 @@ export async function startFizzlet(
           if (reason === TIMEOUT) {
             return errorResponse(504, "request waited in the queue past its timeout", {
               timeoutMs: options.timeout,
-            }, { "x-request-id": requestId });
+            }, { [REQUEST_ID_HEADER]: requestId });
           }
           return errorResponse(503, String(reason?.message ?? reason), undefined, {
             "retry-after": "1",
@@ -161,11 +167,13 @@ export async function startFizzlet(
       entered = true;
       inflight++;
       metrics.inflight.inc();
-      return await handler(req, ctx);
+      const res = await handler(req, ctx);
+      if (!res.headers.has(REQUEST_ID_HEADER)) res.headers.set(REQUEST_ID_HEADER, requestId);
+      return res;
     } catch (e) {
       log.error("request failed", { requestId, error: e });
       return errorResponse(500, "fizzlet error", (e as Error).message, {
-        "x-request-id": requestId,
+        [REQUEST_ID_HEADER]: requestId,
       });
     } finally {
       clearTimeout(timer);
@@ -221,9 +229,6 @@ export async function startFizzlet(
       });
     }
     metrics.observe(res.status, (performance.now() - started) / 1000);
-    if (res.status >= 500) {
-      log.debug("request", { status: res.status, path, method: req.method });
-    }
     return res;
   };
 

@@ -224,3 +224,80 @@ Deno.test("proxy: an app started with --app-command is restarted when it dies", 
     assertEquals(await f.stop(), 0);
   }
 });
+
+/** An app with every kind of response framing, and idle connections closed after 200 ms. */
+const FRAMING_APP = `
+const http = require("node:http");
+const zlib = require("node:zlib");
+const server = http.createServer((req, res) => {
+  let size = 0;
+  req.on("data", (d) => size += d.length);
+  req.on("end", () => {
+    const url = new URL(req.url, "http://x");
+    switch (url.pathname) {
+      case "/chunked":
+        res.writeHead(200, { "content-type": "text/plain" });
+        for (let i = 0; i < 5; i++) res.write("part" + i + ";");
+        return res.end("received=" + size);
+      case "/nocontent":
+        res.writeHead(204, { "x-empty": "yes" });
+        return res.end();
+      case "/cookies":
+        res.setHeader("set-cookie", ["a=1; Path=/", "b=2; Path=/"]);
+        return res.end("cookies");
+      case "/gzip": {
+        const body = zlib.gzipSync("compressed by the app");
+        res.writeHead(200, { "content-encoding": "gzip", "content-length": body.length });
+        return res.end(body);
+      }
+      case "/until-close":
+        res.writeHead(200, { "connection": "close" });
+        res.write("no length, ");
+        return res.end("ends with the connection");
+      default:
+        res.end("ok " + size);
+    }
+  });
+});
+server.keepAliveTimeout = 200;
+server.listen(Number(process.env.PORT));
+`;
+
+Deno.test("proxy: chunked, empty, multi-cookie, gzip and close-delimited answers pass intact", async () => {
+  const dir = await functionDir({ "app.js": FRAMING_APP });
+  const f = await startFizzlet({
+    dir,
+    args: ["--app-port", String(freePort()), "--app-command", "node app.js"],
+    removeOnFailure: [dir],
+  });
+  try {
+    await f.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy");
+    const chunked = await fetch(`${f.url}/chunked`, { method: "POST", body: "12345" });
+    assertEquals(await chunked.text(), "part0;part1;part2;part3;part4;received=5");
+    const head = await fetch(`${f.url}/chunked`, { method: "HEAD" });
+    assertEquals(head.status, 200);
+    assertEquals(await head.text(), "");
+    const empty = await fetch(`${f.url}/nocontent`);
+    assertEquals(empty.status, 204);
+    assertEquals(empty.headers.get("x-empty"), "yes");
+    await empty.body?.cancel();
+    const cookies = await fetch(`${f.url}/cookies`);
+    assertEquals(cookies.headers.getSetCookie(), ["a=1; Path=/", "b=2; Path=/"]);
+    await cookies.body?.cancel();
+    // The gzip body arrives as the app sent it (fetch here decompresses it for the test).
+    const gzip = await fetch(`${f.url}/gzip`, { headers: { "accept-encoding": "gzip" } });
+    assertEquals(gzip.headers.get("content-encoding"), "gzip");
+    assertEquals(await gzip.text(), "compressed by the app");
+    const untilClose = await fetch(`${f.url}/until-close`);
+    assertEquals(await untilClose.text(), "no length, ends with the connection");
+    // The app closes idle connections after 200 ms: the pooled ones must not fail requests.
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 400));
+      const res = await fetch(`${f.url}/after-idle`, { method: "POST", body: "x".repeat(100) });
+      assertEquals(await res.text(), "ok 100");
+    }
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});

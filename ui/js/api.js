@@ -68,7 +68,9 @@ export async function api(path, options = {}) {
     throw new ApiError(
       0,
       undefined,
-      `Cannot reach the F2S control plane (${e?.message ?? e}). Check that it is running, then try again.`,
+      `Cannot reach the F2S control plane (${
+        e?.message ?? e
+      }). Check that it is running, then try again.`,
     );
   }
   const text = await res.text();
