@@ -16,9 +16,12 @@ import type { Metrics } from "../control/metrics.ts";
 import type { Instance } from "../control/runtime/runtime.ts";
 import {
   ClientGoneError,
-  forward,
+  createForwarder,
+  type ForwardBody,
+  type ForwardedResponse,
+  type Forwarder,
   NotReachedError,
-  replayableBody,
+  requestBody,
   UpstreamTimeoutError,
 } from "./forward.ts";
 import { createRoutingTable, type RoutingTable, type Slot } from "./routing.ts";
@@ -82,6 +85,7 @@ interface Waiter {
 
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const table = deps.table ?? createRoutingTable();
+  const forwarder: Forwarder = createForwarder();
   const now = deps.now ?? (() => performance.now());
   const log = deps.log ?? createLogger("dispatcher");
   const waiters = new Map<string, Waiter[]>();
@@ -206,9 +210,9 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
 
     const limit = fn.scaling.containerConcurrency;
     const tried = new Set<string>();
-    let body;
+    let body: ForwardBody;
     try {
-      body = await replayableBody(req);
+      body = await requestBody(req);
     } catch (e) {
       return fail(400, "could not read the request body", String(e));
     }
@@ -263,15 +267,14 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         }
         slot = got;
       }
-      const target = joinUrl(slot.instance.url, fn.targetPath, options.suffix) + options.search;
-      let response: Response;
+      const target = joinPath(fn.targetPath, options.suffix) + options.search;
+      let response: ForwardedResponse;
       try {
-        response = await forward(target, req, body, {
+        response = await forwarder.forward(slot.instance.url, target, req, body, {
           requestId: options.requestId,
           exchange,
           httpTimeout: timeouts.httpTimeout,
           clientAddress: options.clientAddress,
-          originalHost: req.headers.get("host") ?? undefined,
           protocol: options.protocol,
           caller: options.caller,
         });
@@ -295,7 +298,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         return fail(502, `function "${fn.name}" failed before answering`, String(e));
       }
       try {
-        return await passThrough(response, options.requestId, finish);
+        return passThrough(response, exchange.signal, finish);
       } catch (e) {
         if (e instanceof UpstreamTimeoutError) {
           return fail(
@@ -314,6 +317,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     dispatch,
     instanceChanged(instance) {
       const gained = table.updateInstance(instance);
+      if (instance.state === "gone") forwarder.forget(instance.url);
       if (gained) {
         const since = coldSince.get(instance.function);
         if (since !== undefined) {
@@ -359,56 +363,52 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   };
 }
 
-/** Joins the instance URL, the function's target path and the request's path suffix. */
-export function joinUrl(base: string, targetPath: string, suffix: string): string {
+/** Joins the function's target path and the request's path suffix. */
+export function joinPath(targetPath: string, suffix: string): string {
   let path = targetPath;
   if (suffix) path = path.endsWith("/") ? path + suffix.replace(/^\/+/, "") : path + suffix;
-  return base.replace(/\/+$/, "") + (path.startsWith("/") ? path : "/" + path);
+  return path.startsWith("/") ? path : "/" + path;
 }
 
-/** Bodies up to this size (with a known length) are read at once instead of streamed. */
-const SMALL_BODY = 64 * 1024;
-
 /**
- * The instance's response with our request id, calling `finish` once the body has been
- * sent (or abandoned), so in-flight counts cover the whole exchange. Small bodies are read
- * in one piece, which is far cheaper than relaying a stream chunk by chunk.
+ * The instance's response as the caller's, calling `finish` once the body has been sent
+ * (or abandoned), so in-flight counts cover the whole exchange. Small bodies arrive whole
+ * and finish at once; streamed ones end early when the exchange is aborted
+ * (request_timeout, client gone).
  */
-async function passThrough(
-  response: Response,
-  requestId: string,
+function passThrough(
+  response: ForwardedResponse,
+  signal: AbortSignal,
   finish: (status: number) => void,
-): Promise<Response> {
-  const headers = new Headers(response.headers);
-  headers.set(REQUEST_ID_HEADER, requestId);
-  const status = response.status;
-  const init = { status, statusText: response.statusText, headers };
-  if (response.body === null) {
+): Response {
+  const { status } = response;
+  const init = { status, statusText: response.statusText, headers: response.headers };
+  if (!(response.body instanceof ReadableStream)) {
     finish(status);
-    return new Response(null, init);
-  }
-  const length = Number(response.headers.get("content-length") ?? NaN);
-  if (length <= SMALL_BODY) {
-    const bytes = await response.bytes();
-    finish(status);
-    return new Response(bytes, init);
+    return new Response(response.body, init);
   }
   const reader = response.body.getReader();
+  const onAbort = () => reader.cancel(signal.reason).catch(() => {});
+  signal.addEventListener("abort", onAbort, { once: true });
+  const done = () => {
+    signal.removeEventListener("abort", onAbort);
+    finish(status);
+  };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const { done, value } = await reader.read();
-        if (done) {
+        const { done: end, value } = await reader.read();
+        if (end) {
           controller.close();
-          finish(status);
+          done();
         } else controller.enqueue(value);
       } catch (e) {
-        finish(status);
+        done();
         controller.error(e);
       }
     },
     cancel(reason) {
-      finish(status);
+      done();
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

@@ -1,6 +1,6 @@
 /**
  * Reverse-proxy mode: every request goes to the app on 127.0.0.1:<app port> over pooled
- * keep-alive connections (fizzlet/http1.ts), and both bodies stream through with
+ * keep-alive connections (common/http1.ts), and both bodies stream through with
  * backpressure (a 1 GiB upload or download never sits in memory). Hop-by-hop headers are
  * dropped both ways; X-Forwarded-* and the request id are added; Host stays the caller's.
  * The app unreachable is a 502, no response headers within the timeout a 504, both with a
@@ -8,7 +8,7 @@
  */
 
 import { errorResponse, HOP_BY_HOP_HEADERS, REQUEST_ID_HEADER } from "../common/protocol.ts";
-import { createHttp1Client } from "./http1.ts";
+import { createHttp1Client } from "../common/http1.ts";
 import {
   ClientGone,
   type ModeHandler,

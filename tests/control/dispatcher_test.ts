@@ -220,3 +220,39 @@ Deno.test("a draining instance gets no new requests but finishes the ones it has
     await other.shutdown();
   }
 });
+
+Deno.test("answers pass through byte for byte: gzip stays compressed, hop-by-hop headers go", async () => {
+  const plain = new TextEncoder().encode("hello ".repeat(1000));
+  const gz = new Uint8Array(
+    await new Response(new Blob([plain]).stream().pipeThrough(new CompressionStream("gzip")))
+      .arrayBuffer(),
+  );
+  const backend = serve(() =>
+    new Response(gz, {
+      headers: { "content-encoding": "gzip", "x-app": "1", "keep-alive": "timeout=5" },
+    })
+  );
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  d.instanceChanged({
+    id: "a",
+    function: "f",
+    url: `http://127.0.0.1:${backend.addr.port}`,
+    state: "ready",
+  });
+  try {
+    const res = await d.dispatch(f, new Request("http://x/invoke/f"), {
+      requestId: "gz",
+      suffix: "",
+      search: "",
+    });
+    assertEquals(res.headers.get("content-encoding"), "gzip");
+    assertEquals(res.headers.get("x-app"), "1");
+    assertEquals(res.headers.get("keep-alive"), null);
+    assertEquals(res.headers.get("x-request-id"), "gz");
+    assertEquals(new Uint8Array(await res.arrayBuffer()), gz);
+  } finally {
+    await backend.shutdown();
+  }
+});

@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 import { parseFunction, toManifest } from "../../common/function.ts";
 import { ConfigError, parseConfig, redactConfig } from "../../control/config.ts";
 import { createRoutingTable } from "../../dispatcher/routing.ts";
-import { joinUrl } from "../../dispatcher/dispatcher.ts";
+import { joinPath } from "../../dispatcher/dispatcher.ts";
 
 const SEED_MANIFEST = `
 apiVersion: "f2s.opensight.ch/v1alpha1"
@@ -223,7 +223,7 @@ Deno.test("routing: longest endpoint prefix wins, least outstanding instance is 
   assertEquals(table.pick("a", 1), undefined, "every instance at its concurrency limit");
   table.updateInstance({ id: "1", function: "a", url: "u1", state: "draining" });
   assertEquals(table.ready("a").map((s) => s.instance.id), ["2"]);
-  assertEquals(joinUrl("http://h:1", "/", "/x"), "http://h:1/x");
-  assertEquals(joinUrl("http://h:1", "/json", ""), "http://h:1/json");
-  assertEquals(joinUrl("http://h:1", "/json", "/y"), "http://h:1/json/y");
+  assertEquals(joinPath("/", "/x"), "/x");
+  assertEquals(joinPath("/json", ""), "/json");
+  assertEquals(joinPath("/json", "/y"), "/json/y");
 });

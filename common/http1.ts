@@ -1,5 +1,5 @@
 /**
- * A small HTTP/1.1 client for the one hop from the fizzlet to its app on 127.0.0.1: pooled
+ * A small HTTP/1.1 client for F2S's own hops (fizzlet → app, dispatcher → instance): pooled
  * keep-alive connections with TCP_NODELAY, request bodies streamed (raw with a known length,
  * else chunked), response bodies streamed by their framing (length, chunked, or until
  * close), and nothing re-encoded on the way.
@@ -12,7 +12,8 @@
  * request body into a Deno.TcpConn slows down quadratically with its size (1 GiB: 26 s),
  * through node:net it stays linear (1 GiB: about 4 s here).
  *
- * It speaks to exactly one trusted upstream, never pipelines, and does not do upgrades.
+ * One client speaks to one trusted upstream (host and port); it never pipelines and does
+ * not do upgrades.
  */
 
 import net from "node:net";
@@ -35,7 +36,8 @@ export interface UpstreamRequest {
   target: string;
   /** Header lines to send (lower-case names; must include host). */
   headers: [string, string][];
-  body: ReadableStream<Uint8Array> | null;
+  /** A stream, or bytes already in memory (sent with the head in one write). */
+  body: ReadableStream<Uint8Array> | Uint8Array | null;
   /** Closes the connection (and so fails the exchange) when aborted. */
   signal: AbortSignal;
 }
@@ -58,8 +60,8 @@ interface Transport {
 }
 
 /** Deno's TcpConn: the fast path, used for everything but long streamed uploads. */
-async function denoTransport(port: number): Promise<Transport> {
-  const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+async function denoTransport(hostname: string, port: number): Promise<Transport> {
+  const tcp = await Deno.connect({ hostname, port });
   tcp.setNoDelay(true);
   return {
     read: (buf) => tcp.read(buf),
@@ -77,8 +79,8 @@ async function denoTransport(port: number): Promise<Transport> {
  * a Deno.serve request body through Deno.TcpConn writes slows down quadratically with the
  * size (1 GiB took 26 s here, 100 MiB 0.4 s), through node:net it stays linear (5 s).
  */
-async function nodeTransport(port: number): Promise<Transport> {
-  const socket = net.connect({ host: "127.0.0.1", port, noDelay: true });
+async function nodeTransport(hostname: string, port: number): Promise<Transport> {
+  const socket = net.connect({ host: hostname, port, noDelay: true });
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", resolve);
     socket.once("error", reject);
@@ -315,15 +317,18 @@ export interface Http1Client {
 
 export function createHttp1Client(
   port: number,
-  options: { maxIdle?: number; idleTimeout?: number } = {},
+  options: { maxIdle?: number; idleTimeout?: number; hostname?: string } = {},
 ): Http1Client {
+  const hostname = options.hostname ?? "127.0.0.1";
   const maxIdle = options.maxIdle ?? 256;
   const idleTimeout = options.idleTimeout ?? 30_000;
   const idle: Conn[] = [];
   let closed = false;
 
   const connect = async (streaming = false): Promise<Conn> => {
-    const tcp = streaming ? await nodeTransport(port) : await denoTransport(port);
+    const tcp = streaming
+      ? await nodeTransport(hostname, port)
+      : await denoTransport(hostname, port);
     return { tcp, buf: new Uint8Array(16 * 1024), start: 0, end: 0, reused: false, closed: false };
   };
 
@@ -525,7 +530,9 @@ export function createHttp1Client(
       if (closed) throw new UpstreamError("client closed");
       let body: ReadableStream<Uint8Array> | Uint8Array | null = req.body;
       const length = req.headers.find(([name]) => name === "content-length")?.[1];
-      if (body !== null && length !== undefined && Number(length) <= SMALL_UPLOAD) {
+      if (
+        body instanceof ReadableStream && length !== undefined && Number(length) <= SMALL_UPLOAD
+      ) {
         body = new Uint8Array(await new Response(body).arrayBuffer());
       }
       const streaming = body instanceof ReadableStream;
