@@ -210,9 +210,8 @@ export async function startFizzlet(
         return jsonResponse({ ...r, mode }, r.ready ? 200 : 503);
       }
       if (path === FIZZLET_PATHS.metrics) {
-        return new Response(await metrics.registry.metrics(), {
-          headers: { "content-type": metrics.registry.contentType },
-        });
+        const { body, contentType } = await metrics.render();
+        return new Response(body, { headers: { "content-type": contentType } });
       }
     }
     const started = performance.now();
@@ -309,6 +308,7 @@ export async function startFizzlet(
         clearTimeout(lastTimer);
       }
       proxy.close();
+      metrics.close();
       await commands?.settled();
       if (app) await app.stop(Math.max(1000, options.grace - (Date.now() - began)));
       log.info("stopped", { tookMs: Date.now() - began });

@@ -66,7 +66,7 @@ export async function requireBinaries(): Promise<string> {
   if (missing.length) {
     throw new Error(
       `test cluster binaries missing in ${dir} (${missing.join(", ")}): ` +
-        `run "bash tests/deps/cluster.sh" (builds them once, about 30 minutes on 2 cores)`,
+        `run "bash tests/deps/cluster.sh" (builds them once, 12 to 20 minutes on 2 cores)`,
     );
   }
   return dir;

@@ -237,7 +237,7 @@ Deno.test({
       // Settings: the running configuration, secrets redacted.
       await page.click('#nav a[data-nav="settings"]');
       await textOf(page, "#auth-mode", /^basic$/);
-      await textOf(page, "#settings-kafka", /No listeners configured/);
+      await textOf(page, 'section[aria-labelledby="settings-kafka"]', /No listeners configured/);
       const settings = await page.locator("main").innerText();
       assertMatch(settings, /roman\s+admins\s+\*\*\*/);
       assert(!settings.includes("admin-pass") && !settings.includes("viewer-pass"), "secret shown");
