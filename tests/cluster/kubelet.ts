@@ -353,7 +353,7 @@ export async function runKubelet(opts: KubeletOptions, signal: AbortSignal): Pro
     }
     run.state.container.ready = false;
     if (run.net) {
-      if (Date.now() < 0) await deletePodNet(run.net);
+      await deletePodNet(run.net);
       releaseIp(run.net.ip);
       run.net = undefined;
       run.state.netReady = false;
