@@ -77,10 +77,11 @@ export interface FunctionDef {
     limits: { cpu?: string; memory?: string };
   };
   timeouts: { requestTimeout?: number; httpTimeout?: number; scalingTimeout?: number };
+  /** Unset values fall back to the global `f2s.autoscaling` settings. */
   scaling: {
-    targetConcurrency: number;
+    targetConcurrency?: number;
     containerConcurrency: number;
-    idleTimeout: number;
+    idleTimeout?: number;
     stableWindow?: number;
     panicWindow?: number;
     panicThreshold?: number;
@@ -103,9 +104,7 @@ export const FUNCTION_DEFAULTS = {
   targetPath: "/",
   minReplicas: 1,
   maxReplicas: 1,
-  targetConcurrency: 10,
   containerConcurrency: 0,
-  idleTimeout: 60_000,
 } as const;
 
 const NAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -272,9 +271,7 @@ export function parseFunction(input: unknown): ParseResult {
   }
 
   const scaling: FunctionDef["scaling"] = {
-    targetConcurrency: FUNCTION_DEFAULTS.targetConcurrency,
     containerConcurrency: FUNCTION_DEFAULTS.containerConcurrency,
-    idleTimeout: FUNCTION_DEFAULTS.idleTimeout,
   };
   const sc = target?.scaling;
   if (sc !== undefined && !isObj(sc)) err("target.scaling", "must be an object");
@@ -362,15 +359,18 @@ export function toManifest(fn: FunctionDef): FunctionManifest {
     target.resources = structuredClone(fn.resources);
   }
   const scaling: NonNullable<FunctionManifest["target"]["scaling"]> = {};
-  const d = FUNCTION_DEFAULTS;
-  if (fn.scaling.targetConcurrency !== d.targetConcurrency) {
-    scaling.targetConcurrency = fn.scaling.targetConcurrency;
-  }
-  if (fn.scaling.containerConcurrency !== d.containerConcurrency) {
+  if (fn.scaling.containerConcurrency !== FUNCTION_DEFAULTS.containerConcurrency) {
     scaling.containerConcurrency = fn.scaling.containerConcurrency;
   }
-  if (fn.scaling.idleTimeout !== d.idleTimeout) scaling.idleTimeout = fn.scaling.idleTimeout;
-  for (const k of ["stableWindow", "panicWindow", "panicThreshold"] as const) {
+  for (
+    const k of [
+      "targetConcurrency",
+      "idleTimeout",
+      "stableWindow",
+      "panicWindow",
+      "panicThreshold",
+    ] as const
+  ) {
     if (fn.scaling[k] !== undefined) scaling[k] = fn.scaling[k];
   }
   if (Object.keys(scaling).length > 0) target.scaling = scaling;

@@ -9,7 +9,7 @@
  * urgent, so any replica's dispatcher may ask for it.
  */
 
-import { FUNCTION_DEFAULTS, type FunctionDef } from "../../common/function.ts";
+import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { AutoscalingConfig } from "../config.ts";
 import type { EventLog } from "../events.ts";
@@ -83,12 +83,8 @@ export function scalingParams(fn: FunctionDef, global: AutoscalingConfig): Scali
   // FunctionDef fills in the defaults, so a value equal to the default means "not set here".
   const s = fn.scaling;
   return {
-    targetConcurrency: s.targetConcurrency !== FUNCTION_DEFAULTS.targetConcurrency
-      ? s.targetConcurrency
-      : global.targetConcurrency,
-    idleTimeout: s.idleTimeout !== FUNCTION_DEFAULTS.idleTimeout
-      ? s.idleTimeout
-      : global.idleTimeout,
+    targetConcurrency: s.targetConcurrency ?? global.targetConcurrency,
+    idleTimeout: s.idleTimeout ?? global.idleTimeout,
     stableWindow: s.stableWindow ?? global.stableWindow,
     panicWindow: s.panicWindow ?? global.panicWindow,
     panicThreshold: s.panicThreshold ?? global.panicThreshold,

@@ -36,8 +36,9 @@ Deno.test("a seed manifest loads unchanged and gets F2S's defaults", () => {
   assertEquals(fn.image, "romanhuesler/f2snodejstest");
   assertEquals(fn.targetPath, "/blocking");
   assertEquals([fn.minReplicas, fn.maxReplicas, fn.port], [0, 5, 9092]);
-  assertEquals(fn.scaling.targetConcurrency, 10);
-  assertEquals(fn.scaling.idleTimeout, 60_000);
+  // Unset scaling values fall back to the global autoscaling settings.
+  assertEquals(fn.scaling.targetConcurrency, undefined);
+  assertEquals(fn.scaling.idleTimeout, undefined);
   // What F2S writes back parses to the same function.
   const again = parseFunction(toManifest(fn));
   assert(again.ok);
