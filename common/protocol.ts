@@ -65,13 +65,28 @@ export function requestIdFrom(headers: Headers): string {
   return crypto.randomUUID();
 }
 
-/** Copies headers without the hop-by-hop ones, including those named in `Connection`. */
-export function forwardableHeaders(source: Headers): Headers {
-  const out = new Headers(source);
-  const named = source.get("connection");
-  if (named) {
-    for (const name of named.split(",")) out.delete(name.trim());
+/** Hop-by-hop headers plus `expect`, which a proxy answers or drops rather than forwards. */
+export const NOT_FORWARDED = new Set<string>([...HOP_BY_HOP_HEADERS, "expect"]);
+
+/** Names listed in a Connection header (they are hop-by-hop too), lower-cased. */
+export function connectionNamed(value: string | null | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  return new Set(value.split(",").map((n) => n.trim().toLowerCase()));
+}
+
+/**
+ * Response headers received as raw pairs (common/http1.ts), without hop-by-hop ones, with
+ * the request id set: what a proxy hop hands back to its caller.
+ */
+export function forwardedResponseHeaders(raw: [string, string][], requestId: string): Headers {
+  let named: Set<string> | undefined;
+  for (const [name, value] of raw) {
+    if (name === "connection") named = connectionNamed(value);
   }
-  for (const name of HOP_BY_HOP_HEADERS) out.delete(name);
+  const out = new Headers();
+  for (const [name, value] of raw) {
+    if (!NOT_FORWARDED.has(name) && !named?.has(name)) out.append(name, value);
+  }
+  out.set(REQUEST_ID_HEADER, requestId);
   return out;
 }

@@ -10,7 +10,12 @@
  */
 
 import { createHttp1Client, type Http1Client } from "../common/http1.ts";
-import { HOP_BY_HOP_HEADERS, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import {
+  connectionNamed,
+  forwardedResponseHeaders,
+  NOT_FORWARDED,
+  REQUEST_ID_HEADER,
+} from "../common/protocol.ts";
 
 /** The instance refused the connection: nothing was sent, another instance may be tried. */
 export class NotReachedError extends Error {}
@@ -67,7 +72,6 @@ export interface Forwarder {
   close(): void;
 }
 
-const HOP_BY_HOP = new Set<string>([...HOP_BY_HOP_HEADERS, "expect"]);
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
 export function createForwarder(): Forwarder {
@@ -106,7 +110,7 @@ export function createForwarder(): Forwarder {
         return {
           status: res.status,
           statusText: res.statusText,
-          headers: responseHeaders(res.headers, options.requestId),
+          headers: forwardedResponseHeaders(res.headers, options.requestId),
           body: resBody,
         };
       } catch (e) {
@@ -128,12 +132,6 @@ export function createForwarder(): Forwarder {
   };
 }
 
-/** Names listed in a Connection header (they are hop-by-hop too), lower-cased. */
-function connectionNamed(value: string | null | undefined): Set<string> | undefined {
-  if (!value) return undefined;
-  return new Set(value.split(",").map((n) => n.trim().toLowerCase()));
-}
-
 /** The caller's headers minus hop-by-hop ones and forged identity, plus forwarding info. */
 function upstreamHeaders(
   req: Request,
@@ -147,7 +145,7 @@ function upstreamHeaders(
   let host: string | undefined;
   let hasLength = false;
   for (const [name, value] of req.headers) {
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (NOT_FORWARDED.has(name) || named?.has(name)) continue;
     switch (name) {
       case "x-forwarded-for":
         forwardedFor = value;
@@ -185,20 +183,6 @@ function upstreamHeaders(
   if (options.caller) {
     out.push(["x-f2s-caller", options.caller.name], ["x-f2s-group", options.caller.group]);
   }
-  return out;
-}
-
-/** The instance's response headers without hop-by-hop ones, with our request id. */
-function responseHeaders(raw: [string, string][], requestId: string): Headers {
-  let named: Set<string> | undefined;
-  for (const [name, value] of raw) {
-    if (name === "connection") named = connectionNamed(value);
-  }
-  const out = new Headers();
-  for (const [name, value] of raw) {
-    if (!HOP_BY_HOP.has(name) && !named?.has(name)) out.append(name, value);
-  }
-  out.set(REQUEST_ID_HEADER, requestId);
   return out;
 }
 

@@ -7,7 +7,13 @@
  * JSON error body.
  */
 
-import { errorResponse, HOP_BY_HOP_HEADERS, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import {
+  connectionNamed,
+  errorResponse,
+  forwardedResponseHeaders,
+  NOT_FORWARDED,
+  REQUEST_ID_HEADER,
+} from "../common/protocol.ts";
 import { createHttp1Client } from "../common/http1.ts";
 import {
   ClientGone,
@@ -22,19 +28,12 @@ export interface Proxy {
   close(): void;
 }
 
-const HOP_BY_HOP = new Set<string>([...HOP_BY_HOP_HEADERS, "expect"]);
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
 /** Start of the path in an absolute URL ("http://host:port/path?q" → index of "/path"). */
 function pathStart(url: string): number {
   const i = url.indexOf("/", url.indexOf("//") + 2);
   return i < 0 ? url.length : i;
-}
-
-/** Names listed in a Connection header (they are hop-by-hop too), lower-cased. */
-function connectionNamed(value: string | null | undefined): Set<string> | undefined {
-  if (!value) return undefined;
-  return new Set(value.split(",").map((n) => n.trim().toLowerCase()));
 }
 
 /** Request headers for the app: the client's, minus hop-by-hop ones, plus forwarding info. */
@@ -46,7 +45,7 @@ function upstreamHeaders(req: Request, ctx: RequestContext, appPort: number): [s
   let forwardedHost = false;
   let host: string | undefined;
   for (const [name, value] of req.headers) {
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (NOT_FORWARDED.has(name) || named?.has(name)) continue;
     switch (name) {
       case "x-forwarded-for":
         forwardedFor = value;
@@ -73,20 +72,6 @@ function upstreamHeaders(req: Request, ctx: RequestContext, appPort: number): [s
   ]);
   if (!proto) out.push(["x-forwarded-proto", "http"]);
   if (!forwardedHost && host !== undefined) out.push(["x-forwarded-host", host]);
-  return out;
-}
-
-/** The app's response headers as Headers, without hop-by-hop ones. */
-function responseHeaders(raw: [string, string][], requestId: string): Headers {
-  let named: Set<string> | undefined;
-  for (const [name, value] of raw) {
-    if (name === "connection") named = connectionNamed(value);
-  }
-  const out = new Headers();
-  for (const [name, value] of raw) {
-    if (!HOP_BY_HOP.has(name) && !named?.has(name)) out.append(name, value);
-  }
-  out.set(REQUEST_ID_HEADER, requestId);
   return out;
 }
 
@@ -134,7 +119,7 @@ export function createProxy(appPort: number): Proxy {
       return new Response(body, {
         status: res.status,
         statusText: res.statusText,
-        headers: responseHeaders(res.headers, ctx.requestId),
+        headers: forwardedResponseHeaders(res.headers, ctx.requestId),
       });
     } catch (e) {
       return failure(ctx, appPort, e);
