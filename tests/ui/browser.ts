@@ -43,8 +43,10 @@ export interface UiSession {
   server: DevServer;
   browser: Browser;
   functionsDir: string;
-  /** A new tab at a laptop's size; records page errors and CSP violations. */
-  newPage(viewport?: { width: number; height: number }): Promise<Page>;
+  /** A new tab (default: a laptop's size, light); records page errors and CSP violations. */
+  newPage(
+    options?: { viewport?: { width: number; height: number }; colorScheme?: "light" | "dark" },
+  ): Promise<Page>;
   /** Uncaught page errors and CSP reports seen in any tab so far. */
   problems: string[];
 }
@@ -70,8 +72,11 @@ export async function withUi(
       browser,
       functionsDir,
       problems,
-      async newPage(viewport = { width: 1280, height: 800 }) {
-        const context = await browser!.newContext({ viewport });
+      async newPage(options = {}) {
+        const context = await browser!.newContext({
+          viewport: options.viewport ?? { width: 1280, height: 800 },
+          colorScheme: options.colorScheme ?? "light",
+        });
         const page = await context.newPage();
         page.setDefaultTimeout(STEP_TIMEOUT_MS);
         page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));

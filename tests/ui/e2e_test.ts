@@ -30,6 +30,18 @@ const BASIC_CONFIG = `
 f2s:
   autoscaling:
     tick: 500ms
+  kafka:
+    enabled: false
+    listeners:
+      - topic: orders
+        actions:
+          - name: new-order
+            triggers:
+              - type: header
+                name: X-Tenant
+                filter: equal
+                value: acme
+            f2sfunctions: [hello-node]
   auth:
     global_config:
       type: basic
@@ -61,6 +73,14 @@ async function textOf(page: Page, selector: string, pattern: RegExp): Promise<st
   throw new Error(`${selector} never matched ${pattern}; it reads ${JSON.stringify(last)}`);
 }
 
+/** Form controls and buttons on the page that have no accessible name. */
+async function unlabelled(page: Page): Promise<string[]> {
+  return await page.evaluate(`[...document.querySelectorAll("input, select, textarea, button")]
+    .filter((el) => !(el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") ||
+      el.labels?.length || (el.tagName === "BUTTON" && el.textContent.trim())))
+    .map((el) => el.outerHTML.slice(0, 100))`);
+}
+
 async function signIn(page: Page, user: string, password: string) {
   await page.fill("#signin-username", user);
   await page.fill("#signin-password", password);
@@ -82,6 +102,7 @@ Deno.test({
       await textOf(page, "h1", /Sign in to F2S/);
       assertEquals(await page.locator("#nav").isVisible(), false);
       await screenshot(page, "signin");
+      assertEquals(await unlabelled(page), []);
       await signIn(page, "roman", "wrong-password");
       await textOf(page, ".banner.error", /username or password is not right/);
       await screenshot(page, "signin-error");
@@ -95,6 +116,7 @@ Deno.test({
       assertMatch(nodeRow, /\/hello-node ANY f2s-examples\/nodejs:latest Scaled to zero 0 – never/);
       assertMatch(await row("hello-python").innerText(), /POST/);
       await screenshot(page, "list");
+      assertEquals(await unlabelled(page), []);
       await page.fill("#function-search", "python");
       await textOf(page, ".count", /1 of 2 functions match/);
       assertEquals(await row("hello-node").count(), 0);
@@ -138,6 +160,7 @@ Deno.test({
       assertEquals(previewed.fn.env, { GREETING: "hello" });
       assertEquals([previewed.fn.minReplicas, previewed.fn.maxReplicas], [1, 2]);
       await screenshot(page, "create-form");
+      assertEquals(await unlabelled(page), []);
 
       await page.click("#copy-yaml");
       await textOf(page, ".form-status", /copied/);
@@ -158,6 +181,25 @@ Deno.test({
       });
       assertEquals((await stored.json()).target.env, { GREETING: "hello" });
       await textOf(page, ".event-list", /instance ui-echo-\d+ is ready/);
+
+      // Edit: the stored manifest fills the form; the name stays; a change is saved.
+      await page.click("#edit-function");
+      await textOf(page, "h1", /Edit function "ui-echo"/);
+      assertEquals(
+        await page.inputValue("#field-target-containerImage"),
+        "f2s-examples/nodejs:latest",
+      );
+      assertEquals(await page.getAttribute("#field-metadata-name", "readonly"), "");
+      assertEquals(await page.inputValue('[aria-label="Value of variable 1"]'), "hello");
+      await page.fill("#field-spec-description", "Echoes what it gets");
+      await page.fill("#field-target-maxReplicas", "0");
+      await textOf(page, "#field-target-maxReplicas-error", /must be between 1 and 1000/);
+      await page.fill("#field-target-maxReplicas", "3");
+      await textOf(page, "#yaml-preview", /description: Echoes what it gets[\s\S]*maxReplicas: 3/);
+      await page.click("#save-function");
+      await page.waitForURL(/#\/functions\/ui-echo$/);
+      await textOf(page, ".facts", /Echoes what it gets/);
+      await textOf(page, "#instances-status", /Ready 1 \/ 1\s*min 1, max 3/);
 
       // Invoke: JSON checked while typing; the answer's status, time, headers and body.
       await page.click("#invoke-function");
@@ -191,6 +233,7 @@ Deno.test({
         /GET\s*\/status\?code=503\s*503[\s\S]*POST\s*\/greet\?who=ui\s*200/,
       );
       await screenshot(page, "invoke");
+      assertEquals(await unlabelled(page), []);
       await page.click("#invoke-history li:nth-child(2) button"); // back to the POST
       assertEquals(await page.inputValue("#invoke-method"), "POST");
       assertEquals(await page.inputValue("#invoke-body"), '{"hello": "world"}');
@@ -233,17 +276,32 @@ Deno.test({
       );
       await textOf(page, ".facts", /Invocations\s*3\d/); // 2 calls from the invoke screen + 30
       await screenshot(page, "detail");
+      assertEquals(await unlabelled(page), []);
+      const [downloaded] = await Promise.all([
+        page.waitForEvent("download"),
+        page.click("#download-function-yaml"),
+      ]);
+      const storedYaml = parseYaml(await Deno.readTextFile((await downloaded.path())!));
+      assertEquals([storedYaml.metadata.name, storedYaml.spec.description], [
+        "ui-echo",
+        "Echoes what it gets",
+      ]);
 
       // Settings: the running configuration, secrets redacted.
       await page.click('#nav a[data-nav="settings"]');
       await textOf(page, "#auth-mode", /^basic$/);
-      await textOf(page, 'section[aria-labelledby="settings-kafka"]', /No listeners configured/);
+      await textOf(
+        page,
+        "#kafka-listeners",
+        /orders\s*new-order\s*header X-Tenant equal "acme"\s*hello-node/,
+      );
       const settings = await page.locator("main").innerText();
       assertMatch(settings, /roman\s+admins\s+\*\*\*/);
       assert(!settings.includes("admin-pass") && !settings.includes("viewer-pass"), "secret shown");
       await page.click(".raw-config summary");
       assert(!(await page.locator("#raw-config").innerText()).includes("admin-pass"));
       await screenshot(page, "settings");
+      assertEquals(await unlabelled(page), []);
 
       // A phone: the list becomes cards without sideways scrolling.
       await page.setViewportSize({ width: 390, height: 844 });
@@ -292,6 +350,16 @@ Deno.test({
       // An API error in plain words: a function that is not there.
       await page.goto(`${server.url}/#/functions/ui-echo`);
       await textOf(page, ".banner.error", /Function "ui-echo" not found\./);
+
+      // Scaling decisions with their reasons: a request wakes hello-node from zero.
+      const woke = await fetch(`${server.url}/invoke/hello-node/`, {
+        headers: { authorization: basic("roman", "admin-pass") },
+      });
+      assertEquals(woke.status, 200);
+      await woke.body?.cancel();
+      await page.goto(`${server.url}/#/functions/hello-node`);
+      await textOf(page, "table.decisions", /0 → 1\s*wake\s*scaled hello-node 0 → 1 \(wake\)/);
+      await screenshot(page, "detail-scaling");
       assertEquals(problems, []);
     }),
 });
@@ -301,7 +369,7 @@ Deno.test({
   ...BROWSER_TEST,
   fn: () =>
     withUi({ config: BASIC_CONFIG }, async ({ server, newPage, problems }) => {
-      const page = await newPage();
+      const page = await newPage({ colorScheme: "dark" });
       await page.goto(server.url);
       await signIn(page, "vera", "viewer-pass");
       await textOf(page, "#user", /Signed in as vera \(viewers\)/);
@@ -311,7 +379,7 @@ Deno.test({
       assertEquals(await page.locator('[data-focus$=":edit"], [data-focus$=":delete"]').count(), 0);
       assertEquals(await page.locator('[data-focus="hello-node:invoke"]').count(), 1);
       assertEquals(await page.locator("#nav-settings").isVisible(), false);
-      await screenshot(page, "list-viewer");
+      await screenshot(page, "list-viewer-dark");
 
       // The form is refused in plain words even when reached by its address.
       await page.goto(`${server.url}/#/new`);
@@ -358,6 +426,13 @@ Deno.test({
       await textOf(page, "#user", /Signed in as roman/);
       await page.click("#user button");
       await textOf(page, ".signin", /You are signed out/);
+      // A stored sign-in the server no longer accepts leads back to the sign-in screen.
+      await page.evaluate(
+        `sessionStorage.setItem("f2s.session", '{"authorization":"Bearer not.a.token"}')`,
+      );
+      await page.reload();
+      await textOf(page, "h1", /Sign in to F2S/);
+      assertEquals(await page.evaluate('sessionStorage.getItem("f2s.session")'), null);
       assertEquals(await page.evaluate('sessionStorage.getItem("f2s.session")'), null);
       // A token pasted by hand works too (the <details> alternative).
       const signin = await fetch(`${server.url}/auth/signin`, {
@@ -381,6 +456,13 @@ Deno.test({
       await page.click('#nav a[data-nav="settings"]');
       await textOf(page, "#auth-mode", /^none$/);
       assertEquals(problems, []);
+      // Through the real server: the page with its CSP, and unknown UI paths as API 404s.
+      const index = await fetch(`${server.url}/`);
+      assertMatch(index.headers.get("content-security-policy")!, /script-src 'self'/);
+      await index.body?.cancel();
+      const missing = await fetch(`${server.url}/ui/nope.js`);
+      assertEquals(missing.status, 404);
+      assertEquals((await missing.json()).error, "no route for GET /ui/nope.js");
     });
   },
 });

@@ -19,7 +19,7 @@ import {
   manifestToForm,
   placeErrors,
 } from "../../ui/js/manifest.js";
-import { between, functionStats, quantile } from "../../ui/js/metrics.js";
+import { between, createMetricsPoller, functionStats, quantile } from "../../ui/js/metrics.js";
 import { allows, allowsSome, notAllowedMessage } from "../../ui/js/privileges.js";
 import { parsePrometheus } from "../../ui/js/prom.js";
 import { assert, assertEquals } from "../harness/assert.ts";
@@ -105,7 +105,65 @@ Deno.test("ui metrics: rates, error share, latency and quantiles between two scr
   // deno-lint-ignore no-explicit-any
   const reset = between(after as any, { ...after, invocations: 3, errors: 0 } as any, 1);
   assertEquals(reset.rps, 3);
-  assertEquals([niceCeil(0.3), niceCeil(1), niceCeil(7), niceCeil(230)], [0.5, 1, 10, 250]);
+  assertEquals([niceCeil(0.3), niceCeil(1), niceCeil(7), niceCeil(230), niceCeil(0)], [
+    0.5,
+    1,
+    10,
+    500,
+    1,
+  ]);
+});
+
+Deno.test("ui metrics poller: scrapes while watched, keeps a window, spaces scrapes", async () => {
+  const m = createMetrics({ processMetrics: false });
+  const loads: number[] = [];
+  const poller = createMetricsPoller({
+    load: async () => {
+      loads.push(Date.now());
+      m.invocations.inc({ function: "f", code: "200" }, 10);
+      return await m.registry.metrics();
+    },
+    intervalMs: 40,
+    keepMs: 1000,
+  });
+  let calls = 0;
+  const stop = poller.subscribe(() => calls++);
+  await new Promise((r) => setTimeout(r, 400));
+  stop();
+  const scrapes = loads.length;
+  assert(scrapes >= 3 && scrapes <= 11, `${scrapes} scrapes in 400 ms at 40 ms`);
+  assertEquals(calls, scrapes);
+  assertEquals(poller.latest("f")?.invocations, 10 * scrapes);
+  const series = poller.series("f");
+  assertEquals(series.length, scrapes - 1);
+  for (let i = 1; i < series.length; i++) {
+    // 10 requests per scrape interval, whatever the interval turned out to be.
+    const perInterval = series[i].rps * (series[i].t - series[i - 1].t) / 1000;
+    assert(Math.abs(perInterval - 10) < 1e-6, `${perInterval} requests in interval ${i}`);
+  }
+  // Stopped: no more scrapes. Watched again at once: the next scrape keeps its distance.
+  await new Promise((r) => setTimeout(r, 100));
+  assertEquals(loads.length, scrapes);
+  const again = poller.subscribe(() => {});
+  await new Promise((r) => setTimeout(r, 150));
+  again();
+  for (let i = 1; i < loads.length; i++) {
+    assert(loads[i] - loads[i - 1] >= 38, `scrapes ${loads[i] - loads[i - 1]} ms apart`);
+  }
+  assert(loads.length > scrapes, "no scrape after subscribing again");
+
+  // Only the last keepMs of scrapes stay.
+  const short = createMetricsPoller({
+    load: () => m.registry.metrics(),
+    intervalMs: 20,
+    keepMs: 100,
+  });
+  const stopShort = short.subscribe(() => {});
+  await new Promise((r) => setTimeout(r, 300));
+  stopShort();
+  const kept = short.series("f");
+  assert(kept.length >= 1 && kept.length <= 5, `${kept.length} intervals kept`);
+  assert(kept[kept.length - 1].t - kept[0].t <= 100, "older scrapes were kept");
 });
 
 Deno.test("ui privileges: the same decisions as the API's authorization", () => {

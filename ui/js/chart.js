@@ -7,7 +7,7 @@
 import { h, svg } from "./dom.js";
 
 const WIDTH = 400, HEIGHT = 150;
-const PAD = { left: 44, right: 10, top: 10, bottom: 22 };
+const PAD = { left: 54, right: 10, top: 10, bottom: 22 };
 
 /**
  * A `<figure>` with the chart. `series`: `[{label, points: [{t, v}], style, step?}]`
@@ -30,7 +30,11 @@ export function lineChart({ id, title, series, windowMs, now, format, floor = 1 
       "g",
       { class: "grid" },
       svg("line", { x1: PAD.left, x2: WIDTH - PAD.right, y1: y(v), y2: y(v) }),
-      svg("text", { x: PAD.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v, true)),
+      svg(
+        "text",
+        { x: PAD.left - 6, y: y(v) + 4, "text-anchor": "end" },
+        v === 0 ? "0" : format(v, true),
+      ),
     )
   );
   const minutes = Math.round(windowMs / 60_000);
@@ -91,29 +95,37 @@ export function lineChart({ id, title, series, windowMs, now, format, floor = 1 
   );
 }
 
-/** An SVG path through the points, broken where a value is missing. */
+/**
+ * An SVG path through the points, broken where a value is missing. A point with no
+ * neighbour gets a dot (a zero-length segment with round caps), or it would not show.
+ */
 function pathOf(points, start, x, y, step) {
   let d = "";
-  let pen = false;
+  let run = 0;
+  const endRun = () => {
+    if (run === 1) d += "h0.01";
+    run = 0;
+  };
   for (const p of points) {
     if (p.t < start || !Number.isFinite(p.v)) {
-      pen = false;
+      endRun();
       continue;
     }
     const px = x(p.t).toFixed(1), py = y(p.v).toFixed(1);
-    if (!pen) d += `M${px},${py}`;
+    if (run === 0) d += `M${px},${py}`;
     else if (step) d += `H${px}V${py}`;
     else d += `L${px},${py}`;
-    pen = true;
+    run++;
   }
+  endRun();
   return d;
 }
 
-/** The smallest of 1, 2, 2.5, 5 × 10^n at or above `v`, so axis labels stay round. */
+/** The smallest of 1, 2, 5 × 10^n at or above `v`, so the axis and its half stay round. */
 export function niceCeil(v) {
   if (!(v > 0)) return 1;
   const exp = Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) {
+  for (const m of [1, 2, 5, 10]) {
     const c = m * 10 ** exp;
     if (c >= v - 1e-12) return c;
   }

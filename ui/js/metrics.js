@@ -129,10 +129,16 @@ export function quantile(q, buckets) {
 /**
  * Scrapes `/metrics` every `intervalMs` while something listens and keeps `keepMs` of
  * scrapes. `load()` returns the metrics text; `now()` the time in ms.
+ * @param {{
+ *   load: () => Promise<string>,
+ *   intervalMs?: number,
+ *   keepMs?: number,
+ *   now?: () => number,
+ * }} options
  */
 export function createMetricsPoller({ load, intervalMs = 2000, keepMs = 5 * 60_000, now }) {
   const clock = now ?? (() => Date.now());
-  /** `{t, stats: Map}` oldest first. */
+  /** @type {{ t: number, stats: Map<string, ReturnType<typeof emptyStats>> }[]} oldest first */
   const scrapes = [];
   const listeners = new Set();
   let timer;
@@ -140,6 +146,7 @@ export function createMetricsPoller({ load, intervalMs = 2000, keepMs = 5 * 60_0
   let lastError;
 
   async function tick() {
+    timer = undefined;
     running = true;
     try {
       const text = await load();
@@ -162,7 +169,13 @@ export function createMetricsPoller({ load, intervalMs = 2000, keepMs = 5 * 60_0
     subscribe(fn) {
       listeners.add(fn);
       if (scrapes.length > 0) fn();
-      if (timer === undefined && !running) tick();
+      if (timer === undefined && !running) {
+        // Keep scrapes at least an interval apart: a rate over a sliver of time after a
+        // screen change would turn one request into a spike.
+        const last = scrapes[scrapes.length - 1]?.t;
+        const wait = last === undefined ? 0 : Math.max(0, last + intervalMs - clock());
+        timer = setTimeout(tick, wait);
+      }
       return () => {
         listeners.delete(fn);
         if (listeners.size === 0) {
