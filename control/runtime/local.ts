@@ -285,7 +285,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     }
     // A changed definition: old instances keep serving until the new ones are ready.
     const readyCurrent = current.filter((i) => i.state === "ready").length;
-    if (old.length > 0 && readyCurrent >= Math.min(st.desired, current.length)) {
+    if (old.length > 0 && readyCurrent >= st.desired) {
       for (const inst of old) stopInstance(inst);
     }
   }

@@ -395,3 +395,41 @@ Deno.test("with auth on, functions get the caller's identity but never its crede
     await cleanup(dir, dev);
   }
 });
+
+Deno.test("a changed definition rolls out without a moment with no ready instance", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(
+    `${dir}/echo.yaml`,
+    yaml(manifest("echo", { min: 1, env: { GREETING: "v1" } })),
+  );
+  const dev = await startDev({ functionsDir: dir });
+  try {
+    await waitFor(
+      "v1 ready",
+      async () => (await json(await fetch(`${dev.url}/functions/echo`))).status.readyReplicas === 1,
+    );
+    await Deno.writeTextFile(
+      `${dir}/echo.yaml`,
+      yaml(manifest("echo", { min: 1, env: { GREETING: "v2" } })),
+    );
+    // Until v2 answers, every answer comes from v1 straight away (never held for a cold start).
+    const greetings = new Set<string>();
+    await waitFor("v2 to answer", async () => {
+      const started = performance.now();
+      const body = await json(await fetch(`${dev.url}/invoke/echo`));
+      assert(
+        performance.now() - started < 1000,
+        "a request was held: no ready instance during the rollout",
+      );
+      greetings.add(body.greeting);
+      return body.greeting === "v2";
+    }, 20_000);
+    assertEquals([...greetings].sort(), ["v1", "v2"]);
+    const events = await json(
+      await fetch(`${dev.url}/events?function=echo&type=function.cold_start`),
+    );
+    assertEquals(events, []);
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
