@@ -22,6 +22,7 @@ import { createKubeRuntime } from "./kube/runtime.ts";
 import { createKubeStore } from "./kube/store.ts";
 import { createMetrics } from "./metrics.ts";
 import { createPlatform } from "./platform.ts";
+import { createUiHandler } from "./ui.ts";
 
 const DEFAULT_CONFIG = "/etc/f2s/config.yaml";
 
@@ -116,7 +117,6 @@ const OPTIONS: OptionTable = {
   "public-url": {
     type: "string",
     env: "F2S_PUBLIC_URL",
-    default: "",
     value: "URL",
     description: "External base URL for the invoke URL in Function status",
   },
@@ -225,7 +225,16 @@ export async function main(args: string[]): Promise<number> {
     return fail(explainStartError(e, connection.server, namespace, containersNamespace));
   }
   const auth = await createAuth(config.auth);
-  const platform = createPlatform({ config, store, runtime, events, metrics, auth, isLeader });
+  const platform = createPlatform({
+    config,
+    store,
+    runtime,
+    events,
+    metrics,
+    auth,
+    ui: createUiHandler(),
+    isLeader,
+  });
   const operator = startOperator({
     client,
     namespace,
@@ -233,7 +242,7 @@ export async function main(args: string[]): Promise<number> {
     runtime,
     events,
     isLeader,
-    publicUrl: values["public-url"] as string,
+    publicUrl: (values["public-url"] as string | undefined) ?? "",
   });
   leaderCallbacks = {
     started: () => {
@@ -242,23 +251,33 @@ export async function main(args: string[]): Promise<number> {
     },
     stopped: () => events.record("leader.lost", `${identity} is no longer the leader`),
   };
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({
+      hostname: values.host as string,
+      port,
+      onListen: () => {},
+      onError: (e) => {
+        log.error("request handler failed", { error: e });
+        return new Response(JSON.stringify({ error: "internal error" }), { status: 500 });
+      },
+    }, platform.handler);
+  } catch (e) {
+    operator.stop();
+    await platform.shutdown(0);
+    client.close();
+    return fail(`cannot listen on ${values.host}:${port}: ${(e as Error).message}`);
+  }
+  // Compete for leadership only once this replica can serve.
   try {
     await leader.start();
   } catch (e) {
+    operator.stop();
+    await server.shutdown();
     await platform.shutdown(0);
     client.close();
     return fail(explainStartError(e, connection.server, namespace, containersNamespace));
   }
-
-  const server = Deno.serve({
-    hostname: values.host as string,
-    port,
-    onListen: () => {},
-    onError: (e) => {
-      log.error("request handler failed", { error: e });
-      return new Response(JSON.stringify({ error: "internal error" }), { status: 500 });
-    },
-  }, platform.handler);
   const bound = (server.addr as Deno.NetAddr).port;
   log.info("listening", {
     port: bound,

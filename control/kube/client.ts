@@ -24,6 +24,8 @@ export interface Cause {
 export class KubeError extends Error {
   readonly reason: string;
   readonly causes: Cause[];
+  /** The server's Retry-After, when it sent one. */
+  retryAfterMs?: number;
   constructor(
     readonly status: number,
     readonly method: string,
@@ -131,6 +133,23 @@ export function createKubeClient(conn: Connection): KubeClient {
     path: string,
     options: RequestOptions = {},
   ): Promise<KubeObject> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await requestOnce(method, path, options);
+      } catch (e) {
+        // 429: not handled at all (e.g. a new resource's storage still starting): safe to
+        // send again after the pause the server asks for.
+        if (!(e instanceof KubeError && e.status === 429) || attempt >= 5) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(e.retryAfterMs ?? 1000, 5000)));
+      }
+    }
+  }
+
+  async function requestOnce(
+    method: string,
+    path: string,
+    options: RequestOptions,
+  ): Promise<KubeObject> {
     const full = withQuery(path, options.query);
     const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -151,7 +170,12 @@ export function createKubeClient(conn: Connection): KubeClient {
     } catch {
       // Not JSON (e.g. /readyz): keep the text for the error or the caller.
     }
-    if (!res.ok) throw new KubeError(res.status, method, full, parsed);
+    if (!res.ok) {
+      const error = new KubeError(res.status, method, full, parsed);
+      const retryAfter = Number(res.headers.get("retry-after"));
+      if (retryAfter > 0) error.retryAfterMs = retryAfter * 1000;
+      throw error;
+    }
     return typeof parsed === "string" ? { text: parsed } : parsed;
   }
 

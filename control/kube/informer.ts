@@ -35,7 +35,8 @@ export interface InformerOptions {
 export interface Informer {
   /** Lists once (rejects when that fails, e.g. a missing CRD), then keeps watching. */
   start(): Promise<void>;
-  stop(): void;
+  /** Stops watching; resolves once the watch has ended. */
+  stop(): Promise<void>;
   get(name: string): KubeObject | undefined;
   list(): KubeObject[];
   onChange(listener: (change: Change) => void): () => void;
@@ -64,6 +65,7 @@ export function createInformer(options: InformerOptions): Informer {
   let watchAbort: AbortController | undefined;
   let resyncTimer: ReturnType<typeof setInterval> | undefined;
   let resyncWanted = false;
+  let loop: Promise<void> = Promise.resolve();
   const query = { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector };
 
   function emit(change: Change) {
@@ -142,6 +144,8 @@ export function createInformer(options: InformerOptions): Informer {
           }
         }
         watchAbort = new AbortController();
+        // A resync asked for during the list: list again before watching.
+        if (resyncWanted) continue;
         const signal = AbortSignal.any([stopped.signal, watchAbort.signal]);
         for await (
           const event of options.client.watch(options.path, resourceVersion, {
@@ -180,7 +184,7 @@ export function createInformer(options: InformerOptions): Informer {
   return {
     async start() {
       const resourceVersion = await list();
-      watchLoop(resourceVersion);
+      loop = watchLoop(resourceVersion);
       if (options.resyncMs && options.resyncMs > 0) {
         resyncTimer = setInterval(() => {
           resyncWanted = true;
@@ -191,6 +195,7 @@ export function createInformer(options: InformerOptions): Informer {
     stop() {
       clearInterval(resyncTimer);
       stopped.abort();
+      return loop;
     },
     get: (name) => cache.get(name),
     list: () => [...cache.values()],

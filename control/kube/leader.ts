@@ -160,13 +160,11 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     const current = lease();
     const holder = current?.spec?.holderIdentity;
     if (leading) {
-      const ok = holder === identity && await write(current);
-      if (
-        !ok && (holder !== identity && holder || Date.now() - lastRenew > options.renewDeadlineMs)
-      ) {
-        stopLeading(
-          holder !== identity && holder ? `lease taken by ${holder}` : "renew deadline passed",
-        );
+      const takenBy = holder && holder !== identity ? holder : undefined;
+      if (takenBy) return stopLeading(`lease taken by ${takenBy}`);
+      const renewed = await write(current);
+      if (!renewed && Date.now() - lastRenew > options.renewDeadlineMs) {
+        stopLeading("renew deadline passed");
       }
     } else if (!current || !holder || holder === identity || Date.now() >= expiresAt()) {
       if (await write(current)) startLeading();
@@ -236,7 +234,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
         }
       }
       stopLeading("stopping");
-      leases.stop();
+      await leases.stop();
     },
   };
 }

@@ -333,11 +333,8 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    close() {
-      deployments.stop();
-      services.stop();
-      slices.stop();
-      return Promise.resolve();
+    async close() {
+      await Promise.all([deployments.stop(), services.stop(), slices.stop()]);
     },
     deployment: (name) => deployments.get(name),
     managedNames: () => [
