@@ -76,17 +76,23 @@ export function connectionNamed(value: string | null | undefined): Set<string> |
 
 /**
  * Response headers received as raw pairs (common/http1.ts), without hop-by-hop ones, with
- * the request id set: what a proxy hop hands back to its caller.
+ * the request id set: what a proxy hop hands back to its caller. Pairs, not a Headers
+ * object: Response takes them in one conversion, where a Headers built by append costs
+ * about a sixth of a proxied request's time.
  */
-export function forwardedResponseHeaders(raw: [string, string][], requestId: string): Headers {
+export function forwardedResponseHeaders(
+  raw: [string, string][],
+  requestId: string,
+): [string, string][] {
   let named: Set<string> | undefined;
   for (const [name, value] of raw) {
     if (name === "connection") named = connectionNamed(value);
   }
-  const out = new Headers();
-  for (const [name, value] of raw) {
-    if (!NOT_FORWARDED.has(name) && !named?.has(name)) out.append(name, value);
+  const out: [string, string][] = [];
+  for (const pair of raw) {
+    const name = pair[0];
+    if (!NOT_FORWARDED.has(name) && !named?.has(name) && name !== REQUEST_ID_HEADER) out.push(pair);
   }
-  out.set(REQUEST_ID_HEADER, requestId);
+  out.push([REQUEST_ID_HEADER, requestId]);
   return out;
 }

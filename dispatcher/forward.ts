@@ -54,7 +54,8 @@ export interface ForwardOptions {
 export interface ForwardedResponse {
   status: number;
   statusText: string;
-  headers: Headers;
+  /** Header pairs as received, minus hop-by-hop ones, with our request id. */
+  headers: [string, string][];
   body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 }
 
