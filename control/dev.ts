@@ -11,6 +11,7 @@ import { createAuth } from "./auth/auth.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { createEventLog } from "./events.ts";
 import { createMetrics } from "./metrics.ts";
+import { listen, untilShutdownSignal } from "./listen.ts";
 import { createPlatform } from "./platform.ts";
 import { createLocalRuntime } from "./runtime/local.ts";
 import { createFolderStore } from "./store/folder.ts";
@@ -104,37 +105,17 @@ export async function main(args: string[]): Promise<number> {
     ui: createUiHandler(),
   });
 
-  const server = Deno.serve({
-    hostname: values.host as string,
-    port,
-    onListen: () => {},
-    onError: (e) => {
-      log.error("request handler failed", { error: e });
-      return new Response(JSON.stringify({ error: "internal error" }), { status: 500 });
-    },
-  }, platform.handler);
+  const server = listen(values.host as string, port, platform.handler, log);
   const bound = (server.addr as Deno.NetAddr).port;
   log.info("listening", { port: bound, host: values.host, functions: dir, runtime: "local" });
   console.log(`F2S dev listening on http://${values.host}:${bound} (functions from ${dir})`);
 
-  let stopping: Promise<void> | undefined;
-  const stop = (signal: string) => {
-    if (stopping) return stopping;
-    log.info("shutting down", { signal, inflight: platform.dispatcher.inflight() });
-    stopping = (async () => {
-      // Stop accepting first; requests already in flight keep their connection.
-      const closed = server.shutdown();
-      await platform.shutdown(grace);
-      await closed;
-    })();
-    return stopping;
-  };
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  const done = new Promise<string>((resolveDone) => {
-    for (const s of signals) Deno.addSignalListener(s, () => resolveDone(s));
-  });
-  const signal = await done;
-  await stop(signal);
+  const signal = await untilShutdownSignal();
+  log.info("shutting down", { signal, inflight: platform.dispatcher.inflight() });
+  // Stop accepting first; requests already in flight keep their connection.
+  const closed = server.shutdown();
+  await platform.shutdown(grace);
+  await closed;
   log.info("stopped");
   return 0;
 }

@@ -21,6 +21,7 @@ import { startOperator } from "./kube/operator.ts";
 import { createKubeRuntime } from "./kube/runtime.ts";
 import { createKubeStore } from "./kube/store.ts";
 import { createMetrics } from "./metrics.ts";
+import { listen, untilShutdownSignal } from "./listen.ts";
 import { createPlatform } from "./platform.ts";
 import { createUiHandler } from "./ui.ts";
 
@@ -253,15 +254,7 @@ export async function main(args: string[]): Promise<number> {
   };
   let server: Deno.HttpServer;
   try {
-    server = Deno.serve({
-      hostname: values.host as string,
-      port,
-      onListen: () => {},
-      onError: (e) => {
-        log.error("request handler failed", { error: e });
-        return new Response(JSON.stringify({ error: "internal error" }), { status: 500 });
-      },
-    }, platform.handler);
+    server = listen(values.host as string, port, platform.handler, log);
   } catch (e) {
     operator.stop();
     await platform.shutdown(0);
@@ -292,10 +285,7 @@ export async function main(args: string[]): Promise<number> {
     `F2S serve listening on http://${values.host}:${bound} (cluster ${connection.server})`,
   );
 
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  const signal = await new Promise<string>((resolveDone) => {
-    for (const s of signals) Deno.addSignalListener(s, () => resolveDone(s));
-  });
+  const signal = await untilShutdownSignal();
   log.info("shutting down", { signal, inflight: platform.dispatcher.inflight() });
   // Stop accepting; hand leadership over at once; then let in-flight requests finish.
   const closed = server.shutdown();
