@@ -53,8 +53,8 @@ export async function startBroker(options: { version: string }): Promise<Broker>
     await runTool(libs, dir, [
       "kafka.tools.StorageTool",
       "format",
-      "-t",
-      clusterId(),
+      // "--cluster-id=…" in one word: an id starting with "-" would read as an option.
+      `--cluster-id=${clusterId()}`,
       "-c",
       props,
     ]);
