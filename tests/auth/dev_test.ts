@@ -9,7 +9,7 @@ import * as jose from "jose";
 import bcrypt from "bcryptjs";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { basic, bearer, call } from "./helpers.ts";
-import { type DevServer, processesMatching, startDev, waitFor } from "../harness/dev.ts";
+import { type ControlPlane, processesMatching, startDev, waitFor } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
 
 const ROOT_MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -41,7 +41,7 @@ async function functionsDir(): Promise<string> {
   return dir;
 }
 
-async function cleanup(dir: string, dev?: DevServer): Promise<void> {
+async function cleanup(dir: string, dev?: ControlPlane): Promise<void> {
   if (dev) await dev.stop();
   await waitFor("no processes left in " + dir, () => processesMatching(dir).length === 0, 20_000);
   await Deno.remove(dir, { recursive: true });
@@ -75,7 +75,7 @@ f2s:
         privileges: ["functions:invoke:orders-*", "functions:list:orders-*"]
 `;
   const dir = await functionsDir();
-  let dev: DevServer | undefined;
+  let dev: ControlPlane | undefined;
   const answers: string[] = [];
   const req = async (method: string, path: string, headers: HeadersInit = {}, body?: string) => {
     const a = await call(dev!.url, method, path, headers, body);
@@ -168,7 +168,7 @@ f2s:
 Deno.test("f2s dev, basic mode: basic credentials on every route", async () => {
   const dir = await functionsDir();
   await Deno.remove(`${dir}/orders-eu.yaml`); // no instance needed here
-  let dev: DevServer | undefined;
+  let dev: ControlPlane | undefined;
   try {
     dev = await startDev({
       functionsDir: dir,

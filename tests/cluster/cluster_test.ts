@@ -7,7 +7,7 @@
 
 import { assert, assertEquals } from "../harness/assert.ts";
 import { buildSeconds, readVersions } from "./binaries.ts";
-import { type Cluster, startCluster } from "./harness.ts";
+import { type Cluster, platformGap, startCluster } from "./harness.ts";
 import { type KubeObject, sleep } from "./kube.ts";
 import {
   clusterNet,
@@ -22,20 +22,6 @@ import { cleanupStale, slotDir, slotPorts, writeOwner } from "./slots.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 const NS = "cluster-proof";
-
-/** Why this machine cannot run the cluster, or undefined when it can. */
-async function platformGap(): Promise<string | undefined> {
-  if (Deno.build.os !== "linux") return "the test cluster needs Linux network namespaces";
-  if (Deno.uid() !== 0) return "the test cluster needs root (ip netns, veth, bridge)";
-  const probe = `f2sprobe${Deno.pid}`;
-  const out = await new Deno.Command("ip", { args: ["netns", "add", probe] }).output()
-    .catch((e) => ({ success: false, stderr: new TextEncoder().encode(String(e)) }));
-  if (!out.success) {
-    return `cannot create network namespaces: ${new TextDecoder().decode(out.stderr).trim()}`;
-  }
-  await new Deno.Command("ip", { args: ["netns", "del", probe] }).output();
-  return undefined;
-}
 
 const gap = await platformGap();
 if (gap) console.warn(`SKIPPING tests/cluster: ${gap}`);

@@ -432,3 +432,17 @@ export function slotKubeconfig(slot: number, root = defaultRoot()): string | und
 }
 
 export { KubeError };
+
+/** Why this machine cannot run the test cluster, or undefined when it can. */
+export async function platformGap(): Promise<string | undefined> {
+  if (Deno.build.os !== "linux") return "the test cluster needs Linux network namespaces";
+  if (Deno.uid() !== 0) return "the test cluster needs root (ip netns, veth, bridge)";
+  const probe = `f2sprobe${Deno.pid}`;
+  const out = await new Deno.Command("ip", { args: ["netns", "add", probe] }).output()
+    .catch((e) => ({ success: false, stderr: new TextEncoder().encode(String(e)) }));
+  if (!out.success) {
+    return `cannot create network namespaces: ${new TextDecoder().decode(out.stderr).trim()}`;
+  }
+  await new Deno.Command("ip", { args: ["netns", "del", probe] }).output();
+  return undefined;
+}

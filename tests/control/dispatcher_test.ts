@@ -1,8 +1,8 @@
 // The dispatcher against real HTTP servers on loopback: retry only when the instance was
 // never reached, hold while no instance is ready, release the moment one is.
 import { assert, assertEquals } from "../harness/assert.ts";
-import { parseFunction } from "../../common/function.ts";
-import { createDispatcher } from "../../dispatcher/dispatcher.ts";
+import { type FunctionDef, parseFunction } from "../../common/function.ts";
+import { createDispatcher, type Dispatcher } from "../../dispatcher/dispatcher.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { freePort } from "../../common/self.ts";
@@ -23,6 +23,25 @@ function setup(wake: (name: string) => void = () => {}) {
     wake,
     metrics: createMetrics({ processMetrics: false }),
     events: createEventLog(),
+  });
+}
+
+/** Puts `server` in the routing table as a ready instance of function "f". */
+function addReady(d: Dispatcher, id: string, server: { addr: { port: number } }) {
+  d.instanceChanged({
+    id,
+    function: "f",
+    url: `http://127.0.0.1:${server.addr.port}`,
+    state: "ready",
+  });
+}
+
+/** Dispatches a request for function "f" (path /invoke/f). */
+function invoke(d: Dispatcher, f: FunctionDef, requestId: string, init?: RequestInit) {
+  return d.dispatch(f, new Request("http://x/invoke/f", init), {
+    requestId,
+    suffix: "",
+    search: "",
   });
 }
 
@@ -47,23 +66,10 @@ Deno.test("a request refused by one instance is retried on another", async () =>
     url: `http://127.0.0.1:${freePort()}`,
     state: "ready",
   });
-  d.instanceChanged({
-    id: "live",
-    function: "f",
-    url: `http://127.0.0.1:${live.addr.port}`,
-    state: "ready",
-  });
+  addReady(d, "live", live);
   try {
     for (let i = 0; i < 6; i++) {
-      const res = await d.dispatch(
-        f,
-        new Request("http://x/invoke/f", { method: "POST", body: `body-${i}` }),
-        {
-          requestId: `r${i}`,
-          suffix: "",
-          search: "",
-        },
-      );
+      const res = await invoke(d, f, `r${i}`, { method: "POST", body: `body-${i}` });
       const text = await res.text();
       assertEquals(res.status, 200, text);
       assertEquals(text, "live");
@@ -83,18 +89,9 @@ Deno.test("a request that reached an instance and failed is not retried", async 
   const d = setup();
   const f = fn();
   d.setFunction(f);
-  d.instanceChanged({
-    id: "a",
-    function: "f",
-    url: `http://127.0.0.1:${crashing.addr.port}`,
-    state: "ready",
-  });
+  addReady(d, "a", crashing);
   try {
-    const res = await d.dispatch(f, new Request("http://x/invoke/f"), {
-      requestId: "r",
-      suffix: "",
-      search: "",
-    });
+    const res = await invoke(d, f, "r");
     assertEquals(res.status, 500);
     await res.body?.cancel();
     assertEquals(calls, 1);
@@ -112,23 +109,13 @@ Deno.test("held requests are released as soon as an instance becomes ready", asy
   try {
     const pending = Array.from(
       { length: 5 },
-      (_, i) =>
-        d.dispatch(f, new Request("http://x/invoke/f"), {
-          requestId: `h${i}`,
-          suffix: "",
-          search: "",
-        }),
+      (_, i) => invoke(d, f, `h${i}`),
     );
     await new Promise((r) => setTimeout(r, 100));
     assertEquals(d.inflight("f"), 5);
     assert(woken.length >= 1 && woken.every((w) => w === "f"));
     const readyAt = performance.now();
-    d.instanceChanged({
-      id: "a",
-      function: "f",
-      url: `http://127.0.0.1:${backend.addr.port}`,
-      state: "ready",
-    });
+    addReady(d, "a", backend);
     const responses = await Promise.all(pending);
     const released = performance.now() - readyAt;
     for (const r of responses) assertEquals(await r.text(), "ok");
@@ -152,22 +139,13 @@ Deno.test("per-instance concurrency limit queues the excess instead of overloadi
   const d = setup();
   const f = fn({ scaling: { containerConcurrency: 2 } });
   d.setFunction(f);
-  d.instanceChanged({
-    id: "a",
-    function: "f",
-    url: `http://127.0.0.1:${backend.addr.port}`,
-    state: "ready",
-  });
+  addReady(d, "a", backend);
   try {
     const all = await Promise.all(
       Array.from(
         { length: 8 },
         (_, i) =>
-          d.dispatch(f, new Request("http://x/invoke/f"), {
-            requestId: `c${i}`,
-            suffix: "",
-            search: "",
-          })
+          invoke(d, f, `c${i}`)
             .then((r) => r.text()),
       ),
     );
@@ -202,17 +180,8 @@ Deno.test("a draining instance gets no new requests but finishes the ones it has
     });
     await new Promise((r) => setTimeout(r, 50));
     d.instanceChanged({ ...a, state: "draining" });
-    d.instanceChanged({
-      id: "b",
-      function: "f",
-      url: `http://127.0.0.1:${other.addr.port}`,
-      state: "ready",
-    });
-    const next = await d.dispatch(f, new Request("http://x/invoke/f"), {
-      requestId: "n",
-      suffix: "",
-      search: "",
-    });
+    addReady(d, "b", other);
+    const next = await invoke(d, f, "n");
     assertEquals(await next.text(), "other");
     assertEquals(await (await slow).text(), "/slow");
   } finally {
@@ -235,18 +204,9 @@ Deno.test("answers pass through byte for byte: gzip stays compressed, hop-by-hop
   const d = setup();
   const f = fn();
   d.setFunction(f);
-  d.instanceChanged({
-    id: "a",
-    function: "f",
-    url: `http://127.0.0.1:${backend.addr.port}`,
-    state: "ready",
-  });
+  addReady(d, "a", backend);
   try {
-    const res = await d.dispatch(f, new Request("http://x/invoke/f"), {
-      requestId: "gz",
-      suffix: "",
-      search: "",
-    });
+    const res = await invoke(d, f, "gz");
     assertEquals(res.headers.get("content-encoding"), "gzip");
     assertEquals(res.headers.get("x-app"), "1");
     assertEquals(res.headers.get("keep-alive"), null);

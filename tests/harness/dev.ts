@@ -1,122 +1,131 @@
 /**
- * Starts `f2s dev` as a real child process for end-to-end tests and stops it again,
- * checking that no process it started survives. Other test suites (auth, autoscaling,
- * kafka, UI) use it the same way.
+ * Starts the control plane (`f2s dev`, `f2s serve`) as a real child process for
+ * end-to-end tests and stops it again, checking that no process it started survives.
+ * Every suite (control, auth, autoscaling, kafka, UI, kubernetes) uses it the same way.
  */
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-export interface DevServer {
+export interface ControlPlane {
   url: string;
   port: number;
   pid: number;
   /** Everything the server wrote to stderr so far (JSON log lines). */
   logs(): string[];
-  /** Sends a signal and waits for exit; returns the exit code. */
+  /** Sends a signal and waits for exit (SIGKILL after 30 s); returns the exit code. */
   stop(signal?: Deno.Signal): Promise<number>;
   /** Resolves with the exit code when the process ends on its own. */
   exited: Promise<number>;
 }
 
-export interface DevOptions {
-  functionsDir: string;
-  /** config.yaml text; written to a temp file. */
+export interface ControlPlaneOptions {
+  /** config.yaml text; written to a temp file removed when the process ends. */
   config?: string;
   env?: Record<string, string>;
-  args?: string[];
-  /** Fixed port (default: any free one). */
-  port?: number;
   /** How long start-up may take. */
   timeoutMs?: number;
 }
 
-export async function startDev(options: DevOptions): Promise<DevServer> {
-  const args = [
-    "run",
-    "-A",
-    `${ROOT}main.ts`,
-    "dev",
-    "--functions",
-    options.functionsDir,
-    "--port",
-    String(options.port ?? 0),
-  ];
+/**
+ * Runs `f2s <command> <args…> [--config FILE]` and waits for its "listening on URL" line
+ * on stdout; fails (and kills it) when it exits or does not listen in time.
+ */
+export async function startControlPlane(
+  command: "dev" | "serve",
+  args: string[],
+  options: ControlPlaneOptions = {},
+): Promise<ControlPlane> {
+  const argv = ["run", "-A", `${ROOT}main.ts`, command, ...args];
   let configFile: string | undefined;
   if (options.config !== undefined) {
-    configFile = await Deno.makeTempFile({ suffix: ".yaml" });
+    configFile = await Deno.makeTempFile({ prefix: `f2s-${command}-`, suffix: ".yaml" });
     await Deno.writeTextFile(configFile, options.config);
-    args.push("--config", configFile);
+    argv.push("--config", configFile);
   }
-  args.push(...(options.args ?? []));
   const child = new Deno.Command(Deno.execPath(), {
-    args,
+    args: argv,
     env: { F2S_LOG_LEVEL: "info", ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   const logs: string[] = [];
-  const exited = child.status.then((s) => s.code);
+  const exited = child.status.then((s) => s.code).finally(() =>
+    configFile ? Deno.remove(configFile).catch(() => {}) : undefined
+  );
   collect(child.stderr, (line) => logs.push(line));
-  let resolvePort: (port: number) => void;
-  const portFound = new Promise<number>((r) => (resolvePort = r));
+  let resolveUrl: (url: string) => void;
+  const listening = new Promise<string>((r) => (resolveUrl = r));
   collect(child.stdout, (line) => {
-    const m = /listening on http:\/\/[^:]+:(\d+)/.exec(line);
-    if (m) resolvePort(Number(m[1]));
+    const m = /listening on (http:\/\/[^ ]+)/.exec(line);
+    if (m) resolveUrl(m[1]);
   });
   const timeout = options.timeoutMs ?? 30_000;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const port = await Promise.race([
-    portFound,
+  const url = await Promise.race([
+    listening,
     exited.then((code) => {
-      throw new Error(`f2s dev exited with ${code} before listening:\n${logs.join("\n")}`);
+      throw new Error(`f2s ${command} exited with ${code} before listening:\n${logs.join("\n")}`);
     }),
     new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`f2s dev did not listen within ${timeout} ms`)),
+        () => reject(new Error(`f2s ${command} did not listen within ${timeout} ms`)),
         timeout,
       );
     }),
   ]).catch(async (e) => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
+    kill(child, "SIGKILL");
     await exited;
-    if (configFile) await Deno.remove(configFile).catch(() => {});
     throw e;
   }).finally(() => clearTimeout(timer));
   let stopped: Promise<number> | undefined;
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url,
+    port: Number(new URL(url).port),
     pid: child.pid,
     logs: () => [...logs],
     exited,
     stop(signal: Deno.Signal = "SIGTERM") {
-      if (stopped) return stopped;
-      stopped = (async () => {
-        try {
-          child.kill(signal);
-        } catch {
-          // already gone
-        }
-        const kill = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // gone
-          }
-        }, 30_000);
+      stopped ??= (async () => {
+        kill(child, signal);
+        const force = setTimeout(() => kill(child, "SIGKILL"), 30_000);
         const code = await exited;
-        clearTimeout(kill);
-        if (configFile) await Deno.remove(configFile).catch(() => {});
+        clearTimeout(force);
         return code;
       })();
       return stopped;
     },
   };
+}
+
+function kill(child: Deno.ChildProcess, signal: Deno.Signal) {
+  try {
+    child.kill(signal);
+  } catch {
+    // already gone
+  }
+}
+
+export interface DevOptions extends ControlPlaneOptions {
+  functionsDir: string;
+  args?: string[];
+  /** Fixed port (default: any free one). */
+  port?: number;
+}
+
+/** `f2s dev` on a folder of manifests, listening on 127.0.0.1. */
+export function startDev(options: DevOptions): Promise<ControlPlane> {
+  return startControlPlane(
+    "dev",
+    [
+      "--functions",
+      options.functionsDir,
+      "--port",
+      String(options.port ?? 0),
+      ...(options.args ?? []),
+    ],
+    options,
+  );
 }
 
 async function collect(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {

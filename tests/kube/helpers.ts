@@ -5,6 +5,8 @@
  */
 
 import type { Cluster } from "../cluster/harness.ts";
+export { platformGap } from "../cluster/harness.ts";
+import { type ControlPlane, startControlPlane } from "../harness/dev.ts";
 import type { KubeObject } from "../cluster/kube.ts";
 import { sleep } from "../cluster/kube.ts";
 
@@ -14,20 +16,6 @@ export const CHART_DIR = `${ROOT}helm`;
 export const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 export const NS = "f2s";
 export const CONTAINERS_NS = "f2s-containers";
-
-/** Why this machine cannot run the test cluster, or undefined when it can. */
-export async function platformGap(): Promise<string | undefined> {
-  if (Deno.build.os !== "linux") return "the test cluster needs Linux network namespaces";
-  if (Deno.uid() !== 0) return "the test cluster needs root (ip netns, veth, bridge)";
-  const probe = `f2skprobe${Deno.pid}`;
-  const out = await new Deno.Command("ip", { args: ["netns", "add", probe] }).output()
-    .catch((e) => ({ success: false, stderr: new TextEncoder().encode(String(e)) }));
-  if (!out.success) {
-    return `cannot create network namespaces: ${new TextDecoder().decode(out.stderr).trim()}`;
-  }
-  await new Deno.Command("ip", { args: ["netns", "del", probe] }).output();
-  return undefined;
-}
 
 /** Polls `check` until it returns a value, failing after `timeoutMs` with `what`. */
 export async function eventually<T>(
@@ -84,15 +72,7 @@ export function readyCondition(fn: KubeObject | undefined): KubeObject | undefin
   return fn?.status?.conditions?.find((c: KubeObject) => c.type === "Ready");
 }
 
-export interface ServeProcess {
-  url: string;
-  pid: number;
-  /** Everything it wrote to stderr so far (JSON log lines). */
-  logs(): string[];
-  /** Sends `signal` and waits for the exit code (SIGKILL after 30 s). */
-  stop(signal?: Deno.Signal): Promise<number>;
-  exited: Promise<number>;
-}
+export type ServeProcess = ControlPlane;
 
 export interface ServeOptions {
   kubeconfig: string;
@@ -104,89 +84,22 @@ export interface ServeOptions {
 }
 
 /** Starts `f2s serve` on a free port and waits until it listens. */
-export async function startServe(options: ServeOptions): Promise<ServeProcess> {
-  const configFile = await Deno.makeTempFile({ prefix: "f2s-serve-", suffix: ".yaml" });
-  await Deno.writeTextFile(configFile, options.config ?? "");
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}main.ts`,
-      "serve",
+export function startServe(options: ServeOptions): Promise<ServeProcess> {
+  return startControlPlane(
+    "serve",
+    [
       "--kubeconfig",
       options.kubeconfig,
       "--port",
       "0",
       "--host",
       "127.0.0.1",
-      "--config",
-      configFile,
       "--identity",
       options.identity,
       ...(options.args ?? []),
     ],
-    env: { F2S_LOG_LEVEL: "info", ...options.env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const logs: string[] = [];
-  const exited = child.status.then((s) => s.code).finally(() =>
-    Deno.remove(configFile).catch(() => {})
+    { config: options.config ?? "", env: options.env, timeoutMs: 60_000 },
   );
-  collect(child.stderr, (line) => logs.push(line));
-  let resolveUrl: (url: string) => void;
-  const listening = new Promise<string>((r) => (resolveUrl = r));
-  collect(child.stdout, (line) => {
-    const m = /listening on (http:\/\/[^ ]+)/.exec(line);
-    if (m) resolveUrl(m[1]);
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const url = await Promise.race([
-    listening,
-    exited.then((code) => {
-      throw new Error(`f2s serve exited with ${code} before listening:\n${logs.join("\n")}`);
-    }),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("f2s serve did not listen within 60 s")), 60_000);
-    }),
-  ]).catch(async (e) => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-    await exited;
-    throw e;
-  }).finally(() => clearTimeout(timer));
-  let stopped: Promise<number> | undefined;
-  return {
-    url,
-    pid: child.pid,
-    logs: () => [...logs],
-    exited,
-    stop(signal: Deno.Signal = "SIGTERM") {
-      if (stopped) return stopped;
-      stopped = (async () => {
-        try {
-          child.kill(signal);
-        } catch {
-          // already gone
-        }
-        const kill = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // gone
-          }
-        }, 30_000);
-        const code = await exited;
-        clearTimeout(kill);
-        return code;
-      })();
-      return stopped;
-    },
-  };
 }
 
 /** Runs `f2s serve` expecting it to stop by itself (start-up errors); bounded to 60 s. */
@@ -203,21 +116,6 @@ export async function serveOnce(
     signal: AbortSignal.timeout(60_000),
   }).output();
   return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
-}
-
-function collect(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
-  (async () => {
-    let buffer = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      let i;
-      while ((i = buffer.indexOf("\n")) >= 0) {
-        onLine(buffer.slice(0, i));
-        buffer = buffer.slice(i + 1);
-      }
-    }
-    if (buffer) onLine(buffer);
-  })().catch(() => {});
 }
 
 /** A Function manifest as the original F2S wrote them: `target` beside `spec`. */

@@ -7,7 +7,7 @@
 
 import { type Browser, chromium, type Page } from "playwright-core";
 import { copy } from "../harness/files.ts";
-import { type DevServer, processesMatching, startDev, waitFor } from "../harness/dev.ts";
+import { type ControlPlane, processesMatching, startDev, waitFor } from "../harness/dev.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -40,7 +40,7 @@ export async function launchBrowser(): Promise<Browser> {
 }
 
 export interface UiSession {
-  server: DevServer;
+  server: ControlPlane;
   browser: Browser;
   functionsDir: string;
   /** A new tab (default: a laptop's size, light); records page errors and CSP violations. */
@@ -60,7 +60,7 @@ export async function withUi(
   fn: (s: UiSession) => Promise<void>,
 ): Promise<void> {
   const functionsDir = await Deno.makeTempDir({ prefix: "f2s-ui-test-" });
-  let server: DevServer | undefined;
+  let server: ControlPlane | undefined;
   let browser: Browser | undefined;
   try {
     await copy(`${ROOT}examples`, functionsDir);
