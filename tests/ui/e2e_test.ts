@@ -185,6 +185,7 @@ Deno.test({
       // Edit: the stored manifest fills the form; the name stays; a change is saved.
       await page.click("#edit-function");
       await textOf(page, "h1", /Edit function "ui-echo"/);
+      await page.waitForSelector(".function-form:not([aria-busy])");
       assertEquals(
         await page.inputValue("#field-target-containerImage"),
         "f2s-examples/nodejs:latest",

@@ -543,8 +543,13 @@ export function render(ctx) {
     if (health?.runtime === "local" && !editing) local.open = true;
   }).catch(() => {});
   if (editing) {
+    // Until the stored manifest arrives the form is inert, so nothing typed is overwritten.
     replace(status, banner("info", "Loading…"));
+    formEl.setAttribute("aria-busy", "true");
+    formEl.inert = true;
     api(`/functions/${encodeURIComponent(editing)}`).then((m) => {
+      formEl.removeAttribute("aria-busy");
+      formEl.inert = false;
       base = m;
       Object.assign(form, manifestToForm(m));
       writeForm();
