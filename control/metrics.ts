@@ -5,13 +5,19 @@
  */
 
 import client from "prom-client";
+import {
+  createCounter,
+  createHistogram,
+  type LabelledCounter,
+  type LabelledHistogram,
+} from "./metric_series.ts";
 
 export interface Metrics {
   registry: client.Registry;
-  /** Finished invocations by function and HTTP status code. */
-  invocations: client.Counter<"function" | "code">;
-  /** Whole-request duration as the dispatcher sees it. */
-  duration: client.Histogram<"function">;
+  /** Finished invocations by function and HTTP status code (counted per request). */
+  invocations: LabelledCounter<"function" | "code">;
+  /** Whole-request duration as the dispatcher sees it (observed per request). */
+  duration: LabelledHistogram<"function">;
   /** Requests being served or held, per function (the autoscaler's local signal). */
   inflight: client.Gauge<"function">;
   /** Requests waiting for a ready instance (scale from zero), per function. */
@@ -49,13 +55,13 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
   };
   return {
     registry,
-    invocations: new client.Counter({
+    invocations: createCounter({
       name: "f2s_invocations_total",
       help: "Finished function invocations by status code",
       labelNames: ["function", "code"] as const,
       registers,
     }),
-    duration: new client.Histogram({
+    duration: createHistogram({
       name: "f2s_invocation_duration_seconds",
       help: "Duration of function invocations through the dispatcher",
       labelNames: ["function"] as const,
@@ -67,6 +73,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
       help: "Requests in flight (served or held) per function",
       labelNames: ["function"] as const,
       registers,
+      collect,
     }),
     held: new client.Gauge({
       name: "f2s_held_requests",

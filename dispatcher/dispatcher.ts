@@ -7,9 +7,10 @@
  * It learns about instances only from events (`instanceChanged`), never by polling.
  */
 
+import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
 import type { FunctionDef } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";
-import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import { errorResponse, REQUEST_ID_HEADER, responseWith } from "../common/protocol.ts";
 import type { Timeouts } from "../control/config.ts";
 import type { EventLog } from "../control/events.ts";
 import type { Metrics } from "../control/metrics.ts";
@@ -25,6 +26,9 @@ import {
   UpstreamTimeoutError,
 } from "./forward.ts";
 import { createRoutingTable, type RoutingTable, type Slot } from "./routing.ts";
+
+/** How long a request runs before the dispatcher starts watching for its client leaving. */
+export const CLIENT_WATCH_DELAY_MS = 50;
 
 export interface DispatchOptions {
   requestId: string;
@@ -55,6 +59,8 @@ export interface DispatcherDeps {
   events: EventLog;
   table?: RoutingTable;
   now?: () => number;
+  /** Timer for per-request timeouts (default: the process's shared one). */
+  deadlines?: Deadlines;
   log?: Logger;
 }
 
@@ -73,7 +79,6 @@ export interface Dispatcher {
 }
 
 interface FunctionSeries {
-  inflight: { set(value: number): void };
   duration: { observe(value: number): void };
   byCode: Map<number, { inc(): void }>;
 }
@@ -85,8 +90,9 @@ interface Waiter {
 
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const table = deps.table ?? createRoutingTable();
-  const forwarder: Forwarder = createForwarder();
   const now = deps.now ?? (() => performance.now());
+  const deadlines = deps.deadlines ?? sharedDeadlines;
+  const forwarder: Forwarder = createForwarder(deadlines);
   const log = deps.log ?? createLogger("dispatcher");
   const waiters = new Map<string, Waiter[]>();
   const inflightByFn = new Map<string, number>();
@@ -100,7 +106,6 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     let m = seriesByFn.get(name);
     if (!m) {
       m = {
-        inflight: deps.metrics.inflight.labels(name),
         duration: deps.metrics.duration.labels(name),
         byCode: new Map(),
       };
@@ -109,12 +114,18 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     return m;
   }
 
+  // The in-flight gauge is read when scraped, not set twice per request.
+  deps.metrics.onCollect(() => {
+    for (const name of seriesByFn.keys()) {
+      deps.metrics.inflight.set({ function: name }, inflightByFn.get(name) ?? 0);
+    }
+  });
+
   function changeLoad(name: string, delta: 1 | -1) {
     const n = (inflightByFn.get(name) ?? 0) + delta;
     if (n === 0) inflightByFn.delete(name);
     else inflightByFn.set(name, n);
     inflightTotal += delta;
-    series(name).inflight.set(n);
     deps.onLoad?.(name, delta);
     if (inflightTotal === 0) { for (const done of drainWaiters) done(); }
   }
@@ -174,20 +185,36 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     // waiting for headers) the http timeout all end the exchange through it.
     const exchange = new AbortController();
     const signal = exchange.signal;
-    const requestTimer = setTimeout(
-      () => exchange.abort(new UpstreamTimeoutError("request_timeout")),
-      timeouts.requestTimeout,
-    );
+    // The client going away is watched only once a request takes a while (or is held):
+    // reading req.signal makes Deno track the connection's cancellation, which costs about
+    // a tenth of a quick request's CPU, and a quick answer is discarded as well by Deno.
+    let watching = false;
     const onClientGone = () => exchange.abort(new ClientGoneError());
-    req.signal.addEventListener("abort", onClientGone, { once: true });
+    const watchClient = () => {
+      if (watching || finished) return;
+      watching = true;
+      req.signal.addEventListener("abort", onClientGone, { once: true });
+    };
+    // One deadline per request: first it starts watching the client, then it ends the
+    // request at request_timeout.
+    const onDeadline = () => {
+      const left = timeouts.requestTimeout - (now() - started);
+      if (left <= 0) return exchange.abort(new UpstreamTimeoutError("request_timeout"));
+      watchClient();
+      requestTimer = deadlines.after(left, onDeadline);
+    };
+    let requestTimer = deadlines.after(
+      Math.min(CLIENT_WATCH_DELAY_MS, timeouts.requestTimeout),
+      onDeadline,
+    );
     changeLoad(fn.name, 1);
     let finished = false;
     let slot: Slot | undefined;
     const finish = (status: number) => {
       if (finished) return;
       finished = true;
-      clearTimeout(requestTimer);
-      req.signal.removeEventListener("abort", onClientGone);
+      requestTimer.cancel();
+      if (watching) req.signal.removeEventListener("abort", onClientGone);
       if (slot) {
         slot.inflight--;
         releaseWaiters(fn.name);
@@ -209,18 +236,20 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     };
 
     const limit = fn.scaling.containerConcurrency;
-    const tried = new Set<string>();
-    let body: ForwardBody;
-    try {
-      body = await requestBody(req);
-    } catch (e) {
-      return fail(400, "could not read the request body", String(e));
+    let tried: Set<string> | undefined; // instances that refused the connection
+    let body: ForwardBody = null;
+    if (req.body !== null) {
+      try {
+        body = await requestBody(req);
+      } catch (e) {
+        return fail(400, "could not read the request body", String(e));
+      }
     }
     while (true) {
       slot = table.pick(fn.name, limit, tried);
       if (slot) slot.inflight++;
       else {
-        if (tried.size > 0 && table.ready(fn.name).every((s) => tried.has(s.instance.id))) {
+        if (tried && table.ready(fn.name).every((s) => tried!.has(s.instance.id))) {
           slot = undefined;
           return fail(502, `no instance of function "${fn.name}" accepted the connection`, {
             tried: tried.size,
@@ -243,6 +272,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         }
         const remaining = timeouts.requestTimeout - (now() - started);
         const wait = cold ? Math.min(timeouts.scalingTimeout, remaining) : remaining;
+        watchClient();
         const got = await waitForSlot(fn, limit, wait, signal);
         if (got === "removed") return fail(404, `function "${fn.name}" was removed`);
         if (got === "aborted") {
@@ -283,7 +313,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           requestLog().info("instance refused the connection; trying another", {
             instance: slot.instance.id,
           });
-          tried.add(slot.instance.id);
+          (tried ??= new Set()).add(slot.instance.id);
           slot.inflight--;
           slot = undefined;
           continue;
@@ -340,6 +370,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     removeFunction(name) {
       table.removeFunction(name);
       seriesByFn.delete(name);
+      deps.metrics.inflight.remove(name);
       for (const w of [...(waiters.get(name) ?? [])]) w.release(undefined, "removed");
       waiters.delete(name);
       coldSince.delete(name);
@@ -381,11 +412,10 @@ function passThrough(
   signal: AbortSignal,
   finish: (status: number) => void,
 ): Response {
-  const { status } = response;
-  const init = { status, statusText: response.statusText, headers: response.headers };
+  const { status, statusText, headers } = response;
   if (!(response.body instanceof ReadableStream)) {
     finish(status);
-    return new Response(response.body, init);
+    return responseWith(response.body, status, headers, statusText);
   }
   const reader = response.body.getReader();
   const onAbort = () => reader.cancel(signal.reason).catch(() => {});
@@ -412,5 +442,5 @@ function passThrough(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return new Response(body, init);
+  return responseWith(body, status, headers, statusText);
 }

@@ -9,6 +9,7 @@
  * answers while keeping their Content-Encoding, and costs more per request.
  */
 
+import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
 import { createHttp1Client, type Http1Client } from "../common/http1.ts";
 import {
   connectionNamed,
@@ -75,14 +76,14 @@ export interface Forwarder {
 
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
-export function createForwarder(): Forwarder {
+export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forwarder {
   const clients = new Map<string, Http1Client>();
 
   function clientFor(base: string): Http1Client {
     let client = clients.get(base);
     if (!client) {
       const url = new URL(base);
-      client = createHttp1Client(Number(url.port || 80), { hostname: url.hostname });
+      client = createHttp1Client(Number(url.port || 80), { hostname: url.hostname, deadlines });
       clients.set(base, client);
     }
     return client;
@@ -91,9 +92,9 @@ export function createForwarder(): Forwarder {
   return {
     async forward(base, target, req, body, options) {
       const signal = options.exchange.signal;
-      const timer = setTimeout(
-        () => options.exchange.abort(new UpstreamTimeoutError("http_timeout")),
+      const timer = deadlines.after(
         options.httpTimeout,
+        () => options.exchange.abort(new UpstreamTimeoutError("http_timeout")),
       );
       try {
         const res = await clientFor(base).request({
@@ -111,7 +112,11 @@ export function createForwarder(): Forwarder {
         return {
           status: res.status,
           statusText: res.statusText,
-          headers: forwardedResponseHeaders(res.headers, options.requestId),
+          headers: forwardedResponseHeaders(
+            res.headers,
+            options.requestId,
+            resBody instanceof Uint8Array,
+          ),
           body: resBody,
         };
       } catch (e) {
@@ -119,7 +124,7 @@ export function createForwarder(): Forwarder {
         if (isConnectRefused(e)) throw new NotReachedError(String(e));
         throw e;
       } finally {
-        clearTimeout(timer);
+        timer.cancel();
       }
     },
     forget(base) {

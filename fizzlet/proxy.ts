@@ -13,6 +13,7 @@ import {
   forwardedResponseHeaders,
   NOT_FORWARDED,
   REQUEST_ID_HEADER,
+  responseWith,
 } from "../common/protocol.ts";
 import { createHttp1Client } from "../common/http1.ts";
 import {
@@ -116,11 +117,12 @@ export function createProxy(appPort: number): Proxy {
         if (body instanceof ReadableStream) await body.cancel();
         body = null;
       }
-      return new Response(body, {
-        status: res.status,
-        statusText: res.statusText,
-        headers: forwardedResponseHeaders(res.headers, ctx.requestId),
-      });
+      return responseWith(
+        body,
+        res.status,
+        forwardedResponseHeaders(res.headers, ctx.requestId, body instanceof Uint8Array),
+        res.statusText,
+      );
     } catch (e) {
       return failure(ctx, appPort, e);
     }

@@ -21,8 +21,8 @@ export interface Caller {
 
 export interface AuthGate {
   type: string;
-  /** The caller, or the 401 response to send. */
-  authenticate(req: Request): Promise<Caller | Response>;
+  /** The caller, or the 401 response to send; at once when no check is needed. */
+  authenticate(req: Request): Caller | Response | Promise<Caller | Response>;
   /** Whether the caller holds the privilege (for one function when it is scoped). */
   can(caller: Caller, privilege: Privilege, functionName?: string): boolean;
   /** The caller, or the 401/403 response to send. */
@@ -35,7 +35,7 @@ const anonymous: Caller = { name: "anonymous", group: "", privileges: [] };
 
 export const openGate: AuthGate = {
   type: "none",
-  authenticate: () => Promise.resolve(anonymous),
+  authenticate: () => anonymous,
   can: () => true,
   require: () => Promise.resolve(anonymous),
   handle: () => Promise.resolve(undefined),

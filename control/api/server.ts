@@ -24,7 +24,7 @@ import type { EventLog } from "../events.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { conflictOf, type FunctionStore, StoreError } from "../store/store.ts";
-import type { AuthGate } from "./auth_gate.ts";
+import type { AuthGate, Caller } from "./auth_gate.ts";
 import { BodyError, readManifest } from "./body.ts";
 import openapi from "../../docs/openapi.json" with { type: "json" };
 
@@ -99,46 +99,62 @@ export function createApiHandler(deps: ApiDeps): Handler {
     return errorResponse(500, "internal error", String(e));
   }
 
-  async function route(req: Request, url: URL, info?: Deno.ServeHandlerInfo): Promise<Response> {
+  /**
+   * `/invoke/{endpoint}`: the hot path. It awaits only what it must (an authentication that
+   * is not instant, the dispatch itself); every needless await is a microtask per request.
+   */
+  function invoke(req: Request, url: URL, info?: Deno.ServeHandlerInfo): Promise<Response> {
+    // Authenticate before anything else, so anonymous callers learn nothing about
+    // which endpoints exist.
+    const caller = deps.auth.authenticate(req);
+    return caller instanceof Promise
+      ? caller.then((c) => invokeAs(c, req, url, info))
+      : invokeAs(caller, req, url, info);
+  }
+
+  function invokeAs(
+    caller: Caller | Response,
+    req: Request,
+    url: URL,
+    info?: Deno.ServeHandlerInfo,
+  ): Promise<Response> {
+    if (caller instanceof Response) return Promise.resolve(caller);
     const path = url.pathname;
     const method = req.method;
-
-    if (path.startsWith("/invoke/")) {
-      // Authenticate before anything else, so anonymous callers learn nothing about
-      // which endpoints exist.
-      const caller = await deps.auth.authenticate(req);
-      if (caller instanceof Response) return caller;
-      const match = deps.dispatcher.table.match(path.slice("/invoke".length));
-      if (!match) {
-        return errorResponse(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
-      }
-      const { fn, suffix } = match;
-      if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
-        return forbidden("functions:invoke", fn.name);
-      }
-      if (
-        fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
-      ) {
-        return errorResponse(
-          405,
-          `function "${fn.name}" accepts ${fn.method}, not ${method}`,
-          undefined,
-          {
-            allow: fn.method,
-          },
-        );
-      }
-      const addr = info?.remoteAddr as Deno.NetAddr | undefined;
-      return deps.dispatcher.dispatch(fn, req, {
-        requestId: requestIdFrom(req.headers),
-        suffix,
-        search: url.search,
-        clientAddress: addr?.hostname,
-        source: "http",
-        protocol: url.protocol === "https:" ? "https" : "http",
-        caller: deps.auth.type === "none" ? undefined : { name: caller.name, group: caller.group },
-      });
+    const match = deps.dispatcher.table.match(path.slice("/invoke".length));
+    if (!match) {
+      return Promise.resolve(
+        errorResponse(404, `no function at endpoint "${path.slice("/invoke".length)}"`),
+      );
     }
+    const { fn, suffix } = match;
+    if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
+      return Promise.resolve(forbidden("functions:invoke", fn.name));
+    }
+    if (
+      fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
+    ) {
+      return Promise.resolve(
+        errorResponse(405, `function "${fn.name}" accepts ${fn.method}, not ${method}`, undefined, {
+          allow: fn.method,
+        }),
+      );
+    }
+    const addr = info?.remoteAddr as Deno.NetAddr | undefined;
+    return deps.dispatcher.dispatch(fn, req, {
+      requestId: requestIdFrom(req.headers),
+      suffix,
+      search: url.search,
+      clientAddress: addr?.hostname,
+      source: "http",
+      protocol: url.protocol === "https:" ? "https" : "http",
+      caller: deps.auth.type === "none" ? undefined : { name: caller.name, group: caller.group },
+    });
+  }
+
+  async function route(req: Request, url: URL): Promise<Response> {
+    const path = url.pathname;
+    const method = req.method;
 
     if (path === "/health" || path === "/healthz") {
       return jsonResponse({
@@ -255,24 +271,31 @@ export function createApiHandler(deps: ApiDeps): Handler {
     return errorResponse(404, `no route for ${method} ${path}`);
   }
 
-  return async (req, info) => {
+  const internalError = (url: URL, e: unknown) => {
+    // A bug must cost one request, never the control plane.
+    log.error("request failed", { path: url.pathname, error: e });
+    return errorResponse(500, "internal error", String(e));
+  };
+
+  return (req, info) => {
     const url = new URL(req.url);
-    let response: Response;
-    try {
-      response = await route(req, url, info);
-    } catch (e) {
-      // A bug must cost one request, never the control plane.
-      log.error("request failed", { path: url.pathname, error: e });
-      response = errorResponse(500, "internal error", String(e));
-    }
-    if (!response.headers.has(REQUEST_ID_HEADER) && !url.pathname.startsWith("/invoke/")) {
+    if (url.pathname.startsWith("/invoke/")) {
       try {
-        response.headers.set(REQUEST_ID_HEADER, requestIdFrom(req.headers));
-      } catch {
-        // immutable headers (e.g. a proxied response): it already carries its id
+        return invoke(req, url, info).catch((e) => internalError(url, e));
+      } catch (e) {
+        return Promise.resolve(internalError(url, e));
       }
     }
-    return response;
+    return route(req, url).catch((e) => internalError(url, e)).then((response) => {
+      if (!response.headers.has(REQUEST_ID_HEADER)) {
+        try {
+          response.headers.set(REQUEST_ID_HEADER, requestIdFrom(req.headers));
+        } catch {
+          // immutable headers (a response passed on as it came): nothing to add then
+        }
+      }
+      return response;
+    });
   };
 }
 

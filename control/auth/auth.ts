@@ -39,7 +39,8 @@ export interface Principal {
 export interface Auth {
   type: string;
   /** Authenticates the request: a principal, or a ready 401 Response (JSON {error, details} + WWW-Authenticate). In mode none: an anonymous principal with every privilege. (503 instead of 401 only when the OIDC issuer's keys cannot be fetched or too many password checks wait.) */
-  authenticate(req: Request): Promise<Principal | Response>;
+  /** At once (no promise) in mode none: invocations are the hot path. */
+  authenticate(req: Request): Principal | Response | Promise<Principal | Response>;
   /** Whether the principal holds the privilege, for a function name when the privilege is function-scoped. */
   can(principal: Principal, privilege: Privilege, functionName?: string): boolean;
   /** Authenticate + authorize in one: the principal, or a 401/403 Response naming the missing privilege. */
@@ -152,8 +153,11 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
     return p;
   }
 
-  async function authenticate(req: Request): Promise<Principal | Response> {
-    if (type === "none") return anonymous;
+  function authenticate(req: Request): Principal | Response | Promise<Principal | Response> {
+    return type === "none" ? anonymous : check(req);
+  }
+
+  async function check(req: Request): Promise<Principal | Response> {
     const reqLog = log.with({ requestId: requestIdFrom(req.headers) });
     try {
       const creds = readCredentials(req.headers);

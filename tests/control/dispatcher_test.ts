@@ -216,3 +216,80 @@ Deno.test("answers pass through byte for byte: gzip stays compressed, hop-by-hop
     await backend.shutdown();
   }
 });
+
+/** The dispatcher behind a real listener, so a client can really go away. */
+function front(d: Dispatcher, f: FunctionDef) {
+  return serve((req) => d.dispatch(f, req, { requestId: "gone", suffix: "", search: "" }));
+}
+
+/** Sends a request and drops the connection after `ms`; resolves when it was dropped. */
+async function leaveAfter(server: { addr: { port: number } }, ms: number) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await conn.write(new TextEncoder().encode("GET /invoke/f HTTP/1.1\r\nhost: x\r\n\r\n"));
+  await new Promise((r) => setTimeout(r, ms));
+  conn.close();
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 3000) {
+  const deadline = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("a client that goes away mid-request ends the upstream exchange (499)", async () => {
+  let upstreamAborted = false;
+  const slow = serve((req) => {
+    const { promise, resolve } = Promise.withResolvers<Response>();
+    req.signal.addEventListener("abort", () => {
+      upstreamAborted = true;
+      resolve(new Response("too late"));
+    });
+    setTimeout(() => resolve(new Response("finished")), 4000);
+    return promise;
+  });
+  const metrics = createMetrics({ processMetrics: false });
+  const d = createDispatcher({
+    timeouts: { requestTimeout: 10_000, httpTimeout: 10_000, scalingTimeout: 2000 },
+    wake: () => {},
+    metrics,
+    events: createEventLog(),
+  });
+  const f = fn();
+  d.setFunction(f);
+  addReady(d, "a", slow);
+  const server = front(d, f);
+  try {
+    const started = performance.now();
+    await leaveAfter(server, 300);
+    await until("the function's connection is closed", () => upstreamAborted);
+    await until("nothing is in flight", () => d.inflight("f") === 0);
+    assert(performance.now() - started < 3000, "the exchange outlived its client by seconds");
+    const text = await metrics.registry.metrics();
+    assert(
+      text.includes('f2s_invocations_total{function="f",code="499"} 1'),
+      "the invocation is not counted as 499",
+    );
+  } finally {
+    await server.shutdown();
+    await slow.shutdown();
+  }
+});
+
+Deno.test("a held request whose client goes away stops waiting", async () => {
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  const server = front(d, f);
+  try {
+    await leaveAfter(server, 200);
+    assertEquals(d.inflight("f"), 1);
+    // scaling_timeout is 2 s: being released well before it means the leave was noticed.
+    const left = performance.now();
+    await until("the held request is released", () => d.inflight("f") === 0, 1500);
+    assert(performance.now() - left < 1500);
+  } finally {
+    await server.shutdown();
+  }
+});

@@ -1,0 +1,240 @@
+// The HTTP/1.1 client both proxy hops use, against a raw TCP server that answers with
+// hand-written bytes: what real upstreams send, in odd shapes and torn into pieces.
+
+import { createHttp1Client, UpstreamError } from "../../common/http1.ts";
+import { assert, assertEquals } from "../harness/assert.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * A TCP server that reads one request head per exchange and answers with `answer(i)`,
+ * written in `pieces` parts with a pause between (to tear heads and bodies across reads).
+ */
+function rawServer(
+  answer: (i: number, head: string) => string | null,
+  pieces = 1,
+) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const heads: string[] = [];
+  const conns = new Set<Deno.Conn>();
+  let count = 0;
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        const buf = new Uint8Array(64 * 1024);
+        let pending = "";
+        try {
+          while (true) {
+            const n = await conn.read(buf);
+            if (n === null) break;
+            pending += new TextDecoder().decode(buf.subarray(0, n));
+            let end;
+            while ((end = pending.indexOf("\r\n\r\n")) >= 0) {
+              const head = pending.slice(0, end);
+              pending = pending.slice(end + 4);
+              heads.push(head);
+              const text = answer(count++, head);
+              if (text === null) {
+                conn.close();
+                return;
+              }
+              const bytes = encoder.encode(text);
+              const size = Math.ceil(bytes.length / pieces);
+              for (let at = 0; at < bytes.length; at += size) {
+                await conn.write(bytes.subarray(at, at + size));
+                if (pieces > 1) await new Promise((r) => setTimeout(r, 5));
+              }
+            }
+          }
+        } catch {
+          // closed by the test
+        } finally {
+          conns.delete(conn);
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+        }
+      })();
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    heads,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // already closed
+        }
+      }
+      await accepting.catch(() => {});
+    },
+  };
+}
+
+async function get(port: number, headers: [string, string][] = [], method = "GET") {
+  const client = createHttp1Client(port);
+  try {
+    const res = await client.request({
+      method,
+      target: "/p?q=1",
+      headers: [["host", "upstream"], ...headers],
+      body: null,
+      signal: new AbortController().signal,
+    });
+    const body = res.body instanceof ReadableStream
+      ? new TextDecoder().decode(await new Response(res.body).arrayBuffer())
+      : res.body === null
+      ? null
+      : new TextDecoder().decode(res.body);
+    return { ...res, text: body };
+  } finally {
+    client.close();
+  }
+}
+
+Deno.test("http1: status, reason and headers as sent, names lower-cased, values trimmed", async () => {
+  const server = rawServer(() =>
+    "HTTP/1.1 201 Created Just Now\r\nX-Odd-Case:  spaced value \t\r\nSet-Cookie: a=1\r\n" +
+    "Set-Cookie: b=2\r\nEmpty:\r\nContent-Length: 5\r\n\r\nhello"
+  );
+  try {
+    const res = await get(server.port, [["x-mine", "1"]]);
+    assertEquals(res.status, 201);
+    assertEquals(res.statusText, "Created Just Now");
+    assertEquals(res.headers, [
+      ["x-odd-case", "spaced value"],
+      ["set-cookie", "a=1"],
+      ["set-cookie", "b=2"],
+      ["empty", ""],
+      ["content-length", "5"],
+    ]);
+    assertEquals(res.text, "hello");
+    assertEquals(server.heads[0], "GET /p?q=1 HTTP/1.1\r\nhost: upstream\r\nx-mine: 1");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http1: a status line without a reason, and answers without a body", async () => {
+  const answers = [
+    "HTTP/1.1 204\r\nX-A: 1\r\n\r\n",
+    "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+  ];
+  const server = rawServer((i) => answers[i]);
+  try {
+    const a = await get(server.port);
+    assertEquals([a.status, a.statusText, a.text], [204, "", null]);
+    const b = await get(server.port);
+    assertEquals([b.status, b.text], [200, null]);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http1: a head and body torn into pieces across reads arrive whole", async () => {
+  const body = "x".repeat(3000);
+  const server = rawServer(
+    () =>
+      `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    97,
+  );
+  try {
+    const res = await get(server.port);
+    assertEquals(res.status, 200);
+    assertEquals(res.headers[0], ["content-type", "text/plain"]);
+    assertEquals(res.text, body);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http1: chunked answers, with extensions and trailers", async () => {
+  const server = rawServer(() =>
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    "5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n"
+  );
+  try {
+    const res = await get(server.port);
+    assertEquals(res.text, "hello world");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http1: a HEAD answer has no body even with a length", async () => {
+  const server = rawServer(() => "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n");
+  try {
+    const res = await get(server.port, [], "HEAD");
+    assertEquals([res.status, res.text], [200, null]);
+    assertEquals(res.headers, [["content-length", "42"]]);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http1: malformed answers fail with an UpstreamError naming the problem", async () => {
+  const cases: [string, string][] = [
+    ["HTTP/2 200 OK\r\n\r\n", "malformed status line"],
+    ["HTTP/1.1 2x0 OK\r\n\r\n", "malformed status line"],
+    ["HTTP/1.1 200OK\r\n\r\n", "malformed status line"],
+    ["HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"],
+    ["HTTP/1.1 200 OK\r\n: no name\r\n\r\n", "malformed header line"],
+    ["HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad content-length"],
+    ["HTTP/1.1 200 OK\r\nContent-Length: 1e2\r\n\r\n", "bad content-length"],
+    ["HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n", "bad content-length"],
+  ];
+  for (const [answer, problem] of cases) {
+    const server = rawServer(() => answer);
+    try {
+      let error: unknown;
+      try {
+        await get(server.port);
+      } catch (e) {
+        error = e;
+      }
+      assert(error instanceof UpstreamError, `${JSON.stringify(answer)}: ${error}`);
+      assert(
+        (error as Error).message.includes(problem),
+        `${JSON.stringify(answer)}: "${(error as Error).message}" does not say "${problem}"`,
+      );
+    } finally {
+      await server.close();
+    }
+  }
+});
+
+Deno.test("http1: keep-alive connections are reused; a closed one is replaced once", async () => {
+  // The first connection answers twice, then the server closes it while it is pooled.
+  const server = rawServer((i) =>
+    i === 2 ? null : `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${i}`
+  );
+  const client = createHttp1Client(server.port);
+  const signal = new AbortController().signal;
+  const ask = async () => {
+    const res = await client.request({
+      method: "GET",
+      target: "/",
+      headers: [["host", "h"]],
+      body: null,
+      signal,
+    });
+    return new TextDecoder().decode(res.body as Uint8Array);
+  };
+  try {
+    assertEquals(await ask(), "0");
+    assertEquals(await ask(), "1");
+    // Request 3 lands on the pooled connection, which the server closes unanswered: the
+    // client sends it again on a fresh connection.
+    assertEquals(await ask(), "3");
+    assertEquals(server.heads.length, 4);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
