@@ -65,13 +65,17 @@ async function denoTransport(hostname: string, port: number): Promise<Transport>
   tcp.setNoDelay(true);
   return {
     read: (buf) => tcp.read(buf),
-    async write(data) {
-      let off = 0;
-      while (off < data.length) off += await tcp.write(data.subarray(off));
-    },
+    // One write nearly always takes everything; the loop is only for what it left.
+    write: (data) =>
+      tcp.write(data).then((n) => n < data.length ? writeAllTcp(tcp, data.subarray(n)) : undefined),
     close: () => tcp.close(),
     poolable: true,
   };
+}
+
+async function writeAllTcp(tcp: Deno.TcpConn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await tcp.write(data.subarray(off));
 }
 
 /**

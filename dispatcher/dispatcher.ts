@@ -412,10 +412,10 @@ function passThrough(
   signal: AbortSignal,
   finish: (status: number) => void,
 ): Response {
-  const { status, statusText, headers } = response;
+  const { status, headers } = response;
   if (!(response.body instanceof ReadableStream)) {
     finish(status);
-    return responseWith(response.body, status, headers, statusText);
+    return responseWith(response.body, status, headers);
   }
   const reader = response.body.getReader();
   const onAbort = () => reader.cancel(signal.reason).catch(() => {});
@@ -442,5 +442,5 @@ function passThrough(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return responseWith(body, status, headers, statusText);
+  return responseWith(body, status, headers);
 }

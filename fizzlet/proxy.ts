@@ -121,7 +121,6 @@ export function createProxy(appPort: number): Proxy {
         body,
         res.status,
         forwardedResponseHeaders(res.headers, ctx.requestId, body instanceof Uint8Array),
-        res.statusText,
       );
     } catch (e) {
       return failure(ctx, appPort, e);
