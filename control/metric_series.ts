@@ -75,38 +75,43 @@ function seriesMap<S>(labelNames: readonly string[], make: () => S) {
   };
 }
 
-function register(
-  registers: client.Registry[],
-  metric: { name: string; get(): Promise<unknown>; reset(): void },
+/**
+ * Series made by `make`, registered as one metric: `expose` writes each series' lines in
+ * prom-client's shape when the registry is scraped.
+ */
+function registeredSeries<L extends string, S>(
+  options: Options<L>,
+  type: "counter" | "histogram",
+  make: () => S,
+  expose: (labels: Record<string, string>, data: S, out: MetricValue[]) => void,
 ) {
-  // The registry needs only these members (plus `help`/`type`, set by the callers).
-  for (const r of registers) r.registerMetric(metric as unknown as client.Metric);
-}
-
-export function createCounter<L extends string>(options: Options<L>): LabelledCounter<L> {
-  const map = seriesMap(options.labelNames, () => ({
-    value: 0,
-    inc(by = 1) {
-      this.value += by;
-    },
-  }));
+  const map = seriesMap(options.labelNames, make);
   const metric = {
     name: options.name,
     help: options.help,
-    type: "counter",
+    type,
     aggregator: "sum",
     get() {
       const values: MetricValue[] = [];
-      for (const { labels, data } of map.series.values()) {
-        values.push({ labels: { ...labels }, value: data.value });
-      }
+      for (const { labels, data } of map.series.values()) expose(labels, data, values);
       return Promise.resolve({ ...metric, values });
     },
     reset() {
       map.series.clear();
     },
   };
-  register(options.registers, metric);
+  // The registry needs only these members of a metric.
+  for (const r of options.registers) r.registerMetric(metric as unknown as client.Metric);
+  return map;
+}
+
+export function createCounter<L extends string>(options: Options<L>): LabelledCounter<L> {
+  const map = registeredSeries(options, "counter", () => ({
+    value: 0,
+    inc(by = 1) {
+      this.value += by;
+    },
+  }), (labels, data, out) => out.push({ labels: { ...labels }, value: data.value }));
   return {
     labels: (...values) => map.get(values),
     inc: (labels, by) => map.get(map.valuesOf(labels)).inc(by),
@@ -118,7 +123,7 @@ export function createHistogram<L extends string>(
   options: Options<L> & { buckets: number[] },
 ): LabelledHistogram<L> {
   const bounds = [...options.buckets].sort((a, b) => a - b);
-  const map = seriesMap(options.labelNames, () => ({
+  const make = () => ({
     counts: new Float64Array(bounds.length + 1), // the last one is +Inf
     sum: 0,
     count: 0,
@@ -130,38 +135,20 @@ export function createHistogram<L extends string>(
       this.sum += value;
       this.count++;
     },
-  }));
-  const metric = {
-    name: options.name,
-    help: options.help,
-    type: "histogram",
-    aggregator: "sum",
-    get() {
-      const values: MetricValue[] = [];
-      for (const { labels, data } of map.series.values()) {
-        let cumulative = 0;
-        for (let i = 0; i <= bounds.length; i++) {
-          cumulative += data.counts[i];
-          values.push({
-            labels: { le: i < bounds.length ? bounds[i] : "+Inf", ...labels },
-            value: cumulative,
-            metricName: `${options.name}_bucket`,
-          });
-        }
-        values.push({ labels: { ...labels }, value: data.sum, metricName: `${options.name}_sum` });
-        values.push({
-          labels: { ...labels },
-          value: data.count,
-          metricName: `${options.name}_count`,
-        });
-      }
-      return Promise.resolve({ ...metric, values });
-    },
-    reset() {
-      map.series.clear();
-    },
-  };
-  register(options.registers, metric);
+  });
+  const map = registeredSeries(options, "histogram", make, (labels, data, out) => {
+    let cumulative = 0;
+    for (let i = 0; i <= bounds.length; i++) {
+      cumulative += data.counts[i];
+      out.push({
+        labels: { le: i < bounds.length ? bounds[i] : "+Inf", ...labels },
+        value: cumulative,
+        metricName: `${options.name}_bucket`,
+      });
+    }
+    out.push({ labels: { ...labels }, value: data.sum, metricName: `${options.name}_sum` });
+    out.push({ labels: { ...labels }, value: data.count, metricName: `${options.name}_count` });
+  });
   return {
     labels: (...values) => map.get(values),
     observe: (labels, value) => map.get(map.valuesOf(labels)).observe(value),

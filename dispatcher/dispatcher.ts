@@ -116,7 +116,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
 
   // The in-flight gauge is read when scraped, not set twice per request.
   deps.metrics.onCollect(() => {
-    for (const name of seriesByFn.keys()) {
+    for (const name of new Set([...seriesByFn.keys(), ...inflightByFn.keys()])) {
       deps.metrics.inflight.set({ function: name }, inflightByFn.get(name) ?? 0);
     }
   });

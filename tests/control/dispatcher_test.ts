@@ -17,11 +17,14 @@ function fn(extra: Record<string, unknown> = {}) {
   return r.fn;
 }
 
-function setup(wake: (name: string) => void = () => {}) {
+function setup(
+  wake: (name: string) => void = () => {},
+  metrics = createMetrics({ processMetrics: false }),
+) {
   return createDispatcher({
     timeouts: { requestTimeout: 5000, httpTimeout: 2000, scalingTimeout: 2000 },
     wake,
-    metrics: createMetrics({ processMetrics: false }),
+    metrics,
     events: createEventLog(),
   });
 }
@@ -103,9 +106,12 @@ Deno.test("a request that reached an instance and failed is not retried", async 
 Deno.test("held requests are released as soon as an instance becomes ready", async () => {
   const backend = serve(() => new Response("ok"));
   const woken: string[] = [];
-  const d = setup((name) => woken.push(name));
+  const metrics = createMetrics({ processMetrics: false });
+  const d = setup((name) => woken.push(name), metrics);
   const f = fn();
   d.setFunction(f);
+  const gauge = async () =>
+    /f2s_inflight_requests\{function="f"\} (\d+)/.exec(await metrics.registry.metrics())?.[1];
   try {
     const pending = Array.from(
       { length: 5 },
@@ -113,6 +119,7 @@ Deno.test("held requests are released as soon as an instance becomes ready", asy
     );
     await new Promise((r) => setTimeout(r, 100));
     assertEquals(d.inflight("f"), 5);
+    assertEquals(await gauge(), "5", "held requests are in flight on /metrics");
     assert(woken.length >= 1 && woken.every((w) => w === "f"));
     const readyAt = performance.now();
     addReady(d, "a", backend);
@@ -121,6 +128,7 @@ Deno.test("held requests are released as soon as an instance becomes ready", asy
     for (const r of responses) assertEquals(await r.text(), "ok");
     assert(released < 1000, `held requests took ${released} ms after readiness`);
     assertEquals(d.inflight("f"), 0);
+    assertEquals(await gauge(), "0");
   } finally {
     await backend.shutdown();
   }
