@@ -182,8 +182,17 @@ function close(conn: Conn): void {
   }
 }
 
-/** Reads more bytes into the buffer; false at end of stream. */
-async function fill(conn: Conn): Promise<boolean> {
+/**
+ * Starts reading more bytes into the buffer (making room first) and returns the read: the
+ * one kept pending while the connection was idle, or a new one. Not async, so the hot
+ * path awaits the read itself rather than a wrapper around it.
+ */
+function readMore(conn: Conn): Promise<number | null> {
+  if (conn.pending) {
+    const pending = conn.pending;
+    conn.pending = undefined;
+    return pending;
+  }
   if (conn.start === conn.end) conn.start = conn.end = 0;
   if (conn.end === conn.buf.length) {
     const live = conn.end - conn.start;
@@ -194,14 +203,12 @@ async function fill(conn: Conn): Promise<boolean> {
     conn.start = 0;
     conn.end = live;
   }
-  let n: number | null;
-  if (conn.pending) {
-    const pending = conn.pending;
-    conn.pending = undefined;
-    n = await pending;
-  } else {
-    n = await conn.tcp.read(conn.buf.subarray(conn.end));
-  }
+  return conn.tcp.read(conn.buf.subarray(conn.end));
+}
+
+/** Reads more bytes into the buffer; false at end of stream. */
+async function fill(conn: Conn): Promise<boolean> {
+  const n = await readMore(conn);
   if (n === null) return false;
   conn.end += n;
   return true;
@@ -290,10 +297,12 @@ async function readHead(conn: Conn): Promise<Head | null> {
     }
     scanned = conn.end;
     if (conn.end - conn.start > MAX_HEAD) throw new UpstreamError("response headers too large");
-    if (!(await fill(conn))) {
+    const n = await readMore(conn);
+    if (n === null) {
       if (conn.end === conn.start) return null;
       throw new UpstreamError("app closed the connection mid-headers");
     }
+    conn.end += n;
   }
 }
 
@@ -409,13 +418,15 @@ export function createHttp1Client(
       close(conn);
     };
     conn.idleTimer = deadlines.after(idleTimeout, drop);
-    conn.pending = conn.tcp.read(conn.buf).then((n) => {
+    // The next exchange awaits this read itself; the handlers only drop a connection the
+    // app closes (or breaks) while it sits in the pool.
+    const read = conn.tcp.read(conn.buf);
+    read.then((n) => {
       if (n === null && idle.includes(conn)) drop();
-      return n;
     }, () => {
       if (idle.includes(conn)) drop();
-      return null;
     });
+    conn.pending = read;
     idle.push(conn);
   };
 

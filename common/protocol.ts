@@ -87,7 +87,12 @@ export function requestIdFrom(headers: Headers): string {
 /** Hop-by-hop headers plus `expect`, which a proxy answers or drops rather than forwards. */
 export const NOT_FORWARDED = new Set<string>([...HOP_BY_HOP_HEADERS, "expect"]);
 
-const RESPONSE_NOT_FORWARDED = new Set<string>([...NOT_FORWARDED, REQUEST_ID_HEADER, "date"]);
+const RESPONSE_NOT_FORWARDED = new Set<string>([
+  ...NOT_FORWARDED,
+  REQUEST_ID_HEADER,
+  "date",
+  "server",
+]);
 
 /** Names listed in a Connection header (they are hop-by-hop too), lower-cased. */
 export function connectionNamed(value: string | null | undefined): Set<string> | undefined {
@@ -101,7 +106,8 @@ export function connectionNamed(value: string | null | undefined): Set<string> |
 /**
  * Response headers received as raw pairs (common/http1.ts), without hop-by-hop ones, with
  * the request id set: what a proxy hop hands back to its caller (see `responseWith`).
- * `Date` is left to the answering server (Deno sets its own, as nginx does by default),
+ * `Date` and `Server` are left to the answering server (as nginx does by default; Deno sets
+ * a `Date` and no `Server`),
  * and so is `Content-Length` when the body is in memory (`bodyInMemory`): Deno derives it
  * from the bytes, and every header costs time on the hot path.
  */
