@@ -147,7 +147,10 @@ export function startOperator(options: OperatorOptions): Operator {
     const dep = runtime.deployment(name);
     const error = runtime.applyError(name);
     if (problem) {
-      condition = { status: "False", reason: problem.reason, message: problem.message };
+      const message = problem.lastValidServed
+        ? `${problem.message} (the last valid version keeps serving)`
+        : problem.message;
+      condition = { status: "False", reason: problem.reason, message };
     } else if (!fn) {
       condition = { status: "Unknown", reason: "Pending", message: "not looked at yet" };
     } else if (error) {
@@ -189,8 +192,8 @@ export function startOperator(options: OperatorOptions): Operator {
       : new Date().toISOString().replace(/\.\d+Z$/, "Z");
     return {
       observedGeneration: generation,
-      readyReplicas: problem ? 0 : ready,
-      replicas: problem ? 0 : desired,
+      readyReplicas: problem && !problem.lastValidServed ? 0 : ready,
+      replicas: problem && !problem.lastValidServed ? 0 : desired,
       invokeUrl: endpoint ? `${publicUrl}/invoke${endpoint}` : undefined,
       conditions: [{
         type: "Ready",

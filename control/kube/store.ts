@@ -3,8 +3,10 @@
  * namespace, followed by an informer. Whoever writes them (the API, kubectl, GitOps), every
  * replica sees the same functions. A resource that passes the CRD but not F2S's own
  * validation, or that claims an endpoint an older function has, is not a function: it is
- * kept aside with the reason, which the operator writes to its status. A resource being
- * deleted (finalizer pending) is gone for the store.
+ * kept aside with the reason, which the operator writes to its status. When such an edit
+ * hits a function that was valid before, its last valid version keeps serving (as
+ * Knative keeps the last ready revision), so a typo in `kubectl edit` takes nothing down.
+ * A resource being deleted (finalizer pending) is gone for the store.
  */
 
 import {
@@ -33,13 +35,15 @@ export interface Problem {
   reason: "InvalidSpec" | "EndpointConflict";
   message: string;
   errors?: FieldError[];
+  /** The function's last valid version is still served (the problem is a later edit). */
+  lastValidServed?: boolean;
 }
 
 export interface KubeFunctionStore extends FunctionStore {
   /** Every Function resource as last seen, served or not, deleted or not. */
   resources(): KubeObject[];
   resource(name: string): KubeObject | undefined;
-  /** Why the resource `name` is not served, if it is not. */
+  /** Why the resource `name` was refused, if it was (its last valid version may still serve). */
   problem(name: string): Problem | undefined;
   /** Any change of a Function resource, status and metadata included. */
   onResource(listener: (name: string) => void): () => void;
@@ -61,6 +65,8 @@ interface Entry {
   fn: FunctionDef;
   manifest: FunctionManifest;
   key: string;
+  /** The resource's uid: a Function deleted and created again is a new one. */
+  uid: string | undefined;
 }
 
 /** Lists the Functions once (throws when that fails) and follows them from then on. */
@@ -89,11 +95,22 @@ export async function createKubeStore(options: KubeStoreOptions): Promise<KubeFu
         a.metadata.name.localeCompare(b.metadata.name)
       );
     const byEndpoint = new Map<string, string>();
+    /** Keeps serving the version valid before this edit, when there is one to keep. */
+    const keepLastValid = (name: string, uid: string | undefined, problem: Problem) => {
+      const last = entries.get(name);
+      if (last && last.uid === uid && !byEndpoint.has(last.fn.endpoint)) {
+        byEndpoint.set(last.fn.endpoint, name);
+        next.set(name, last);
+        problem.lastValidServed = true;
+      }
+      nextProblems.set(name, problem);
+    };
     for (const r of live) {
       const name = r.metadata.name as string;
+      const uid = r.metadata.uid as string | undefined;
       const parsed = parseFunction(r);
       if (!parsed.ok) {
-        nextProblems.set(name, {
+        keepLastValid(name, uid, {
           reason: "InvalidSpec",
           message: formatErrors(parsed.errors),
           errors: parsed.errors,
@@ -102,7 +119,7 @@ export async function createKubeStore(options: KubeStoreOptions): Promise<KubeFu
       }
       const owner = byEndpoint.get(parsed.fn.endpoint);
       if (owner) {
-        nextProblems.set(name, {
+        keepLastValid(name, uid, {
           reason: "EndpointConflict",
           message: `endpoint "${parsed.fn.endpoint}" is already used by function "${owner}"`,
         });
@@ -113,6 +130,7 @@ export async function createKubeStore(options: KubeStoreOptions): Promise<KubeFu
         fn: parsed.fn,
         manifest: manifestOf(r),
         key: JSON.stringify(parsed.fn),
+        uid,
       });
     }
     const before = entries;
@@ -121,11 +139,19 @@ export async function createKubeStore(options: KubeStoreOptions): Promise<KubeFu
     problems = nextProblems;
     for (const [name, p] of nextProblems) {
       if (beforeProblems.get(name)?.message === p.message) continue;
-      events.record("function.invalid", `function ${name} is not served: ${p.message}`, {
+      const outcome = p.lastValidServed
+        ? "its last valid version keeps serving"
+        : "it is not served";
+      events.record("function.invalid", `function ${name} was refused (${outcome}): ${p.message}`, {
         function: name,
-        data: { reason: p.reason },
+        data: { reason: p.reason, lastValidServed: p.lastValidServed ?? false },
       });
-      log.warn("function not served", { function: name, reason: p.reason, problem: p.message });
+      log.warn("function refused", {
+        function: name,
+        reason: p.reason,
+        problem: p.message,
+        lastValidServed: p.lastValidServed ?? false,
+      });
     }
     for (const [name, entry] of next) {
       if (before.get(name)?.key === entry.key) continue;

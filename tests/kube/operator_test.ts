@@ -393,6 +393,44 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
           f.status.observedGeneration === f.metadata.generation);
       });
 
+      await step("an edit F2S refuses leaves the last valid version serving", async () => {
+        const deployment = await api.get(paths.deployment("clock"));
+        // Passes the CRD, fails F2S's own rules: the env name.
+        await apply(seedFunction("clock", {
+          ...CLOCK_TARGET,
+          containerImage: "f2s-test/clock:2",
+          env: { "1BAD": "x" },
+        }));
+        const refused = await fnWhere(
+          "clock",
+          (f, c) => c?.status === "False" && f.status.observedGeneration === f.metadata.generation,
+        );
+        const c = readyCondition(refused)!;
+        assertEquals(c.reason, "InvalidSpec");
+        assertMatch(c.message, /target\.env\.1BAD: is not a valid variable name/);
+        assertMatch(c.message, /the last valid version keeps serving/);
+        assertEquals(refused.status.readyReplicas, 1);
+        // Nothing was taken down: the same Deployment, and invocations still answer.
+        const still = await api.get(paths.deployment("clock"));
+        assertEquals(still.metadata.uid, deployment.metadata.uid);
+        assertEquals(still.metadata.generation, deployment.metadata.generation);
+        assertEquals((await invoke("/clock")).greeting, "bonjour");
+        // Fixing the manifest makes it the served version again.
+        await apply(seedFunction("clock", {
+          ...CLOCK_TARGET,
+          containerImage: "f2s-test/clock:2",
+          env: { GREETING: "salut" },
+        }));
+        await eventually("the fixed version to answer", async () => {
+          const b = await invoke("/clock");
+          return b.greeting === "salut" ? b : undefined;
+        });
+        await fnWhere(
+          "clock",
+          (f, c) => c?.status === "True" && f.status.observedGeneration === f.metadata.generation,
+        );
+      });
+
       await step("the API creates, shows, updates and deletes Function resources", async () => {
         const manifest = seedFunction("viaapi", {
           containerImage: "f2s-test/clock:1",
