@@ -12,6 +12,7 @@
 
 import { join } from "node:path";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import { readUpTo } from "../common/read_limited.ts";
 import { createTail, forEachLine } from "./lines.ts";
 import {
   ClientGone,
@@ -62,20 +63,8 @@ export function inputFileName(type: string): string {
 async function collect(
   stream: ReadableStream<Uint8Array>,
 ): Promise<{ bytes: Uint8Array<ArrayBuffer>; overflow: boolean }> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += chunk.byteLength;
-    if (size > MAX_OUTPUT) return { bytes: new Uint8Array(), overflow: true };
-    chunks.push(chunk);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    bytes.set(c, offset);
-    offset += c.byteLength;
-  }
-  return { bytes, overflow: false };
+  const bytes = await readUpTo(stream, MAX_OUTPUT);
+  return bytes ? { bytes, overflow: false } : { bytes: new Uint8Array(), overflow: true };
 }
 
 /** Content type for the script's output: JSON when it parses as JSON, else text. */

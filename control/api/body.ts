@@ -4,6 +4,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
+import { readUpTo } from "../../common/read_limited.ts";
 
 export class BodyError extends Error {
   constructor(readonly status: 400 | 413 | 415, message: string) {
@@ -22,19 +23,8 @@ export async function readLimited(req: Request, limit: number): Promise<string> 
     );
   }
   if (!req.body) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of req.body) {
-    size += chunk.byteLength;
-    if (size > limit) throw new BodyError(413, `request body exceeds the limit of ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.byteLength;
-  }
+  const all = await readUpTo(req.body, limit);
+  if (!all) throw new BodyError(413, `request body exceeds the limit of ${limit} bytes`);
   return new TextDecoder().decode(all);
 }
 

@@ -12,6 +12,7 @@
 
 import { createLogger, type Logger } from "../../common/log.ts";
 import { errorResponse, jsonResponse, requestIdFrom } from "../../common/protocol.ts";
+import { readUpTo } from "../../common/read_limited.ts";
 import { ConfigError } from "../config.ts";
 import { Reader } from "../config_util.ts";
 import { AUTH_TYPES, type AuthConfig, authWarnings, validateAuthConfig } from "./config.ts";
@@ -327,25 +328,15 @@ async function readJsonBody(
   if (!req.body) return undefined;
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > MAX_SIGNIN_BODY) return tooLarge();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = req.body.getReader();
+  let bytes: Uint8Array | null;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.length;
-      if (size > MAX_SIGNIN_BODY) {
-        await reader.cancel().catch(() => {});
-        return tooLarge();
-      }
-      chunks.push(value);
-    }
+    bytes = await readUpTo(req.body, MAX_SIGNIN_BODY);
   } catch {
     return errorResponse(400, "cannot read the request body");
   }
-  if (size === 0) return undefined;
-  const text = new TextDecoder().decode(concat(chunks, size));
+  if (!bytes) return tooLarge();
+  if (bytes.length === 0) return undefined;
+  const text = new TextDecoder().decode(bytes);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -360,14 +351,4 @@ async function readJsonBody(
 
 function tooLarge(): Response {
   return errorResponse(413, `sign-in body is too large (max ${MAX_SIGNIN_BODY} bytes)`);
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
