@@ -6,9 +6,10 @@
  */
 
 import { assert, assertEquals } from "../harness/assert.ts";
+import { eventually } from "../harness/poll.ts";
 import { buildSeconds, readVersions } from "./binaries.ts";
 import { type Cluster, platformGap, startCluster } from "./harness.ts";
-import { type KubeObject, sleep } from "./kube.ts";
+import type { KubeObject } from "./kube.ts";
 import {
   clusterNet,
   createBridge,
@@ -25,26 +26,6 @@ const NS = "cluster-proof";
 
 const gap = await platformGap();
 if (gap) console.warn(`SKIPPING tests/cluster: ${gap}`);
-
-/** Polls `check` until it returns a value, failing after `timeoutMs` with `what`. */
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-}
 
 function deploymentYaml(replicas: number): string {
   return `apiVersion: apps/v1

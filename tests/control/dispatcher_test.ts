@@ -6,6 +6,7 @@ import { createDispatcher, type Dispatcher } from "../../dispatcher/dispatcher.t
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { freePort } from "../../common/self.ts";
+import { waitFor } from "../harness/poll.ts";
 
 function fn(extra: Record<string, unknown> = {}) {
   const r = parseFunction({
@@ -238,14 +239,6 @@ async function leaveAfter(server: { addr: { port: number } }, ms: number) {
   conn.close();
 }
 
-async function until(what: string, check: () => boolean, timeoutMs = 3000) {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 Deno.test("a client that goes away mid-request ends the upstream exchange (499)", async () => {
   let upstreamAborted = false;
   const slow = serve((req) => {
@@ -271,8 +264,8 @@ Deno.test("a client that goes away mid-request ends the upstream exchange (499)"
   try {
     const started = performance.now();
     await leaveAfter(server, 300);
-    await until("the function's connection is closed", () => upstreamAborted);
-    await until("nothing is in flight", () => d.inflight("f") === 0);
+    await waitFor("the function's connection to close", () => upstreamAborted, 3000);
+    await waitFor("nothing to be in flight", () => d.inflight("f") === 0, 3000);
     assert(performance.now() - started < 3000, "the exchange outlived its client by seconds");
     const text = await metrics.registry.metrics();
     assert(
@@ -295,7 +288,7 @@ Deno.test("a held request whose client goes away stops waiting", async () => {
     assertEquals(d.inflight("f"), 1);
     // scaling_timeout is 2 s: being released well before it means the leave was noticed.
     const left = performance.now();
-    await until("the held request is released", () => d.inflight("f") === 0, 1500);
+    await waitFor("the held request to be released", () => d.inflight("f") === 0, 1500);
     assert(performance.now() - left < 1500);
   } finally {
     await server.shutdown();

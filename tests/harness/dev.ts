@@ -4,6 +4,8 @@
  * Every suite (control, auth, autoscaling, kafka, UI, kubernetes) uses it the same way.
  */
 
+export { waitFor } from "./poll.ts";
+
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 export interface ControlPlane {
@@ -170,24 +172,4 @@ export function processesMatching(needle: string): number[] {
     }
   }
   return out;
-}
-
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | Promise<T>,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
 }

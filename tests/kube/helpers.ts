@@ -8,7 +8,7 @@ import type { Cluster } from "../cluster/harness.ts";
 export { platformGap } from "../cluster/harness.ts";
 import { type ControlPlane, startControlPlane } from "../harness/dev.ts";
 import type { KubeObject } from "../cluster/kube.ts";
-import { sleep } from "../cluster/kube.ts";
+export { eventually } from "../harness/poll.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 export const CRD_FILE = `${ROOT}crds/functions.f2s.opensight.ch.yaml`;
@@ -16,27 +16,6 @@ export const CHART_DIR = `${ROOT}helm`;
 export const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 export const NS = "f2s";
 export const CONTAINERS_NS = "f2s-containers";
-
-/** Polls `check` until it returns a value, failing after `timeoutMs` with `what`. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 60_000,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(intervalMs);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-}
 
 /** Installs the CRD (waiting until it is served) and creates the two namespaces. */
 export async function installCrd(cluster: Cluster): Promise<void> {
