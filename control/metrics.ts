@@ -50,7 +50,14 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
   }
   const registers = [registry];
   const hooks = new Set<() => void>();
+  // Every metric whose values are kept elsewhere names `collect`, and a scrape asks all of
+  // them in one synchronous pass: the hooks run on the first ask and not again until the
+  // pass is over.
+  let collected = false;
   const collect = () => {
+    if (collected) return;
+    collected = true;
+    queueMicrotask(() => collected = false);
     for (const hook of hooks) hook();
   };
   return {

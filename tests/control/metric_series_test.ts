@@ -2,7 +2,8 @@
 
 import client from "prom-client";
 import { createCounter, createHistogram } from "../../control/metric_series.ts";
-import { assertEquals, assertThrows } from "../harness/assert.ts";
+import { createMetrics } from "../../control/metrics.ts";
+import { assert, assertEquals, assertThrows } from "../harness/assert.ts";
 
 const BUCKETS = [0.005, 0.01, 0.1, 1, 10];
 const OBSERVED = [0, 0.005, 0.0051, 0.02, 0.5, 1, 3, 11, 250];
@@ -64,4 +65,20 @@ Deno.test("metric series: a counter's exposition is prom-client's", async () => 
   reference.inc({ function: "a", code: "503" }, 2);
   assertEquals(await ours.metrics(), await theirs.metrics());
   assertThrows(() => mine.labels("only-one"), Error, "label values");
+});
+
+Deno.test("metrics: collect hooks run once per scrape, before any value is read", async () => {
+  const metrics = createMetrics({ processMetrics: false });
+  let runs = 0;
+  metrics.onCollect(() => {
+    runs++;
+    metrics.inflight.set({ function: "f" }, runs);
+    metrics.lastActivity.set({ function: "f" }, runs);
+  });
+  for (const scrape of [1, 2]) {
+    const text = await metrics.registry.metrics();
+    assertEquals(runs, scrape);
+    assert(text.includes(`f2s_inflight_requests{function="f"} ${scrape}`), text);
+    assert(text.includes(`f2s_last_activity_timestamp_seconds{function="f"} ${scrape}`), text);
+  }
 });
