@@ -54,7 +54,6 @@ export interface ForwardOptions {
 
 export interface ForwardedResponse {
   status: number;
-  statusText: string;
   /** Header pairs as received, minus hop-by-hop ones, with our request id. */
   headers: [string, string][];
   body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
@@ -111,7 +110,6 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
         }
         return {
           status: res.status,
-          statusText: res.statusText,
           headers: forwardedResponseHeaders(
             res.headers,
             options.requestId,
