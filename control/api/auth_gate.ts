@@ -3,14 +3,9 @@
  * real implementation is control/auth/auth.ts; `openGate` is mode "none" (everything allowed).
  */
 
-export type Privilege =
-  | "functions:list"
-  | "functions:invoke"
-  | "functions:create"
-  | "functions:delete"
-  | "functions:update"
-  | "settings:view"
-  | "settings:update";
+import type { Privilege } from "../auth/privileges.ts";
+
+export type { Privilege };
 
 export interface Caller {
   name: string;
@@ -19,15 +14,20 @@ export interface Caller {
   privileges: string[];
 }
 
-export interface AuthGate {
+/** The gate, for callers of type `C` (control/auth/auth.ts: a Principal with more detail). */
+export interface AuthGate<C extends Caller = Caller> {
   type: string;
-  /** The caller, or the 401 response to send; at once when no check is needed. */
-  authenticate(req: Request): Caller | Response | Promise<Caller | Response>;
+  /**
+   * The caller, or a ready 401 Response (JSON {error, details} + WWW-Authenticate); 503 only
+   * when the OIDC issuer's keys cannot be fetched or too many password checks wait. At once
+   * (no promise) when no check is needed (mode none): invocations are the hot path.
+   */
+  authenticate(req: Request): C | Response | Promise<C | Response>;
   /** Whether the caller holds the privilege (for one function when it is scoped). */
-  can(caller: Caller, privilege: Privilege, functionName?: string): boolean;
-  /** The caller, or the 401/403 response to send. */
-  require(req: Request, privilege: Privilege, functionName?: string): Promise<Caller | Response>;
-  /** Handles the auth endpoints (/auth/…, /users/me); undefined for other paths. */
+  can(caller: C, privilege: Privilege, functionName?: string): boolean;
+  /** Authenticate and authorize in one: the caller, or a 401/403 naming what is missing. */
+  require(req: Request, privilege: Privilege, functionName?: string): Promise<C | Response>;
+  /** Handles the auth endpoints (/auth/signin, /auth/type, /users/me); undefined for others. */
   handle(req: Request, url: URL): Promise<Response | undefined>;
 }
 

@@ -11,6 +11,7 @@
  */
 
 import { createLogger, type Logger } from "../../common/log.ts";
+import type { AuthGate } from "../api/auth_gate.ts";
 import { errorResponse, jsonResponse, requestIdFrom } from "../../common/protocol.ts";
 import { readUpTo } from "../../common/read_limited.ts";
 import { ConfigError } from "../config.ts";
@@ -37,18 +38,8 @@ export interface Principal {
   expiresAt?: number;
 }
 
-export interface Auth {
-  type: string;
-  /** Authenticates the request: a principal, or a ready 401 Response (JSON {error, details} + WWW-Authenticate). In mode none: an anonymous principal with every privilege. (503 instead of 401 only when the OIDC issuer's keys cannot be fetched or too many password checks wait.) */
-  /** At once (no promise) in mode none: invocations are the hot path. */
-  authenticate(req: Request): Principal | Response | Promise<Principal | Response>;
-  /** Whether the principal holds the privilege, for a function name when the privilege is function-scoped. */
-  can(principal: Principal, privilege: Privilege, functionName?: string): boolean;
-  /** Authenticate + authorize in one: the principal, or a 401/403 Response naming the missing privilege. */
-  require(req: Request, privilege: Privilege, functionName?: string): Promise<Principal | Response>;
-  /** Handles /auth/signin, /auth/type and /users/me; undefined for any other path. */
-  handle(req: Request, url: URL): Promise<Response | undefined>;
-}
+/** The API's gate (control/api/auth_gate.ts) with the full principal. */
+export type Auth = AuthGate<Principal>;
 
 export interface AuthDeps {
   now?: () => number;
