@@ -43,7 +43,10 @@ export interface ApiDeps {
   version?: string;
 }
 
-export type Handler = (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
+export type Handler = (
+  req: Request,
+  info?: Deno.ServeHandlerInfo,
+) => Response | Promise<Response>;
 
 export function createApiHandler(deps: ApiDeps): Handler {
   const log = createLogger("api");
@@ -103,7 +106,11 @@ export function createApiHandler(deps: ApiDeps): Handler {
    * `/invoke/{endpoint}`: the hot path. It awaits only what it must (an authentication that
    * is not instant, the dispatch itself); every needless await is a microtask per request.
    */
-  function invoke(req: Request, url: URL, info?: Deno.ServeHandlerInfo): Promise<Response> {
+  function invoke(
+    req: Request,
+    url: URL,
+    info?: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> {
     // Authenticate before anything else, so anonymous callers learn nothing about
     // which endpoints exist.
     const caller = deps.auth.authenticate(req);
@@ -117,27 +124,28 @@ export function createApiHandler(deps: ApiDeps): Handler {
     req: Request,
     url: URL,
     info?: Deno.ServeHandlerInfo,
-  ): Promise<Response> {
-    if (caller instanceof Response) return Promise.resolve(caller);
+  ): Response | Promise<Response> {
+    if (caller instanceof Response) return caller;
     const path = url.pathname;
     const method = req.method;
     const match = deps.dispatcher.table.match(path.slice("/invoke".length));
     if (!match) {
-      return Promise.resolve(
-        errorResponse(404, `no function at endpoint "${path.slice("/invoke".length)}"`),
-      );
+      return errorResponse(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
     }
     const { fn, suffix } = match;
     if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
-      return Promise.resolve(forbidden("functions:invoke", fn.name));
+      return forbidden("functions:invoke", fn.name);
     }
     if (
       fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
     ) {
-      return Promise.resolve(
-        errorResponse(405, `function "${fn.name}" accepts ${fn.method}, not ${method}`, undefined, {
+      return errorResponse(
+        405,
+        `function "${fn.name}" accepts ${fn.method}, not ${method}`,
+        undefined,
+        {
           allow: fn.method,
-        }),
+        },
       );
     }
     const addr = info?.remoteAddr as Deno.NetAddr | undefined;
@@ -281,9 +289,12 @@ export function createApiHandler(deps: ApiDeps): Handler {
     const url = new URL(req.url);
     if (url.pathname.startsWith("/invoke/")) {
       try {
-        return invoke(req, url, info).catch((e) => internalError(url, e));
+        const response = invoke(req, url, info);
+        return response instanceof Promise
+          ? response.catch((e) => internalError(url, e))
+          : response;
       } catch (e) {
-        return Promise.resolve(internalError(url, e));
+        return internalError(url, e);
       }
     }
     return route(req, url).catch((e) => internalError(url, e)).then((response) => {
