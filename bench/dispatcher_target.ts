@@ -6,6 +6,7 @@
  */
 
 import { parseFunction } from "../common/function.ts";
+import { serveHttp1 } from "../common/http1_server.ts";
 import { createApiHandler } from "../control/api/server.ts";
 import { openGate } from "../control/api/auth_gate.ts";
 import { configFromObject } from "../control/config.ts";
@@ -58,7 +59,5 @@ const handler = createApiHandler({
   metrics,
   auth: openGate,
 });
-Deno.serve(
-  { hostname: "127.0.0.1", port: Number(port), onListen: () => console.log("ready") },
-  handler,
-);
+serveHttp1({ hostname: "127.0.0.1", port: Number(port) }, handler);
+console.log("ready");

@@ -18,17 +18,24 @@
 
 import net from "node:net";
 import { type Deadline, type Deadlines, deadlines as sharedDeadlines } from "./deadlines.ts";
+import {
+  bodyStream,
+  encodeHead,
+  READ_SIZE,
+  readHeadText,
+  takeExactly,
+  WireError,
+  type WireReader,
+} from "./http1_wire.ts";
 
-const MAX_HEAD = 64 * 1024;
-const READ_SIZE = 64 * 1024;
 /** Bodies up to this size with a known length are read whole: no stream per response. */
 const SMALL_BODY = 64 * 1024;
 /** Request bodies with a known length up to this size are sent in one write with the head. */
 const SMALL_UPLOAD = 1024 * 1024;
 const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
 
-export class UpstreamError extends Error {}
+/** The app's answer was malformed or broke off (a WireError of the client's own kind). */
+export class UpstreamError extends WireError {}
 
 export interface UpstreamRequest {
   method: string;
@@ -153,22 +160,14 @@ async function nodeTransport(hostname: string, port: number): Promise<Transport>
   };
 }
 
-/** A connection with a read buffer in front of it. */
-interface Conn {
+/** A connection: its transport, with the wire reader's buffer in front of it. */
+interface Conn extends WireReader {
   tcp: Transport;
-  buf: Uint8Array<ArrayBuffer>;
   /** Request heads are encoded here (see requestBytes). */
   wbuf: Uint8Array;
-  start: number;
-  end: number;
   reused: boolean;
   closed: boolean;
   idleTimer?: Deadline;
-  /**
-   * While idle, a read is kept pending: it notices at once when the app closes the
-   * connection, and otherwise becomes the first read of the next response.
-   */
-  pending?: Promise<number | null>;
 }
 
 function close(conn: Conn): void {
@@ -182,38 +181,6 @@ function close(conn: Conn): void {
   }
 }
 
-/**
- * Starts reading more bytes into the buffer (making room first) and returns the read: the
- * one kept pending while the connection was idle, or a new one. Not async, so the hot
- * path awaits the read itself rather than a wrapper around it.
- */
-function readMore(conn: Conn): Promise<number | null> {
-  if (conn.pending) {
-    const pending = conn.pending;
-    conn.pending = undefined;
-    return pending;
-  }
-  if (conn.start === conn.end) conn.start = conn.end = 0;
-  if (conn.end === conn.buf.length) {
-    const live = conn.end - conn.start;
-    const size = live * 2 > conn.buf.length ? conn.buf.length * 2 : conn.buf.length;
-    const next = new Uint8Array(size);
-    next.set(conn.buf.subarray(conn.start, conn.end));
-    conn.buf = next;
-    conn.start = 0;
-    conn.end = live;
-  }
-  return conn.tcp.read(conn.buf.subarray(conn.end));
-}
-
-/** Reads more bytes into the buffer; false at end of stream. */
-async function fill(conn: Conn): Promise<boolean> {
-  const n = await readMore(conn);
-  if (n === null) return false;
-  conn.end += n;
-  return true;
-}
-
 const ALL_SENT = Promise.resolve(true);
 
 /**
@@ -223,58 +190,15 @@ const ALL_SENT = Promise.resolve(true);
  */
 function requestBytes(conn: Conn, head: string, body: Uint8Array | null): Uint8Array {
   const bodyLength = body?.length ?? 0;
-  const need = head.length * 3 + bodyLength; // UTF-8 takes at most 3 bytes a UTF-16 unit
-  let out = conn.wbuf;
-  if (out.length < need) {
-    out = new Uint8Array(Math.max(need, out.length * 2));
-    // Large uploads get a buffer of their own, not one kept by an idle connection.
-    if (need <= SMALL_BODY) conn.wbuf = out;
-  }
-  const { written } = encoder.encodeInto(head, out);
-  if (body && bodyLength > 0) out.set(body, written);
-  return out.subarray(0, written + bodyLength);
+  const { buf, written } = encodeHead(head, conn.wbuf, bodyLength);
+  // Large uploads get a buffer of their own, not one kept by an idle connection.
+  if (buf !== conn.wbuf && buf.length <= SMALL_BODY) conn.wbuf = buf;
+  if (body && bodyLength > 0) buf.set(body, written);
+  return buf.subarray(0, written + bodyLength);
 }
 
 function writeAll(conn: Conn, data: Uint8Array): Promise<void> {
   return conn.tcp.write(data);
-}
-
-function indexOfHeadEnd(buf: Uint8Array, from: number, to: number): number {
-  // TypedArray.indexOf runs natively: far quicker than comparing byte by byte in JS.
-  for (let i = buf.indexOf(13, from); i >= 0 && i + 3 < to; i = buf.indexOf(13, i + 1)) {
-    if (buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
-  }
-  return -1;
-}
-
-/** Reads one line (without CRLF) for chunked framing. */
-async function readLine(conn: Conn): Promise<string> {
-  for (;;) {
-    for (let i = conn.start; i + 1 < conn.end; i++) {
-      if (conn.buf[i] === 13 && conn.buf[i + 1] === 10) {
-        const line = latin1.decode(conn.buf.subarray(conn.start, i));
-        conn.start = i + 2;
-        return line;
-      }
-    }
-    if (conn.end - conn.start > MAX_HEAD) throw new UpstreamError("chunk header too long");
-    if (!(await fill(conn))) throw new UpstreamError("app closed the connection mid-body");
-  }
-}
-
-/** Takes up to `max` buffered bytes (reading if none are buffered); null at end of stream. */
-async function take(conn: Conn, max: number): Promise<Uint8Array | null> {
-  if (conn.pending && !(await fill(conn))) return null;
-  if (conn.start === conn.end) {
-    // Read straight into a fresh buffer: it is handed on, so it cannot be reused anyway.
-    const chunk = new Uint8Array(Math.min(max, READ_SIZE));
-    const n = await conn.tcp.read(chunk);
-    return n === null ? null : chunk.subarray(0, n);
-  }
-  const n = Math.min(max, conn.end - conn.start);
-  const chunk = conn.buf.slice(conn.start, conn.start + n);
-  conn.start += n;
-  return chunk;
 }
 
 interface Head {
@@ -287,23 +211,13 @@ interface Head {
 }
 
 async function readHead(conn: Conn): Promise<Head | null> {
-  let scanned = conn.start;
-  for (;;) {
-    const at = indexOfHeadEnd(conn.buf, Math.max(conn.start, scanned - 3), conn.end);
-    if (at >= 0) {
-      const text = latin1.decode(conn.buf.subarray(conn.start, at));
-      conn.start = at + 4;
-      return parseHead(text);
-    }
-    scanned = conn.end;
-    if (conn.end - conn.start > MAX_HEAD) throw new UpstreamError("response headers too large");
-    const n = await readMore(conn);
-    if (n === null) {
-      if (conn.end === conn.start) return null;
-      throw new UpstreamError("app closed the connection mid-headers");
-    }
-    conn.end += n;
+  let text: string | null;
+  try {
+    text = await readHeadText(conn);
+  } catch (e) {
+    throw e instanceof WireError ? new UpstreamError(`app's answer: ${e.message}`) : e;
   }
+  return text === null ? null : parseHead(text);
 }
 
 const DIGITS = /^\d+$/;
@@ -394,6 +308,7 @@ export function createHttp1Client(
       : await denoTransport(hostname, port);
     return {
       tcp,
+      read: (buf) => tcp.read(buf),
       buf: new Uint8Array(16 * 1024),
       wbuf: new Uint8Array(4 * 1024),
       start: 0,
@@ -420,7 +335,7 @@ export function createHttp1Client(
     conn.idleTimer = deadlines.after(idleTimeout, drop);
     // The next exchange awaits this read itself; the handlers only drop a connection the
     // app closes (or breaks) while it sits in the pool.
-    const read = conn.tcp.read(conn.buf);
+    const read = conn.read(conn.buf);
     read.then((n) => {
       if (n === null && idle.includes(conn)) drop();
     }, () => {
@@ -517,77 +432,17 @@ export function createHttp1Client(
         return { status: h.status, statusText: h.statusText, headers: h.headers, body: null };
       }
       if (h.contentLength !== undefined && h.contentLength <= SMALL_BODY) {
-        if (!conn.pending && conn.end - conn.start >= h.contentLength) {
-          // The usual case: the whole answer came with its head.
-          const body = conn.buf.slice(conn.start, conn.start + h.contentLength);
-          conn.start += h.contentLength;
-          finish();
-          return { status: h.status, statusText: h.statusText, headers: h.headers, body };
-        }
-        const body = new Uint8Array(h.contentLength);
-        let got = 0;
-        while (got < body.length) {
-          const chunk = await take(conn, body.length - got);
-          if (chunk === null) throw new UpstreamError("app closed the connection mid-body");
-          body.set(chunk, got);
-          got += chunk.length;
-        }
+        const body = await takeExactly(conn, h.contentLength).catch((e) => {
+          throw e instanceof WireError ? new UpstreamError(`app ${e.message}`) : e;
+        });
         finish();
         return { status: h.status, statusText: h.statusText, headers: h.headers, body };
       }
-      let remaining = h.contentLength ?? Infinity;
-      let chunkLeft = 0;
-      let chunkedDone = false;
       if (!h.chunked && h.contentLength === undefined) reusable = false; // ends at close
-      const stream = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          try {
-            if (h.chunked) {
-              if (chunkLeft === 0) {
-                if (chunkedDone) return;
-                const size = parseInt((await readLine(conn)).split(";")[0].trim(), 16);
-                if (!Number.isFinite(size) || size < 0) throw new UpstreamError("bad chunk size");
-                if (size === 0) {
-                  while ((await readLine(conn)) !== ""); // trailers, ignored
-                  chunkedDone = true;
-                  controller.close();
-                  finish();
-                  return;
-                }
-                chunkLeft = size;
-              }
-              const chunk = await take(conn, chunkLeft);
-              if (chunk === null) throw new UpstreamError("app closed the connection mid-body");
-              chunkLeft -= chunk.length;
-              if (chunkLeft === 0) await readLine(conn); // the CRLF after the data
-              controller.enqueue(chunk);
-              return;
-            }
-            const chunk = await take(conn, Math.min(remaining, READ_SIZE));
-            if (chunk === null) {
-              if (remaining !== Infinity) {
-                throw new UpstreamError("app closed the connection mid-body");
-              }
-              controller.close();
-              close(conn);
-              return;
-            }
-            remaining -= chunk.length;
-            controller.enqueue(chunk);
-            if (remaining === 0) {
-              controller.close();
-              finish();
-            }
-          } catch (e) {
-            close(conn);
-            controller.error(e);
-          }
-        },
-        cancel() {
-          // The client went away: drop the connection rather than reading the rest.
-          close(conn);
-        },
-      }, { highWaterMark: 0 });
+      const stream = bodyStream(conn, { chunked: h.chunked, length: h.contentLength }, {
+        end: finish,
+        abort: () => close(conn),
+      });
       return { status: h.status, statusText: h.statusText, headers: h.headers, body: stream };
     } catch (e) {
       close(conn);

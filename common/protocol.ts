@@ -77,8 +77,49 @@ export function jsonResponse(value: unknown, status = 200, headers?: HeadersInit
   return response;
 }
 
+/** Read access to request headers: a `Headers`, or raw pairs behind `headerGetter`. */
+export interface HeaderGetter {
+  get(name: string): string | null;
+}
+
+/** The first value of a header among raw pairs (names lower-case), or undefined. */
+export function headerValue(pairs: [string, string][], name: string): string | undefined {
+  for (let i = 0; i < pairs.length; i++) if (pairs[i][0] === name) return pairs[i][1];
+  return undefined;
+}
+
+/** A HeaderGetter over raw pairs with lower-case names (common/http1_server.ts). */
+export function headerGetter(pairs: [string, string][]): HeaderGetter {
+  return { get: (name) => headerValue(pairs, name) ?? null };
+}
+
+/** An answer as plain data (see common/http1_server.ts): status, header pairs, body. */
+export interface PlainAnswer {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/** `errorResponse` as plain data, for routes that answer without a Response. */
+export function errorAnswer(
+  status: number,
+  error: string,
+  details?: unknown,
+  headers: [string, string][] = [],
+): PlainAnswer {
+  const body: ErrorBody = { error };
+  if (details !== undefined) body.details = details;
+  return {
+    status,
+    headers: [["content-type", "application/json"], ...headers],
+    body: jsonEncoder.encode(JSON.stringify(body)),
+  };
+}
+
+const jsonEncoder = new TextEncoder();
+
 /** Keeps the caller's request id when it looks sane, or makes a new one. */
-export function requestIdFrom(headers: Headers): string {
+export function requestIdFrom(headers: HeaderGetter): string {
   const given = headers.get(REQUEST_ID_HEADER);
   if (given && given.length <= 200 && /^[\w.:@+=-]+$/.test(given)) return given;
   return crypto.randomUUID();

@@ -5,18 +5,18 @@
  */
 
 import type { Logger } from "../common/log.ts";
-import { errorResponse } from "../common/protocol.ts";
+import { type Http1Server, serveHttp1 } from "../common/http1_server.ts";
+import { errorAnswer } from "../common/protocol.ts";
 import type { Handler } from "./api/server.ts";
 
 /** Serves `handler` on host:port (0 picks a free port); throws when it cannot listen. */
-export function listen(host: string, port: number, handler: Handler, log: Logger): Deno.HttpServer {
-  return Deno.serve({
+export function listen(host: string, port: number, handler: Handler, log: Logger): Http1Server {
+  return serveHttp1({
     hostname: host,
     port,
-    onListen: () => {},
     onError: (e) => {
       log.error("request handler failed", { error: e });
-      return errorResponse(500, "internal error");
+      return errorAnswer(500, "internal error");
     },
   }, handler);
 }

@@ -9,6 +9,7 @@ import { createLogger } from "../common/log.ts";
 import { createDispatcher, type Dispatcher } from "../dispatcher/dispatcher.ts";
 import type { AuthGate } from "./api/auth_gate.ts";
 import { openGate } from "./api/auth_gate.ts";
+import { fromRequest, toResponse } from "../common/web_bridge.ts";
 import { createApiHandler, type Handler } from "./api/server.ts";
 import type { Config } from "./config.ts";
 import type { EventLog } from "./events.ts";
@@ -71,7 +72,13 @@ export function createPlatform(deps: PlatformDeps): Platform {
     config: config.kafka,
     resolve: (ref) => store.list().find((f) => f.name === ref || f.uid === ref),
     invoke: (fn, req, requestId) =>
-      dispatcher.dispatch(fn, req, { requestId, suffix: "", search: "", source: "kafka" }),
+      dispatcher.dispatch(fn, fromRequest(req), {
+        requestId,
+        suffix: "",
+        search: "",
+        source: "kafka",
+      })
+        .then(toResponse),
     events,
     registry: metrics.registry,
   }).then((k) => (kafka = k)).catch((e) => {

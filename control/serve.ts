@@ -10,6 +10,7 @@
 
 import { helpText, intOption, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
 import { parseDuration } from "../common/duration.ts";
+import type { Http1Server } from "../common/http1_server.ts";
 import { createLogger, setLogLevel } from "../common/log.ts";
 import { createAuth } from "./auth/auth.ts";
 import { ConfigError, loadConfig } from "./config.ts";
@@ -252,7 +253,7 @@ export async function main(args: string[]): Promise<number> {
     },
     stopped: () => events.record("leader.lost", `${identity} is no longer the leader`),
   };
-  let server: Deno.HttpServer;
+  let server: Http1Server;
   try {
     server = listen(values.host as string, port, platform.handler, log);
   } catch (e) {

@@ -10,7 +10,8 @@
 import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
 import type { FunctionDef } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";
-import { errorResponse, REQUEST_ID_HEADER, responseWith } from "../common/protocol.ts";
+import type { ServerRequest } from "../common/http1_server.ts";
+import { errorAnswer, type PlainAnswer, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import type { Timeouts } from "../control/config.ts";
 import type { EventLog } from "../control/events.ts";
 import type { Metrics } from "../control/metrics.ts";
@@ -66,7 +67,8 @@ export interface DispatcherDeps {
 
 export interface Dispatcher {
   readonly table: RoutingTable;
-  dispatch(fn: FunctionDef, req: Request, options: DispatchOptions): Promise<Response>;
+  /** Invokes the function; the answer is plain data (common/web_bridge.ts makes a Response). */
+  dispatch(fn: FunctionDef, req: ServerRequest, options: DispatchOptions): Promise<PlainAnswer>;
   /** Feed from the runtime's subscription: keeps the routing table current. */
   instanceChanged(instance: Instance): void;
   setFunction(fn: FunctionDef): void;
@@ -171,9 +173,9 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
 
   async function dispatch(
     fn: FunctionDef,
-    req: Request,
+    req: ServerRequest,
     options: DispatchOptions,
-  ): Promise<Response> {
+  ): Promise<PlainAnswer> {
     const started = now();
     const timeouts = {
       requestTimeout: fn.timeouts.requestTimeout ?? deps.timeouts.requestTimeout,
@@ -186,14 +188,12 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     const exchange = new AbortController();
     const signal = exchange.signal;
     // The client going away is watched only once a request takes a while (or is held):
-    // reading req.signal makes Deno track the connection's cancellation, which costs about
-    // a tenth of a quick request's CPU, and a quick answer is discarded as well by Deno.
-    let watching = false;
+    // a quick answer costs less without the watch, and is just discarded if no one is left.
+    let stopWatching: (() => void) | undefined;
     const onClientGone = () => exchange.abort(new ClientGoneError());
     const watchClient = () => {
-      if (watching || finished) return;
-      watching = true;
-      req.signal.addEventListener("abort", onClientGone, { once: true });
+      if (stopWatching || finished) return;
+      stopWatching = req.watchClient(onClientGone);
     };
     // One deadline per request: first it starts watching the client, then it ends the
     // request at request_timeout.
@@ -214,7 +214,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       if (finished) return;
       finished = true;
       requestTimer.cancel();
-      if (watching) req.signal.removeEventListener("abort", onClientGone);
+      stopWatching?.();
       if (slot) {
         slot.inflight--;
         releaseWaiters(fn.name);
@@ -232,7 +232,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     const fail = (status: number, message: string, details?: unknown) => {
       finish(status);
       requestLog().warn(message, { status, details });
-      return errorResponse(status, message, details, { [REQUEST_ID_HEADER]: options.requestId });
+      return errorAnswer(status, message, details, [[REQUEST_ID_HEADER, options.requestId]]);
     };
 
     const limit = fn.scaling.containerConcurrency;
@@ -411,11 +411,11 @@ function passThrough(
   response: ForwardedResponse,
   signal: AbortSignal,
   finish: (status: number) => void,
-): Response {
+): PlainAnswer {
   const { status, headers } = response;
   if (!(response.body instanceof ReadableStream)) {
     finish(status);
-    return responseWith(response.body, status, headers);
+    return response;
   }
   const reader = response.body.getReader();
   const onAbort = () => reader.cancel(signal.reason).catch(() => {});
@@ -442,5 +442,5 @@ function passThrough(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return responseWith(body, status, headers);
+  return { status, headers, body };
 }

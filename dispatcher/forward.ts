@@ -11,9 +11,12 @@
 
 import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
 import { createHttp1Client, type Http1Client } from "../common/http1.ts";
+import type { ServerRequest } from "../common/http1_server.ts";
+import { readUpTo } from "../common/read_limited.ts";
 import {
   connectionNamed,
   forwardedResponseHeaders,
+  headerValue,
   NOT_FORWARDED,
   REQUEST_ID_HEADER,
 } from "../common/protocol.ts";
@@ -31,13 +34,21 @@ export class ClientGoneError extends Error {}
 export type ForwardBody = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 
 /** Small bodies with a known length are read at once: cheaper, and sent with the head. */
-export async function requestBody(req: Request, bufferLimit = 256 * 1024): Promise<ForwardBody> {
-  if (req.body === null) return null;
-  const length = Number(req.headers.get("content-length") ?? NaN);
+export async function requestBody(
+  req: ServerRequest,
+  bufferLimit = 256 * 1024,
+): Promise<ForwardBody> {
+  const body = req.body;
+  if (body === null || body instanceof Uint8Array) return body as ForwardBody;
+  const length = Number(headerValue(req.headers, "content-length") ?? NaN);
   if (Number.isFinite(length) && length <= bufferLimit) {
-    return new Uint8Array(await req.arrayBuffer());
+    const whole = await readUpTo(body, length);
+    if (whole === null || whole.length !== length) {
+      throw new Error(`the body did not match its content-length of ${length}`);
+    }
+    return whole;
   }
-  return req.body;
+  return body;
 }
 
 export interface ForwardOptions {
@@ -64,7 +75,7 @@ export interface Forwarder {
   forward(
     base: string,
     target: string,
-    req: Request,
+    req: ServerRequest,
     body: ForwardBody,
     options: ForwardOptions,
   ): Promise<ForwardedResponse>;
@@ -138,12 +149,12 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
 
 /** The caller's headers minus hop-by-hop ones and forged identity, plus forwarding info. */
 function upstreamHeaders(
-  req: Request,
+  req: ServerRequest,
   base: string,
   body: ForwardBody,
   options: ForwardOptions,
 ): [string, string][] {
-  const named = connectionNamed(req.headers.get("connection"));
+  const named = connectionNamed(headerValue(req.headers, "connection"));
   const out: [string, string][] = [];
   let forwardedFor: string | undefined;
   let host: string | undefined;

@@ -3,6 +3,7 @@
  * real implementation is control/auth/auth.ts; `openGate` is mode "none" (everything allowed).
  */
 
+import type { HeaderGetter } from "../../common/protocol.ts";
 import type { Privilege } from "../auth/privileges.ts";
 
 export type { Privilege };
@@ -22,7 +23,7 @@ export interface AuthGate<C extends Caller = Caller> {
    * when the OIDC issuer's keys cannot be fetched or too many password checks wait. At once
    * (no promise) when no check is needed (mode none): invocations are the hot path.
    */
-  authenticate(req: Request): C | Response | Promise<C | Response>;
+  authenticate(req: { headers: HeaderGetter }): C | Response | Promise<C | Response>;
   /** Whether the caller holds the privilege (for one function when it is scoped). */
   can(caller: C, privilege: Privilege, functionName?: string): boolean;
   /** Authenticate and authorize in one: the caller, or a 401/403 naming what is missing. */

@@ -12,12 +12,17 @@ import {
   toManifest,
 } from "../../common/function.ts";
 import { createLogger } from "../../common/log.ts";
+import { type ServerHandler, type ServerRequest, targetParts } from "../../common/http1_server.ts";
 import {
+  errorAnswer,
   errorResponse,
+  headerGetter,
   jsonResponse,
+  type PlainAnswer,
   REQUEST_ID_HEADER,
   requestIdFrom,
 } from "../../common/protocol.ts";
+import { fromResponse, toResponse, webHandler } from "../../common/web_bridge.ts";
 import type { Dispatcher } from "../../dispatcher/dispatcher.ts";
 import { type Config, redactConfig } from "../config.ts";
 import type { EventLog } from "../events.ts";
@@ -43,10 +48,10 @@ export interface ApiDeps {
   version?: string;
 }
 
-export type Handler = (
-  req: Request,
-  info?: Deno.ServeHandlerInfo,
-) => Response | Promise<Response>;
+type Target = { pathname: string; search: string };
+
+/** The control plane's whole port: invocations natively, the rest as web routes. */
+export type Handler = ServerHandler;
 
 export function createApiHandler(deps: ApiDeps): Handler {
   const log = createLogger("api");
@@ -103,59 +108,58 @@ export function createApiHandler(deps: ApiDeps): Handler {
   }
 
   /**
-   * `/invoke/{endpoint}`: the hot path. It awaits only what it must (an authentication that
-   * is not instant, the dispatch itself); every needless await is a microtask per request.
+   * `/invoke/{endpoint}`: the hot path, on the plain request as the server parsed it (no
+   * Request or Response objects). It awaits only what it must (an authentication that is
+   * not instant, the dispatch itself); every needless await is a microtask per request.
    */
-  function invoke(
-    req: Request,
-    url: URL,
-    info?: Deno.ServeHandlerInfo,
-  ): Response | Promise<Response> {
+  function invoke(req: ServerRequest, url: Target): PlainAnswer | Promise<PlainAnswer> {
     // Authenticate before anything else, so anonymous callers learn nothing about
     // which endpoints exist.
-    const caller = deps.auth.authenticate(req);
+    const caller = deps.auth.authenticate({ headers: headerGetter(req.headers) });
     return caller instanceof Promise
-      ? caller.then((c) => invokeAs(c, req, url, info))
-      : invokeAs(caller, req, url, info);
+      ? caller.then((c) => invokeAs(c, req, url))
+      : invokeAs(caller, req, url);
   }
 
   function invokeAs(
     caller: Caller | Response,
-    req: Request,
-    url: URL,
-    info?: Deno.ServeHandlerInfo,
-  ): Response | Promise<Response> {
-    if (caller instanceof Response) return caller;
+    req: ServerRequest,
+    url: Target,
+  ): PlainAnswer | Promise<PlainAnswer> {
+    if (caller instanceof Response) return fromResponse(caller);
     const path = url.pathname;
     const method = req.method;
     const match = deps.dispatcher.table.match(path.slice("/invoke".length));
     if (!match) {
-      return errorResponse(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
+      return errorAnswer(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
     }
     const { fn, suffix } = match;
     if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
-      return forbidden("functions:invoke", fn.name);
+      const privilege = "functions:invoke";
+      return errorAnswer(403, `missing privilege ${privilege} for function "${fn.name}"`, {
+        privilege,
+        function: fn.name,
+      });
     }
     if (
       fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
     ) {
-      return errorResponse(
+      return errorAnswer(
         405,
         `function "${fn.name}" accepts ${fn.method}, not ${method}`,
         undefined,
-        {
-          allow: fn.method,
-        },
+        [
+          ["allow", fn.method],
+        ],
       );
     }
-    const addr = info?.remoteAddr as Deno.NetAddr | undefined;
     return deps.dispatcher.dispatch(fn, req, {
-      requestId: requestIdFrom(req.headers),
+      requestId: requestIdFrom(headerGetter(req.headers)),
       suffix,
       search: url.search,
-      clientAddress: addr?.hostname,
+      clientAddress: req.remoteAddress,
       source: "http",
-      protocol: url.protocol === "https:" ? "https" : "http",
+      protocol: "http",
       caller: deps.auth.type === "none" ? undefined : { name: caller.name, group: caller.group },
     });
   }
@@ -279,25 +283,15 @@ export function createApiHandler(deps: ApiDeps): Handler {
     return errorResponse(404, `no route for ${method} ${path}`);
   }
 
-  const internalError = (url: URL, e: unknown) => {
+  const internalError = (url: Target, e: unknown) => {
     // A bug must cost one request, never the control plane.
     log.error("request failed", { path: url.pathname, error: e });
-    return errorResponse(500, "internal error", String(e));
+    return errorAnswer(500, "internal error", String(e));
   };
 
-  return (req, info) => {
+  const web = webHandler((req) => {
     const url = new URL(req.url);
-    if (url.pathname.startsWith("/invoke/")) {
-      try {
-        const response = invoke(req, url, info);
-        return response instanceof Promise
-          ? response.catch((e) => internalError(url, e))
-          : response;
-      } catch (e) {
-        return internalError(url, e);
-      }
-    }
-    return route(req, url).catch((e) => internalError(url, e)).then((response) => {
+    return route(req, url).catch((e) => toResponse(internalError(url, e))).then((response) => {
       if (!response.headers.has(REQUEST_ID_HEADER)) {
         try {
           response.headers.set(REQUEST_ID_HEADER, requestIdFrom(req.headers));
@@ -307,6 +301,24 @@ export function createApiHandler(deps: ApiDeps): Handler {
       }
       return response;
     });
+  });
+
+  return (req) => {
+    let url: Target;
+    try {
+      url = targetParts(req.target);
+    } catch {
+      return errorAnswer(400, "bad request target");
+    }
+    if (url.pathname.startsWith("/invoke/")) {
+      try {
+        const answer = invoke(req, url);
+        return answer instanceof Promise ? answer.catch((e) => internalError(url, e)) : answer;
+      } catch (e) {
+        return internalError(url, e);
+      }
+    }
+    return web(req);
   };
 }
 

@@ -12,7 +12,12 @@
 
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { AuthGate } from "../api/auth_gate.ts";
-import { errorResponse, jsonResponse, requestIdFrom } from "../../common/protocol.ts";
+import {
+  errorResponse,
+  type HeaderGetter,
+  jsonResponse,
+  requestIdFrom,
+} from "../../common/protocol.ts";
 import { readUpTo } from "../../common/read_limited.ts";
 import { ConfigError } from "../config.ts";
 import { Reader } from "../config_util.ts";
@@ -145,11 +150,13 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
     return p;
   }
 
-  function authenticate(req: Request): Principal | Response | Promise<Principal | Response> {
+  function authenticate(
+    req: { headers: HeaderGetter },
+  ): Principal | Response | Promise<Principal | Response> {
     return type === "none" ? anonymous : check(req);
   }
 
-  async function check(req: Request): Promise<Principal | Response> {
+  async function check(req: { headers: HeaderGetter }): Promise<Principal | Response> {
     const reqLog = log.with({ requestId: requestIdFrom(req.headers) });
     try {
       const creds = readCredentials(req.headers);

@@ -4,6 +4,8 @@
  * for refusing a header describe its shape and never repeat its content.
  */
 
+import type { HeaderGetter } from "../../common/protocol.ts";
+
 /** Longest Authorization header looked at; real basic and bearer headers are far shorter. */
 export const MAX_AUTHORIZATION_BYTES = 8192;
 /** Longest password or username accepted (bcrypt reads 72 bytes; argon2 any). */
@@ -19,7 +21,7 @@ const JWS_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-export function readCredentials(headers: Headers): Credentials {
+export function readCredentials(headers: HeaderGetter): Credentials {
   const value = headers.get("authorization");
   if (value === null) return { kind: "none" };
   if (value.length > MAX_AUTHORIZATION_BYTES) {

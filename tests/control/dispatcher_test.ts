@@ -2,6 +2,8 @@
 // never reached, hold while no instance is ready, release the moment one is.
 import { assert, assertEquals } from "../harness/assert.ts";
 import { type FunctionDef, parseFunction } from "../../common/function.ts";
+import { serveHttp1 } from "../../common/http1_server.ts";
+import { fromRequest, toResponse } from "../../common/web_bridge.ts";
 import { createDispatcher, type Dispatcher } from "../../dispatcher/dispatcher.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
@@ -42,11 +44,11 @@ function addReady(d: Dispatcher, id: string, server: { addr: { port: number } })
 
 /** Dispatches a request for function "f" (path /invoke/f). */
 function invoke(d: Dispatcher, f: FunctionDef, requestId: string, init?: RequestInit) {
-  return d.dispatch(f, new Request("http://x/invoke/f", init), {
+  return d.dispatch(f, fromRequest(new Request("http://x/invoke/f", init)), {
     requestId,
     suffix: "",
     search: "",
-  });
+  }).then(toResponse);
 }
 
 function serve(handler: (req: Request) => Response | Promise<Response>) {
@@ -182,11 +184,11 @@ Deno.test("a draining instance gets no new requests but finishes the ones it has
   };
   d.instanceChanged(a);
   try {
-    const slow = d.dispatch(f, new Request("http://x/invoke/f/slow"), {
+    const slow = d.dispatch(f, fromRequest(new Request("http://x/invoke/f/slow")), {
       requestId: "s",
       suffix: "/slow",
       search: "",
-    });
+    }).then(toResponse);
     await new Promise((r) => setTimeout(r, 50));
     d.instanceChanged({ ...a, state: "draining" });
     addReady(d, "b", other);
@@ -226,9 +228,12 @@ Deno.test("answers pass through byte for byte: gzip stays compressed, hop-by-hop
   }
 });
 
-/** The dispatcher behind a real listener, so a client can really go away. */
+/** The dispatcher behind the control plane's own server, so a client can really go away. */
 function front(d: Dispatcher, f: FunctionDef) {
-  return serve((req) => d.dispatch(f, req, { requestId: "gone", suffix: "", search: "" }));
+  return serveHttp1(
+    { hostname: "127.0.0.1", port: 0 },
+    (req) => d.dispatch(f, req, { requestId: "gone", suffix: "", search: "" }),
+  );
 }
 
 /** Sends a request and drops the connection after `ms`; resolves when it was dropped. */
