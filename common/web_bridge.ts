@@ -63,7 +63,7 @@ async function settledBody(res: Response): Promise<Uint8Array | ReadableStream<U
   const first = await reader.read();
   if (first.done) return new Uint8Array(0);
   const next = reader.read();
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const settled = await Promise.race([
     next,
     new Promise<null>((r) => timer = setTimeout(() => r(null), 0)),
