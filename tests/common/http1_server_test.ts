@@ -316,3 +316,23 @@ Deno.test("server: web handlers run on it with their URL, headers, body and sign
     await server.shutdown();
   }
 });
+
+Deno.test("server: a head sent too slowly and an idle keep-alive connection are closed", async () => {
+  const server = serveHttp1(
+    { hostname: "127.0.0.1", port: 0, headTimeout: 200, idleTimeout: 400 },
+    echo,
+  );
+  try {
+    const slow = await raw(server.addr.port, ["GET / HTTP/1.1\r\nhost: x\r\n"], 1500);
+    assert(slow.closed, "a head begun but not finished within headTimeout closes");
+    assertEquals(slow.text, "");
+
+    const started = performance.now();
+    const idle = await raw(server.addr.port, ["GET / HTTP/1.1\r\nhost: x\r\n\r\n"], 2000);
+    assertEquals(statuses(idle.text), ["200"]);
+    assert(idle.closed, "an idle keep-alive connection closes after idleTimeout");
+    assert(performance.now() - started >= 400, "not before idleTimeout");
+  } finally {
+    await server.shutdown();
+  }
+});
