@@ -20,7 +20,9 @@ import net from "node:net";
 import { type Deadline, type Deadlines, deadlines as sharedDeadlines } from "./deadlines.ts";
 import {
   bodyStream,
+  chunkFrame,
   encodeHead,
+  LAST_CHUNK,
   READ_SIZE,
   readHeadText,
   takeExactly,
@@ -32,7 +34,6 @@ import {
 const SMALL_BODY = 64 * 1024;
 /** Request bodies with a known length up to this size are sent in one write with the head. */
 const SMALL_UPLOAD = 1024 * 1024;
-const encoder = new TextEncoder();
 
 /** The app's answer was malformed or broke off (a WireError of the client's own kind). */
 export class UpstreamError extends WireError {}
@@ -359,18 +360,12 @@ export function createHttp1Client(
         if (conn.closed) return false;
         if (chunk.length === 0) continue;
         if (chunked) {
-          const size = encoder.encode(chunk.length.toString(16) + "\r\n");
-          const frame = new Uint8Array(size.length + chunk.length + 2);
-          frame.set(size);
-          frame.set(chunk, size.length);
-          frame[frame.length - 2] = 13;
-          frame[frame.length - 1] = 10;
-          await writeAll(conn, frame);
+          await writeAll(conn, chunkFrame(chunk));
         } else {
           await writeAll(conn, chunk);
         }
       }
-      if (chunked) await writeAll(conn, encoder.encode("0\r\n\r\n"));
+      if (chunked) await writeAll(conn, LAST_CHUNK);
       return true;
     } catch {
       // The client's body broke off, or the app closed: the app must not see a whole request.

@@ -22,9 +22,11 @@ import { errorAnswer, type PlainAnswer } from "./protocol.ts";
 import { type Deadline, type Deadlines, deadlines as sharedDeadlines } from "./deadlines.ts";
 import {
   bodyStream,
+  chunkFrame,
   encodeHead,
   type Framing,
   indexOfHeadEnd,
+  LAST_CHUNK,
   MAX_HEAD,
   readHeadText,
   takeExactly,
@@ -554,17 +556,6 @@ export function targetParts(target: string): { pathname: string; search: string 
 
 const encoder = new TextEncoder();
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
-const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-
-function chunkFrame(data: Uint8Array): Uint8Array {
-  const size = encoder.encode(data.length.toString(16) + "\r\n");
-  const frame = new Uint8Array(size.length + data.length + 2);
-  frame.set(size);
-  frame.set(data, size.length);
-  frame[frame.length - 2] = 13;
-  frame[frame.length - 1] = 10;
-  return frame;
-}
 
 let dateSecond = 0;
 let dateText = "";

@@ -247,3 +247,17 @@ export function encodeHead(
 }
 
 const encoder = new TextEncoder();
+
+/** The last chunk of a chunked body, with no trailers. */
+export const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+
+/** One chunk of a chunked body: its size, the data, CRLF. */
+export function chunkFrame(data: Uint8Array): Uint8Array {
+  const size = encoder.encode(data.length.toString(16) + "\r\n");
+  const frame = new Uint8Array(size.length + data.length + 2);
+  frame.set(size);
+  frame.set(data, size.length);
+  frame[frame.length - 2] = 13;
+  frame[frame.length - 1] = 10;
+  return frame;
+}
