@@ -106,7 +106,7 @@ export async function main(args: string[]): Promise<number> {
   });
 
   const server = listen(values.host as string, port, platform.handler, log);
-  const bound = (server.addr as Deno.NetAddr).port;
+  const bound = server.addr.port;
   log.info("listening", { port: bound, host: values.host, functions: dir, runtime: "local" });
   console.log(`F2S dev listening on http://${values.host}:${bound} (functions from ${dir})`);
 

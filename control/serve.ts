@@ -272,7 +272,7 @@ export async function main(args: string[]): Promise<number> {
     client.close();
     return fail(explainStartError(e, connection.server, namespace, containersNamespace));
   }
-  const bound = (server.addr as Deno.NetAddr).port;
+  const bound = server.addr.port;
   log.info("listening", {
     port: bound,
     host: values.host,

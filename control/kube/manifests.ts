@@ -81,17 +81,22 @@ function podTemplate(fn: FunctionDef): KubeObject {
   };
 }
 
+/** Name, labels and owning Function's uid: what F2S writes on every object it makes for `fn`. */
+function ownedMetadata(fn: FunctionDef, namespace: string): KubeObject {
+  return {
+    name: fn.name,
+    namespace,
+    labels: functionLabels(fn.name),
+    annotations: fn.uid ? { [FUNCTION_UID_ANNOTATION]: fn.uid } : {},
+  };
+}
+
 /** The Deployment for `fn` (what F2S server-side applies), without the spec hash yet. */
 export function deploymentFor(fn: FunctionDef, namespace: string, replicas: number): KubeObject {
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
-    metadata: {
-      name: fn.name,
-      namespace,
-      labels: functionLabels(fn.name),
-      annotations: fn.uid ? { [FUNCTION_UID_ANNOTATION]: fn.uid } : {},
-    },
+    metadata: ownedMetadata(fn, namespace),
     spec: {
       replicas,
       selector: { matchLabels: { [FUNCTION_LABEL]: fn.name } },
@@ -108,12 +113,7 @@ export function serviceFor(fn: FunctionDef, namespace: string): KubeObject {
   return {
     apiVersion: "v1",
     kind: "Service",
-    metadata: {
-      name: fn.name,
-      namespace,
-      labels: functionLabels(fn.name),
-      annotations: fn.uid ? { [FUNCTION_UID_ANNOTATION]: fn.uid } : {},
-    },
+    metadata: ownedMetadata(fn, namespace),
     spec: {
       type: "ClusterIP",
       selector: { [FUNCTION_LABEL]: fn.name },
