@@ -70,6 +70,12 @@ export interface Cluster {
   timings: Record<string, number>;
   /** Processes the cluster runs now (control plane, kubelet, pods). */
   processes(): ProcRecord[];
+  /** Runs one of binDir's tools (kubectl, helm) against the cluster, whatever its outcome. */
+  run(
+    cmd: string,
+    args: string[],
+    stdin?: string,
+  ): Promise<{ ok: boolean; out: string; err: string }>;
   /** Runs kubectl against the cluster; throws with its stderr when it fails. */
   kubectl(args: string[], stdin?: string): Promise<string>;
   /**
@@ -348,6 +354,23 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     KUBECONFIG: `${dir}/admin.kubeconfig`,
     PATH: `${bin}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
   };
+  const run: Cluster["run"] = async (cmd, args, stdin) => {
+    const child = new Deno.Command(`${bin}/${cmd}`, {
+      args,
+      env,
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    if (stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode(stdin));
+      await w.close();
+    }
+    const out = await child.output();
+    const dec = new TextDecoder();
+    return { ok: out.success, out: dec.decode(out.stdout), err: dec.decode(out.stderr) };
+  };
   let stopped = false;
   return {
     kubeconfig: `${dir}/admin.kubeconfig`,
@@ -364,27 +387,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     client: admin,
     timings,
     processes: () => readPidFile(pidFile).filter(isAlive),
+    run,
     async kubectl(args, stdin) {
-      const child = new Deno.Command(`${bin}/kubectl`, {
-        args,
-        env,
-        stdin: stdin === undefined ? "null" : "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      if (stdin !== undefined) {
-        const w = child.stdin.getWriter();
-        await w.write(new TextEncoder().encode(stdin));
-        await w.close();
-      }
-      const out = await child.output();
-      const text = new TextDecoder().decode(out.stdout);
-      if (!out.success) {
-        throw new Error(
-          `kubectl ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
-        );
-      }
-      return text;
+      const { ok, out, err } = await run("kubectl", args, stdin);
+      if (!ok) throw new Error(`kubectl ${args.join(" ")} failed: ${err.trim()}`);
+      return out;
     },
     async stop(stopOpts = {}) {
       if (stopped) return;

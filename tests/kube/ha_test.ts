@@ -43,29 +43,6 @@ const SERVE_ARGS = [
 ];
 const SA = `system:serviceaccount:${NS}:f2s`;
 
-async function run(
-  cluster: Cluster,
-  cmd: string,
-  args: string[],
-  stdin?: string,
-): Promise<{ ok: boolean; out: string; err: string }> {
-  const child = new Deno.Command(`${cluster.binDir}/${cmd}`, {
-    args,
-    env: cluster.env,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { ok: out.success, out: dec.decode(out.stdout), err: dec.decode(out.stderr) };
-}
-
 function docs(yaml: string): KubeObject[] {
   return parseAllDocuments(yaml).map((d) => d.toJS()).filter((d) => d && d.kind);
 }
@@ -110,10 +87,10 @@ Deno.test({
 
     try {
       await step("helm lint passes and helm template renders the chart", async () => {
-        const lint = await run(cluster, "helm", ["lint", CHART_DIR]);
+        const lint = await cluster.run("helm", ["lint", CHART_DIR]);
         assert(lint.ok, `helm lint failed:\n${lint.out}${lint.err}`);
         assertMatch(lint.out, /1 chart\(s\) linted, 0 chart\(s\) failed/);
-        const rendered = await run(cluster, "helm", [
+        const rendered = await cluster.run("helm", [
           "template",
           "f2s",
           CHART_DIR,
@@ -155,7 +132,7 @@ Deno.test({
           ),
         );
 
-        const lean = await run(cluster, "helm", [
+        const lean = await cluster.run("helm", [
           "template",
           "f2s",
           CHART_DIR,
@@ -180,13 +157,13 @@ Deno.test({
       });
 
       await step("the rendered manifests apply to the cluster", async () => {
-        const rendered = await run(cluster, "helm", [
+        const rendered = await cluster.run("helm", [
           "template",
           "f2s",
           CHART_DIR,
           "--include-crds",
         ]);
-        const applied = await run(cluster, "kubectl", ["apply", "-f", "-"], rendered.out);
+        const applied = await cluster.run("kubectl", ["apply", "-f", "-"], rendered.out);
         assert(applied.ok, `kubectl apply failed:\n${applied.err}`);
         await cluster.kubectl([
           "wait",
@@ -206,7 +183,7 @@ Deno.test({
 
       await step("the chart's service account may do what F2S needs, nothing more", async () => {
         const can = async (...args: string[]) =>
-          (await run(cluster, "kubectl", ["auth", "can-i", "--as", SA, ...args])).out.trim();
+          (await cluster.run("kubectl", ["auth", "can-i", "--as", SA, ...args])).out.trim();
         const allowed = [
           ["list", "functions.f2s.opensight.ch", "-n", NS],
           ["watch", "functions.f2s.opensight.ch", "-n", NS],
