@@ -12,7 +12,7 @@ import { parseConfig } from "../../control/config.ts";
 import { createKubeClient, KubeError } from "../../control/kube/client.ts";
 import { inClusterConnection } from "../../control/kube/connection.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { type Cluster, startCluster } from "../cluster/harness.ts";
+import { startCluster } from "../cluster/harness.ts";
 import type { KubeObject } from "../cluster/kube.ts";
 import {
   CHART_DIR,
