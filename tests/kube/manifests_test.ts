@@ -6,7 +6,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import { type FunctionDef, parseFunction } from "../../common/function.ts";
+import { type FunctionDef, parseFunction, toManifest } from "../../common/function.ts";
 import type { KubeObject } from "../../control/kube/client.ts";
 import { ConnectionError, connectionFromKubeconfig } from "../../control/kube/connection.ts";
 import { instancesFromSlices } from "../../control/kube/endpoints.ts";
@@ -63,6 +63,70 @@ Deno.test("kube manifests: a seed manifest becomes a labelled Deployment and Ser
   assertEquals(c2.ports[0].containerPort, 9100);
   assert(c2.env.some((e: KubeObject) => e.name === "F2S_FIZZLET_PORT" && e.value === "9100"));
   assertEquals(serviceFor(other, "ns").spec.ports[0].targetPort, 9100);
+});
+
+Deno.test("kube manifests: Secret and ConfigMap references stay references in the Deployment", async () => {
+  const fn = await exampleFunction((m) => {
+    m.target.env = [
+      { name: "GREETING", value: "hi" },
+      { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+      {
+        name: "MODE",
+        valueFrom: { configMapKeyRef: { name: "settings", key: "mode", optional: true } },
+      },
+    ];
+  });
+  assertEquals(fn.env, { GREETING: "hi" });
+  const dep = deploymentFor(fn, "f2s-containers", 1);
+  const env = dep.spec.template.spec.containers[0].env;
+  assertEquals(env.filter((e: KubeObject) => !e.name.startsWith("F2S_")), [
+    { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+    { name: "GREETING", value: "hi" },
+    {
+      name: "MODE",
+      valueFrom: { configMapKeyRef: { name: "settings", key: "mode", optional: true } },
+    },
+  ]);
+  // The Function's normalized manifest keeps the references (list form), no value.
+  const manifest = toManifest(fn);
+  assertEquals(manifest.target.env, [
+    { name: "GREETING", value: "hi" },
+    { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+    {
+      name: "MODE",
+      valueFrom: { configMapKeyRef: { name: "settings", key: "mode", optional: true } },
+    },
+  ]);
+  const again = parseFunction(manifest);
+  assert(again.ok);
+  assertEquals(again.fn.envRefs, fn.envRefs);
+  // The live object as the server returns it (key order may differ) is no drift; a new key is.
+  const live = structuredClone(dep);
+  const liveEnv = live.spec.template.spec.containers[0].env;
+  const db = liveEnv.find((e: KubeObject) => e.name === "DB_PASSWORD");
+  db.valueFrom = { secretKeyRef: { key: "password", name: "db" } };
+  assertEquals(deploymentFingerprint(live), deploymentFingerprint(dep));
+  db.valueFrom.secretKeyRef.key = "other";
+  assertNotEquals(deploymentFingerprint(live), deploymentFingerprint(dep));
+
+  // Malformed references are refused with their field path.
+  const bad = parseFunction({
+    ...manifest,
+    target: {
+      ...manifest.target,
+      env: [
+        { name: "A", valueFrom: { secretKeyRef: { name: "Bad Name", key: "k" } } },
+        { name: "B", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+        { name: "C", value: "x", valueFrom: { secretKeyRef: { name: "s", key: "k" } } },
+      ],
+    },
+  });
+  assert(!bad.ok);
+  assertEquals(bad.errors.map((e) => e.path), [
+    "target.env[0].valueFrom.secretKeyRef.name",
+    "target.env[1].valueFrom",
+    "target.env[2]",
+  ]);
 });
 
 Deno.test("kube manifests: the spec hash follows what runs, not the replica count", async () => {
