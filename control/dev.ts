@@ -92,7 +92,7 @@ export async function main(args: string[]): Promise<number> {
     : [dir];
   const events = createEventLog();
   const metrics = createMetrics();
-  const store = await createFolderStore({ dir, events });
+  const store = await createFolderStore({ dir, events, imageDirs });
   const runtime = createLocalRuntime({ imageDirs, events, gracePeriodMs: grace });
   const auth = await createAuth(config.auth);
   const platform = createPlatform({

@@ -28,9 +28,16 @@ import { type Config, redactConfig } from "../config.ts";
 import type { EventLog } from "../events.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import { conflictOf, type FunctionStore, StoreError } from "../store/store.ts";
+import { type FunctionStore, StoreError } from "../store/store.ts";
 import type { AuthGate, Caller } from "./auth_gate.ts";
 import { BodyError, readManifest } from "./body.ts";
+import {
+  endpointRefusal,
+  localRefusal,
+  redactEnv,
+  type Refusal,
+  warningTexts,
+} from "./write_rules.ts";
 import openapi from "../../docs/openapi.json" with { type: "json" };
 
 export interface ApiDeps {
@@ -68,16 +75,25 @@ export function createApiHandler(deps: ApiDeps): Handler {
     };
   }
 
-  function describe(fn: FunctionDef) {
-    return { ...(deps.store.manifest(fn.name) ?? toManifest(fn)), status: status(fn) };
+  /** The manifest and status; env values only for a caller who may update the function. */
+  function describe(fn: FunctionDef, caller?: Caller) {
+    const manifest = deps.store.manifest(fn.name) ?? toManifest(fn);
+    const shown = caller && !deps.auth.can(caller, "functions:update", fn.name)
+      ? redactEnv(manifest)
+      : manifest;
+    return { ...shown, status: status(fn) };
   }
 
   /**
-   * Validates a manifest exactly as a write would (same validator, same conflict checks)
-   * without storing it, and answers with the normalized manifest: the UI's inline
-   * validation and YAML preview use this.
+   * Everything a write checks before the store does (validation, renaming, host-level
+   * fields, endpoint ownership): the function and the warnings, or the answer refusing it.
+   * Dry runs and real writes share it, so a dry run never disagrees with the write.
    */
-  function dryRun(req: Request, manifest: unknown, replacing?: string): Response {
+  function checkWrite(
+    caller: Caller,
+    manifest: unknown,
+    replacing?: string,
+  ): { fn: FunctionDef; warnings: string[] } | Response {
     const parsed = parseFunction(manifest);
     if (!parsed.ok) {
       return storeError(new StoreError(400, "invalid function manifest", parsed.errors));
@@ -89,10 +105,26 @@ export function createApiHandler(deps: ApiDeps): Handler {
         ]),
       );
     }
-    const conflict = conflictOf(parsed.fn, deps.store.list(), replacing);
-    if (conflict) return errorResponse(409, conflict);
-    const clean = toManifest(parsed.fn);
-    return wantsYaml(req) ? yamlResponse(clean) : jsonResponse(clean);
+    const previous = replacing ? deps.store.manifest(replacing) : undefined;
+    const refusal = localRefusal(deps.auth, caller, parsed.fn, previous) ??
+      endpointRefusal(deps.auth, caller, parsed.fn, deps.store.list(), replacing);
+    if (refusal) return refused(refusal);
+    if (!replacing && deps.store.get(parsed.fn.name)) {
+      return errorResponse(409, `a function named "${parsed.fn.name}" already exists`);
+    }
+    return { fn: parsed.fn, warnings: warningTexts(parsed.warnings) };
+  }
+
+  /** A validated manifest, normalized, as a write would store it (the UI's preview). */
+  function dryRun(req: Request, fn: FunctionDef, warnings: string[]): Response {
+    const clean = toManifest(fn);
+    const headers = warningHeaders(warnings);
+    if (wantsYaml(req)) {
+      const res = yamlResponse(clean);
+      for (const [k, v] of Object.entries(headers)) res.headers.append(k, v);
+      return res;
+    }
+    return jsonResponse(withWarnings(clean, warnings), 200, headers);
   }
 
   function storeError(e: unknown): Response {
@@ -200,17 +232,22 @@ export function createApiHandler(deps: ApiDeps): Handler {
         if (visible.length === 0 && !deps.auth.can(caller, "functions:list") && !scoped) {
           return forbidden("functions:list");
         }
-        return jsonResponse(visible.map(describe));
+        return jsonResponse(visible.map((fn) => describe(fn, caller)));
       }
       if (method === "POST") {
         const caller = await deps.auth.require(req, "functions:create");
         if (caller instanceof Response) return caller;
         try {
           const manifest = await readManifest(req, deps.config.maxManifestBytes);
-          if (isDryRun(url)) return dryRun(req, manifest);
+          const checked = checkWrite(caller, manifest);
+          if (checked instanceof Response) return checked;
+          if (isDryRun(url)) return dryRun(req, checked.fn, checked.warnings);
           const fn = await deps.store.create(manifest);
           log.info("function created", { function: fn.name, by: caller.name });
-          return jsonResponse(describe(fn), 201, { location: `/functions/${fn.name}` });
+          return jsonResponse(withWarnings(describe(fn), checked.warnings), 201, {
+            location: `/functions/${fn.name}`,
+            ...warningHeaders(checked.warnings),
+          });
         } catch (e) {
           return storeError(e);
         }
@@ -220,27 +257,37 @@ export function createApiHandler(deps: ApiDeps): Handler {
 
     const fnPath = /^\/functions\/([^/]+)\/?$/.exec(path);
     if (fnPath) {
-      const name = decodeURIComponent(fnPath[1]);
+      let name: string;
+      try {
+        name = decodeURIComponent(fnPath[1]);
+      } catch {
+        return errorResponse(400, "the function name in the path is not valid percent-encoding");
+      }
       if (method === "GET") {
         const caller = await deps.auth.require(req, "functions:list", name);
         if (caller instanceof Response) return caller;
         const fn = deps.store.get(name);
         if (!fn) return errorResponse(404, `function "${name}" not found`);
-        if (wantsYaml(req)) return yamlResponse(deps.store.manifest(name) ?? toManifest(fn));
-        return jsonResponse(describe(fn));
+        const { status: _, ...manifest } = describe(fn, caller);
+        if (wantsYaml(req)) return yamlResponse(manifest);
+        return jsonResponse(describe(fn, caller));
       }
       if (method === "PUT") {
         const caller = await deps.auth.require(req, "functions:update", name);
         if (caller instanceof Response) return caller;
         try {
           const manifest = await readManifest(req, deps.config.maxManifestBytes);
-          if (isDryRun(url)) {
-            if (!deps.store.get(name)) return errorResponse(404, `function "${name}" not found`);
-            return dryRun(req, manifest, name);
-          }
+          if (!deps.store.get(name)) return errorResponse(404, `function "${name}" not found`);
+          const checked = checkWrite(caller, manifest, name);
+          if (checked instanceof Response) return checked;
+          if (isDryRun(url)) return dryRun(req, checked.fn, checked.warnings);
           const fn = await deps.store.update(name, manifest);
           log.info("function updated", { function: name, by: caller.name });
-          return jsonResponse(describe(fn));
+          return jsonResponse(
+            withWarnings(describe(fn), checked.warnings),
+            200,
+            warningHeaders(checked.warnings),
+          );
         } catch (e) {
           return storeError(e);
         }
@@ -341,6 +388,26 @@ function forbidden(privilege: string, functionName?: string): Response {
     privilege,
     function: functionName,
   });
+}
+
+function refused(r: Refusal): Response {
+  return errorResponse(r.status, r.message, r.details);
+}
+
+/** Adds `warnings` to an answer's body (only when there are some, like Kubernetes). */
+function withWarnings<T extends object>(body: T, warnings: string[]): T & { warnings?: string[] } {
+  return warnings.length > 0 ? { ...body, warnings } : body;
+}
+
+/** RFC 7234 `Warning: 299 - "..."`, as the Kubernetes API sends them. */
+function warningHeaders(warnings: string[]): Record<string, string> {
+  if (warnings.length === 0) return {};
+  return {
+    warning: warnings.map((w) =>
+      `299 - "${w.replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, "?")}"`
+    )
+      .join(", "),
+  };
 }
 
 function methodNotAllowed(allow: string): Response {

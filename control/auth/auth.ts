@@ -142,10 +142,9 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
     }
     const p = principalFor(result.user.username, [result.user.group], "basic");
     if (typeof p === "string") {
-      log.info("authentication refused", { user: result.user.username, reason: p });
-      return errorResponse(401, p, { type }, {
-        "www-authenticate": `Basic ${REALM}, charset="UTF-8"`,
-      });
+      // Authenticated, but granted nothing: a matter of authorization (403), not identity.
+      log.info("authorization refused", { user: result.user.username, reason: p });
+      return errorResponse(403, p, { type, user: result.user.username });
     }
     return p;
   }
@@ -191,8 +190,8 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
       const { name, groups, via, expiresAt } = outcome.identity;
       const p = principalFor(name, groups, via, expiresAt);
       if (typeof p === "string") {
-        reqLog.info("authentication refused", { user: name, reason: p });
-        return unauthorized(p, { invalidToken: true });
+        reqLog.info("authorization refused", { user: name, reason: p });
+        return errorResponse(403, p, { type, user: name });
       }
       return p;
     } catch (e) {
