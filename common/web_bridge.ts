@@ -18,6 +18,15 @@ export function requestUrl(req: ServerRequest): URL {
   return new URL(req.target, `http://${headerValue(req.headers, "host") ?? "localhost"}`);
 }
 
+// The TCP peer of each Request made here: a Request has no field for it, and auth needs it
+// (sign-in throttling) below layers that only pass the Request on.
+const peers = new WeakMap<Request, string>();
+
+/** The address of the client a Request made by `webHandler` came from. */
+export function peerOf(req: Request): string | undefined {
+  return peers.get(req);
+}
+
 /** Runs a Request/Response handler on the plain server. */
 export function webHandler(handler: WebHandler): ServerHandler {
   return async (sreq) => {
@@ -38,6 +47,7 @@ export function webHandler(handler: WebHandler): ServerHandler {
       body: method === "GET" || method === "HEAD" ? null : sreq.body,
       signal: aborted.signal,
     });
+    peers.set(req, sreq.remoteAddress);
     const info = {
       remoteAddr: { transport: "tcp", hostname: sreq.remoteAddress, port: 0 },
       completed: Promise.resolve(),

@@ -147,7 +147,10 @@ export function createApiHandler(deps: ApiDeps): Handler {
   function invoke(req: ServerRequest, url: Target): PlainAnswer | Promise<PlainAnswer> {
     // Authenticate before anything else, so anonymous callers learn nothing about
     // which endpoints exist.
-    const caller = deps.auth.authenticate({ headers: headerGetter(req.headers) });
+    const caller = deps.auth.authenticate({
+      headers: headerGetter(req.headers),
+      peer: req.remoteAddress,
+    });
     return caller instanceof Promise
       ? caller.then((c) => invokeAs(c, req, url))
       : invokeAs(caller, req, url);

@@ -23,6 +23,8 @@ export type PasswordCheck =
 
 export interface PasswordChecker {
   check(username: string, password: string): Promise<PasswordCheck>;
+  /** The user, when these exact credentials passed a check a short while ago (no hashing). */
+  remembered(username: string, password: string): BasicUser | undefined;
 }
 
 export interface CheckerOptions {
@@ -94,12 +96,21 @@ export async function createPasswordChecker(
     return ok && match ? match.user : undefined;
   }
 
+  const memoKey = (username: string, password: string) =>
+    mac(`memo\0${username.length}:${username}\0${password}`).toString("base64");
+  function memoized(memo: string): BasicUser | undefined {
+    const hit = remembered.get(memo);
+    if (hit && hit.until > now()) return hit.user;
+    if (hit) remembered.delete(memo);
+    return undefined;
+  }
+
   return {
+    remembered: (username, password) => memoized(memoKey(username, password)),
     async check(username, password) {
-      const memo = mac(`memo\0${username.length}:${username}\0${password}`).toString("base64");
-      const hit = remembered.get(memo);
-      if (hit && hit.until > now()) return { ok: true, user: hit.user };
-      if (hit) remembered.delete(memo);
+      const memo = memoKey(username, password);
+      const hit = memoized(memo);
+      if (hit) return { ok: true, user: hit };
 
       const user = anySlow
         ? await limit(() => verifyAll(username, password))
