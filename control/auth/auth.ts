@@ -15,11 +15,7 @@ import type { AuthGate, AuthRequest } from "../api/auth_gate.ts";
 import { peerOf } from "../../common/web_bridge.ts";
 import { clientAddressResolver } from "./client_address.ts";
 import { createSigninThrottle, type ThrottleOptions } from "./throttle.ts";
-import {
-  errorResponse,
-  jsonResponse,
-  requestIdFrom,
-} from "../../common/protocol.ts";
+import { errorResponse, jsonResponse, requestIdFrom } from "../../common/protocol.ts";
 import { readUpTo } from "../../common/read_limited.ts";
 import { ConfigError } from "../config.ts";
 import { Reader } from "../config_util.ts";
@@ -140,7 +136,9 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
   ): Promise<Principal | Response> {
     let result: PasswordCheck;
     const known = passwords!.remembered(creds.username, creds.password);
+    const running = passwords!.inProgress(creds.username, creds.password);
     if (known) result = { ok: true, user: known };
+    else if (running) result = await running; // shares a check already admitted
     else {
       const client = clientOf(req.peer ?? peerOf(req as Request), req.headers);
       const admission = throttle.admit(client, creds.username);

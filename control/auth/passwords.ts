@@ -25,6 +25,8 @@ export interface PasswordChecker {
   check(username: string, password: string): Promise<PasswordCheck>;
   /** The user, when these exact credentials passed a check a short while ago (no hashing). */
   remembered(username: string, password: string): BasicUser | undefined;
+  /** The check of these exact credentials already running, if one is. */
+  inProgress(username: string, password: string): Promise<PasswordCheck> | undefined;
 }
 
 export interface CheckerOptions {
@@ -105,21 +107,32 @@ export async function createPasswordChecker(
     return undefined;
   }
 
+  // Identical checks running at once (a client's parallel first requests) share one hash.
+  const running = new Map<string, Promise<PasswordCheck>>();
+
+  async function verify(memo: string, username: string, password: string): Promise<PasswordCheck> {
+    const user = anySlow
+      ? await limit(() => verifyAll(username, password))
+      : await verifyAll(username, password);
+    if (user === null) return { ok: false, busy: true };
+    if (!user) return { ok: false };
+    if (remembered.size >= 1024) remembered.delete(remembered.keys().next().value!);
+    remembered.set(memo, { user, until: now() + cacheTtl });
+    return { ok: true, user };
+  }
+
   return {
     remembered: (username, password) => memoized(memoKey(username, password)),
-    async check(username, password) {
+    inProgress: (username, password) => running.get(memoKey(username, password)),
+    check(username, password) {
       const memo = memoKey(username, password);
       const hit = memoized(memo);
-      if (hit) return { ok: true, user: hit };
-
-      const user = anySlow
-        ? await limit(() => verifyAll(username, password))
-        : await verifyAll(username, password);
-      if (user === null) return { ok: false, busy: true };
-      if (!user) return { ok: false };
-      if (remembered.size >= 1024) remembered.delete(remembered.keys().next().value!);
-      remembered.set(memo, { user, until: now() + cacheTtl });
-      return { ok: true, user };
+      if (hit) return Promise.resolve({ ok: true, user: hit });
+      const already = running.get(memo);
+      if (already) return already;
+      const work = verify(memo, username, password).finally(() => running.delete(memo));
+      running.set(memo, work);
+      return work;
     },
   };
 }
