@@ -134,8 +134,12 @@ Deno.test("f2s fn: apply waits for readiness, list, get, invoke, delete, and cle
     r = await fn(dev.url, "invoke", "hello-node/anything", "--data", '{"a":1}');
     assertEquals(r.code, 0, r.stderr);
     assertEquals(JSON.parse(r.stdout).method, "POST");
+    // A misspelt field is reported, as kubectl reports the API server's warnings.
+    manifest.target.replicas = 3;
+    await Deno.writeTextFile(file, stringifyYaml(manifest));
     r = await fn(dev.url, "apply", "-f", file);
     assertMatch(r.stdout, /configured/);
+    assertMatch(r.stderr, /Warning: hello-node: target\.replicas: is not a known field; ignored/);
     r = await fn(dev.url, "delete", "hello-node");
     assertMatch(r.stdout, /deleted/);
     r = await fn(dev.url, "get", "hello-node");
