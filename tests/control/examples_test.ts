@@ -3,6 +3,7 @@
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { processesMatching, startDev, waitFor } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
+import { peakRss, rssMiB } from "../harness/rss.ts";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -11,30 +12,6 @@ async function examples(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "f2s-examples-test-" });
   await copy(`${ROOT}examples`, dir);
   return dir;
-}
-
-function rssMiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
-}
-
-/** The dev server's peak RSS while `work` runs, sampled every 50 ms. */
-async function peakRss(pid: number, work: () => Promise<void>): Promise<number> {
-  let peak = rssMiB(pid);
-  let running = true;
-  const sampler = (async () => {
-    while (running) {
-      peak = Math.max(peak, rssMiB(pid));
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  })();
-  try {
-    await work();
-  } finally {
-    running = false;
-    await sampler;
-  }
-  return peak;
 }
 
 Deno.test("both examples answer through f2s dev, and large bodies stream with flat memory", async () => {

@@ -1,0 +1,446 @@
+/**
+ * Issue 14 through `f2s dev` with real auth: what a user with narrow privileges, or anyone
+ * who can reach the port, must not be able to do. A scoped user cannot set the host command
+ * (and nothing runs), cannot take another team's endpoint or part of its traffic; a
+ * list-only user sees env names without values; an alias bomb is refused in milliseconds
+ * without a memory spike; a flood of wrong passwords from one address is throttled while
+ * another user, from another address, signs in fast; plus the item 9 answers.
+ */
+
+import net from "node:net";
+import bcrypt from "bcryptjs";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { basic, bearer, call } from "./helpers.ts";
+import { type ControlPlane, processesMatching, startDev, waitFor } from "../harness/dev.ts";
+import { copy } from "../harness/files.ts";
+import { peakRss, rssMiB } from "../harness/rss.ts";
+
+const ECHO = new URL("../control/fixtures/echo", import.meta.url).pathname;
+const SECRET = "abuse-test-jwt-secret-long-enough-for-hs256";
+
+function manifest(name: string, endpoint: string, extra: Record<string, unknown> = {}) {
+  return {
+    apiVersion: "f2s.opensight.ch/v1alpha1",
+    kind: "Function",
+    metadata: { name, namespace: "f2s" },
+    spec: { endpoint, method: "ANY" },
+    target: {
+      containerImage: `f2s-tests/${name}:latest`,
+      minReplicas: 0,
+      maxReplicas: 1,
+      local: { dir: "./echo", command: "node server.js" },
+      ...extra,
+    },
+  };
+}
+
+function config(adminHash: string): string {
+  return `
+f2s:
+  auth:
+    global_config: { type: token }
+    basic:
+      - { username: admin, password: "${adminHash}", group: admins }
+      - { username: olga, password: olga-password, group: orders }
+      - { username: vera, password: vera-password, group: viewers }
+      - { username: stray, password: stray-password, group: nobody }
+    token: { jwt_secret: ${SECRET}, expiry: 5m }
+    authorization:
+      - group: admins
+        privileges: [functions:list, functions:invoke, functions:create, functions:delete,
+          functions:update, functions:local, settings:view, settings:update]
+      - group: orders
+        privileges: ["functions:list:orders-*", "functions:invoke:orders-*",
+          "functions:create:orders-*", "functions:update:orders-*"]
+      - group: viewers
+        privileges: [functions:list]
+`;
+}
+
+async function setUp(): Promise<{ dir: string; dev: ControlPlane }> {
+  const dir = await Deno.makeTempDir({ prefix: "f2s-abuse-" });
+  await copy(ECHO, `${dir}/echo`);
+  const write = (name: string, m: unknown) =>
+    Deno.writeTextFile(`${dir}/${name}.yaml`, JSON.stringify(m));
+  await write("orders-x", manifest("orders-x", "/orders-x", { env: { ORDERS_TOKEN: "s3cr3t" } }));
+  await write("billing", manifest("billing", "/billing", { env: { BILLING_KEY: "b1ll1ng" } }));
+  const dev = await startDev({
+    functionsDir: dir,
+    config: config(bcrypt.hashSync("admin-password", 8)),
+  });
+  return { dir, dev };
+}
+
+async function tearDown(dir: string, dev: ControlPlane): Promise<void> {
+  await dev.stop();
+  await waitFor("no processes left in " + dir, () => processesMatching(dir).length === 0, 20_000);
+  await Deno.remove(dir, { recursive: true });
+}
+
+async function signIn(url: string, user: string, password: string): Promise<string> {
+  const a = await call(url, "POST", "/auth/signin", basic(user, password));
+  assertEquals(a.status, 200, a.text);
+  return a.json.token;
+}
+
+const json = (token: string) => ({ ...bearer(token), "content-type": "application/json" });
+
+Deno.test("scoped users cannot set host commands, take endpoints, or read env values", async () => {
+  const { dir, dev } = await setUp();
+  try {
+    const admin = await signIn(dev.url, "admin", "admin-password");
+    const olga = await signIn(dev.url, "olga", "olga-password");
+    const vera = await signIn(dev.url, "vera", "vera-password");
+    const current = (await call(dev.url, "GET", "/functions/orders-x", bearer(admin))).json;
+    const { status: _, ...orders } = current;
+
+    // Item 2: the host command is an operator's power. Olga may update orders-x, but not
+    // its target.local; the refused PUT changes nothing and runs nothing.
+    const marker = `${dir}/pwned`;
+    const evil = structuredClone(orders);
+    evil.target.local.command = `touch ${marker}; node server.js`;
+    for (const path of ["/functions/orders-x", "/functions/orders-x?dryRun=true"]) {
+      const put = await call(dev.url, "PUT", path, json(olga), JSON.stringify(evil));
+      assertEquals(put.status, 403, put.text);
+      assertMatch(put.json.error, /target\.local\.command.*functions:local/);
+    }
+    const created = await call(
+      dev.url,
+      "POST",
+      "/functions",
+      json(olga),
+      JSON.stringify(manifest("orders-y", "/orders-y", { local: { command: `touch ${marker}` } })),
+    );
+    assertEquals(created.status, 403, created.text);
+    assertMatch(created.json.error, /target\.local\.command/);
+    const ran = await call(dev.url, "POST", "/invoke/orders-x", bearer(olga), "hi");
+    assertEquals(ran.status, 200, ran.text);
+    assert(!(await exists(marker)), "the refused command ran");
+    // A PUT that keeps target.local as it is, is fine.
+    const same = structuredClone(orders);
+    same.spec.description = "edited by olga";
+    const kept = await call(
+      dev.url,
+      "PUT",
+      "/functions/orders-x",
+      json(olga),
+      JSON.stringify(same),
+    );
+    assertEquals(kept.status, 200, kept.text);
+    // The check would catch a command that ran: with functions:local the admin's runs.
+    const adminMarker = `${dir}/admin-ran`;
+    const allowed = structuredClone(same);
+    allowed.target.local.command = `touch ${adminMarker}; exec node server.js`;
+    const byAdmin = await call(
+      dev.url,
+      "PUT",
+      "/functions/orders-x",
+      json(admin),
+      JSON.stringify(allowed),
+    );
+    assertEquals(byAdmin.status, 200, byAdmin.text);
+    await waitFor("the admin's command ran", async () => {
+      await call(dev.url, "POST", "/invoke/orders-x", bearer(admin), "hi");
+      return await exists(adminMarker);
+    }, 20_000);
+    // Even with functions:local, the folder must lie in the functions or --images folders.
+    const outside = structuredClone(allowed);
+    outside.target.local.dir = "/tmp";
+    const escaped = await call(
+      dev.url,
+      "PUT",
+      "/functions/orders-x",
+      json(admin),
+      JSON.stringify(outside),
+    );
+    assertEquals(escaped.status, 400, escaped.text);
+    assertMatch(escaped.json.error, /target\.local\.dir: must lie inside the functions folder/);
+    await Deno.symlink("/tmp", `${dir}/link`);
+    outside.target.local.dir = "./link/../link";
+    const viaLink = await call(
+      dev.url,
+      "PUT",
+      "/functions/orders-x",
+      json(admin),
+      JSON.stringify(outside),
+    );
+    assertEquals(viaLink.status, 400, viaLink.text);
+
+    // Item 3: endpoints. Billing's endpoint, and anything below it, is not olga's to take.
+    const latest = (await call(dev.url, "GET", "/functions/orders-x", bearer(olga))).json;
+    delete latest.status;
+    for (const endpoint of ["/billing", "/billing/export", "/billing/export/v2/"]) {
+      const moved = structuredClone(latest);
+      moved.spec.endpoint = endpoint;
+      const put = await call(
+        dev.url,
+        "PUT",
+        "/functions/orders-x",
+        json(olga),
+        JSON.stringify(moved),
+      );
+      assertEquals(put.status, 409, `${endpoint}: ${put.text}`);
+      // Olga may not see billing: the answer does not name it.
+      assertEquals(put.json.error, `endpoint "${endpoint.replace(/\/$/, "")}" is taken`);
+      const post = await call(
+        dev.url,
+        "POST",
+        "/functions",
+        json(olga),
+        JSON.stringify(manifest("orders-z", endpoint, { local: undefined })),
+      );
+      assertEquals(post.status, 409, `${endpoint}: ${post.text}`);
+    }
+    const stillBilling = await call(dev.url, "GET", "/invoke/billing/export", bearer(admin));
+    assertEquals(stillBilling.json.path, "/export", "billing still gets its sub-paths");
+    // Olga's own subtree and free paths are hers; an admin may nest under anyone.
+    const mine = await call(
+      dev.url,
+      "POST",
+      "/functions",
+      json(olga),
+      JSON.stringify(manifest("orders-z", "/orders-x/z", { local: undefined })),
+    );
+    assertEquals(mine.status, 201, mine.text);
+    const nested = await call(
+      dev.url,
+      "POST",
+      "/functions?dryRun=true",
+      json(admin),
+      JSON.stringify(manifest("billing-export", "/billing/export")),
+    );
+    assertEquals(nested.status, 200, nested.text);
+    const exact = await call(
+      dev.url,
+      "POST",
+      "/functions?dryRun=true",
+      json(admin),
+      JSON.stringify(manifest("billing-2", "/billing")),
+    );
+    assertEquals(exact.status, 409);
+    assertMatch(exact.json.error, /already used by function "billing"/);
+
+    // Item 4: env values only for callers who may update the function.
+    const listed = await call(dev.url, "GET", "/functions", bearer(vera));
+    assertEquals(listed.status, 200);
+    assert(!listed.text.includes("s3cr3t") && !listed.text.includes("b1ll1ng"), listed.text);
+    const billingSeen = listed.json.find((f: { metadata: { name: string } }) =>
+      f.metadata.name === "billing"
+    );
+    assertEquals(billingSeen.target.env, [{ name: "BILLING_KEY", value: null, redacted: true }]);
+    for (const accept of ["application/json", "application/yaml"]) {
+      const one = await call(dev.url, "GET", "/functions/billing", { ...bearer(vera), accept });
+      assertEquals(one.status, 200);
+      assert(one.text.includes("BILLING_KEY") && !one.text.includes("b1ll1ng"), one.text);
+    }
+    const own = await call(dev.url, "GET", "/functions/orders-x", bearer(olga));
+    assertEquals(own.json.target.env, { ORDERS_TOKEN: "s3cr3t" }, "olga may update orders-x");
+    const all = await call(dev.url, "GET", "/functions/billing", bearer(admin));
+    assertEquals(all.json.target.env, { BILLING_KEY: "b1ll1ng" });
+
+    // Under f2s dev a Secret reference cannot work: refused, naming the field.
+    const withRef = manifest("orders-ref", "/orders-ref", {
+      local: undefined,
+      env: [{ name: "DB", valueFrom: { secretKeyRef: { name: "db", key: "password" } } }],
+    });
+    const refused = await call(dev.url, "POST", "/functions", json(admin), JSON.stringify(withRef));
+    assertEquals(refused.status, 400, refused.text);
+    assertMatch(refused.json.error, /target\.env\.DB\.valueFrom: .*Kubernetes only/);
+  } finally {
+    await tearDown(dir, dev);
+  }
+});
+
+Deno.test("item 9: 403 without an authorization entry, 400 for bad paths, warnings", async () => {
+  const { dir, dev } = await setUp();
+  try {
+    const admin = await signIn(dev.url, "admin", "admin-password");
+    // Stray's password is right but the group has no entry: authenticated, granted nothing.
+    const stray = await call(dev.url, "POST", "/auth/signin", basic("stray", "stray-password"));
+    assertEquals(stray.status, 403, stray.text);
+    assertMatch(stray.json.error, /"nobody" is not configured/);
+    const undecodable = await call(dev.url, "GET", "/functions/%ZZ", bearer(admin));
+    assertEquals(undecodable.status, 400, undecodable.text);
+    for (const endpoint of ["/a\r\nx: y", "/a b", "/a/../b", "a", "/\u0007"]) {
+      const bad = manifest("orders-bad", "/orders-bad", { endpoint });
+      const a = await call(dev.url, "POST", "/functions", json(admin), JSON.stringify(bad));
+      assertEquals(a.status, 400, `${JSON.stringify(endpoint)}: ${a.text}`);
+      assertMatch(a.json.error, /target\.endpoint/);
+    }
+    const odd = manifest("orders-odd", "/orders-odd", { replicas: 3 }) as Record<string, unknown>;
+    odd.extra = true;
+    const warned = await call(dev.url, "POST", "/functions", json(admin), JSON.stringify(odd));
+    assertEquals(warned.status, 201, warned.text);
+    assertEquals(warned.json.warnings, [
+      "target.replicas: is not a known field; ignored",
+      "extra: is not a known field; ignored",
+    ]);
+    assertMatch(warned.headers.get("warning")!, /^299 - "target\.replicas: is not a known field/);
+  } finally {
+    await tearDown(dir, dev);
+  }
+});
+
+Deno.test("an alias bomb is refused in milliseconds without a memory spike", async () => {
+  const { dir, dev } = await setUp();
+  try {
+    const admin = await signIn(dev.url, "admin", "admin-password");
+    // ~600 kB: one small anchor referenced 200 000 times (the yaml package alone builds
+    // the whole tree first: seconds and hundreds of MB), then nested aliases.
+    const wide = "a: &a [x, y]\nb: [" + Array(200_000).fill("*a").join(",") + "]\n";
+    let nested = "l0: &l0 [x,x,x,x,x,x,x,x,x,x]\n";
+    for (let i = 1; i < 12; i++) {
+      nested += `l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(",")}]\n`;
+    }
+    const deep = "a: " + "[".repeat(100_000) + "]".repeat(100_000) + "\n";
+    for (const [name, body] of [["wide", wide], ["nested", nested], ["deep", deep]]) {
+      await call(dev.url, "GET", "/health"); // settle
+      const before = rssMiB(dev.pid);
+      let status = 0;
+      let ms = 0;
+      const peak = await peakRss(dev.pid, async () => {
+        const t0 = performance.now();
+        const a = await call(dev.url, "POST", "/functions", {
+          ...bearer(admin),
+          "content-type": "application/yaml",
+        }, body);
+        ms = performance.now() - t0;
+        status = a.status;
+      }, 5);
+      console.log(
+        `${name}: ${body.length} bytes -> ${status} in ${ms.toFixed(0)} ms, ` +
+          `RSS +${(peak - before).toFixed(1)} MiB`,
+      );
+      assertEquals(status, 400, name);
+      assert(ms < 200, `${name} took ${ms.toFixed(0)} ms`);
+      assert(peak - before < 50, `${name}: RSS grew ${(peak - before).toFixed(1)} MiB`);
+    }
+    // Over the body limit (1 MiB by default): 413 from the declared length alone.
+    const big = await call(dev.url, "POST", "/functions", {
+      ...bearer(admin),
+      "content-type": "application/yaml",
+    }, "#".repeat(1_100_000));
+    assertEquals(big.status, 413);
+  } finally {
+    await tearDown(dir, dev);
+  }
+});
+
+Deno.test("a flood of wrong passwords from one address is throttled; others sign in fast", async () => {
+  const { dir, dev } = await setUp();
+  try {
+    const { port } = new URL(dev.url);
+    const wrong = (n: number) =>
+      rawRequest("127.0.0.1", Number(port), "POST", "/auth/signin", basic("admin", `guess-${n}`));
+    // Guesses, 20 at a time, from 127.0.0.1: at least 200, and on until the others are done.
+    const statuses: number[] = [];
+    let retryAfter = "";
+    const timings: number[] = [];
+    let next = 0;
+    let othersDone = false;
+    const flood = Promise.all(Array.from({ length: 20 }, async () => {
+      while (next < 200 || !othersDone) {
+        const a = await wrong(next++);
+        statuses.push(a.status);
+        if (a.status === 429) retryAfter = a.headers["retry-after"] ?? "";
+      }
+    }));
+    // Meanwhile vera (plain password) and the admin (bcrypt) sign in from 127.0.0.2.
+    const others = (async () => {
+      await waitFor("the flood is under way", () => statuses.length >= 20, 10_000);
+      for (let i = 0; i < 5; i++) {
+        for (const [user, password] of [["vera", "vera-password"], ["admin", "admin-password"]]) {
+          const t0 = performance.now();
+          const a = await rawRequest(
+            "127.0.0.2",
+            Number(port),
+            "POST",
+            "/auth/signin",
+            basic(user, password),
+          );
+          timings.push(performance.now() - t0);
+          assertEquals(a.status, 200, `${user} from another address: ${a.body}`);
+        }
+      }
+    })().finally(() => (othersDone = true));
+    await Promise.all([flood, others]);
+    const refused = statuses.filter((s) => s === 429).length;
+    const checked = statuses.filter((s) => s === 401).length;
+    console.log(
+      `flood: ${checked} checked (401), ${refused} throttled (429), retry-after ${retryAfter}; ` +
+        `others' sign-ins: ${timings.map((t) => t.toFixed(0)).join(", ")} ms`,
+    );
+    assertEquals(checked + refused, statuses.length, `unexpected statuses: ${statuses}`);
+    assert(statuses.length >= 200);
+    assert(refused >= statuses.length * 0.75, `only ${refused} of ${statuses.length} throttled`);
+    assert(Number(retryAfter) >= 1, "429 carries Retry-After");
+    const sorted = [...timings].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    assert(median < 200, `others' sign-ins took ${median.toFixed(0)} ms (median)`);
+    // Guessing the admin's password from 127.0.0.1 stays locked for a while; from
+    // 127.0.0.2 it is not (the flood locked no user out everywhere).
+    const locked = await rawRequest(
+      "127.0.0.1",
+      Number(port),
+      "POST",
+      "/auth/signin",
+      basic("admin", "a-wrong-password"),
+    );
+    assertEquals(locked.status, 429);
+    const other = await rawRequest(
+      "127.0.0.2",
+      Number(port),
+      "POST",
+      "/auth/signin",
+      basic("admin", "one-wrong-password"),
+    );
+    assertEquals(other.status, 401);
+  } finally {
+    await tearDown(dir, dev);
+  }
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One HTTP/1.1 request from a chosen local address (Deno.connect cannot bind one; node:net
+ * can), so the server sees clients at different addresses on the loopback.
+ */
+function rawRequest(
+  localAddress: string,
+  port: number,
+  method: string,
+  path: string,
+  headers: HeadersInit,
+): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress });
+    const chunks: Buffer[] = [];
+    socket.on("connect", () => {
+      const lines = [`${method} ${path} HTTP/1.1`, `host: 127.0.0.1:${port}`, "connection: close"];
+      for (const [k, v] of new Headers(headers)) lines.push(`${k}: ${v}`);
+      lines.push("content-length: 0");
+      socket.write(lines.join("\r\n") + "\r\n\r\n");
+    });
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", reject);
+    socket.on("close", () => {
+      const text = Buffer.concat(chunks).toString("utf8");
+      const [head, ...rest] = text.split("\r\n\r\n");
+      const [statusLine, ...headerLines] = head.split("\r\n");
+      const out: Record<string, string> = {};
+      for (const line of headerLines) {
+        const at = line.indexOf(":");
+        out[line.slice(0, at).toLowerCase()] = line.slice(at + 1).trim();
+      }
+      resolve({ status: Number(statusLine.split(" ")[1]), headers: out, body: rest.join("") });
+    });
+  });
+}
