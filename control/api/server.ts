@@ -35,6 +35,7 @@ import {
   endpointRefusal,
   localRefusal,
   redactEnv,
+  refRefusal,
   type Refusal,
   warningTexts,
 } from "./write_rules.ts";
@@ -107,6 +108,7 @@ export function createApiHandler(deps: ApiDeps): Handler {
     }
     const previous = replacing ? deps.store.manifest(replacing) : undefined;
     const refusal = localRefusal(deps.auth, caller, parsed.fn, previous) ??
+      refRefusal(deps.auth, caller, parsed.fn, previous) ??
       endpointRefusal(deps.auth, caller, parsed.fn, deps.store.list(), replacing);
     if (refusal) return refused(refusal);
     if (!replacing && deps.store.get(parsed.fn.name)) {

@@ -8,7 +8,11 @@
  *   function with the longest matching endpoint: `/billing/export` takes part of the
  *   traffic of `/billing`. A caller may place a function on an endpoint only where no
  *   function owns it that the caller may not update;
- * - env values are shown only to callers who may update the function.
+ * - env values are shown only to callers who may update the function;
+ * - a Secret or ConfigMap reference makes the kubelet hand that object's value to the
+ *   function, so a caller who may not update every function (a scoped user) may reference
+ *   only the Secret/ConfigMap named like the function itself; otherwise a team could read
+ *   another team's secrets through its own function.
  */
 
 import type {
@@ -38,6 +42,37 @@ export function changedLocalFields(next: FunctionDef, previous?: FunctionManifes
   return (["command", "dir"] as const)
     .filter((k) => (next.local[k] ?? "") !== (before[k] ?? ""))
     .map((k) => `target.local.${k}`);
+}
+
+/**
+ * 403 naming the references to Secrets/ConfigMaps not named like the function, for a
+ * caller without the unscoped `functions:update`; references kept unchanged are fine.
+ */
+export function refRefusal<C extends Caller>(
+  auth: AuthGate<C>,
+  caller: C,
+  next: FunctionDef,
+  previous?: FunctionManifest,
+): Refusal | undefined {
+  if (auth.can(caller, "functions:update")) return undefined;
+  const before = previous ? parseFunction(previous) : undefined;
+  const kept = before?.ok ? before.fn.envRefs : {};
+  const fields: string[] = [];
+  for (const [name, ref] of Object.entries(next.envRefs)) {
+    const [kind, key] = "secretKeyRef" in ref
+      ? ["secretKeyRef", ref.secretKeyRef]
+      : ["configMapKeyRef", ref.configMapKeyRef];
+    if (key.name === next.name) continue;
+    if (JSON.stringify(kept[name]) === JSON.stringify(ref)) continue;
+    fields.push(`target.env.${name}.valueFrom.${kind}.name`);
+  }
+  if (fields.length === 0) return undefined;
+  return {
+    status: 403,
+    message: `${fields.join(", ")}: you may reference only the Secret or ConfigMap named ` +
+      `"${next.name}" (like the function); others need the unscoped functions:update`,
+    details: { privilege: "functions:update", fields },
+  };
 }
 
 /** 403 naming the host-level fields a caller without `functions:local` tried to set. */

@@ -246,6 +246,18 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
     const refused = await call(dev.url, "POST", "/functions", json(admin), JSON.stringify(withRef));
     assertEquals(refused.status, 400, refused.text);
     assertMatch(refused.json.error, /target\.env\.DB\.valueFrom: .*Kubernetes only/);
+    // A scoped user may reference only the Secret named like the function (on Kubernetes
+    // the kubelet would hand any Secret of the namespace to the function).
+    const steal = manifest("orders-r", "/orders-r", {
+      local: undefined,
+      env: [{ name: "DB", valueFrom: { secretKeyRef: { name: "billing", key: "password" } } }],
+    });
+    const stolen = await call(dev.url, "POST", "/functions", json(olga), JSON.stringify(steal));
+    assertEquals(stolen.status, 403, stolen.text);
+    assertMatch(stolen.json.error, /target\.env\.DB\.valueFrom\.secretKeyRef\.name/);
+    const ownRef = JSON.stringify(steal).replace('"name":"billing"', '"name":"orders-r"');
+    const ownSecret = await call(dev.url, "POST", "/functions", json(olga), ownRef);
+    assertEquals(ownSecret.status, 400, "allowed by the API, refused by f2s dev");
   } finally {
     await tearDown(dir, dev);
   }
