@@ -44,6 +44,8 @@ export type Admission =
 export interface SigninThrottle {
   /** Whether a password check may run now; `done` must be called with its outcome. */
   admit(address: string, username: string): Admission;
+  /** Counters held (pairs and addresses): bounded by `maxEntries` each. */
+  size(): number;
 }
 
 export function createSigninThrottle(options: ThrottleOptions = {}): SigninThrottle {
@@ -96,6 +98,7 @@ export function createSigninThrottle(options: ThrottleOptions = {}): SigninThrot
   }
 
   return {
+    size: () => pairs.size + addresses.size,
     admit(address, username) {
       const t = now();
       const pair = counter(pairs, `${address}\0${username}`, t);
