@@ -305,7 +305,13 @@ Deno.test("an alias bomb is refused in milliseconds without a memory spike", asy
       nested += `l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(",")}]\n`;
     }
     const deep = "a: " + "[".repeat(100_000) + "]".repeat(100_000) + "\n";
-    for (const [name, body] of [["wide", wide], ["nested", nested], ["deep", deep]]) {
+    const deepJson = '{"a":' + "[".repeat(100_000) + "]".repeat(100_000) + "}";
+    for (
+      const [name, body] of [["wide", wide], ["nested", nested], ["deep", deep], [
+        "deep JSON",
+        deepJson,
+      ]]
+    ) {
       await call(dev.url, "GET", "/health"); // settle
       const before = rssMiB(dev.pid);
       let status = 0;
@@ -314,7 +320,7 @@ Deno.test("an alias bomb is refused in milliseconds without a memory spike", asy
         const t0 = performance.now();
         const a = await call(dev.url, "POST", "/functions", {
           ...bearer(admin),
-          "content-type": "application/yaml",
+          "content-type": name.endsWith("JSON") ? "application/json" : "application/yaml",
         }, body);
         ms = performance.now() - t0;
         status = a.status;
@@ -333,6 +339,26 @@ Deno.test("an alias bomb is refused in milliseconds without a memory spike", asy
       "content-type": "application/yaml",
     }, "#".repeat(1_100_000));
     assertEquals(big.status, 413);
+
+    // The same bomb as a file of the functions folder: skipped and reported, no spike. So
+    // is a manifest whose folder lies outside the functions folder.
+    const events = async () =>
+      (await call(dev.url, "GET", "/events?type=function.invalid", bearer(admin))).text;
+    const before = rssMiB(dev.pid);
+    const peak = await peakRss(dev.pid, async () => {
+      await Deno.writeTextFile(`${dir}/bomb.yaml`, "kind: Function\n" + wide);
+      await waitFor("the bomb file is reported", async () => /bomb\.yaml/.test(await events()));
+    }, 5);
+    assertMatch(await events(), /bomb\.yaml: refused: more than 1000 YAML aliases/);
+    assert(peak - before < 50, `the bomb file: RSS grew ${(peak - before).toFixed(1)} MiB`);
+    const away = manifest("orders-away", "/orders-away", {
+      local: { dir: "/tmp", command: "node server.js" },
+    });
+    await Deno.writeTextFile(`${dir}/away.yaml`, JSON.stringify(away));
+    await waitFor("the file is reported", async () => /away\.yaml/.test(await events()));
+    assertMatch(await events(), /away\.yaml: target\.local\.dir: must lie inside/);
+    const listed = await call(dev.url, "GET", "/functions/orders-away", bearer(admin));
+    assertEquals(listed.status, 404);
   } finally {
     await tearDown(dir, dev);
   }
