@@ -333,6 +333,54 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
         await cluster.kubectl(["delete", "function", "-n", NS, "clockcopy", "--timeout=30s"]);
       });
 
+      await step(
+        "a Secret reference reaches the pod, never the Function or the Deployment",
+        async () => {
+          const value = `from-a-secret-${crypto.randomUUID()}`;
+          await cluster.kubectl([
+            "create",
+            "secret",
+            "generic",
+            "secretclock",
+            "-n",
+            CONTAINERS_NS,
+            `--from-literal=greeting=${value}`,
+          ]);
+          await apply(seedFunction("secretclock", {
+            containerImage: "f2s-test/clock:1",
+            minReplicas: 1,
+            env: [{
+              name: "GREETING",
+              valueFrom: { secretKeyRef: { name: "secretclock", key: "greeting" } },
+            }],
+          }));
+          await fnWhere(
+            "secretclock",
+            (f, c) => c?.status === "True" && f.status.readyReplicas === 1,
+          );
+          const body = await invoke("/secretclock");
+          assertEquals(body.greeting, value, "the kubelet resolved the reference");
+          const dep = await api.get(paths.deployment("secretclock"));
+          const env = dep.spec.template.spec.containers[0].env;
+          assert(
+            env.some((e: KubeObject) =>
+              e.name === "GREETING" && e.valueFrom?.secretKeyRef?.name === "secretclock"
+            ),
+            JSON.stringify(env),
+          );
+          const viaApi = await (await fetch(`${serve!.url}/functions/secretclock`)).text();
+          const seen = [
+            JSON.stringify(dep),
+            JSON.stringify(await api.get(paths.fn("secretclock"))),
+            viaApi,
+            ...serve!.logs(),
+          ].join("\n");
+          assert(!seen.includes(value), "the secret's value left the Secret");
+          await cluster.kubectl(["delete", "function", "-n", NS, "secretclock", "--timeout=30s"]);
+          await cluster.kubectl(["delete", "secret", "-n", CONTAINERS_NS, "secretclock"]);
+        },
+      );
+
       await step("the leader puts back what someone changed or deleted", async () => {
         await cluster.kubectl([
           "set",
