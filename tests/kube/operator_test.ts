@@ -208,6 +208,10 @@ target: { containerImage: "x", minReplicas: 3, maxReplicas: 2, port: 70000 }
         }
         assertMatch(err, /target\.port.*less than or equal to 65535/);
         assertMatch(err, /spec\.method must be one of GET, HEAD/);
+        for (const endpoint of ["/a b", "/a/../b"]) {
+          const bad = await applyError(seedFunction("odd", { containerImage: "x", endpoint }));
+          assertMatch(bad, /target\.endpoint must/, endpoint);
+        }
         const unknown = await applyError(seedFunction("odd", { containerImage: "x", bogus: 1 }));
         assertMatch(unknown, /unknown field "target\.bogus"/);
         const noTarget = await applyError(`apiVersion: f2s.opensight.ch/v1alpha1
