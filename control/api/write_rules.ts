@@ -25,7 +25,10 @@ import type {
 import { parseFunction } from "../../common/function.ts";
 import type { AuthGate, Caller } from "./auth_gate.ts";
 
-/** A refused write: the status and message the API answers with. */
+/**
+ * A refused write: the status and message the API answers with; for refused fields,
+ * `details` lists them as `{path, message}` like validation errors, so forms can place them.
+ */
 export interface Refusal {
   status: 403 | 409;
   message: string;
@@ -71,7 +74,10 @@ export function refRefusal<C extends Caller>(
     status: 403,
     message: `${fields.join(", ")}: you may reference only the Secret or ConfigMap named ` +
       `"${next.name}" (like the function); others need the unscoped functions:update`,
-    details: { privilege: "functions:update", fields },
+    details: fields.map((path) => ({
+      path,
+      message: `may name only "${next.name}" without the unscoped functions:update`,
+    })),
   };
 }
 
@@ -88,7 +94,7 @@ export function localRefusal<C extends Caller>(
     status: 403,
     message: `${changed.join(", ")}: setting how a function runs on the host needs the ` +
       "privilege functions:local",
-    details: { privilege: "functions:local", fields: changed },
+    details: changed.map((path) => ({ path, message: "needs the privilege functions:local" })),
   };
 }
 
