@@ -57,6 +57,16 @@ f2s:
 `;
 }
 
+/** Runs `body` against a fresh `f2s dev` on its own functions folder, then cleans up. */
+async function withDev(body: (dev: ControlPlane, dir: string) => Promise<void>): Promise<void> {
+  const { dir, dev } = await setUp();
+  try {
+    await body(dev, dir);
+  } finally {
+    await tearDown(dir, dev);
+  }
+}
+
 async function setUp(): Promise<{ dir: string; dev: ControlPlane }> {
   const dir = await Deno.makeTempDir({ prefix: "f2s-abuse-" });
   await copy(ECHO, `${dir}/echo`);
@@ -85,9 +95,13 @@ async function signIn(url: string, user: string, password: string): Promise<stri
 
 const json = (token: string) => ({ ...bearer(token), "content-type": "application/json" });
 
-Deno.test("scoped users cannot set host commands, take endpoints, or read env values", async () => {
-  const { dir, dev } = await setUp();
-  try {
+/** A JSON write to the API as the holder of `token`. */
+function write(dev: ControlPlane, method: string, path: string, token: string, body: unknown) {
+  return call(dev.url, method, path, json(token), JSON.stringify(body));
+}
+
+Deno.test("scoped users cannot set host commands, take endpoints, or read env values", () =>
+  withDev(async (dev, dir) => {
     const admin = await signIn(dev.url, "admin", "admin-password");
     const olga = await signIn(dev.url, "olga", "olga-password");
     const vera = await signIn(dev.url, "vera", "vera-password");
@@ -100,16 +114,16 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
     const evil = structuredClone(orders);
     evil.target.local.command = `touch ${marker}; node server.js`;
     for (const path of ["/functions/orders-x", "/functions/orders-x?dryRun=true"]) {
-      const put = await call(dev.url, "PUT", path, json(olga), JSON.stringify(evil));
+      const put = await write(dev, "PUT", path, olga, evil);
       assertEquals(put.status, 403, put.text);
       assertMatch(put.json.error, /target\.local\.command.*functions:local/);
     }
-    const created = await call(
-      dev.url,
+    const created = await write(
+      dev,
       "POST",
       "/functions",
-      json(olga),
-      JSON.stringify(manifest("orders-y", "/orders-y", { local: { command: `touch ${marker}` } })),
+      olga,
+      manifest("orders-y", "/orders-y", { local: { command: `touch ${marker}` } }),
     );
     assertEquals(created.status, 403, created.text);
     assertMatch(created.json.error, /target\.local\.command/);
@@ -119,25 +133,13 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
     // A PUT that keeps target.local as it is, is fine.
     const same = structuredClone(orders);
     same.spec.description = "edited by olga";
-    const kept = await call(
-      dev.url,
-      "PUT",
-      "/functions/orders-x",
-      json(olga),
-      JSON.stringify(same),
-    );
+    const kept = await write(dev, "PUT", "/functions/orders-x", olga, same);
     assertEquals(kept.status, 200, kept.text);
     // The check would catch a command that ran: with functions:local the admin's runs.
     const adminMarker = `${dir}/admin-ran`;
     const allowed = structuredClone(same);
     allowed.target.local.command = `touch ${adminMarker}; exec node server.js`;
-    const byAdmin = await call(
-      dev.url,
-      "PUT",
-      "/functions/orders-x",
-      json(admin),
-      JSON.stringify(allowed),
-    );
+    const byAdmin = await write(dev, "PUT", "/functions/orders-x", admin, allowed);
     assertEquals(byAdmin.status, 200, byAdmin.text);
     await waitFor("the admin's command ran", async () => {
       await call(dev.url, "POST", "/invoke/orders-x", bearer(admin), "hi");
@@ -146,24 +148,12 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
     // Even with functions:local, the folder must lie in the functions or --images folders.
     const outside = structuredClone(allowed);
     outside.target.local.dir = "/tmp";
-    const escaped = await call(
-      dev.url,
-      "PUT",
-      "/functions/orders-x",
-      json(admin),
-      JSON.stringify(outside),
-    );
+    const escaped = await write(dev, "PUT", "/functions/orders-x", admin, outside);
     assertEquals(escaped.status, 400, escaped.text);
     assertMatch(escaped.json.error, /target\.local\.dir: must lie inside the functions folder/);
     await Deno.symlink("/tmp", `${dir}/link`);
     outside.target.local.dir = "./link/../link";
-    const viaLink = await call(
-      dev.url,
-      "PUT",
-      "/functions/orders-x",
-      json(admin),
-      JSON.stringify(outside),
-    );
+    const viaLink = await write(dev, "PUT", "/functions/orders-x", admin, outside);
     assertEquals(viaLink.status, 400, viaLink.text);
 
     // Item 3: endpoints. Billing's endpoint, and anything below it, is not olga's to take.
@@ -172,51 +162,34 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
     for (const endpoint of ["/billing", "/billing/export", "/billing/export/v2/"]) {
       const moved = structuredClone(latest);
       moved.spec.endpoint = endpoint;
-      const put = await call(
-        dev.url,
-        "PUT",
-        "/functions/orders-x",
-        json(olga),
-        JSON.stringify(moved),
-      );
+      const put = await write(dev, "PUT", "/functions/orders-x", olga, moved);
       assertEquals(put.status, 409, `${endpoint}: ${put.text}`);
       // Olga may not see billing: the answer does not name it.
       assertEquals(put.json.error, `endpoint "${endpoint.replace(/\/$/, "")}" is taken`);
-      const post = await call(
-        dev.url,
+      const post = await write(
+        dev,
         "POST",
         "/functions",
-        json(olga),
-        JSON.stringify(manifest("orders-z", endpoint, { local: undefined })),
+        olga,
+        manifest("orders-z", endpoint, { local: undefined }),
       );
       assertEquals(post.status, 409, `${endpoint}: ${post.text}`);
     }
     const stillBilling = await call(dev.url, "GET", "/invoke/billing/export", bearer(admin));
     assertEquals(stillBilling.json.path, "/export", "billing still gets its sub-paths");
     // Olga's own subtree and free paths are hers; an admin may nest under anyone.
-    const mine = await call(
-      dev.url,
+    const mine = await write(
+      dev,
       "POST",
       "/functions",
-      json(olga),
-      JSON.stringify(manifest("orders-z", "/orders-x/z", { local: undefined })),
+      olga,
+      manifest("orders-z", "/orders-x/z", { local: undefined }),
     );
     assertEquals(mine.status, 201, mine.text);
-    const nested = await call(
-      dev.url,
-      "POST",
-      "/functions?dryRun=true",
-      json(admin),
-      JSON.stringify(manifest("billing-export", "/billing/export")),
-    );
+    const dry = (m: unknown) => write(dev, "POST", "/functions?dryRun=true", admin, m);
+    const nested = await dry(manifest("billing-export", "/billing/export"));
     assertEquals(nested.status, 200, nested.text);
-    const exact = await call(
-      dev.url,
-      "POST",
-      "/functions?dryRun=true",
-      json(admin),
-      JSON.stringify(manifest("billing-2", "/billing")),
-    );
+    const exact = await dry(manifest("billing-2", "/billing"));
     assertEquals(exact.status, 409);
     assertMatch(exact.json.error, /already used by function "billing"/);
 
@@ -243,7 +216,7 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
       local: undefined,
       env: [{ name: "DB", valueFrom: { secretKeyRef: { name: "db", key: "password" } } }],
     });
-    const refused = await call(dev.url, "POST", "/functions", json(admin), JSON.stringify(withRef));
+    const refused = await write(dev, "POST", "/functions", admin, withRef);
     assertEquals(refused.status, 400, refused.text);
     assertMatch(refused.json.error, /target\.env\.DB\.valueFrom: .*Kubernetes only/);
     // A scoped user may reference only the Secret named like the function (on Kubernetes
@@ -252,20 +225,16 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
       local: undefined,
       env: [{ name: "DB", valueFrom: { secretKeyRef: { name: "billing", key: "password" } } }],
     });
-    const stolen = await call(dev.url, "POST", "/functions", json(olga), JSON.stringify(steal));
+    const stolen = await write(dev, "POST", "/functions", olga, steal);
     assertEquals(stolen.status, 403, stolen.text);
     assertMatch(stolen.json.error, /target\.env\.DB\.valueFrom\.secretKeyRef\.name/);
     const ownRef = JSON.stringify(steal).replace('"name":"billing"', '"name":"orders-r"');
     const ownSecret = await call(dev.url, "POST", "/functions", json(olga), ownRef);
     assertEquals(ownSecret.status, 400, "allowed by the API, refused by f2s dev");
-  } finally {
-    await tearDown(dir, dev);
-  }
-});
+  }));
 
-Deno.test("item 9: 403 without an authorization entry, 400 for bad paths, warnings", async () => {
-  const { dir, dev } = await setUp();
-  try {
+Deno.test("item 9: 403 without an authorization entry, 400 for bad paths, warnings", () =>
+  withDev(async (dev) => {
     const admin = await signIn(dev.url, "admin", "admin-password");
     // Stray's password is right but the group has no entry: authenticated, granted nothing.
     const stray = await call(dev.url, "POST", "/auth/signin", basic("stray", "stray-password"));
@@ -275,27 +244,23 @@ Deno.test("item 9: 403 without an authorization entry, 400 for bad paths, warnin
     assertEquals(undecodable.status, 400, undecodable.text);
     for (const endpoint of ["/a\r\nx: y", "/a b", "/a/../b", "a", "/\u0007"]) {
       const bad = manifest("orders-bad", "/orders-bad", { endpoint });
-      const a = await call(dev.url, "POST", "/functions", json(admin), JSON.stringify(bad));
+      const a = await write(dev, "POST", "/functions", admin, bad);
       assertEquals(a.status, 400, `${JSON.stringify(endpoint)}: ${a.text}`);
       assertMatch(a.json.error, /target\.endpoint/);
     }
     const odd = manifest("orders-odd", "/orders-odd", { replicas: 3 }) as Record<string, unknown>;
     odd.extra = true;
-    const warned = await call(dev.url, "POST", "/functions", json(admin), JSON.stringify(odd));
+    const warned = await write(dev, "POST", "/functions", admin, odd);
     assertEquals(warned.status, 201, warned.text);
     assertEquals(warned.json.warnings, [
       "target.replicas: is not a known field; ignored",
       "extra: is not a known field; ignored",
     ]);
     assertMatch(warned.headers.get("warning")!, /^299 - "target\.replicas: is not a known field/);
-  } finally {
-    await tearDown(dir, dev);
-  }
-});
+  }));
 
-Deno.test("an alias bomb is refused in milliseconds without a memory spike", async () => {
-  const { dir, dev } = await setUp();
-  try {
+Deno.test("an alias bomb is refused in milliseconds without a memory spike", () =>
+  withDev(async (dev, dir) => {
     const admin = await signIn(dev.url, "admin", "admin-password");
     // ~600 kB: one small anchor referenced 200 000 times (the yaml package alone builds
     // the whole tree first: seconds and hundreds of MB), then nested aliases.
@@ -359,14 +324,10 @@ Deno.test("an alias bomb is refused in milliseconds without a memory spike", asy
     assertMatch(await events(), /away\.yaml: target\.local\.dir: must lie inside/);
     const listed = await call(dev.url, "GET", "/functions/orders-away", bearer(admin));
     assertEquals(listed.status, 404);
-  } finally {
-    await tearDown(dir, dev);
-  }
-});
+  }));
 
-Deno.test("a flood of wrong passwords from one address is throttled; others sign in fast", async () => {
-  const { dir, dev } = await setUp();
-  try {
+Deno.test("a flood of wrong passwords from one address is throttled; others sign in fast", () =>
+  withDev(async (dev) => {
     const { port } = new URL(dev.url);
     const wrong = (n: number) =>
       rawRequest("127.0.0.1", Number(port), "POST", "/auth/signin", basic("admin", `guess-${n}`));
@@ -433,10 +394,7 @@ Deno.test("a flood of wrong passwords from one address is throttled; others sign
       basic("admin", "one-wrong-password"),
     );
     assertEquals(other.status, 401);
-  } finally {
-    await tearDown(dir, dev);
-  }
-});
+  }));
 
 async function exists(path: string): Promise<boolean> {
   try {
