@@ -106,6 +106,10 @@ export function createApiHandler(deps: ApiDeps): Handler {
         ]),
       );
     }
+    // A scoped creator learns nothing about names outside its scope (conflicts, owners).
+    if (!replacing && !deps.auth.can(caller, "functions:create", parsed.fn.name)) {
+      return forbidden("functions:create", parsed.fn.name);
+    }
     const previous = replacing ? deps.store.manifest(replacing) : undefined;
     const refusal = localRefusal(deps.auth, caller, parsed.fn, previous) ??
       refRefusal(deps.auth, caller, parsed.fn, previous) ??
@@ -253,9 +257,6 @@ export function createApiHandler(deps: ApiDeps): Handler {
           const manifest = await readManifest(req, deps.config.maxManifestBytes);
           const checked = checkWrite(caller, manifest);
           if (checked instanceof Response) return checked;
-          if (!deps.auth.can(caller, "functions:create", checked.fn.name)) {
-            return forbidden("functions:create", checked.fn.name);
-          }
           if (isDryRun(url)) return dryRun(req, checked.fn, checked.warnings);
           const fn = await deps.store.create(manifest);
           log.info("function created", { function: fn.name, by: caller.name });

@@ -175,6 +175,10 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
       );
       assertEquals(post.status, 409, `${endpoint}: ${post.text}`);
     }
+    // Outside her names, olga learns nothing about conflicts: 403 first.
+    const foreign = await write(dev, "POST", "/functions", olga, manifest("billing", "/billing"));
+    assertEquals(foreign.status, 403, foreign.text);
+    assertMatch(foreign.json.error, /missing privilege functions:create for function "billing"/);
     const stillBilling = await call(dev.url, "GET", "/invoke/billing/export", bearer(admin));
     assertEquals(stillBilling.json.path, "/export", "billing still gets its sub-paths");
     // Olga's own subtree and free paths are hers; an admin may nest under anyone.
