@@ -4,6 +4,7 @@
  * checked to have exited), and polling with a deadline.
  */
 
+import { parse as parseYaml } from "yaml";
 import type { Cluster } from "../cluster/harness.ts";
 export { platformGap } from "../cluster/harness.ts";
 import { type ControlPlane, startControlPlane } from "../harness/dev.ts";
@@ -111,4 +112,41 @@ spec:
 target:
 ${Object.entries(target).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join("\n")}
 ${extra}`;
+}
+
+/**
+ * A kubeconfig (written into `dir`) for service account `account` of NS, with what a pod of
+ * it gets: a TokenRequest token and the cluster's CA.
+ */
+export async function serviceAccountKubeconfig(
+  cluster: Cluster,
+  dir: string,
+  account: string,
+): Promise<string> {
+  const request = await cluster.client.create(
+    `/api/v1/namespaces/${NS}/serviceaccounts/${account}/token`,
+    {
+      apiVersion: "authentication.k8s.io/v1",
+      kind: "TokenRequest",
+      spec: { expirationSeconds: 3600 },
+    },
+  );
+  const admin = parseYaml(await Deno.readTextFile(cluster.kubeconfig)) as KubeObject;
+  const ca = admin.clusters[0].cluster["certificate-authority-data"];
+  const path = `${dir}/${account}.kubeconfig`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{
+        name: "test",
+        cluster: { server: cluster.server, "certificate-authority-data": ca },
+      }],
+      users: [{ name: account, user: { token: request.status.token } }],
+      contexts: [{ name: account, context: { cluster: "test", user: account, namespace: NS } }],
+      "current-context": account,
+    }),
+  );
+  return path;
 }
