@@ -42,6 +42,7 @@ if (gap) console.warn(`SKIPPING tests/kube: ${gap}`);
 // deno-lint-ignore no-explicit-any
 const VALUES = parseYaml(await Deno.readTextFile(`${CHART_DIR}/values.yaml`)) as any;
 const IMAGE: string = VALUES.image.repository;
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const RESTRICTED = "pod-security.kubernetes.io/enforce";
 const LEASE_ARGS = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
 
@@ -252,6 +253,21 @@ Deno.test({
         const res = await fetch(`${serve.url}/invoke/tick`);
         assertEquals(res.status, 200);
         await res.body?.cancel();
+
+        // f2s cleanup refuses to act under a leader that does not go away.
+        const refused = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", MAIN, "cleanup", "--kubeconfig", cluster.kubeconfig, "--wait", "2s"],
+          stdout: "piped",
+          stderr: "piped",
+          signal: AbortSignal.timeout(60_000),
+        }).output();
+        const err = new TextDecoder().decode(refused.stderr);
+        assertEquals(refused.code, 1, err);
+        assertMatch(err, /a still renews the Lease f2s\/f2s-leader after 2000 ms/);
+        for (const name of ["tick", "tock"]) {
+          assert((await api.get(paths.fn(name))).metadata.finalizers.includes(FINALIZER));
+          await api.get(paths.deployment(name));
+        }
       });
 
       await step("helm upgrade rolls the control plane; its new pods are admitted", async () => {
