@@ -10,47 +10,21 @@ import { createLogger } from "../common/log.ts";
 import { createKubeClient, KubeError } from "./kube/client.ts";
 import { ConnectionError, resolveConnection } from "./kube/connection.ts";
 import { cleanup, CleanupError } from "./kube/uninstall.ts";
+import { OPTIONS as SERVE } from "./serve.ts";
 
+// Reaching the cluster and finding F2S's objects: exactly as `f2s serve` does.
 const OPTIONS: OptionTable = {
-  kubeconfig: {
-    type: "string",
-    env: "KUBECONFIG",
-    value: "FILE",
-    description: "Kubeconfig to use instead of the in-cluster service account",
-  },
-  context: {
-    type: "string",
-    env: "F2S_KUBE_CONTEXT",
-    value: "NAME",
-    description: "Kubeconfig context (default: its current-context)",
-  },
-  namespace: {
-    type: "string",
-    env: "F2S_NAMESPACE",
-    default: "f2s",
-    value: "NS",
-    description: "Namespace of the Function resources, the Lease and the control plane",
-  },
-  "containers-namespace": {
-    type: "string",
-    env: "F2S_CONTAINERS_NAMESPACE",
-    default: "f2s-containers",
-    value: "NS",
-    description: "Namespace of the functions' Deployments and Services",
-  },
+  kubeconfig: SERVE.kubeconfig,
+  context: SERVE.context,
+  namespace: SERVE.namespace,
+  "containers-namespace": SERVE["containers-namespace"],
   "control-plane": {
     type: "string",
     default: "f2s",
     value: "NAME",
     description: 'The control plane\'s Deployment, scaled to zero first ("": leave it)',
   },
-  "lease-name": {
-    type: "string",
-    env: "F2S_LEASE_NAME",
-    default: "f2s-leader",
-    value: "NAME",
-    description: "The Lease whose holder must be gone before finalizers are removed",
-  },
+  "lease-name": SERVE["lease-name"],
   wait: {
     type: "string",
     default: "90s",

@@ -28,6 +28,7 @@ import {
   listAndWatch,
   readKubeconfig,
   sleep,
+  tokenKubeconfig,
 } from "./kube.ts";
 import {
   clusterNet,
@@ -560,21 +561,10 @@ async function serviceAccountKubeconfig(
   const { server, ca } = readKubeconfig(opts.kubeconfig);
   const dir = `${opts.logDir}/../credentials/${pod.metadata.uid}`;
   await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/ca.crt`, ca);
   const path = `${dir}/kubeconfig`;
   await Deno.writeTextFile(
     path,
-    JSON.stringify({
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{
-        name: "cluster",
-        cluster: { server, "certificate-authority": `${dir}/ca.crt` },
-      }],
-      users: [{ name: account, user: { token: request.status.token } }],
-      contexts: [{ name: "pod", context: { cluster: "cluster", user: account, namespace: ns } }],
-      "current-context": "pod",
-    }),
+    tokenKubeconfig({ server, ca, user: account, token: request.status.token, namespace: ns }),
     { mode: 0o600 },
   );
   return path;

@@ -102,6 +102,8 @@ Deno.test({
     };
     const podsOf = async (component: string) =>
       (await api.get(`/api/v1/namespaces/${NS}/pods?labelSelector=${selector(component)}`)).items;
+    const setFinalizers = (name: string, finalizers: string[] | null) =>
+      api.patch(paths.fn(name), { metadata: { finalizers } }, "merge");
     const gone = (path: string) => async () => (await api.find(path)) ? undefined : true;
 
     try {
@@ -351,16 +353,7 @@ Deno.test({
             ["apply", "-f", "-"],
             seedFunction("stuck", { containerImage: "f2s-test/clock:1" }),
           );
-          await cluster.kubectl([
-            "patch",
-            "function",
-            "-n",
-            NS,
-            "stuck",
-            "--type=merge",
-            "-p",
-            JSON.stringify({ metadata: { finalizers: [FINALIZER] } }),
-          ]);
+          await setFinalizers("stuck", [FINALIZER]);
           await helm("uninstall", "f2s");
           await new Promise((r) => setTimeout(r, 5_000));
           const ns = await api.get(`/api/v1/namespaces/${NS}`);
@@ -370,16 +363,7 @@ Deno.test({
           );
           assertEquals(remaining?.status, "True");
           assertMatch(remaining.message, /f2s\.opensight\.ch\/cleanup/);
-          await cluster.kubectl([
-            "patch",
-            "function",
-            "-n",
-            NS,
-            "stuck",
-            "--type=merge",
-            "-p",
-            JSON.stringify({ metadata: { finalizers: null } }),
-          ]);
+          await setFinalizers("stuck", null);
           await eventually(`namespace ${NS} gone`, gone(`/api/v1/namespaces/${NS}`), 120_000);
         },
       );

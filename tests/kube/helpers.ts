@@ -4,11 +4,10 @@
  * checked to have exited), and polling with a deadline.
  */
 
-import { parse as parseYaml } from "yaml";
 import type { Cluster } from "../cluster/harness.ts";
 export { platformGap } from "../cluster/harness.ts";
 import { type ControlPlane, startControlPlane } from "../harness/dev.ts";
-import type { KubeObject } from "../cluster/kube.ts";
+import { type KubeObject, readKubeconfig, tokenKubeconfig } from "../cluster/kube.ts";
 export { eventually } from "../harness/poll.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -131,21 +130,16 @@ export async function serviceAccountKubeconfig(
       spec: { expirationSeconds: 3600 },
     },
   );
-  const admin = parseYaml(await Deno.readTextFile(cluster.kubeconfig)) as KubeObject;
-  const ca = admin.clusters[0].cluster["certificate-authority-data"];
+  const { ca } = readKubeconfig(cluster.kubeconfig);
   const path = `${dir}/${account}.kubeconfig`;
   await Deno.writeTextFile(
     path,
-    JSON.stringify({
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{
-        name: "test",
-        cluster: { server: cluster.server, "certificate-authority-data": ca },
-      }],
-      users: [{ name: account, user: { token: request.status.token } }],
-      contexts: [{ name: account, context: { cluster: "test", user: account, namespace: NS } }],
-      "current-context": account,
+    tokenKubeconfig({
+      server: cluster.server,
+      ca,
+      user: account,
+      token: request.status.token,
+      namespace: NS,
     }),
   );
   return path;
