@@ -92,7 +92,7 @@ Deno.test("release workflow: publishes the binaries, images and chart the docs p
     steps("chart"),
     /helm package helm --version \\"\$VERSION\\" --app-version \\"\$VERSION\\"/,
   );
-  assertMatch(steps("chart"), /helm repo index pages/helm-release --url/);
+  assertMatch(steps("chart"), /helm repo index pages\/helm-release --url/);
   assertMatch(steps("chart"), /git -C pages push origin gh-pages/);
 
   // The versions the project pins.
