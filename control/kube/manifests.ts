@@ -15,6 +15,9 @@ export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=f2s`;
 export const SPEC_HASH_ANNOTATION = "f2s.opensight.ch/spec-hash";
 export const FUNCTION_UID_ANNOTATION = "f2s.opensight.ch/function-uid";
 export const CONTAINER_NAME = "function";
+/** The user function pods run as (the fizzlet base image's user), whatever the image says. */
+export const FUNCTION_UID = 10001;
+const TMP_VOLUME = "tmp";
 
 export function functionLabels(name: string): Record<string, string> {
   return {
@@ -77,6 +80,14 @@ function podTemplate(fn: FunctionDef): KubeObject {
   };
   const res = resources(fn);
   if (res) container.resources = res;
+  // Pod Security "restricted", and a read-only root file system: functions are untrusted
+  // code. /tmp (the fizzlet's request folders, an app's scratch files) is the one place to write.
+  container.securityContext = {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  };
+  container.volumeMounts = [{ name: TMP_VOLUME, mountPath: "/tmp" }];
   return {
     metadata: { labels: functionLabels(fn.name) },
     spec: {
@@ -84,6 +95,13 @@ function podTemplate(fn: FunctionDef): KubeObject {
       // Functions get no API credentials and no env vars for every other function's Service.
       automountServiceAccountToken: false,
       enableServiceLinks: false,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: FUNCTION_UID,
+        runAsGroup: FUNCTION_UID,
+        seccompProfile: { type: "RuntimeDefault" },
+      },
+      volumes: [{ name: TMP_VOLUME, emptyDir: {} }],
     },
   };
 }
@@ -172,6 +190,7 @@ export function deploymentFingerprint(d: KubeObject): string {
     selector: d?.spec?.selector?.matchLabels ?? {},
     labels: ourLabels(d?.spec?.template?.metadata?.labels),
     automount: pod.automountServiceAccountToken ?? true,
+    podSecurity: sorted(pod.securityContext),
     serviceLinks: pod.enableServiceLinks ?? true,
     strategy: d?.spec?.strategy?.rollingUpdate ?? {},
     containers: containers.map((c) => ({
@@ -183,26 +202,29 @@ export function deploymentFingerprint(d: KubeObject): string {
       env: (c.env ?? []).map((e: KubeObject) => [
         e.name,
         e.value ?? "",
-        e.valueFrom?.fieldRef?.fieldPath ?? keyRefPrint(e.valueFrom),
+        // Secret/ConfigMap references compared whole, whatever the server's key order.
+        e.valueFrom?.fieldRef?.fieldPath ??
+          (e.valueFrom ? JSON.stringify(sorted(e.valueFrom)) : null),
       ]),
       envFrom: c.envFrom ?? null,
       readiness: probe(c.readinessProbe),
       liveness: probe(c.livenessProbe),
       resources: quantities(c.resources),
-      volumeMounts: c.volumeMounts ?? null,
+      volumeMounts: sorted(c.volumeMounts),
+      security: sorted(c.securityContext),
     })),
-    volumes: pod.volumes ?? null,
+    volumes: sorted(pod.volumes),
   });
 }
 
-/** A Secret/ConfigMap reference in a form independent of key order and server defaults. */
-function keyRefPrint(from: KubeObject | undefined): string | null {
-  if (!from) return null;
-  for (const kind of ["secretKeyRef", "configMapKeyRef"]) {
-    const r = from[kind];
-    if (r) return JSON.stringify([kind, r.name ?? "", r.key ?? "", r.optional ?? false]);
-  }
-  return JSON.stringify(from);
+/** `value` with every object's keys in order: the API answers in its own field order. */
+function sorted(value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  if (Array.isArray(value)) return value.map(sorted);
+  if (typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.keys(value).sort().map((k) => [k, sorted((value as KubeObject)[k])]),
+  );
 }
 
 export function serviceFingerprint(s: KubeObject): string {
