@@ -71,6 +71,91 @@ Deno.test("command: past the timeout the whole process group is killed and the a
   }
 });
 
+/** Pids the script wrote into `folder`, one file each. */
+async function pidsIn(folder: string, names: string[]): Promise<number[]> {
+  await eventually(
+    async () => (await Promise.all(names.map((n) => exists(`${folder}/${n}`)))).every(Boolean),
+    5000,
+    `pid files ${names.join(", ")}`,
+  );
+  return Promise.all(names.map(async (n) => Number(await Deno.readTextFile(`${folder}/${n}`))));
+}
+
+function exists(path: string): Promise<boolean> {
+  return Deno.stat(path).then(() => true, () => false);
+}
+
+// Processes that left the script's process group and session: a process-group kill misses them.
+const ESCAPEES = (pids: string) => [
+  // A grandchild in a new session (setsid), still the script's child.
+  `setsid sh -c 'echo $$ > ${pids}/setsid; exec sleep 300' &`,
+  // A daemon: new session, double fork, so it is no longer the script's descendant at all.
+  `(setsid sh -c 'echo $$ > ${pids}/daemon; exec sleep 300' > /dev/null 2>&1 &)`,
+];
+// A new session with the request's variables cleared: found while the script still runs.
+const CLEARED = (pids: string) =>
+  `setsid env -i sh -c 'echo $$ > ${pids}/clean; exec sleep 300' > /dev/null 2>&1 &`;
+
+Deno.test("command: past the timeout processes that left the session (setsid) are killed too", async () => {
+  const pids = await Deno.makeTempDir({ prefix: "f2s-pids-" });
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      ...ESCAPEES(pids),
+      CLEARED(pids),
+      `echo $$ > ${pids}/script`,
+      "sleep 300",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, args: ["--timeout", "1s"], removeOnFailure: [dir, pids] });
+  let all: number[] = [];
+  try {
+    const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+    assertEquals(res.status, 504);
+    await res.body?.cancel();
+    all = await pidsIn(pids, ["script", "setsid", "daemon", "clean"]);
+    await eventually(
+      () => all.every((p) => !alive(p)),
+      3000,
+      "every process of the request to die",
+    );
+  } finally {
+    for (const p of all) if (alive(p)) Deno.kill(p, "SIGKILL");
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(pids, { recursive: true });
+  }
+});
+
+Deno.test("command: after a normal exit processes that left the session are killed too", async () => {
+  const pids = await Deno.makeTempDir({ prefix: "f2s-pids-" });
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      ...ESCAPEES(pids),
+      // Waits until every escapee has written its pid, then answers.
+      `while [ ! -s ${pids}/setsid ] || [ ! -s ${pids}/daemon ]; do sleep 0.05; done`,
+      "echo done",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir, pids] });
+  let all: number[] = [];
+  try {
+    const started = Date.now();
+    const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+    assertEquals([res.status, await res.text()], [200, "done\n"]);
+    // The setsid grandchild holds the script's stdout: the answer does not wait long for it.
+    assert(Date.now() - started < 900, `answer took ${Date.now() - started} ms`);
+    all = await pidsIn(pids, ["setsid", "daemon"]);
+    await eventually(() => all.every((p) => !alive(p)), 3000, "every leftover process to die");
+  } finally {
+    for (const p of all) if (alive(p)) Deno.kill(p, "SIGKILL");
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(pids, { recursive: true });
+  }
+});
+
 Deno.test("command: bodies become files, invalid JSON is a 400, folders are removed", async () => {
   const dir = await functionDir({
     "start.sh": [
