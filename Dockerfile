@@ -14,9 +14,11 @@ COPY ui ./ui
 RUN deno compile -A --include ui --output /out/f2s main.ts
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 f2s
+# tini as PID 1 reaps orphans (e.g. of a kubeconfig exec plugin) and passes signals on.
+RUN apt-get update && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 f2s
 COPY --from=build /out/f2s /usr/local/bin/f2s
 USER 10001
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/f2s"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/f2s"]
 CMD ["serve"]

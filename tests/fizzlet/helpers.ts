@@ -30,13 +30,26 @@ export interface FizzletRun {
   dir: string;
   args?: string[];
   env?: Record<string, string>;
+  /** A command the fizzlet runs under, e.g. `unshare … tini --` (its argv before Deno's). */
+  wrap?: string[];
   /** Folders the test made for this run, removed here if the fizzlet fails to start. */
   removeOnFailure?: string[];
 }
 
 export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", `${ROOT}main.ts`, "fizzlet", "--port", "0", ...(run.args ?? [])],
+  const argv = [
+    ...(run.wrap ?? []),
+    DENO,
+    "run",
+    "-A",
+    `${ROOT}main.ts`,
+    "fizzlet",
+    "--port",
+    "0",
+    ...(run.args ?? []),
+  ];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     cwd: run.dir,
     env: { F2S_LOG_LEVEL: "info", ...run.env },
     stdin: "null",
