@@ -25,7 +25,7 @@ import {
   ShuttingDown,
   Timeout,
 } from "./request.ts";
-import { MARKER_VAR, sweep, ticksNow } from "./sweep.ts";
+import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
 const STDERR_TAIL = 2000;
@@ -226,11 +226,12 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     let pid: number | undefined;
     let swept = false;
     const since = ticksNow();
+    const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
     // Kills the script and everything it started (sweep.ts); what it returns is logged.
     const killAll = () => {
       if (pid === undefined) return;
       swept = true;
-      const killed = sweep(pid, since, folder);
+      const killed = sweep(pid, since, marker);
       if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
     };
     const onAbort = () => killAll();
@@ -251,7 +252,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
           F2S_REQUEST_ID: requestId,
           F2S_INPUT: input,
           // Also the marker by which sweep.ts finds the request's detached processes.
-          [MARKER_VAR]: folder,
+          [marker.name]: marker.value,
         },
         stdin: "null",
         stdout: "piped",

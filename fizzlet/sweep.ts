@@ -1,20 +1,24 @@
 /**
- * Kills everything a command-mode script started, also what left its process group or its
- * session: a grandchild that calls `setsid`, or a daemon that double-forked away from it. A
- * process group kill misses those, and the fizzlet cannot rely on a cgroup (a container's is
- * usually read-only, `f2s dev` runs without one).
+ * Kills everything a command-mode script (or an app) started, also what left its process
+ * group or its session: a grandchild that calls `setsid`, or a daemon that double-forked away
+ * from it. A process group kill misses those, and the fizzlet cannot rely on a cgroup (a
+ * container's is usually read-only, `f2s dev` runs without one).
  *
- * From /proc, a process belongs to the request when it started no earlier than the script
- * and: it is the script, shares its session or process group, descends from a process that
- * belongs, or carries the request's marker variable (F2S_REQUEST_DIR, unique per request) in
- * its environment. A process that carries another request's marker never belongs, so
+ * From /proc, a process belongs to the run when it started no earlier than the root process
+ * and: it is the root, shares its session or process group, descends from a process that
+ * belongs, or carries the run's marker variable (for a request F2S_REQUEST_DIR, unique per
+ * request) in its environment. A process that carries another run's marker never belongs, so
  * concurrent requests stay apart even if a pid is reused. What is found is stopped (SIGSTOP:
  * it can no longer fork) and the scan repeats until it finds nothing new; then all of it gets
  * SIGKILL. Only a process that both detached and cleared its environment escapes; a pod's
  * own limits bound that one.
  */
 
-export const MARKER_VAR = "F2S_REQUEST_DIR";
+/** An environment variable the root was started with, unique to its run. */
+export interface Marker {
+  name: string;
+  value: string;
+}
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on every Linux ABI). */
 const TICKS_PER_SECOND = 100;
@@ -62,14 +66,14 @@ export function ticksNow(): number {
 }
 
 /** The value of the marker variable in a process's environment (undefined: none, unreadable). */
-function markerOf(pid: number): string | undefined {
+function markerOf(pid: number, name: string): string | undefined {
   let env: string;
   try {
     env = Deno.readTextFileSync(`/proc/${pid}/environ`);
   } catch {
     return undefined;
   }
-  const key = `${MARKER_VAR}=`;
+  const key = `${name}=`;
   let at = 0;
   if (!env.startsWith(key)) {
     at = env.indexOf(`\0${key}`) + 1;
@@ -105,10 +109,10 @@ function recentProcesses(since: number): Stat[] {
 }
 
 /**
- * Kills the script `root` (started at `since`, see ticksNow) and every process that belongs to
- * its request, marked with `marker`; returns how many processes were killed.
+ * Kills `root` (started at `since`, see ticksNow) and every process that belongs to its run,
+ * marked with `marker`; returns how many processes were killed.
  */
-export function sweep(root: number, since: number, marker: string): number {
+export function sweep(root: number, since: number, marker: Marker): number {
   const found = new Set<number>();
   const foreign = new Set<number>();
   for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -117,12 +121,12 @@ export function sweep(root: number, since: number, marker: string): number {
       if (found.has(p.pid) || foreign.has(p.pid)) continue;
       const linked = p.pid === root || p.session === root || p.pgrp === root ||
         p.ppid === root || found.has(p.ppid);
-      const mark = markerOf(p.pid);
-      if (mark !== undefined && mark !== marker) {
+      const mark = markerOf(p.pid, marker.name);
+      if (mark !== undefined && mark !== marker.value) {
         foreign.add(p.pid);
         continue;
       }
-      if (!linked && mark !== marker) continue;
+      if (!linked && mark !== marker.value) continue;
       signal(p.pid, "SIGSTOP");
       found.add(p.pid);
       added = true;

@@ -5,7 +5,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { alive, eventually, functionDir, startFizzlet } from "./helpers.ts";
+import { alive, eventually, functionDir, pidsIn, startFizzlet } from "./helpers.ts";
 
 Deno.test("command: a failing script is a 500 with exit code and stderr tail", async () => {
   const dir = await functionDir({
@@ -70,20 +70,6 @@ Deno.test("command: past the timeout the whole process group is killed and the a
     await Deno.remove(pids, { recursive: true });
   }
 });
-
-/** Pids the script wrote into `folder`, one file each. */
-async function pidsIn(folder: string, names: string[]): Promise<number[]> {
-  await eventually(
-    async () => (await Promise.all(names.map((n) => exists(`${folder}/${n}`)))).every(Boolean),
-    5000,
-    `pid files ${names.join(", ")}`,
-  );
-  return Promise.all(names.map(async (n) => Number(await Deno.readTextFile(`${folder}/${n}`))));
-}
-
-function exists(path: string): Promise<boolean> {
-  return Deno.stat(path).then(() => true, () => false);
-}
 
 // Processes that left the script's process group and session: a process-group kill misses them.
 const ESCAPEES = (pids: string) => [

@@ -205,3 +205,17 @@ export async function eventually(
   }
   throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
 }
+
+/** Pids that processes wrote into `folder`, one file each, once every file is there. */
+export async function pidsIn(folder: string, names: string[]): Promise<number[]> {
+  await eventually(
+    async () => (await Promise.all(names.map((n) => written(`${folder}/${n}`)))).every(Boolean),
+    5000,
+    `pid files ${names.join(", ")}`,
+  );
+  return Promise.all(names.map(async (n) => Number(await Deno.readTextFile(`${folder}/${n}`))));
+}
+
+function written(path: string): Promise<boolean> {
+  return Deno.stat(path).then((s) => s.size > 0, () => false);
+}
