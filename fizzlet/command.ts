@@ -311,7 +311,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     } finally {
       signal.removeEventListener("abort", onAbort);
       if (!swept && pid !== undefined) {
-        // Off the answer's path: the scan of /proc costs about a millisecond per 100 processes.
+        // Off the answer's path: the answer need not wait for the scan of /proc.
         track(new Promise<void>((resolve) => setTimeout(() => resolve(killAll()), 0)));
       }
     }
