@@ -5,7 +5,14 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { alive, eventually, functionDir, pidsIn, startFizzlet } from "./helpers.ts";
+import {
+  alive,
+  eventually,
+  functionDir,
+  pidsIn,
+  type RunningFizzlet,
+  startFizzlet,
+} from "./helpers.ts";
 
 Deno.test("command: a failing script is a 500 with exit code and stderr tail", async () => {
   const dir = await functionDir({
@@ -82,65 +89,63 @@ const ESCAPEES = (pids: string) => [
 const CLEARED = (pids: string) =>
   `setsid env -i sh -c 'echo $$ > ${pids}/clean; exec sleep 300' > /dev/null 2>&1 &`;
 
-Deno.test("command: past the timeout processes that left the session (setsid) are killed too", async () => {
+/**
+ * Runs `script(pids)` as start.sh under a fizzlet with `args`, then `check`; afterwards every
+ * process that wrote its pid into the pids folder is killed, whatever `check` found.
+ */
+async function withScript(
+  script: (pids: string) => string[],
+  args: string[],
+  check: (f: RunningFizzlet, pids: string) => Promise<void>,
+): Promise<void> {
   const pids = await Deno.makeTempDir({ prefix: "f2s-pids-" });
-  const dir = await functionDir({
-    "start.sh": [
-      "#!/bin/sh",
-      ...ESCAPEES(pids),
-      CLEARED(pids),
-      `echo $$ > ${pids}/script`,
-      "sleep 300",
-    ].join("\n"),
-  });
-  const f = await startFizzlet({ dir, args: ["--timeout", "1s"], removeOnFailure: [dir, pids] });
-  let all: number[] = [];
+  const dir = await functionDir({ "start.sh": ["#!/bin/sh", ...script(pids)].join("\n") });
+  const f = await startFizzlet({ dir, args, removeOnFailure: [dir, pids] });
   try {
-    const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
-    assertEquals(res.status, 504);
-    await res.body?.cancel();
-    all = await pidsIn(pids, ["script", "setsid", "daemon", "clean"]);
-    await eventually(
-      () => all.every((p) => !alive(p)),
-      3000,
-      "every process of the request to die",
-    );
+    await check(f, pids);
   } finally {
-    for (const p of all) if (alive(p)) Deno.kill(p, "SIGKILL");
+    for (const entry of Deno.readDirSync(pids)) {
+      const pid = Number(Deno.readTextFileSync(`${pids}/${entry.name}`));
+      if (pid > 0 && alive(pid)) Deno.kill(pid, "SIGKILL");
+    }
     assertEquals(await f.stop(), 0);
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(pids, { recursive: true });
   }
-});
+}
 
-Deno.test("command: after a normal exit processes that left the session are killed too", async () => {
-  const pids = await Deno.makeTempDir({ prefix: "f2s-pids-" });
-  const dir = await functionDir({
-    "start.sh": [
-      "#!/bin/sh",
+Deno.test("command: past the timeout processes that left the session (setsid) are killed too", () =>
+  withScript(
+    (pids) => [...ESCAPEES(pids), CLEARED(pids), `echo $$ > ${pids}/script`, "sleep 300"],
+    ["--timeout", "1s"],
+    async (f, pids) => {
+      const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+      assertEquals(res.status, 504);
+      await res.body?.cancel();
+      const all = await pidsIn(pids, ["script", "setsid", "daemon", "clean"]);
+      await eventually(() => !all.some(alive), 3000, "every process of the request to die");
+    },
+  ));
+
+Deno.test("command: after a normal exit processes that left the session are killed too", () =>
+  withScript(
+    (pids) => [
       ...ESCAPEES(pids),
       // Waits until every escapee has written its pid, then answers.
       `while [ ! -s ${pids}/setsid ] || [ ! -s ${pids}/daemon ]; do sleep 0.05; done`,
       "echo done",
-    ].join("\n"),
-  });
-  const f = await startFizzlet({ dir, removeOnFailure: [dir, pids] });
-  let all: number[] = [];
-  try {
-    const started = Date.now();
-    const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
-    assertEquals([res.status, await res.text()], [200, "done\n"]);
-    // The setsid grandchild holds the script's stdout: the answer does not wait long for it.
-    assert(Date.now() - started < 900, `answer took ${Date.now() - started} ms`);
-    all = await pidsIn(pids, ["setsid", "daemon"]);
-    await eventually(() => all.every((p) => !alive(p)), 3000, "every leftover process to die");
-  } finally {
-    for (const p of all) if (alive(p)) Deno.kill(p, "SIGKILL");
-    assertEquals(await f.stop(), 0);
-    await Deno.remove(dir, { recursive: true });
-    await Deno.remove(pids, { recursive: true });
-  }
-});
+    ],
+    [],
+    async (f, pids) => {
+      const started = Date.now();
+      const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+      assertEquals([res.status, await res.text()], [200, "done\n"]);
+      // The setsid grandchild holds the script's stdout: the answer does not wait long for it.
+      assert(Date.now() - started < 900, `answer took ${Date.now() - started} ms`);
+      const all = await pidsIn(pids, ["setsid", "daemon"]);
+      await eventually(() => !all.some(alive), 3000, "every leftover process to die");
+    },
+  ));
 
 Deno.test("command: bodies become files, invalid JSON is a 400, folders are removed", async () => {
   const dir = await functionDir({
