@@ -20,7 +20,7 @@ export interface RequestContext {
   remoteAddress: string;
   /** Aborted with TIMEOUT, CLIENT_GONE or SHUTTING_DOWN. */
   signal: AbortSignal;
-  /** Time allowed for this request in ms (its deadline is arrival + timeout). */
+  /** Time allowed for this request in ms, from its arrival (command mode: its body's). */
   timeout: number;
   log: Logger;
 }
