@@ -37,6 +37,10 @@ export interface FizzletRun {
 }
 
 export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
+  const args = run.args ?? [];
+  // The default app port (8080) may be anyone's on a shared machine: in auto mode a stranger's
+  // server there would turn a command-mode test into a proxy.
+  const appPort = args.includes("--app-port") ? [] : ["--app-port", String(freePort())];
   const argv = [
     ...(run.wrap ?? []),
     DENO,
@@ -46,7 +50,8 @@ export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
     "fizzlet",
     "--port",
     "0",
-    ...(run.args ?? []),
+    ...appPort,
+    ...args,
   ];
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
