@@ -174,6 +174,8 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   const script = join(dir, "start.sh");
   const setsid = findSetsid();
   const cleanups = new Set<Promise<void>>();
+  /** Folders (markers) of the requests whose processes may run: a sweep spares those. */
+  const running = new Set<string>();
   const track = (work: Promise<void>) => {
     const tracked: Promise<void> = work.finally(() => cleanups.delete(tracked));
     cleanups.add(tracked);
@@ -231,11 +233,12 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     const killAll = () => {
       if (pid === undefined) return;
       swept = true;
-      const killed = sweep(pid, since, marker);
+      const killed = sweep(pid, since, marker, running);
       if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
     };
     const onAbort = () => killAll();
     signal.addEventListener("abort", onAbort, { once: true });
+    running.add(folder);
     try {
       const url = new URL(req.url);
       const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
@@ -312,8 +315,16 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       signal.removeEventListener("abort", onAbort);
       if (!swept && pid !== undefined) {
         // Off the answer's path: the answer need not wait for the scan of /proc.
-        track(new Promise<void>((resolve) => setTimeout(() => resolve(killAll()), 0)));
-      }
+        track(
+          new Promise<void>((resolve) =>
+            setTimeout(() => {
+              killAll();
+              running.delete(folder);
+              resolve();
+            }, 0)
+          ),
+        );
+      } else running.delete(folder);
     }
   };
 

@@ -7,8 +7,9 @@
  * From /proc, a process belongs to the run when it started no earlier than the root process
  * and: it is the root, shares its session or process group, descends from a process that
  * belongs, or carries the run's marker variable (for a request F2S_REQUEST_DIR, unique per
- * request) in its environment. A process that carries another run's marker never belongs, so
- * concurrent requests stay apart even if a pid is reused. What is found is stopped (SIGSTOP:
+ * request) in its environment. A process that carries the marker of another run still going
+ * never belongs, so concurrent requests stay apart even if a pid is reused; a made-up marker
+ * protects nothing. What is found is stopped (SIGSTOP:
  * it can no longer fork) and the scan repeats until it finds nothing new; then all of it gets
  * SIGKILL. Only a process that both detached and cleared its environment escapes; a pod's
  * own limits bound that one.
@@ -144,9 +145,15 @@ function isSelf(pid: number): boolean {
 
 /**
  * Kills `root` (started at `since`, see ticksNow) and every process that belongs to its run,
- * marked with `marker`; returns how many processes were killed.
+ * marked with `marker`, but none marked as one of the `others` still going; returns how many
+ * processes were killed.
  */
-export function sweep(root: number, since: number, marker: Marker): number {
+export function sweep(
+  root: number,
+  since: number,
+  marker: Marker,
+  others: ReadonlySet<string> = new Set(),
+): number {
   const found = new Set<number>();
   const foreign = new Set<number>();
   for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -156,7 +163,7 @@ export function sweep(root: number, since: number, marker: Marker): number {
       const linked = p.pid === root || p.session === root || p.pgrp === root ||
         p.ppid === root || found.has(p.ppid);
       const mark = markerOf(p.pid, marker.name);
-      if (mark !== undefined && mark !== marker.value) {
+      if (mark !== undefined && mark !== marker.value && others.has(mark)) {
         foreign.add(p.pid);
         continue;
       }

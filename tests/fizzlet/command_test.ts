@@ -85,9 +85,12 @@ const ESCAPEES = (pids: string) => [
   // A daemon: new session, double fork, so it is no longer the script's descendant at all.
   `(setsid sh -c 'echo $$ > ${pids}/daemon; exec sleep 300' > /dev/null 2>&1 &)`,
 ];
-// A new session with the request's variables cleared: found while the script still runs.
-const CLEARED = (pids: string) =>
-  `setsid env -i sh -c 'echo $$ > ${pids}/clean; exec sleep 300' > /dev/null 2>&1 &`;
+// A new session with the request's variables cleared, and one with a made-up marker: found
+// while the script still runs.
+const CLEARED = (pids: string) => [
+  `setsid env -i sh -c 'echo $$ > ${pids}/clean; exec sleep 300' > /dev/null 2>&1 &`,
+  `F2S_REQUEST_DIR=/made-up setsid sh -c 'echo $$ > ${pids}/forged; exec sleep 300' >&- 2>&- &`,
+];
 
 /**
  * Runs `script(pids)` as start.sh under a fizzlet with `args`, then `check`; afterwards every
@@ -116,13 +119,13 @@ async function withScript(
 
 Deno.test("command: past the timeout processes that left the session (setsid) are killed too", () =>
   withScript(
-    (pids) => [...ESCAPEES(pids), CLEARED(pids), `echo $$ > ${pids}/script`, "sleep 300"],
+    (pids) => [...ESCAPEES(pids), ...CLEARED(pids), `echo $$ > ${pids}/script`, "sleep 300"],
     ["--timeout", "1s"],
     async (f, pids) => {
       const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
       assertEquals(res.status, 504);
       await res.body?.cancel();
-      const all = await pidsIn(pids, ["script", "setsid", "daemon", "clean"]);
+      const all = await pidsIn(pids, ["script", "setsid", "daemon", "clean", "forged"]);
       await eventually(() => !all.some(alive), 3000, "every process of the request to die");
     },
   ));
@@ -144,6 +147,31 @@ Deno.test("command: after a normal exit processes that left the session are kill
       assert(Date.now() - started < 900, `answer took ${Date.now() - started} ms`);
       const all = await pidsIn(pids, ["setsid", "daemon"]);
       await eventually(() => !all.some(alive), 3000, "every leftover process to die");
+    },
+  ));
+
+Deno.test("command: killing one request's processes leaves a concurrent request alone", () =>
+  withScript(
+    (pids) => [
+      `if [ "$F2S_PATH" = /victim ]; then echo $$ > ${pids}/victim; exec sleep 300; fi`,
+      // The survivor starts after the victim, so the victim's sweep looks at its processes.
+      `sleep 1 & echo $! > ${pids}/survivor; wait $!; echo survived`,
+    ],
+    [],
+    async (f, pids) => {
+      const victim = new AbortController();
+      const first = fetch(`${f.url}/victim`, { method: "POST", signal: victim.signal })
+        .catch(() => undefined);
+      await pidsIn(pids, ["victim"]);
+      const second = fetch(`${f.url}/survivor`, { method: "POST" });
+      const [survivor] = await pidsIn(pids, ["survivor"]);
+      victim.abort(); // client gone: the victim's processes are swept now
+      await first;
+      const [gone] = await pidsIn(pids, ["victim"]);
+      await eventually(() => !alive(gone), 3000, "the victim's script to die");
+      assert(alive(survivor), "the other request's process still runs");
+      const res = await second;
+      assertEquals([res.status, await res.text()], [200, "survived\n"]);
     },
   ));
 
