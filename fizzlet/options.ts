@@ -21,6 +21,8 @@ export interface FizzletOptions {
   appCommand?: string;
   /** Per request, in ms: until the app's response headers, or the script's exit. */
   timeout: number;
+  /** Command mode: how long the whole request body may take to arrive, in ms (else 408). */
+  bodyTimeout: number;
   /** Requests served at once; 0 means the mode's default (see `effectiveMaxInflight`). */
   maxInflight: number;
   /** Requests that may wait for a free slot; beyond that they get 429. */
@@ -76,6 +78,13 @@ export const OPTIONS: OptionTable = {
     default: "60s",
     value: "DURATION",
     description: "Per-request limit: app answer (proxy) or script run (command)",
+  },
+  "body-timeout": {
+    type: "string",
+    env: "F2S_BODY_TIMEOUT",
+    default: "30s",
+    value: "DURATION",
+    description: "Command mode: time the whole request body may take to arrive (else 408)",
   },
   "max-inflight": {
     type: "string",
@@ -159,6 +168,7 @@ export function parseOptions(
       mode,
       appCommand,
       timeout: durationOption(v, "timeout", 1),
+      bodyTimeout: durationOption(v, "body-timeout", 1),
       maxInflight: intOption(v, "max-inflight", 0, 100_000),
       queue: intOption(v, "queue", 0, 1_000_000),
       grace: durationOption(v, "grace", 0),

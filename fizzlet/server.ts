@@ -35,6 +35,8 @@ import { createProxy } from "./proxy.ts";
 import {
   CLIENT_GONE,
   type ModeHandler,
+  type Received,
+  type Receiver,
   type RequestContext,
   SHUTTING_DOWN,
   TIMEOUT,
@@ -93,8 +95,9 @@ export async function startFizzlet(
   metrics.setMode(mode);
 
   const proxy = createProxy(options.appPort);
-  const commands = hasScript ? createCommandRunner(options.dir) : undefined;
-  const runScript = commands?.handle;
+  const commands = hasScript
+    ? createCommandRunner(options.dir, { bodyTimeout: options.bodyTimeout })
+    : undefined;
   const limiters: Record<"proxy" | "command", Limiter | undefined> = {
     proxy: undefined,
     command: undefined,
@@ -115,15 +118,21 @@ export async function startFizzlet(
     metrics.setMode(next);
   };
 
+  /**
+   * Serves one function request with `handler`, or, for a mode with a `receive` step (command),
+   * with the handler that step returns once the whole body is in: the slot is taken only then,
+   * and the request's timeout starts only then (the body has its own, --body-timeout).
+   */
   const serveFunction = async (
     req: Request,
-    handler: ModeHandler,
+    handler: ModeHandler | undefined,
     limiter: Limiter | undefined,
     remoteAddress: string,
+    receive?: Receiver,
   ): Promise<Response> => {
     const requestId = requestIdFrom(req.headers);
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(TIMEOUT), options.timeout);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const onClientGone = () => controller.abort(CLIENT_GONE);
     req.signal.addEventListener("abort", onClientGone);
     active.add(controller);
@@ -135,7 +144,18 @@ export async function startFizzlet(
       log,
     };
     let entered = false;
+    let received: Received | undefined;
     try {
+      if (receive) {
+        const got = await receive(req, ctx);
+        if (got instanceof Response) {
+          if (!got.headers.has(REQUEST_ID_HEADER)) got.headers.set(REQUEST_ID_HEADER, requestId);
+          return got;
+        }
+        received = got;
+        handler = got.handle;
+      }
+      timer = setTimeout(() => controller.abort(TIMEOUT), options.timeout);
       if (limiter && !limiter.tryEnter()) {
         const waiting = limiter.wait(controller.signal);
         if (!waiting) {
@@ -167,7 +187,7 @@ export async function startFizzlet(
       entered = true;
       inflight++;
       metrics.inflight.inc();
-      const res = await handler(req, ctx);
+      const res = await handler!(req, ctx);
       if (!res.headers.has(REQUEST_ID_HEADER)) res.headers.set(REQUEST_ID_HEADER, requestId);
       return res;
     } catch (e) {
@@ -177,6 +197,7 @@ export async function startFizzlet(
       });
     } finally {
       clearTimeout(timer);
+      received?.release();
       active.delete(controller);
       if (entered) {
         inflight--;
@@ -220,8 +241,9 @@ export async function startFizzlet(
       res = errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
     } else if (mode === "proxy") {
       res = await serveFunction(req, proxy.handle, limiters.proxy, info.remoteAddr.hostname);
-    } else if (mode === "command" && runScript) {
-      res = await serveFunction(req, runScript, limiters.command, info.remoteAddr.hostname);
+    } else if (mode === "command" && commands) {
+      const addr = info.remoteAddr.hostname;
+      res = await serveFunction(req, undefined, limiters.command, addr, commands.receive);
     } else {
       res = errorResponse(503, "app not started yet", { appPort: options.appPort }, {
         "retry-after": "1",

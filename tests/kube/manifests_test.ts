@@ -144,6 +144,34 @@ Deno.test("kube manifests: Secret and ConfigMap references stay references in th
   ]);
 });
 
+Deno.test("kube manifests: a function's container carries only its manifest's env", async () => {
+  // Whatever the control plane was started with (its JWT secret, a credential) stays with it.
+  const canary = `canary-${crypto.randomUUID()}`;
+  const saved = ["F2S_JWT_SECRET", "F2S_TEST_CANARY"].map((n) => [n, Deno.env.get(n)] as const);
+  Deno.env.set("F2S_JWT_SECRET", `secret-${canary}`);
+  Deno.env.set("F2S_TEST_CANARY", canary);
+  try {
+    const fn = await exampleFunction((m) => (m.target.env = { GREETING: "hi" }));
+    const dep = deploymentFor(fn, "f2s-containers", 1);
+    const pod = dep.spec.template.spec;
+    assertEquals(pod.containers.length, 1);
+    const c = pod.containers[0];
+    assertEquals(c.env.map((e: KubeObject) => e.name).sort(), [
+      "F2S_FUNCTION",
+      "F2S_INSTANCE",
+      "GREETING",
+    ]);
+    assertEquals(c.envFrom, undefined);
+    assert(!JSON.stringify(dep).includes(canary), "the control plane's environment leaked");
+    assert(!JSON.stringify(serviceFor(fn, "f2s-containers")).includes(canary));
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
+});
+
 Deno.test("kube manifests: the spec hash follows what runs, not the replica count", async () => {
   const fn = await exampleFunction();
   const hash = async (f: FunctionDef, replicas: number) =>
