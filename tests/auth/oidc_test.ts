@@ -108,7 +108,8 @@ Deno.test("oidc: issuer tokens verified by its JWKS; group claim mapped; checks 
       // The key set was fetched once at start-up and then reused.
       assertEquals(idp.fetches(), 1);
 
-      const other = await jose.generateKeyPair("RS256");
+      // jose types it with @types/node's CryptoKey (pulled in by @kubernetes/client-node).
+      const other = await jose.generateKeyPair("RS256") as { privateKey: CryptoKey };
       const refused: [string, string, RegExp][] = [
         ["wrong audience", await idp.sign(claims({ aud: "other" })), /audience/],
         ["other issuer", await idp.sign(claims({ iss: "https://evil.test" })), /issuer/],
