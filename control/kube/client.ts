@@ -150,7 +150,7 @@ function createTransport(conn: Connection) {
         .map(String).join("\0");
       if (current?.key !== key) {
         const old = current;
-        current = { key, dispatcher: makeDispatcher(conn) };
+        current = { key, dispatcher: makeDispatcher(conn, opts) };
         // Requests still running on the old one finish; then it closes.
         old?.dispatcher.then((d) => d.close()).catch(() => {});
       }
@@ -163,11 +163,28 @@ function createTransport(conn: Connection) {
   };
 }
 
-async function makeDispatcher(conn: Connection): Promise<Dispatcher> {
+/**
+ * The undici dispatcher for these TLS settings, as client-node makes it. For a direct
+ * connection F2S makes the same Agent itself (from the library's own option mapping) to
+ * turn HTTP/2 off when a header has several values: undici's HTTP/2 joins them with commas,
+ * and the API server would then see `as-groups: [a, b]` as one group "a, b".
+ */
+async function makeDispatcher(conn: Connection, opts: HttpsOptions): Promise<Dispatcher> {
+  const { ca, cert, key, rejectUnauthorized, servername } = opts;
+  const options = conn.config.createDispatcherOptions(conn.config.getCurrentCluster(), {
+    ca,
+    cert,
+    key,
+    rejectUnauthorized,
+    servername,
+  });
+  const allowH2 = !Object.values(conn.headers).some((v) => Array.isArray(v) && v.length > 1);
+  if (options.type === "agent") return new Agent({ connect: options.connect, allowH2 });
+  if (options.type === "none") return new Agent({ allowH2 });
+  // Proxies (HTTP CONNECT, SOCKS): the library's own dispatcher.
   const ctx = new RequestContext(conn.server, HttpMethod.GET);
   await conn.config.applySecurityAuthentication(ctx);
-  // None when there is nothing to configure (system CAs, no proxy).
-  return (ctx.getDispatcher() as Dispatcher | undefined) ?? new Agent();
+  return ctx.getDispatcher() as Dispatcher;
 }
 
 /** A network or TLS failure, with where F2S tried to connect and why it chose that. */
@@ -180,6 +197,16 @@ function unreachable(conn: Connection, method: string, path: string, e: unknown)
     `${method} ${path.replace(/\?.*$/, "")}: cannot reach the API server ${conn.server} ` +
       `(${conn.source}): ${detail}`,
     { cause: e },
+  );
+}
+
+/**
+ * Headers as undici's flat [name, value, ...] list: a list value becomes one header per item
+ * (Impersonate-Group once per group); the object form would join them with commas.
+ */
+function flatHeaders(headers: Record<string, string | string[]>): string[] {
+  return Object.entries(headers).flatMap(([name, value]) =>
+    (Array.isArray(value) ? value : [value]).flatMap((v) => [name, v])
   );
 }
 
@@ -221,12 +248,12 @@ export function createKubeClient(conn: Connection): KubeClient {
         origin: transport.origin,
         path: transport.prefix + full,
         method: method as Dispatcher.HttpMethod,
-        headers: {
+        headers: flatHeaders({
           ...headers,
           accept: "application/json",
           "user-agent": "f2s",
           ...(init.contentType ? { "content-type": init.contentType } : {}),
-        },
+        }),
         body: init.body,
         signal: init.signal,
         // A watch is quiet between events; its idle guard below is the limit.
