@@ -398,18 +398,21 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
           type: "ec",
           caDir,
         });
-        await write(
-          "exec-cert.json",
-          JSON.stringify({
-            apiVersion: "client.authentication.k8s.io/v1",
-            kind: "ExecCredential",
-            status: {
-              clientCertificateData: certCred.cert,
-              clientKeyData: certCred.key,
-              expirationTimestamp: new Date(Date.now() + 3600_000).toISOString(),
-            },
-          }),
-        );
+        const writeCred = (cred: { cert: string; key: string }, validMs: number) =>
+          write(
+            "exec-cert.json",
+            JSON.stringify({
+              apiVersion: "client.authentication.k8s.io/v1",
+              kind: "ExecCredential",
+              status: {
+                clientCertificateData: cred.cert,
+                clientKeyData: cred.key,
+                expirationTimestamp: new Date(Date.now() + validMs).toISOString(),
+              },
+            }),
+          );
+        // Renewed 10 s before it expires: this one is due again after about half a second.
+        await writeCred(certCred, 10_500);
         const certConn = await config("exec-cert", {
           server,
           cluster: ca,
@@ -421,7 +424,28 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
             },
           },
         });
-        assertEquals((await whoami(certConn)).username, "kc-exec-cert");
+        const certClient = createKubeClient(certConn);
+        const review = () =>
+          certClient.create("/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+            apiVersion: "authentication.k8s.io/v1",
+            kind: "SelfSubjectReview",
+          }).then((r) => r.status.userInfo.username);
+        try {
+          assertEquals(await review(), "kc-exec-cert");
+          // The plugin's next certificate (another user, to tell them apart) is used by the
+          // same client once the first is due: new TLS material, new connections.
+          const next = await clientCert(tmp, "exec-cert-2", {
+            user: "kc-exec-cert-2",
+            groups: ["system:masters"],
+            type: "rsa",
+            caDir,
+          });
+          await writeCred(next, 3600_000);
+          await new Promise((r) => setTimeout(r, 1_000));
+          assertEquals(await review(), "kc-exec-cert-2");
+        } finally {
+          certClient.close();
+        }
 
         // Wrong: a token the server does not know; a plugin that fails; a missing plugin.
         const bad = await failing(
