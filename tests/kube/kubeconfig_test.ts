@@ -75,22 +75,22 @@ async function clientCert(
   stem: string,
   o: { user: string; groups: string[]; type: "rsa" | "ec"; v1?: boolean; caDir: string },
 ): Promise<{ cert: string; key: string }> {
-  await openssl(
-    dir,
-    o.type === "rsa"
-      ? ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", `${stem}.key`]
-      : [
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        `${stem}.key`,
-      ],
-  );
   const subj = o.groups.map((g) => `/O=${g}`).join("") + `/CN=${o.user}`;
-  await openssl(dir, ["req", "-new", "-key", `${stem}.key`, "-subj", subj, "-out", `${stem}.csr`]);
+  // Key and request in one go: `-newkey rsa:2048`, or `-newkey ec` with its curve.
+  const newKey = o.type === "rsa" ? ["rsa:2048"] : ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+  await openssl(dir, [
+    "req",
+    "-new",
+    "-newkey",
+    ...newKey,
+    "-nodes",
+    "-keyout",
+    `${stem}.key`,
+    "-subj",
+    subj,
+    "-out",
+    `${stem}.csr`,
+  ]);
   await Deno.writeTextFile(
     `${dir}/${stem}.ext`,
     "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
@@ -120,6 +120,23 @@ async function clientCert(
   };
 }
 
+/** Both directions of a relayed connection, until either side closes. */
+function relay(a: Deno.Conn, b: Deno.Conn): void {
+  a.readable.pipeTo(b.writable).catch(() => {});
+  b.readable.pipeTo(a.writable).catch(() => {});
+}
+
+/** Closes a test server's listener and every connection it still has. */
+function closeAll(listener: Deno.Listener, open: Set<Deno.Conn>): void {
+  for (const c of [listener, ...open]) {
+    try {
+      c.close();
+    } catch {
+      // Closed before (by the other side or an earlier close).
+    }
+  }
+}
+
 /** A TCP forwarder from `hostname`:(free port) to 127.0.0.1:`target`. */
 function forwarder(hostname: string, target: number) {
   const listener = Deno.listen({ hostname, port: 0 });
@@ -129,27 +146,13 @@ function forwarder(hostname: string, target: number) {
       open.add(conn);
       Deno.connect({ hostname: "127.0.0.1", port: target }).then((up) => {
         open.add(up);
-        conn.readable.pipeTo(up.writable).catch(() => {});
-        up.readable.pipeTo(conn.writable).catch(() => {});
+        relay(conn, up);
       }, () => conn.close());
     }
   })().catch(() => {});
   return {
     port: (listener.addr as Deno.NetAddr).port,
-    close() {
-      try {
-        listener.close();
-      } catch {
-        // Closed before.
-      }
-      for (const c of open) {
-        try {
-          c.close();
-        } catch {
-          // Already closed by its pipe.
-        }
-      }
-    },
+    close: () => closeAll(listener, open),
   };
 }
 
@@ -176,28 +179,14 @@ function connectProxy() {
         const up = await Deno.connect({ hostname: host, port: Number(port) });
         open.add(up);
         await conn.write(new TextEncoder().encode("HTTP/1.1 200 Connection Established\r\n\r\n"));
-        conn.readable.pipeTo(up.writable).catch(() => {});
-        up.readable.pipeTo(conn.writable).catch(() => {});
+        relay(conn, up);
       })().catch(() => conn.close());
     }
   })().catch(() => {});
   return {
     url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
     targets,
-    close() {
-      try {
-        listener.close();
-      } catch {
-        // Closed before.
-      }
-      for (const c of open) {
-        try {
-          c.close();
-        } catch {
-          // Already closed.
-        }
-      }
-    },
+    close: () => closeAll(listener, open),
   };
 }
 
