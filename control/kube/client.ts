@@ -20,6 +20,7 @@ import { Buffer } from "node:buffer";
 import type { RequestOptions as HttpsOptions } from "node:https";
 import { Agent, type Dispatcher } from "undici";
 import type { Connection } from "./connection.ts";
+import { CredentialError } from "./credentials.ts";
 
 // deno-lint-ignore no-explicit-any
 export type KubeObject = Record<string, any>;
@@ -242,7 +243,20 @@ export function createKubeClient(conn: Connection): KubeClient {
     full: string,
     init: { body?: string; contentType?: string; signal: AbortSignal; watch?: boolean },
   ) {
-    const { dispatcher, headers } = await transport.prepare();
+    let prepared;
+    try {
+      prepared = await transport.prepare();
+    } catch (e) {
+      // Credential plugins say which kubeconfig they come from; the library does not.
+      if (e instanceof CredentialError) throw e;
+      throw new Error(
+        `${method} ${full.replace(/\?.*$/, "")}: ${conn.source}: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    const { dispatcher, headers } = prepared;
     try {
       return await dispatcher.request({
         origin: transport.origin,

@@ -630,6 +630,39 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
         }
       });
 
+      await step("auth-provider: oidc with an id-token, gcp with a cmd-path", async () => {
+        // client-node's own providers. A service account token is a JWT with an `exp`, so it
+        // serves as a still valid OIDC id-token (no refresh) the API server accepts.
+        const oidc = await config("oidc", {
+          server,
+          cluster: ca,
+          user: { "auth-provider": { name: "oidc", config: { "id-token": token } } },
+        });
+        assertEquals((await whoami(oidc)).username, saUser);
+        await write(
+          "gcloud.sh",
+          `#!/bin/sh\nprintf '{"credential":{"access_token":"%s","token_expiry":"2999-01-01T00:00:00Z"}}' "${token}"\n`,
+        );
+        await Deno.chmod(`${tmp}/gcloud.sh`, 0o755);
+        const gcp = (cmd: string) => ({
+          "auth-provider": {
+            name: "gcp",
+            config: {
+              "cmd-path": cmd,
+              "token-key": "{.credential.access_token}",
+              "expiry-key": "{.credential.token_expiry}",
+            },
+          },
+        });
+        const viaCmd = await config("gcp", { server, cluster: ca, user: gcp(`${tmp}/gcloud.sh`) });
+        assertEquals((await whoami(viaCmd)).username, saUser);
+        const broken = await failing(
+          "gcp-broken",
+          kubeconfigText({ server, cluster: ca, user: gcp(`${tmp}/fail-plugin.sh`) }),
+        );
+        assertMatch(broken.message, /Failed to refresh token/);
+      });
+
       await step(
         "username/password, as-uid and as-user-extra go out as kubectl sends them",
         async () => {
@@ -717,15 +750,20 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
         const conn = connectionFromKubeconfig(cluster.kubeconfig);
         const client = createKubeClient(conn);
         try {
-          const time = async (get: () => Promise<unknown>) => {
-            for (let i = 0; i < 20; i++) await get(); // warm up
-            const started = performance.now();
-            for (let i = 0; i < 200; i++) await get();
-            return (performance.now() - started) / 200;
-          };
           const path = "/api/v1/namespaces/default/serviceaccounts/default";
-          const ours = await time(() => client.get(path));
-          const harness = await time(() => cluster.client.get(path));
+          const clients = { ours: () => client.get(path), harness: () => cluster.client.get(path) };
+          for (const get of Object.values(clients)) for (let i = 0; i < 20; i++) await get();
+          // Interleaved rounds, median of the round means: the machine is shared and noisy.
+          const rounds: Record<string, number[]> = { ours: [], harness: [] };
+          for (let round = 0; round < 7; round++) {
+            for (const [name, get] of Object.entries(clients)) {
+              const started = performance.now();
+              for (let i = 0; i < 30; i++) await get();
+              rounds[name].push((performance.now() - started) / 30);
+            }
+          }
+          const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1];
+          const [ours, harness] = [median(rounds.ours), median(rounds.harness)];
           console.log(
             `GET latency: ${ours.toFixed(2)} ms (client-node auth, undici) vs ` +
               `${harness.toFixed(2)} ms (the harness's Deno fetch client)`,
