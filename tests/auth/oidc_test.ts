@@ -108,8 +108,7 @@ Deno.test("oidc: issuer tokens verified by its JWKS; group claim mapped; checks 
       // The key set was fetched once at start-up and then reused.
       assertEquals(idp.fetches(), 1);
 
-      // jose types it with @types/node's CryptoKey (pulled in by @kubernetes/client-node).
-      const other = await jose.generateKeyPair("RS256") as { privateKey: CryptoKey };
+      const other = await jose.generateKeyPair("RS256");
       const refused: [string, string, RegExp][] = [
         ["wrong audience", await idp.sign(claims({ aud: "other" })), /audience/],
         ["other issuer", await idp.sign(claims({ iss: "https://evil.test" })), /issuer/],
@@ -120,12 +119,13 @@ Deno.test("oidc: issuer tokens verified by its JWKS; group claim mapped; checks 
         ["unknown groups", await idp.sign(claims({ groups: ["staff"] })), /not configured/],
         [
           "other key, same kid",
-          await idp.sign(claims(), { key: other.privateKey }),
+          // jose types the key with @types/node's CryptoKey (from @kubernetes/client-node).
+          await idp.sign(claims(), { key: other.privateKey as CryptoKey }),
           /signature does not verify/,
         ],
         [
           "unknown kid",
-          await idp.sign(claims(), { kid: "k2", key: other.privateKey }),
+          await idp.sign(claims(), { kid: "k2", key: other.privateKey as CryptoKey }),
           /no key of the issuer/,
         ],
         [
