@@ -5,7 +5,8 @@
  * Lease that elects the one replica that writes to the cluster. Every replica serves the
  * API and dispatches invocations.
  *
- * In a pod it uses its service account; from a laptop, `--kubeconfig` or `KUBECONFIG`.
+ * In a pod it uses its service account; from a laptop, `--kubeconfig`, `KUBECONFIG` or
+ * ~/.kube/config (control/kube/connection.ts).
  */
 
 import { helpText, intOption, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
@@ -53,7 +54,8 @@ export const OPTIONS: OptionTable = {
     type: "string",
     env: "KUBECONFIG",
     value: "FILE",
-    description: "Kubeconfig to use instead of the in-cluster service account",
+    description: "Kubeconfig file(s), `:`-separated; without: the in-cluster service " +
+      "account, else ~/.kube/config",
   },
   context: {
     type: "string",
@@ -318,5 +320,6 @@ function explainStartError(
     }
     return `Kubernetes API error: ${e.message}`;
   }
-  return `cannot reach the Kubernetes API at ${server}: ${(e as Error).message}`;
+  // The client's and the credential plugins' errors say where and as whom F2S connected.
+  return (e as Error).message;
 }

@@ -127,12 +127,13 @@ Deno.test("oidc: issuer tokens verified by its JWKS; group claim mapped; checks 
         ["no groups", await idp.sign(claims({ groups: undefined })), /"groups" claim/],
         [
           "other key, same kid",
-          await idp.sign(claims(), { key: other.privateKey }),
+          // jose types the key with @types/node's CryptoKey (from @kubernetes/client-node).
+          await idp.sign(claims(), { key: other.privateKey as CryptoKey }),
           /signature does not verify/,
         ],
         [
           "unknown kid",
-          await idp.sign(claims(), { kid: "k2", key: other.privateKey }),
+          await idp.sign(claims(), { kid: "k2", key: other.privateKey as CryptoKey }),
           /no key of the issuer/,
         ],
         [

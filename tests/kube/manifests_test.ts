@@ -318,98 +318,54 @@ Deno.test("kube leader: lease times and timing rules", () => {
   assert(validateTimings({ leaseDurationMs: 5000, renewDeadlineMs: 3000, retryPeriodMs: 3000 }));
 });
 
-Deno.test("kube connection: kubeconfig files, tokens and exec plugins", async () => {
+Deno.test("kube connection: which context, cluster and user a kubeconfig selects", async () => {
+  // What is checked before any request; the credentials themselves are tested against the
+  // test cluster (kubeconfig_test.ts).
   const dir = await Deno.makeTempDir({ prefix: "f2s-kubeconfig-" });
   try {
-    await Deno.writeTextFile(`${dir}/ca.crt`, "CA PEM");
-    await Deno.writeTextFile(`${dir}/token`, "file-token\n");
-    const plugin = `${dir}/plugin.sh`;
-    await Deno.writeTextFile(
-      `${dir}/count`,
-      "",
-    );
-    // A real exec credential plugin: counts its runs, prints an ExecCredential.
-    await Deno.writeTextFile(
-      plugin,
-      `#!/bin/sh
-echo run >> "${dir}/count"
-echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"exec-'"$F2S_TEST_ARG"'","expirationTimestamp":"2999-01-01T00:00:00Z"}}'
-`,
-    );
-    await Deno.chmod(plugin, 0o755);
     const config = (user: string) =>
       `apiVersion: v1
 kind: Config
 current-context: main
 clusters:
   - name: c
-    cluster: { server: "https://10.1.2.3:6443/", certificate-authority: ca.crt }
+    cluster: { server: "https://10.1.2.3:6443/", insecure-skip-tls-verify: true }
 contexts:
   - name: main
     context: { cluster: c, user: u, namespace: team }
   - name: other
     context: { cluster: c, user: missing }
+  - name: lost
+    context: { cluster: gone, user: u }
 users:
   - name: u
     user: ${user}
 `;
-    const write = async (user: string) => {
-      await Deno.writeTextFile(`${dir}/config`, config(user));
-      return `${dir}/config`;
-    };
-
-    const certs = connectionFromKubeconfig(
-      await write(`{ client-certificate-data: ${btoa("CERT")}, client-key-data: ${btoa("KEY")} }`),
-    );
-    assertEquals([certs.server, certs.ca, certs.cert, certs.key, certs.namespace], [
+    const path = `${dir}/config`;
+    await Deno.writeTextFile(path, config("{ token: abc }"));
+    const conn = connectionFromKubeconfig(path);
+    assertEquals([conn.server, conn.namespace, conn.source], [
       "https://10.1.2.3:6443",
-      "CA PEM",
-      "CERT",
-      "KEY",
       "team",
+      `kubeconfig ${path} (context main)`,
     ]);
-    assertEquals(certs.token, undefined);
-
-    const inline = connectionFromKubeconfig(await write("{ token: abc }"));
-    assertEquals(await inline.token!(), "abc");
-    const fromFile = connectionFromKubeconfig(await write("{ tokenFile: token }"));
-    assertEquals(await fromFile.token!(), "file-token");
-
-    const exec = connectionFromKubeconfig(
-      await write(`
-      exec:
-        apiVersion: client.authentication.k8s.io/v1
-        command: ${plugin}
-        env: [{ name: F2S_TEST_ARG, value: "42" }]`),
-    );
-    assertEquals(await exec.token!(), "exec-42");
-    assertEquals(await exec.token!(), "exec-42");
-    assertEquals((await Deno.readTextFile(`${dir}/count`)).trim().split("\n").length, 1, "cached");
-
-    const path = await write("{ token: abc }");
-    assertThrows(
-      () => connectionFromKubeconfig(path, "nope"),
-      ConnectionError,
-      'context "nope" not found',
-    );
-    assertThrows(
-      () => connectionFromKubeconfig(path, "other"),
-      ConnectionError,
-      'user "missing" not found',
-    );
+    assertEquals(conn.config.getCurrentUser()?.token, "abc");
+    const fails = (ctx: string | undefined, includes: string) =>
+      assertThrows(() => connectionFromKubeconfig(path, ctx), ConnectionError, includes);
+    fails("nope", 'context "nope" not found');
+    fails("other", 'user "missing" not found');
+    fails("lost", 'cluster "gone" not found');
     assertThrows(
       () => connectionFromKubeconfig(`${dir}/absent`),
       ConnectionError,
       "cannot read kubeconfig",
     );
-    await Deno.writeTextFile(
-      `${dir}/config`,
-      config("{ token: x }").replace(
-        "certificate-authority: ca.crt",
-        "insecure-skip-tls-verify: true",
-      ),
-    );
-    assertThrows(() => connectionFromKubeconfig(`${dir}/config`), ConnectionError, "not supported");
+    await Deno.writeTextFile(path, config('{ token: abc, as-groups: ["g"] }'));
+    fails(undefined, 'as-groups, as-uid and as-user-extra need "as"');
+    await Deno.writeTextFile(path, config("{ exec: { apiVersion: v1 } }"));
+    fails(undefined, "exec has no command");
+    await Deno.writeTextFile(path, "");
+    fails(undefined, "the file is empty");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
