@@ -37,6 +37,8 @@ export interface PlatformDeps {
   ui?: (req: Request, url: URL) => Promise<Response | undefined>;
   /** Only the leader's autoscaler acts (leader election in `f2s serve`); default always. */
   isLeader?: () => boolean;
+  /** Readiness for GET /ready (see ApiDeps); default always ready. */
+  ready?: () => { ready: boolean; reason?: string };
 }
 
 export function createPlatform(deps: PlatformDeps): Platform {
@@ -96,6 +98,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     metrics,
     auth: deps.auth ?? openGate,
     ui: deps.ui,
+    ready: deps.ready,
     health: () => ({
       kafka: kafka?.health() ??
         { enabled: config.kafka.enabled, connected: false, detail: "starting" },

@@ -236,6 +236,15 @@ export async function main(args: string[]): Promise<number> {
     auth,
     ui: createUiHandler(),
     isLeader,
+    ready: () => {
+      if (leader.apiReachable()) return { ready: true };
+      const silentFor = Math.round((Date.now() - leader.lastContact()) / 1000);
+      return {
+        ready: false,
+        reason: `no answer from the Kubernetes API at ${connection.server} for ${silentFor}s ` +
+          `(renew deadline ${timings.renewDeadlineMs / 1000}s)`,
+      };
+    },
   });
   const operator = startOperator({
     client,
