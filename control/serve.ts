@@ -18,6 +18,8 @@ import { createEventLog } from "./events.ts";
 import { createKubeClient, KubeError } from "./kube/client.ts";
 import { ConnectionError, resolveConnection } from "./kube/connection.ts";
 import { createLeaderElection, validateTimings } from "./kube/leader.ts";
+import { startLoadExchange } from "./kube/load.ts";
+import { createPeerLoads } from "./autoscaler/peers.ts";
 import { startOperator } from "./kube/operator.ts";
 import { createKubeRuntime } from "./kube/runtime.ts";
 import { createKubeStore } from "./kube/store.ts";
@@ -210,6 +212,9 @@ export async function main(args: string[]): Promise<number> {
     onStoppedLeading: () => leaderCallbacks.stopped(),
   });
   const isLeader = leader.isLeader;
+  // The other replicas' load, for the local scaling source; a report older than the lease
+  // duration is from a replica that is gone or cut off from the API.
+  const peers = createPeerLoads({ staleMs: timings.leaseDurationMs });
 
   let store, runtime;
   try {
@@ -236,6 +241,7 @@ export async function main(args: string[]): Promise<number> {
     auth,
     ui: createUiHandler(),
     isLeader,
+    peers,
     ready: () => {
       if (leader.apiReachable()) return { ready: true };
       const silentFor = Math.round((Date.now() - leader.lastContact()) / 1000);
@@ -271,10 +277,22 @@ export async function main(args: string[]): Promise<number> {
     client.close();
     return fail(`cannot listen on ${values.host}:${port}: ${(e as Error).message}`);
   }
+  const load = startLoadExchange({
+    client,
+    namespace,
+    name: `${values["lease-name"]}-load`,
+    identity,
+    tracker: platform.tracker,
+    peers,
+    isLeader,
+    staleMs: timings.leaseDurationMs,
+  });
   // Compete for leadership only once this replica can serve.
   try {
+    await load.start();
     await leader.start();
   } catch (e) {
+    await load.stop();
     operator.stop();
     await server.shutdown();
     await platform.shutdown(0);
@@ -302,6 +320,7 @@ export async function main(args: string[]): Promise<number> {
   operator.stop();
   await leader.stop();
   await platform.shutdown(grace);
+  await load.stop();
   await closed;
   client.close();
   log.info("stopped");

@@ -104,13 +104,17 @@ export interface ElectionState {
   heldUntil?: number;
 }
 
+/** `baseMs` doubled for every failure after the first, at most `maxMs`, plus jitter. */
+export function backoff(failures: number, baseMs: number, maxMs: number, random: number): number {
+  const pause = failures <= 1
+    ? baseMs
+    : Math.max(baseMs, Math.min(baseMs * 2 ** (failures - 1), maxMs));
+  return pause * (1 + JITTER * random);
+}
+
 /** The pause a request must keep from the previous one: a retry period, more after failures. */
 export function pauseAfter(failures: number, t: ElectionTimings, random: number): number {
-  const max = t.maxBackoffMs ?? t.leaseDurationMs / 2;
-  const base = failures === 0
-    ? t.retryPeriodMs
-    : Math.max(t.retryPeriodMs, Math.min(t.retryPeriodMs * 2 ** (failures - 1), max));
-  return base * (1 + JITTER * random);
+  return backoff(failures, t.retryPeriodMs, t.maxBackoffMs ?? t.leaseDurationMs / 2, random);
 }
 
 /**
