@@ -18,6 +18,7 @@ import { createEventLog } from "./events.ts";
 import { createKubeClient, KubeError } from "./kube/client.ts";
 import { ConnectionError, resolveConnection } from "./kube/connection.ts";
 import { createLeaderElection, validateTimings } from "./kube/leader.ts";
+import { startKubeEvents } from "./kube/kube_events.ts";
 import { startLoadExchange } from "./kube/load.ts";
 import { createPeerLoads } from "./autoscaler/peers.ts";
 import { startOperator } from "./kube/operator.ts";
@@ -231,6 +232,14 @@ export async function main(args: string[]): Promise<number> {
     client.close();
     return fail(explainStartError(e, connection.server, namespace, containersNamespace));
   }
+  const kubeEvents = startKubeEvents({
+    client,
+    namespace,
+    events,
+    resource: (name) => store.resource(name),
+    identity,
+    isLeader,
+  });
   const auth = await createAuth(config.auth);
   const platform = createPlatform({
     config,
@@ -321,6 +330,7 @@ export async function main(args: string[]): Promise<number> {
   await leader.stop();
   await platform.shutdown(grace);
   await load.stop();
+  kubeEvents.stop();
   await closed;
   client.close();
   log.info("stopped");

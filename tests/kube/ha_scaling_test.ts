@@ -101,7 +101,7 @@ Deno.test({
         await eventually("slowfn to be deployed", () => api.find(paths.deployment("slowfn")));
         await eventually(
           "b to know slowfn",
-          async () => (await fetch(`${b.url}/functions/slowfn`).then((r) => r.json())).name,
+          async () => (await json(`${b.url}/functions/slowfn`)).metadata?.name,
         );
         const downs = async () => {
           const all: KubeObject[] = [];
