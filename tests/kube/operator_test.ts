@@ -506,10 +506,61 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
         },
       );
 
+      await step(
+        "a wrong image is the Function's Ready=False reason; kubectl describe tells the story",
+        async () => {
+          await apply(seedFunction("badimage", {
+            containerImage: "f2s-test-missing/nothing:1",
+            minReplicas: 1,
+          }));
+          const f = await fnWhere(
+            "badimage",
+            (_, c) =>
+              c?.status === "False" && ["ErrImagePull", "ImagePullBackOff"].includes(c.reason),
+          );
+          const condition = readyCondition(f)!;
+          assert(
+            /pod badimage-.*: container .*ErrImagePull|ImagePullBackOff/.test(condition.message),
+          );
+          const described = await eventually("the Events of badimage", async () => {
+            const out = await cluster.kubectl(["describe", "function", "-n", NS, "badimage"]);
+            return /Normal\s+Applied/.test(out) &&
+                /Warning\s+(ErrImagePull|ImagePullBackOff)/.test(out)
+              ? out
+              : undefined;
+          });
+          console.log(
+            `kubectl describe function badimage (Events):\n${
+              described.slice(described.indexOf("Events:"))
+            }`,
+          );
+          // The scaling decisions are there too: zero was woken from zero earlier.
+          const zero = await cluster.kubectl(["describe", "function", "-n", NS, "zero"]);
+          assert(/Normal\s+ScaledUp\s.*scaled zero 0 → 1 \(wake\)/.test(zero), zero);
+          const events = await api.get(
+            `/api/v1/namespaces/${NS}/events?fieldSelector=involvedObject.name%3Dbadimage`,
+          );
+          for (const e of events.items) {
+            assertEquals(e.involvedObject.kind, "Function");
+            assertEquals(e.involvedObject.uid, f.metadata.uid);
+            assertEquals(e.source.component, "f2s");
+          }
+        },
+      );
+
       await step("deleting Functions removes their Deployments, Services and pods", async () => {
-        await cluster.kubectl(["delete", "functions", "-n", NS, "clock", "zero", "--wait=false"]);
+        await cluster.kubectl([
+          "delete",
+          "functions",
+          "-n",
+          NS,
+          "clock",
+          "zero",
+          "badimage",
+          "--wait=false",
+        ]);
         await eventually("everything to go", async () => {
-          for (const name of ["clock", "zero"]) {
+          for (const name of ["clock", "zero", "badimage"]) {
             if (await api.find(paths.fn(name))) return undefined;
             if (await api.find(paths.deployment(name))) return undefined;
             if (await api.find(paths.service(name))) return undefined;
