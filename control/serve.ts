@@ -18,6 +18,7 @@ import { createEventLog } from "./events.ts";
 import { createKubeClient, KubeError } from "./kube/client.ts";
 import { ConnectionError, resolveConnection } from "./kube/connection.ts";
 import { createLeaderElection, validateTimings } from "./kube/leader.ts";
+import { startIgnoredFunctions } from "./kube/ignored.ts";
 import { startKubeEvents } from "./kube/kube_events.ts";
 import { startLoadExchange } from "./kube/load.ts";
 import { createPeerLoads } from "./autoscaler/peers.ts";
@@ -270,8 +271,10 @@ export async function main(args: string[]): Promise<number> {
     isLeader,
     publicUrl: (values["public-url"] as string | undefined) ?? "",
   });
+  const ignored = startIgnoredFunctions({ client, namespace, isLeader });
   leaderCallbacks = {
     started: () => {
+      ignored.sweep();
       events.record("leader.elected", `${identity} is the leader`, { data: { identity } });
       operator.onStartedLeading();
     },
@@ -281,6 +284,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     server = listen(values.host as string, port, platform.handler, log);
   } catch (e) {
+    ignored.stop();
     operator.stop();
     await platform.shutdown(0);
     client.close();
@@ -302,6 +306,7 @@ export async function main(args: string[]): Promise<number> {
     await leader.start();
   } catch (e) {
     await load.stop();
+    ignored.stop();
     operator.stop();
     await server.shutdown();
     await platform.shutdown(0);
@@ -326,6 +331,7 @@ export async function main(args: string[]): Promise<number> {
   log.info("shutting down", { signal, inflight: platform.dispatcher.inflight() });
   // Stop accepting; hand leadership over at once; then let in-flight requests finish.
   const closed = server.shutdown();
+  ignored.stop();
   operator.stop();
   await leader.stop();
   await platform.shutdown(grace);

@@ -548,6 +548,27 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
         },
       );
 
+      await step("a Function in another namespace is told it is ignored", async () => {
+        await cluster.kubectl(["create", "namespace", "elsewhere"]);
+        await cluster.kubectl(
+          ["apply", "-f", "-"],
+          seedFunction("stray", { containerImage: "f2s-test/clock:1" })
+            .replace(`namespace: ${NS}`, "namespace: elsewhere"),
+        );
+        const path = "/apis/f2s.opensight.ch/v1alpha1/namespaces/elsewhere/functions/stray";
+        const f = await eventually("stray's status", async () => {
+          const found = await api.find(path);
+          return readyCondition(found)?.reason === "NamespaceNotWatched" ? found : undefined;
+        }, 40_000);
+        assertEquals(readyCondition(f)!.status, "False");
+        assertEquals(
+          readyCondition(f)!.message,
+          `F2S watches Functions in namespace ${NS} only; this one is ignored (create it in ${NS})`,
+        );
+        assertEquals(await api.find(paths.deployment("stray")), undefined, "nothing deployed");
+        await cluster.kubectl(["delete", "namespace", "elsewhere", "--wait=false"]);
+      });
+
       await step("deleting Functions removes their Deployments, Services and pods", async () => {
         await cluster.kubectl([
           "delete",
