@@ -109,7 +109,7 @@ Deno.test({
         assertEquals(dep.spec.replicas, 2);
         const c = dep.spec.template.spec.containers[0];
         assertEquals(c.args, ["serve", "--config", "/etc/f2s/config.yaml"]);
-        assertEquals(c.readinessProbe.httpGet.path, "/health");
+        assertEquals(c.readinessProbe.httpGet.path, "/ready");
         assertEquals(c.livenessProbe.httpGet.path, "/health");
         assert(c.resources.requests.cpu, "resources set");
         assertEquals(dep.spec.template.spec.serviceAccountName, "f2s");
