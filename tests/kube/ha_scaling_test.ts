@@ -19,9 +19,11 @@ import {
   eventually,
   FIXTURES,
   installCrd,
+  leaseHolder,
   paths,
   platformGap,
   seedFunction,
+  sequentialSteps,
   type ServeProcess,
   startServe,
 } from "./helpers.ts";
@@ -59,11 +61,8 @@ Deno.test({
     const proxy = startTcpProxy("127.0.0.1", cluster.ports.apiserver);
     const tmp = await Deno.makeTempDir({ prefix: "f2s-kube-ha-scaling-" });
     const replicas: ServeProcess[] = [];
-    let failed = false;
-    const step = async (name: string, fn: () => Promise<void>) => {
-      if (!await t.step({ name, ignore: failed, fn })) failed = true;
-    };
-    const holder = async () => (await api.find(paths.lease()))?.spec?.holderIdentity;
+    const step = sequentialSteps(t);
+    const holder = () => leaseHolder(api);
     try {
       await installCrd(cluster);
       // The admin credential, through the forwarder the test can cut.

@@ -20,11 +20,13 @@ import {
   CRD_FILE,
   eventually,
   FIXTURES,
+  leaseHolder,
   NS,
   paths,
   platformGap,
   readyCondition,
   seedFunction,
+  sequentialSteps,
   type ServeProcess,
   startServe,
 } from "./helpers.ts";
@@ -64,11 +66,8 @@ Deno.test({
     const api = cluster.client;
     const replicas: ServeProcess[] = [];
     const tmp = await Deno.makeTempDir({ prefix: "f2s-kube-ha-" });
-    let failed = false;
-    const step = async (name: string, fn: () => Promise<void>) => {
-      if (!await t.step({ name, ignore: failed, fn })) failed = true;
-    };
-    const holder = async () => (await api.find(paths.lease()))?.spec?.holderIdentity;
+    const step = sequentialSteps(t);
+    const holder = () => leaseHolder(api);
     const start = async (identity: string) => {
       const p = await startServe({
         kubeconfig: `${tmp}/sa.kubeconfig`,

@@ -22,6 +22,7 @@ import {
   platformGap,
   readyCondition,
   seedFunction,
+  sequentialSteps,
   serveOnce,
   type ServeProcess,
   startServe,
@@ -53,11 +54,7 @@ Deno.test({
     const cluster = await startCluster({ images: { "f2s-test/": FIXTURES } });
     const api = cluster.client;
     let serve: ServeProcess | undefined;
-    let failed = false;
-    // Steps build on each other: after a failure the rest are skipped, not failed again.
-    const step = async (name: string, fn: () => Promise<void>) => {
-      if (!await t.step({ name, ignore: failed, fn })) failed = true;
-    };
+    const step = sequentialSteps(t);
     const apply = (yaml: string) => cluster.kubectl(["apply", "-f", "-"], yaml);
     const applyError = (yaml: string) => apply(yaml).then(() => "", (e: Error) => e.message);
     const fnWhere = (name: string, pred: (f: KubeObject, ready?: KubeObject) => boolean) =>
