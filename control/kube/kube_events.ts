@@ -28,38 +28,35 @@ interface Mapping {
   anyReplica?: boolean;
 }
 
+/** Platform events that become Kubernetes Events as they are. */
+const FIXED: Record<string, Mapping> = {
+  "scaling.error": { reason: "ScalingFailed", warning: true, anyReplica: true },
+  "scaling.panic": { reason: "PanicMode", warning: false },
+  "function.applied": { reason: "Applied", warning: false },
+  "function.invalid": { reason: "Invalid", warning: true },
+  "function.error": { reason: "DeployFailed", warning: true },
+  "function.drift": { reason: "DriftRepaired", warning: false },
+  "function.removed": { reason: "Removed", warning: false },
+};
+
+/** Ready=False reasons that are a normal step on the way, not a failure. */
+const ON_THE_WAY = ["Starting", "Deploying", "Pending"];
+
 /** Which platform events become Kubernetes Events, and as what. */
 export function kubeEventFor(e: PlatformEvent): Mapping | undefined {
   const d = e.data ?? {};
-  switch (e.type) {
-    case "scaling.decision":
-      return {
-        reason: d.direction === "down" ? "ScaledDown" : "ScaledUp",
-        warning: false,
-        anyReplica: true,
-      };
-    case "scaling.error":
-      return { reason: "ScalingFailed", warning: true, anyReplica: true };
-    case "scaling.panic":
-      return { reason: "PanicMode", warning: false };
-    case "function.applied":
-      return { reason: "Applied", warning: false };
-    case "function.invalid":
-      return { reason: "Invalid", warning: true };
-    case "function.error":
-      return { reason: "DeployFailed", warning: true };
-    case "function.drift":
-      return { reason: "DriftRepaired", warning: false };
-    case "function.removed":
-      return { reason: "Removed", warning: false };
-    case "function.status":
-      return {
-        reason: String(d.reason ?? "StatusChanged"),
-        warning: d.status === "False" &&
-          !["Starting", "Deploying", "Pending"].includes(String(d.reason)),
-      };
+  if (e.type === "scaling.decision") {
+    return {
+      reason: d.direction === "down" ? "ScaledDown" : "ScaledUp",
+      warning: false,
+      anyReplica: true,
+    };
   }
-  return undefined;
+  if (e.type === "function.status") {
+    const reason = String(d.reason ?? "StatusChanged");
+    return { reason, warning: d.status === "False" && !ON_THE_WAY.includes(reason) };
+  }
+  return FIXED[e.type];
 }
 
 export interface KubeEventsOptions {

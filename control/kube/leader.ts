@@ -14,7 +14,7 @@
 
 import { createLogger, type Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
-import { createInformer } from "./informer.ts";
+import { createInformer, type Informer } from "./informer.ts";
 import { paths } from "./paths.ts";
 
 export interface LeaderElectionOptions {
@@ -142,6 +142,22 @@ export function planNext(
   return { at: s.heldUntil, action: "write" };
 }
 
+/** Watches the one Lease `name` (RBAC may allow no other). */
+export function leaseInformer(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  log: Logger,
+): Informer {
+  return createInformer({
+    client,
+    path: paths.leases(namespace),
+    fieldSelector: `metadata.name=${name}`,
+    what: "leases",
+    log,
+  });
+}
+
 export function createLeaderElection(options: LeaderElectionOptions): LeaderElection {
   const { client, namespace, name, identity } = options;
   const clock = options.clock ?? systemClock;
@@ -149,13 +165,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   const durationSeconds = Math.max(1, Math.ceil(options.leaseDurationMs / 1000));
   // A request that hangs must not outlive the time the leader has to renew.
   const requestTimeoutMs = Math.max(1000, options.renewDeadlineMs / 2);
-  const leases = createInformer({
-    client,
-    path: paths.leases(namespace),
-    fieldSelector: `metadata.name=${name}`,
-    what: "leases",
-    log,
-  });
+  const leases = leaseInformer(client, namespace, name, log);
   let leading = false;
   let lastRenew = 0;
   let observed = "";

@@ -17,8 +17,7 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import type { ConcurrencyTracker } from "../autoscaler/concurrency.ts";
 import { loadReport, parseLoadReport, type PeerLoads } from "../autoscaler/peers.ts";
 import { type KubeClient, KubeError } from "./client.ts";
-import { createInformer } from "./informer.ts";
-import { backoff } from "./leader.ts";
+import { backoff, leaseInformer } from "./leader.ts";
 import { paths } from "./paths.ts";
 
 export const LOAD_ANNOTATION_PREFIX = "load.f2s.opensight.ch/";
@@ -64,13 +63,7 @@ export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
   const publishMs = options.publishMs ?? 1000;
   const heartbeatMs = options.staleMs / 3;
   const own = LOAD_ANNOTATION_PREFIX + replicaKey(options.identity);
-  const lease = createInformer({
-    client,
-    path: paths.leases(namespace),
-    fieldSelector: `metadata.name=${name}`,
-    what: "leases",
-    log,
-  });
+  const lease = leaseInformer(client, namespace, name, log);
   let seq = 0;
   let lastPublishAt = 0;
   let retryAt = 0;
