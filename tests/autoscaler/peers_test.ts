@@ -131,9 +131,11 @@ Deno.test("peers: the leader never scales to zero what another replica serves", 
   });
   // One request per second of 2 s each, all on B, for 75 s; B reports every second.
   const ends: number[] = [];
-  for (let s = 0; s < 75; s++) {
-    b.change("slowfn", 1);
-    ends.push(c.t + 2_000);
+  const second = async (request: boolean) => {
+    if (request) {
+      b.change("slowfn", 1);
+      ends.push(c.t + 2_000);
+    }
     for (let ms = 0; ms < 1_000; ms += 250) {
       c.t += 250;
       while (ends.length && ends[0] <= c.t) {
@@ -143,22 +145,15 @@ Deno.test("peers: the leader never scales to zero what another replica serves", 
     }
     report();
     await scaler.tick();
-  }
+  };
+  for (let s = 0; s < 75; s++) await second(true);
   const downs = () =>
     events.list({ type: "scaling.decision" }).filter((e) => e.data?.direction === "down");
   assertEquals(downs(), [], "no scale-down while B serves");
   // Two requests in flight on average, at target 1: the leader scaled up on B's load alone.
   assertEquals(runtime.desiredReplicas("slowfn"), 2);
-  // The trickle stops: after the idle timeout, down (to one, then to zero).
-  for (let s = 0; s < 40; s++) {
-    c.t += 1_000;
-    while (ends.length && ends[0] <= c.t) {
-      ends.shift();
-      b.change("slowfn", -1);
-    }
-    report();
-    await scaler.tick();
-  }
+  // The trickle stops: after the idle timeout, down to zero.
+  for (let s = 0; s < 40; s++) await second(false);
   assertEquals(runtime.desiredReplicas("slowfn"), 0);
   const zero = downs().filter((e) => e.data?.to === 0);
   assertEquals(zero.length, 1);
