@@ -124,6 +124,14 @@ Deno.test({
           );
           await sleep(Math.max(0, began + (i + 1) * 1000 - Date.now()));
         }
+        // The leader measures b's load as its own: two requests in flight on average.
+        const metrics = await (await fetch(`${a.url}/metrics`)).text();
+        const observed = Number(
+          /f2s_autoscaler_observed_concurrency\{function="slowfn",window="stable"\} (\S+)/
+            .exec(metrics)?.[1],
+        );
+        console.log(`the leader's stable concurrency of slowfn (all on b): ${observed}`);
+        assert(observed >= 1.5 && observed <= 2.5, `observed ${observed}`);
         await Promise.all(pending);
         const stoppedAt = Date.now();
         const during = await downs();
