@@ -119,8 +119,8 @@ export function pauseAfter(failures: number, t: ElectionTimings, random: number)
 
 /**
  * When to look again (absolute time) and what to do then: write the lease (renew, or
- * acquire one that is free, ours or expired), read it (a follower that heard nothing from
- * the API for half the renew deadline checks it can still reach it), or only wait. A leader
+ * acquire one that is free, ours or expired) or read it (a follower that heard nothing from
+ * the API for half the renew deadline checks it can still reach it). A leader
  * that keeps failing still retries every retry period (it has a deadline to meet); anyone
  * else backs off exponentially.
  */
@@ -129,7 +129,7 @@ export function planNext(
   now: number,
   t: ElectionTimings,
   random: number,
-): { at: number; action: "write" | "read" | "wait" } {
+): { at: number; action: "write" | "read" } {
   const pause = pauseAfter(s.leading ? Math.min(s.failures, 1) : s.failures, t, random);
   const earliest = s.lastAttemptAt === undefined ? now : Math.max(now, s.lastAttemptAt + pause);
   if (s.leading || s.heldUntil === undefined) return { at: earliest, action: "write" };
