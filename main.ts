@@ -21,6 +21,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "Run the sidecar that serves one function instance (port 9092)",
     load: () => import("./fizzlet/main.ts"),
   },
+  cleanup: {
+    summary: "Before uninstalling: stop the control plane, remove its Deployments and finalizers",
+    load: () => import("./control/cleanup.ts"),
+  },
   fn: {
     summary:
       "Manage and invoke functions on a running control plane (list, get, apply, delete, invoke)",

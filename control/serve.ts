@@ -32,7 +32,7 @@ import { createUiHandler } from "./ui.ts";
 
 const DEFAULT_CONFIG = "/etc/f2s/config.yaml";
 
-const OPTIONS: OptionTable = {
+export const OPTIONS: OptionTable = {
   port: {
     type: "string",
     env: "F2S_PORT",

@@ -15,6 +15,9 @@ export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=f2s`;
 export const SPEC_HASH_ANNOTATION = "f2s.opensight.ch/spec-hash";
 export const FUNCTION_UID_ANNOTATION = "f2s.opensight.ch/function-uid";
 export const CONTAINER_NAME = "function";
+/** The user function pods run as (the fizzlet base image's user), whatever the image says. */
+export const FUNCTION_UID = 10001;
+const TMP_VOLUME = "tmp";
 
 export function functionLabels(name: string): Record<string, string> {
   return {
@@ -70,6 +73,14 @@ function podTemplate(fn: FunctionDef): KubeObject {
   };
   const res = resources(fn);
   if (res) container.resources = res;
+  // Pod Security "restricted", and a read-only root file system: functions are untrusted
+  // code. /tmp (the fizzlet's request folders, an app's scratch files) is the one place to write.
+  container.securityContext = {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  };
+  container.volumeMounts = [{ name: TMP_VOLUME, mountPath: "/tmp" }];
   return {
     metadata: { labels: functionLabels(fn.name) },
     spec: {
@@ -77,6 +88,13 @@ function podTemplate(fn: FunctionDef): KubeObject {
       // Functions get no API credentials and no env vars for every other function's Service.
       automountServiceAccountToken: false,
       enableServiceLinks: false,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: FUNCTION_UID,
+        runAsGroup: FUNCTION_UID,
+        seccompProfile: { type: "RuntimeDefault" },
+      },
+      volumes: [{ name: TMP_VOLUME, emptyDir: {} }],
     },
   };
 }
@@ -165,6 +183,7 @@ export function deploymentFingerprint(d: KubeObject): string {
     selector: d?.spec?.selector?.matchLabels ?? {},
     labels: ourLabels(d?.spec?.template?.metadata?.labels),
     automount: pod.automountServiceAccountToken ?? true,
+    podSecurity: sorted(pod.securityContext),
     serviceLinks: pod.enableServiceLinks ?? true,
     strategy: d?.spec?.strategy?.rollingUpdate ?? {},
     containers: containers.map((c) => ({
@@ -182,10 +201,21 @@ export function deploymentFingerprint(d: KubeObject): string {
       readiness: probe(c.readinessProbe),
       liveness: probe(c.livenessProbe),
       resources: quantities(c.resources),
-      volumeMounts: c.volumeMounts ?? null,
+      volumeMounts: sorted(c.volumeMounts),
+      security: sorted(c.securityContext),
     })),
-    volumes: pod.volumes ?? null,
+    volumes: sorted(pod.volumes),
   });
+}
+
+/** `value` with every object's keys in order: the API answers in its own field order. */
+function sorted(value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  if (Array.isArray(value)) return value.map(sorted);
+  if (typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.keys(value).sort().map((k) => [k, sorted((value as KubeObject)[k])]),
+  );
 }
 
 export function serviceFingerprint(s: KubeObject): string {

@@ -46,3 +46,23 @@ prometheus.autoscaling) as the autoscaler's source, unless the values set them.
 {{- end -}}
 {{- toYaml $c -}}
 {{- end }}
+
+{{/*
+Pod Security "restricted" for every pod of the chart: $uid is the image's non-root user
+(10001 for F2S's images).
+*/}}
+{{- define "f2s.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The containers': nothing to escalate to, no capabilities, and (unless readOnly is false) a read-only root. */}}
+{{- define "f2s.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ if hasKey . "readOnly" }}{{ .readOnly }}{{ else }}true{{ end }}
+capabilities:
+  drop: [ALL]
+{{- end }}

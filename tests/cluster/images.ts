@@ -7,8 +7,14 @@
 
 import { parse as parseYaml } from "yaml";
 
-/** Image name or prefix (ending in "/") → folder or folder prefix. */
+/** Image name or prefix (ending in "/") → folder or folder prefix, or F2S_PROGRAM. */
 export type ImageMap = Record<string, string>;
+
+/**
+ * The target of an image whose entrypoint is the `f2s` program itself (the control-plane
+ * image, e.g. the chart's cleanup Job): the pod runs `main.ts` with the container's args.
+ */
+export const F2S_PROGRAM = "@f2s";
 
 export function defaultImageMap(repo: string): ImageMap {
   return { "f2s-examples/": `${repo}/examples/` };

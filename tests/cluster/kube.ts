@@ -100,6 +100,31 @@ export function readKubeconfig(path: string): KubeCredentials {
   };
 }
 
+/** Kubeconfig text for a bearer token (a service account's, as pods get them). */
+export function tokenKubeconfig(o: {
+  server: string;
+  /** The cluster's CA, PEM. */
+  ca: string;
+  user: string;
+  token: string;
+  namespace: string;
+}): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{
+      name: "cluster",
+      cluster: { server: o.server, "certificate-authority-data": btoa(o.ca) },
+    }],
+    users: [{ name: o.user, user: { token: o.token } }],
+    contexts: [{
+      name: o.user,
+      context: { cluster: "cluster", user: o.user, namespace: o.namespace },
+    }],
+    "current-context": o.user,
+  });
+}
+
 function decodeBase64(data: string): Uint8Array {
   const bin = atob(data.replace(/\s+/g, ""));
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));

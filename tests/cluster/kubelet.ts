@@ -14,6 +14,7 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import { FIZZLET_PATHS, FIZZLET_PORT } from "../../common/protocol.ts";
 import {
   defaultImageMap,
+  F2S_PROGRAM,
   functionFolder,
   functionLaunch,
   type ImageMap,
@@ -25,7 +26,9 @@ import {
   KubeError,
   type KubeObject,
   listAndWatch,
+  readKubeconfig,
   sleep,
+  tokenKubeconfig,
 } from "./kube.ts";
 import {
   clusterNet,
@@ -210,7 +213,9 @@ export async function runKubelet(opts: KubeletOptions, signal: AbortSignal): Pro
     }
     let launch;
     try {
-      launch = await functionLaunch(folder, container);
+      launch = folder === F2S_PROGRAM
+        ? { dir: opts.repo, appCommand: undefined }
+        : await functionLaunch(folder, container);
     } catch (e) {
       c.waiting = { reason: "ErrImagePull", message: (e as Error).message };
       return;
@@ -232,11 +237,7 @@ export async function runKubelet(opts: KubeletOptions, signal: AbortSignal): Pro
     }
     const env = await containerEnv(client, pod, container, run.net.ip, net.gateway);
     const port = env.F2S_FIZZLET_PORT ?? String(FIZZLET_PORT);
-    const cmd = [
-      "ip",
-      "netns",
-      "exec",
-      run.net.netns,
+    const deno = [
       Deno.execPath(),
       "run",
       "-A",
@@ -244,13 +245,30 @@ export async function runKubelet(opts: KubeletOptions, signal: AbortSignal): Pro
       "--config",
       `${opts.repo}/deno.json`,
       `${opts.repo}/main.ts`,
-      "fizzlet",
-      "--port",
-      port,
-      "--dir",
-      launch.dir,
-      ...(launch.appCommand ? ["--app-command", launch.appCommand] : []),
     ];
+    let cmd;
+    if (folder === F2S_PROGRAM) {
+      // The f2s program as the image's entrypoint, with the pod's service account. It runs
+      // in the host's network: the API server listens on loopback only.
+      if (pod.spec.automountServiceAccountToken !== false) {
+        env.KUBECONFIG = await serviceAccountKubeconfig(client, opts, pod);
+      }
+      cmd = [...deno, ...(container.args ?? [])];
+    } else {
+      cmd = [
+        "ip",
+        "netns",
+        "exec",
+        run.net.netns,
+        ...deno,
+        "fizzlet",
+        "--port",
+        port,
+        "--dir",
+        launch.dir,
+        ...(launch.appCommand ? ["--app-command", launch.appCommand] : []),
+      ];
+    }
     const proc = await startProcess(`pod ${podLabel(pod)}`, cmd, {
       logFile: `${opts.logDir}/${pod.metadata.namespace}_${pod.metadata.name}.log`,
       pidFile: opts.pidFile,
@@ -510,6 +528,46 @@ async function containerEnv(
     }
   }
   return env;
+}
+
+/**
+ * What a real kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount, as a kubeconfig
+ * (a process cannot have its own /var/run): a token of the pod's service account, bound to
+ * the pod (the Node authorizer allows exactly that), and the cluster's CA.
+ */
+async function serviceAccountKubeconfig(
+  client: KubeClient,
+  opts: KubeletOptions,
+  pod: KubeObject,
+): Promise<string> {
+  const ns = pod.metadata.namespace;
+  const account = pod.spec.serviceAccountName ?? "default";
+  const request = await client.create(
+    `/api/v1/namespaces/${ns}/serviceaccounts/${account}/token`,
+    {
+      apiVersion: "authentication.k8s.io/v1",
+      kind: "TokenRequest",
+      spec: {
+        expirationSeconds: 3600,
+        boundObjectRef: {
+          apiVersion: "v1",
+          kind: "Pod",
+          name: pod.metadata.name,
+          uid: pod.metadata.uid,
+        },
+      },
+    },
+  );
+  const { server, ca } = readKubeconfig(opts.kubeconfig);
+  const dir = `${opts.logDir}/../credentials/${pod.metadata.uid}`;
+  await Deno.mkdir(dir, { recursive: true });
+  const path = `${dir}/kubeconfig`;
+  await Deno.writeTextFile(
+    path,
+    tokenKubeconfig({ server, ca, user: account, token: request.status.token, namespace: ns }),
+    { mode: 0o600 },
+  );
+  return path;
 }
 
 async function killAll(pids: number[]): Promise<void> {

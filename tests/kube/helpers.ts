@@ -7,7 +7,7 @@
 import type { Cluster } from "../cluster/harness.ts";
 export { platformGap } from "../cluster/harness.ts";
 import { type ControlPlane, startControlPlane } from "../harness/dev.ts";
-import type { KubeObject } from "../cluster/kube.ts";
+import { type KubeObject, readKubeconfig, tokenKubeconfig } from "../cluster/kube.ts";
 export { eventually } from "../harness/poll.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -126,4 +126,36 @@ export function sequentialSteps(t: Deno.TestContext) {
 /** The leader Lease's holder as the API server has it now. */
 export async function leaseHolder(api: Cluster["client"]): Promise<string | undefined> {
   return (await api.find(paths.lease()))?.spec?.holderIdentity;
+}
+
+/**
+ * A kubeconfig (written into `dir`) for service account `account` of NS, with what a pod of
+ * it gets: a TokenRequest token and the cluster's CA.
+ */
+export async function serviceAccountKubeconfig(
+  cluster: Cluster,
+  dir: string,
+  account: string,
+): Promise<string> {
+  const request = await cluster.client.create(
+    `/api/v1/namespaces/${NS}/serviceaccounts/${account}/token`,
+    {
+      apiVersion: "authentication.k8s.io/v1",
+      kind: "TokenRequest",
+      spec: { expirationSeconds: 3600 },
+    },
+  );
+  const { ca } = readKubeconfig(cluster.kubeconfig);
+  const path = `${dir}/${account}.kubeconfig`;
+  await Deno.writeTextFile(
+    path,
+    tokenKubeconfig({
+      server: cluster.server,
+      ca,
+      user: account,
+      token: request.status.token,
+      namespace: NS,
+    }),
+  );
+  return path;
 }

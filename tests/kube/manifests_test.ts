@@ -54,6 +54,21 @@ Deno.test("kube manifests: a seed manifest becomes a labelled Deployment and Ser
   assertEquals(c.env.map((e: KubeObject) => e.name), ["F2S_INSTANCE", "F2S_FUNCTION", "GREETING"]);
   assertEquals(c.env[1].value, "mine");
   assertEquals(dep.spec.template.spec.automountServiceAccountToken, false);
+  // Pod Security "restricted", read-only root, /tmp the one writable place.
+  const pod = dep.spec.template.spec;
+  assertEquals(pod.securityContext, {
+    runAsNonRoot: true,
+    runAsUser: 10001,
+    runAsGroup: 10001,
+    seccompProfile: { type: "RuntimeDefault" },
+  });
+  assertEquals(c.securityContext, {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  });
+  assertEquals(c.volumeMounts, [{ name: "tmp", mountPath: "/tmp" }]);
+  assertEquals(pod.volumes, [{ name: "tmp", emptyDir: {} }]);
   const svc = serviceFor(fn, "f2s-containers");
   assertEquals(svc.spec.selector, dep.spec.selector.matchLabels);
   assertEquals(svc.spec.ports, [{ name: "http", port: 9092, targetPort: 9092, protocol: "TCP" }]);
@@ -100,6 +115,13 @@ Deno.test("kube manifests: drift fingerprints ignore server defaults, catch edit
   live.spec.replicas = 3;
   live.spec.template.metadata.annotations = { "kubectl.kubernetes.io/restartedAt": "now" };
   live.status = { replicas: 3 };
+  // The API answers in its own field order.
+  c.securityContext = {
+    capabilities: { drop: ["ALL"] },
+    readOnlyRootFilesystem: true,
+    allowPrivilegeEscalation: false,
+  };
+  live.spec.template.spec.volumes = [{ emptyDir: {}, name: "tmp" }];
   assertEquals(deploymentFingerprint(live), deploymentFingerprint(applied));
 
   const edits: ((d: KubeObject) => void)[] = [
@@ -111,6 +133,9 @@ Deno.test("kube manifests: drift fingerprints ignore server defaults, catch edit
     (d) => d.spec.template.spec.containers.push({ name: "sidecar", image: "x" }),
     (d) => (d.spec.template.metadata.labels["f2s.opensight.ch/function"] = "other"),
     (d) => (d.spec.template.spec.automountServiceAccountToken = true),
+    (d) => delete d.spec.template.spec.securityContext,
+    (d) => (d.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem = false),
+    (d) => (d.spec.template.spec.volumes[0] = { name: "tmp", hostPath: { path: "/" } }),
   ];
   for (const edit of edits) {
     const edited = structuredClone(live);
