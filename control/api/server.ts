@@ -51,6 +51,11 @@ export interface ApiDeps {
   auth: AuthGate;
   /** Extra health reports (e.g. kafka), merged into GET /health. */
   health?: () => Record<string, unknown>;
+  /**
+   * Readiness for GET /ready: false (503) while this replica cannot do its work, e.g. it has
+   * not reached the Kubernetes API for longer than the renew deadline. Default: ready.
+   */
+  ready?: () => { ready: boolean; reason?: string };
   /** Serves the UI's files for paths the API does not own. */
   ui?: (req: Request, url: URL) => Promise<Response | undefined>;
   version?: string;
@@ -218,6 +223,10 @@ export function createApiHandler(deps: ApiDeps): Handler {
         version: deps.version,
         ...deps.health?.(),
       });
+    }
+    if (path === "/ready" || path === "/readyz") {
+      const r = deps.ready?.() ?? { ready: true };
+      return jsonResponse({ status: r.ready ? "ready" : "not ready", ...r }, r.ready ? 200 : 503);
     }
     if (path === "/metrics" && method === "GET") {
       return new Response(await deps.metrics.registry.metrics(), {
