@@ -118,6 +118,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
       }
       await runtime.close();
       unsubscribeRuntime();
+      dispatcher.close();
     },
   };
 }
