@@ -12,7 +12,11 @@
  * doubling to 1 s) until it answers 200 or the runtime reports on it.
  */
 
-import { type Deadline, type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
+import {
+  type Deadline,
+  type Deadlines,
+  deadlines as sharedDeadlines,
+} from "../common/deadlines.ts";
 import { NotDeliveredError } from "../common/delivery.ts";
 import type { FunctionDef } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";

@@ -2,6 +2,8 @@
 // hand-written bytes: what real upstreams send, in odd shapes and torn into pieces.
 
 import { createHttp1Client, UpstreamError } from "../../common/http1.ts";
+import { NotDeliveredError } from "../../common/delivery.ts";
+import { freePort } from "../../common/self.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 
 const encoder = new TextEncoder();
@@ -60,11 +62,18 @@ function rawServer(
       })();
     }
   })();
+  let listening = true;
+  const stopListening = () => {
+    if (listening) listener.close();
+    listening = false;
+  };
   return {
     port: (listener.addr as Deno.NetAddr).port,
     heads,
+    /** Closes the listening socket (new connections are refused), keeping open ones. */
+    stopListening,
     async close() {
-      listener.close();
+      stopListening();
       for (const c of conns) {
         try {
           c.close();
@@ -236,5 +245,118 @@ Deno.test("http1: keep-alive connections are reused; a closed one is replaced on
   } finally {
     client.close();
     await server.close();
+  }
+});
+
+/** One request on `client`, resolving to the answer's text or the error it failed with. */
+async function ask(
+  client: ReturnType<typeof createHttp1Client>,
+  method: string,
+  headers: [string, string][] = [],
+  body: Uint8Array | ReadableStream<Uint8Array> | null = null,
+): Promise<string | Error> {
+  try {
+    const res = await client.request({
+      method,
+      target: "/",
+      headers: [["host", "h"], ...headers],
+      body,
+      signal: new AbortController().signal,
+    });
+    return new TextDecoder().decode(res.body as Uint8Array);
+  } catch (e) {
+    return e as Error;
+  }
+}
+
+const ok = (i: number) => `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${i}`;
+const POST: [string, string][] = [["content-length", "1"]];
+
+Deno.test("http1: a POST on a pooled connection that closes after reading it is not sent again", async () => {
+  // Answer 0 on the first connection; request 1 (the POST) is read, then the connection is
+  // closed unanswered: the app may be running it, so it must not run a second time.
+  const server = rawServer((i) => i === 1 ? null : ok(i));
+  const client = createHttp1Client(server.port);
+  try {
+    assertEquals(await ask(client, "GET"), "0");
+    const failed = await ask(client, "POST", POST, encoder.encode("x"));
+    assert(failed instanceof Error, `POST answered: ${failed}`);
+    assert(!(failed instanceof NotDeliveredError), `may not go elsewhere: ${failed}`);
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals(server.heads.length, 2, "the POST reached the server exactly once");
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("http1: idempotent requests and Idempotency-Key are sent again on a fresh connection", async () => {
+  for (
+    const [method, headers] of [
+      ["PUT", POST],
+      ["DELETE", []],
+      ["POST", [...POST, ["idempotency-key", "k-1"]]],
+    ] as [string, [string, string][]][]
+  ) {
+    const server = rawServer((i) => i === 1 ? null : ok(i));
+    const client = createHttp1Client(server.port);
+    try {
+      assertEquals(await ask(client, "GET"), "0");
+      const body = headers.length > 0 ? encoder.encode("x") : null;
+      assertEquals(await ask(client, method, headers, body), "2", method);
+      assertEquals(server.heads.length, 3, method);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  }
+});
+
+Deno.test("http1: a refused connect is NotDeliveredError and leaves a streamed body unread", async () => {
+  const client = createHttp1Client(freePort());
+  try {
+    for (const length of [100, 2 * 1024 * 1024]) {
+      const body = new ReadableStream<Uint8Array>({
+        pull: (c) => c.enqueue(new Uint8Array(length)),
+      });
+      const failed = await ask(client, "POST", [["content-length", String(length)]], body);
+      assert(failed instanceof NotDeliveredError, `${length}: ${failed}`);
+      assertEquals(failed.written, false);
+      assertEquals(body.locked, false, "the body can still go to another upstream");
+      await body.cancel();
+    }
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("http1: pooled connection lost, fresh connect refused: a POST fails (502), a GET may go elsewhere", async () => {
+  for (const method of ["POST", "GET"]) {
+    let server: ReturnType<typeof rawServer>;
+    // The upstream dies while the request is on its pooled connection: nothing listens any
+    // more, and the connection closes after the request was read.
+    server = rawServer((i) => {
+      if (i === 0) return ok(i);
+      server.stopListening();
+      return null;
+    });
+    const client = createHttp1Client(server.port);
+    try {
+      assertEquals(await ask(client, "GET"), "0");
+      const body = method === "POST" ? encoder.encode("x") : null;
+      const failed = await ask(client, method, method === "POST" ? POST : [], body);
+      assert(failed instanceof Error, `${method} answered: ${failed}`);
+      if (method === "POST") {
+        // The bug of issue 13: this was "not delivered", and the dispatcher ran it again.
+        assert(!(failed instanceof NotDeliveredError), `POST may not go elsewhere: ${failed}`);
+      } else {
+        assert(failed instanceof NotDeliveredError, `GET: ${failed}`);
+        assertEquals(failed.written, true);
+      }
+      assertEquals(server.heads.length, 2, method);
+    } finally {
+      client.close();
+      await server.close();
+    }
   }
 });
