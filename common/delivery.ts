@@ -52,9 +52,10 @@ export function maySendAgain(method: string, headers: HeaderPairs, written: bool
 }
 
 /**
- * The request failed before any answer, and `maySendAgain` holds for it: the caller may
- * send it to another upstream. `written` says whether some of it may have reached this one
- * (only possible for idempotent requests).
+ * The request failed before any answer, and `maySendAgain` holds for it (or the fizzlet
+ * vouches that its app never got it): the caller may send it to another upstream.
+ * `written` says whether some of it may have been written to this upstream; a streamed
+ * body is then spent and cannot be sent again.
  */
 export class NotDeliveredError extends Error {
   constructor(message: string, readonly written: boolean, options?: ErrorOptions) {

@@ -379,7 +379,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         if (!(e instanceof NotDeliveredError)) {
           return fail(502, `function "${fn.name}" failed before answering`, String(e));
         }
-        if (body instanceof ReadableStream && body.locked) {
+        if (body instanceof ReadableStream && e.written) {
           return fail(502, `function "${fn.name}" failed before answering`, {
             error: String(e),
             retry: "not possible: the streamed request body was already sent",

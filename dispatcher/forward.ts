@@ -119,9 +119,10 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
         let resBody = res.body;
         if (headerValue(res.headers, NOT_DELIVERED_HEADER) !== undefined) {
           if (resBody instanceof ReadableStream) await resBody.cancel();
+          // Written to the fizzlet (a streamed body is spent), but its app never got it.
           throw new NotDeliveredError(
             `the instance's app did not get the request (fizzlet answered ${res.status})`,
-            false,
+            true,
           );
         }
         if (resBody !== null && NULL_BODY_STATUS.has(res.status)) {

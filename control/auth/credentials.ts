@@ -16,11 +16,17 @@ export const MAX_CREDENTIAL_CHARS = 1024;
  * function in a header (percent-encoded, dispatcher/forward.ts), into logs and answers;
  * a control character in it is an attack or a broken identity provider, never a person.
  */
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+function hasControlCharacter(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return true;
+  }
+  return false;
+}
 
 /** Why `name` cannot be a caller's or group's name, or undefined when it can. */
 export function nameProblem(name: string): string | undefined {
-  return CONTROL_CHARACTER.test(name)
+  return hasControlCharacter(name)
     ? "contains control characters (U+0000-U+001F, U+007F-U+009F)"
     : undefined;
 }

@@ -332,10 +332,9 @@ Deno.test("http1: a refused connect is NotDeliveredError and leaves a streamed b
 
 Deno.test("http1: pooled connection lost, fresh connect refused: a POST fails (502), a GET may go elsewhere", async () => {
   for (const method of ["POST", "GET"]) {
-    let server: ReturnType<typeof rawServer>;
     // The upstream dies while the request is on its pooled connection: nothing listens any
     // more, and the connection closes after the request was read.
-    server = rawServer((i) => {
+    const server: ReturnType<typeof rawServer> = rawServer((i) => {
       if (i === 0) return ok(i);
       server.stopListening();
       return null;

@@ -81,7 +81,101 @@ Deno.test("a request refused by one instance is retried on another", async () =>
       assertEquals(text, "live");
     }
     assertEquals(hits, ["body-0", "body-1", "body-2", "body-3", "body-4", "body-5"]);
+    // The refusing instance left the table at the first failure.
+    assertEquals(d.table.ready("f").map((s) => s.instance.id), ["live"]);
   } finally {
+    d.close();
+    await live.shutdown();
+  }
+});
+
+Deno.test("an instance that failed is suspended at once and rejoins when /f2s/ready answers 200", async () => {
+  const port = freePort();
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  d.instanceChanged({ id: "a", function: "f", url: `http://127.0.0.1:${port}`, state: "ready" });
+  let server: Deno.HttpServer | undefined;
+  try {
+    const refused = await invoke(d, f, "r1", { method: "POST", body: "x" });
+    assertEquals(refused.status, 502);
+    await refused.body?.cancel();
+    assertEquals(d.table.ready("f").length, 0, "suspended at once");
+    // A request arriving now is held (not a cold start) until the instance is back.
+    const held = invoke(d, f, "r2");
+    await new Promise((r) => setTimeout(r, 100));
+    let readyAsked = 0;
+    server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (req) => {
+      if (new URL(req.url).pathname === "/f2s/ready") readyAsked++;
+      return new Response("back");
+    });
+    const res = await held;
+    assertEquals(res.status, 200);
+    assertEquals(await res.text(), "back");
+    assert(readyAsked >= 1, "readiness was asked before it rejoined");
+    assertEquals(d.table.ready("f").map((s) => s.instance.id), ["a"]);
+  } finally {
+    d.close();
+    await server?.shutdown();
+  }
+});
+
+Deno.test("a fizzlet's not-delivered answer sends the request to another instance, once", async () => {
+  const hits: string[] = [];
+  const appDown = serve(() =>
+    new Response('{"error":"app unreachable"}', {
+      status: 502,
+      headers: { "x-f2s-not-delivered": "1" },
+    })
+  );
+  const live = serve(async (req) => {
+    hits.push(await req.text());
+    return new Response("live");
+  });
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  addReady(d, "down", appDown);
+  addReady(d, "live", live);
+  try {
+    for (let i = 0; i < 4; i++) {
+      const res = await invoke(d, f, `r${i}`, {
+        method: "POST",
+        headers: { "content-length": "2" },
+        body: `b${i}`,
+      });
+      assertEquals(res.status, 200);
+      assertEquals(res.headers.get("x-f2s-not-delivered"), null);
+      assertEquals(await res.text(), "live");
+    }
+    assertEquals(hits, ["b0", "b1", "b2", "b3"]);
+    // A streamed body (no length) went to the fizzlet and is spent: 502, never an empty copy.
+    const d2 = setup();
+    d2.setFunction(f);
+    addReady(d2, "down", appDown);
+    try {
+      const streamed = await invoke(d2, f, "s", {
+        method: "POST",
+        body: new ReadableStream({
+          start(c) {
+            c.enqueue(new TextEncoder().encode("streamed"));
+            c.close();
+          },
+        }),
+      });
+      const answer = await streamed.json();
+      assertEquals(streamed.status, 502);
+      assertEquals(
+        answer.details.retry,
+        "not possible: the streamed request body was already sent",
+      );
+      assertEquals(hits.length, 4);
+    } finally {
+      d2.close();
+    }
+  } finally {
+    d.close();
+    await appDown.shutdown();
     await live.shutdown();
   }
 });
