@@ -55,12 +55,18 @@ function serve(handler: (req: Request) => Response | Promise<Response>) {
   return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
 }
 
-Deno.test("a request refused by one instance is retried on another", async () => {
+/** A backend answering "live" that records the body of every request it gets. */
+function liveBackend() {
   const hits: string[] = [];
   const live = serve(async (req) => {
     hits.push(await req.text());
     return new Response("live");
   });
+  return { hits, live };
+}
+
+Deno.test("a request refused by one instance is retried on another", async () => {
+  const { hits, live } = liveBackend();
   const d = setup();
   const f = fn();
   d.setFunction(f);
@@ -121,17 +127,13 @@ Deno.test("an instance that failed is suspended at once and rejoins when /f2s/re
 });
 
 Deno.test("a fizzlet's not-delivered answer sends the request to another instance, once", async () => {
-  const hits: string[] = [];
   const appDown = serve(() =>
     new Response('{"error":"app unreachable"}', {
       status: 502,
       headers: { "x-f2s-not-delivered": "1" },
     })
   );
-  const live = serve(async (req) => {
-    hits.push(await req.text());
-    return new Response("live");
-  });
+  const { hits, live } = liveBackend();
   const d = setup();
   const f = fn();
   d.setFunction(f);
