@@ -41,6 +41,12 @@ const SMALL_UPLOAD = 1024 * 1024;
 /** The app's answer was malformed or broke off (a WireError of the client's own kind). */
 export class UpstreamError extends WireError {}
 
+/**
+ * The caller's request body failed (its client went away, or its framing broke) before all
+ * of it was sent: the exchange ends, and the upstream is not to blame.
+ */
+export class RequestBodyError extends Error {}
+
 export interface UpstreamRequest {
   method: string;
   /** Path and query, e.g. "/a?b=1". */
@@ -185,6 +191,8 @@ interface Conn extends WireReader {
   closed: boolean;
   /** Some answer (even an interim one) arrived: the request reached the app. */
   answered: boolean;
+  /** The caller's request body failed while it was being sent (not the app's fault). */
+  bodyBroken?: boolean;
   idleTimer?: Deadline;
 }
 
@@ -366,17 +374,21 @@ export function createHttp1Client(
     body: ReadableStream<Uint8Array> | Uint8Array | null,
     conn: Conn,
   ): Promise<UpstreamResponse | { failure: unknown; written: boolean }> => {
+    let failure: unknown;
     try {
       const res = await exchange(req, body, conn);
       if (res) return res;
-      return {
-        failure: new UpstreamError("app closed the connection without answering"),
-        written: conn.tcp.wrote,
-      };
+      failure = new UpstreamError("app closed the connection without answering");
     } catch (e) {
       if (req.signal.aborted || conn.answered) throw e;
-      return { failure: e, written: conn.tcp.wrote };
+      failure = e;
     }
+    if (conn.bodyBroken) {
+      throw new RequestBodyError("the request body broke off before it was all sent", {
+        cause: failure,
+      });
+    }
+    return { failure, written: conn.tcp.wrote };
   };
 
   const release = (conn: Conn) => {
@@ -415,20 +427,21 @@ export function createHttp1Client(
 
   /** Streams the request body; resolves true when all of it was sent. */
   const sendBody = async (conn: Conn, body: ReadableStream<Uint8Array>, chunked: boolean) => {
+    let writing = false;
     try {
       for await (const chunk of body) {
         if (conn.closed) return false;
         if (chunk.length === 0) continue;
-        if (chunked) {
-          await writeAll(conn, chunkFrame(chunk));
-        } else {
-          await writeAll(conn, chunk);
-        }
+        writing = true;
+        await writeAll(conn, chunked ? chunkFrame(chunk) : chunk);
+        writing = false;
       }
+      writing = true;
       if (chunked) await writeAll(conn, LAST_CHUNK);
       return true;
     } catch {
-      // The client's body broke off, or the app closed: the app must not see a whole request.
+      // The client's body broke off (the app must not see a whole request), or the app closed.
+      if (!writing) conn.bodyBroken = true;
       close(conn);
       return false;
     }
@@ -528,7 +541,9 @@ export function createHttp1Client(
           body = new Uint8Array(await new Response(stream).arrayBuffer());
         } catch (e) {
           if (conn) close(conn);
-          throw e;
+          throw new RequestBodyError(`the request body broke off: ${(e as Error).message}`, {
+            cause: e,
+          });
         }
       }
       conn ??= reuse() ?? await open(false, false);

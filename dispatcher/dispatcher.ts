@@ -18,6 +18,7 @@ import {
   deadlines as sharedDeadlines,
 } from "../common/deadlines.ts";
 import { NotDeliveredError } from "../common/delivery.ts";
+import { RequestBodyError } from "../common/http1.ts";
 import type { FunctionDef } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import type { ServerRequest } from "../common/http1_server.ts";
@@ -158,9 +159,14 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     }
   }
 
+  function countReady(name: string) {
+    deps.metrics.readyInstances.set({ function: name }, table.ready(name).length);
+  }
+
   /** Takes an instance that just failed out of the table until it answers ready again. */
   function suspend(instance: Instance, reason: unknown) {
     if (!table.suspend(instance.function, instance.id)) return;
+    countReady(instance.function);
     log.warn("instance failed; suspended until it answers ready", {
       function: instance.function,
       instance: instance.id,
@@ -190,6 +196,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       if (!still()) return;
       if (!ready) return recheck(instance, Math.min(delayMs * 2, 1000));
       table.reinstate(instance.function, instance.id);
+      countReady(instance.function);
       log.info("suspended instance is ready again", {
         function: instance.function,
         instance: instance.id,
@@ -374,6 +381,9 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           return fail(504, `function "${fn.name}" did not answer within ${which}`);
         }
         if (e instanceof ClientGoneError) return fail(499, "client closed the request");
+        if (e instanceof RequestBodyError) {
+          return fail(400, "the request body broke off before it was all sent", e.message);
+        }
         // The instance (or its app) failed before answering: it leaves the table at once.
         suspend(slot.instance, e);
         if (!(e instanceof NotDeliveredError)) {
@@ -426,10 +436,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         }
         releaseWaiters(instance.function);
       }
-      deps.metrics.readyInstances.set(
-        { function: instance.function },
-        table.ready(instance.function).length,
-      );
+      countReady(instance.function);
     },
     setFunction(fn) {
       table.setFunction(fn);

@@ -395,3 +395,34 @@ Deno.test("a held request whose client goes away stops waiting", async () => {
     await server.shutdown();
   }
 });
+
+Deno.test("a request body that breaks off mid-upload is the client's failure: 400, the instance stays", async () => {
+  const backend = serve(async (req) => {
+    await req.text().catch(() => {});
+    return new Response("ok");
+  });
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  addReady(d, "a", backend);
+  try {
+    let sent = 0;
+    const res = await invoke(d, f, "broken", {
+      method: "POST",
+      body: new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (sent++ < 3) {
+            c.enqueue(new Uint8Array(64 * 1024));
+            await new Promise((r) => setTimeout(r, 10));
+          } else c.error(new Error("client connection reset"));
+        },
+      }),
+    });
+    const answer = await res.json();
+    assertEquals(res.status, 400, JSON.stringify(answer));
+    assertEquals(d.table.ready("f").map((s) => s.instance.id), ["a"]);
+  } finally {
+    d.close();
+    await backend.shutdown();
+  }
+});
