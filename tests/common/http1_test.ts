@@ -5,86 +5,9 @@ import { createHttp1Client, UpstreamError } from "../../common/http1.ts";
 import { NotDeliveredError } from "../../common/delivery.ts";
 import { freePort } from "../../common/self.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
+import { rawServer } from "../harness/raw_server.ts";
 
 const encoder = new TextEncoder();
-
-/**
- * A TCP server that reads one request head per exchange and answers with `answer(i)`,
- * written in `pieces` parts with a pause between (to tear heads and bodies across reads).
- */
-function rawServer(
-  answer: (i: number, head: string) => string | null,
-  pieces = 1,
-) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const heads: string[] = [];
-  const conns = new Set<Deno.Conn>();
-  let count = 0;
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(64 * 1024);
-        let pending = "";
-        try {
-          while (true) {
-            const n = await conn.read(buf);
-            if (n === null) break;
-            pending += new TextDecoder().decode(buf.subarray(0, n));
-            let end;
-            while ((end = pending.indexOf("\r\n\r\n")) >= 0) {
-              const head = pending.slice(0, end);
-              pending = pending.slice(end + 4);
-              heads.push(head);
-              const text = answer(count++, head);
-              if (text === null) {
-                conn.close();
-                return;
-              }
-              const bytes = encoder.encode(text);
-              const size = Math.ceil(bytes.length / pieces);
-              for (let at = 0; at < bytes.length; at += size) {
-                await conn.write(bytes.subarray(at, at + size));
-                if (pieces > 1) await new Promise((r) => setTimeout(r, 5));
-              }
-            }
-          }
-        } catch {
-          // closed by the test
-        } finally {
-          conns.delete(conn);
-          try {
-            conn.close();
-          } catch {
-            // already closed
-          }
-        }
-      })();
-    }
-  })();
-  let listening = true;
-  const stopListening = () => {
-    if (listening) listener.close();
-    listening = false;
-  };
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    heads,
-    /** Closes the listening socket (new connections are refused), keeping open ones. */
-    stopListening,
-    async close() {
-      stopListening();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // already closed
-        }
-      }
-      await accepting.catch(() => {});
-    },
-  };
-}
 
 async function get(port: number, headers: [string, string][] = [], method = "GET") {
   const client = createHttp1Client(port);

@@ -6,62 +6,12 @@
  */
 
 import { assertEquals } from "../harness/assert.ts";
+import { rawServer } from "../harness/raw_server.ts";
 import { freePort, functionDir, startFizzlet } from "./helpers.ts";
 
-/**
- * An app on raw TCP that reads each request head (and its Content-Length body), counts it,
- * and answers with `answer(head)`, or closes the connection unanswered when that is null.
- */
+/** An app on raw TCP: counts each request and answers `answer(head)`, or closes on null. */
 function rawApp(answer: (head: string) => string | null) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const heads: string[] = [];
-  const conns = new Set<Deno.Conn>();
-  const serving = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(64 * 1024);
-        let pending = "";
-        try {
-          while (true) {
-            const n = await conn.read(buf);
-            if (n === null) return;
-            pending += new TextDecoder().decode(buf.subarray(0, n));
-            const end = pending.indexOf("\r\n\r\n");
-            if (end < 0) continue;
-            const head = pending.slice(0, end);
-            const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-            if (pending.length < end + 4 + length) continue;
-            pending = pending.slice(end + 4 + length);
-            heads.push(head);
-            const text = answer(head);
-            if (text === null) return;
-            await conn.write(new TextEncoder().encode(text));
-          }
-        } catch {
-          // closed
-        } finally {
-          conns.delete(conn);
-          conn.close();
-        }
-      })();
-    }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    heads,
-    async close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // already closed
-        }
-      }
-      await serving.catch(() => {});
-    },
-  };
+  return rawServer((_, head) => answer(head));
 }
 
 async function proxyTo(appPort: number) {
