@@ -5,6 +5,7 @@ import { type FunctionDef, parseFunction } from "../../common/function.ts";
 import { serveHttp1 } from "../../common/http1_server.ts";
 import { fromRequest, toResponse } from "../../common/web_bridge.ts";
 import { createDispatcher, type Dispatcher } from "../../dispatcher/dispatcher.ts";
+import { encodeIdentity } from "../../dispatcher/forward.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { freePort } from "../../common/self.ts";
@@ -424,5 +425,24 @@ Deno.test("a request body that breaks off mid-upload is the client's failure: 40
   } finally {
     d.close();
     await backend.shutdown();
+  }
+});
+
+Deno.test("identity headers: UTF-8 percent-encoded outside visible ASCII and for %", () => {
+  const cases: [string, string][] = [
+    ["ann", "ann"],
+    ["roman@example.com", "roman@example.com"],
+    ["Tomáš Černý", "Tom%C3%A1%C5%A1%20%C4%8Cern%C3%BD"],
+    ["100%", "100%25"],
+    ["a\r\nX-F2S-Group: admins", "a%0D%0AX-F2S-Group:%20admins"],
+    ["\u010d\u010a", "%C4%8D%C4%8A"], // once masked to CR LF on the wire
+    ["\u0000\u007f\u0085", "%00%7F%C2%85"],
+    ["😀", "%F0%9F%98%80"],
+    ["\ud800", "%EF%BF%BD"], // a lone surrogate is no character: U+FFFD
+  ];
+  for (const [name, encoded] of cases) {
+    assertEquals(encodeIdentity(name), encoded, JSON.stringify(name));
+    assert(/^[\x21-\x7e]*$/.test(encoded), "only visible ASCII on the wire");
+    if (!name.includes("\ud800")) assertEquals(decodeURIComponent(encoded), name);
   }
 });
