@@ -129,6 +129,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
       }
       await runtime.close();
       unsubscribeRuntime();
+      dispatcher.close();
     },
   };
 }

@@ -16,6 +16,7 @@ import {
   responseWith,
 } from "../common/protocol.ts";
 import { createHttp1Client } from "../common/http1.ts";
+import { NOT_DELIVERED_HEADER, NotDeliveredError } from "../common/delivery.ts";
 import {
   ClientGone,
   type ModeHandler,
@@ -91,7 +92,11 @@ function failure(ctx: RequestContext, appPort: number, e: unknown): Response {
   }
   const message = (e as Error).message;
   ctx.log.warn("app unreachable", { requestId: ctx.requestId, appPort, error: message });
-  return errorResponse(502, "app unreachable", { appPort, message });
+  // Delivery rule (common/delivery.ts): tell the dispatcher when it may send this elsewhere.
+  const notDelivered: [string, string][] = e instanceof NotDeliveredError
+    ? [[NOT_DELIVERED_HEADER, "1"]]
+    : [];
+  return errorResponse(502, "app unreachable", { appPort, message }, notDelivered);
 }
 
 export function createProxy(appPort: number): Proxy {

@@ -20,6 +20,7 @@
 import { type Obj, Reader } from "../config_util.ts";
 import { parseTrusted } from "./client_address.ts";
 import { parseGrant } from "./privileges.ts";
+import { nameProblem } from "./credentials.ts";
 
 export type AuthType = "none" | "basic" | "token" | "oidc";
 
@@ -133,7 +134,9 @@ export function parseAuthConfig(raw: unknown, path: string, r: Reader): AuthConf
       group: r.str(uo.group, `${p}.group`, ""),
     };
     if (user.username === "") r.error(`${p}.username`, "is required");
-    else if (user.username.includes(":")) {
+    else if (nameProblem(user.username)) {
+      r.error(`${p}.username`, nameProblem(user.username)!);
+    } else if (user.username.includes(":")) {
       r.error(`${p}.username`, 'must not contain ":" (HTTP basic auth cannot carry it)');
     } else if (seenUsers.has(user.username)) {
       r.error(`${p}.username`, `"${user.username}" is listed twice`);
@@ -178,6 +181,7 @@ export function parseAuthConfig(raw: unknown, path: string, r: Reader): AuthConf
     r.known(go, p, ["group", "privileges"]);
     const group = r.str(go.group, `${p}.group`, "");
     if (group === "") r.error(`${p}.group`, "is required");
+    else if (nameProblem(group)) r.error(`${p}.group`, nameProblem(group)!);
     else if (seenGroups.has(group)) {
       r.error(`${p}.group`, `"${group}" is listed twice; merge its privileges into one entry`);
     }
