@@ -22,6 +22,7 @@ import {
   bodyStream,
   chunkFrame,
   encodeHead,
+  HeadError,
   LAST_CHUNK,
   READ_SIZE,
   readHeadText,
@@ -189,9 +190,15 @@ const ALL_SENT = Promise.resolve(true);
  * connection's own buffer (reused, since a connection carries one request at a time)
  * rather than into new arrays for every request.
  */
-function requestBytes(conn: Conn, head: string, body: Uint8Array | null): Uint8Array {
+function requestBytes(
+  conn: Conn,
+  req: UpstreamRequest,
+  own: string,
+  body: Uint8Array | null,
+): Uint8Array {
   const bodyLength = body?.length ?? 0;
-  const { buf, written } = encodeHead(head, conn.wbuf, bodyLength);
+  const start = `${req.method} ${req.target} HTTP/1.1`;
+  const { buf, written } = encodeHead(start, req.headers, own, conn.wbuf, bodyLength);
   // Large uploads get a buffer of their own, not one kept by an idle connection.
   if (buf !== conn.wbuf && buf.length <= SMALL_BODY) conn.wbuf = buf;
   if (body && bodyLength > 0) buf.set(body, written);
@@ -383,24 +390,15 @@ export function createHttp1Client(
     req.signal.addEventListener("abort", onAbort);
     let headDone = false;
     try {
-      let head = `${req.method} ${req.target} HTTP/1.1\r\n`;
-      let chunked = false;
-      let hasLength = false;
-      for (const [name, value] of req.headers) {
-        head += `${name}: ${value}\r\n`;
-        if (name === "content-length") hasLength = true;
-      }
-      if (body instanceof ReadableStream && !hasLength) {
-        head += "transfer-encoding: chunked\r\n";
-        chunked = true;
-      }
-      head += "\r\n";
+      const chunked = body instanceof ReadableStream &&
+        !req.headers.some(([name]) => name === "content-length");
+      const own = chunked ? "transfer-encoding: chunked\r\n" : "";
       let bodySent: Promise<boolean>;
       if (body instanceof ReadableStream) {
-        await writeAll(conn, requestBytes(conn, head, null));
+        await writeAll(conn, requestBytes(conn, req, own, null));
         bodySent = sendBody(conn, body, chunked);
       } else {
-        await writeAll(conn, requestBytes(conn, head, body));
+        await writeAll(conn, requestBytes(conn, req, own, body));
         bodySent = ALL_SENT;
       }
 
@@ -464,7 +462,7 @@ export function createHttp1Client(
         const res = await exchange(req, body, conn);
         if (res) return res;
       } catch (e) {
-        if (!wasReused || streaming || req.signal.aborted) throw e;
+        if (!wasReused || streaming || req.signal.aborted || e instanceof HeadError) throw e;
       }
       // A pooled connection the app had already closed: nothing was answered, and the body
       // (none, or held in memory) can be sent once more on a fresh connection.
