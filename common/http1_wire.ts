@@ -366,6 +366,7 @@ export function bodyStream(
 export class HeadError extends Error {}
 
 /** What may not stand in a start line or a header value: CR, LF, NUL, or above U+00FF. */
+// deno-lint-ignore no-control-regex
 const BAD_HEAD_TEXT = /[\0\r\n\u0100-\uffff]/;
 
 function describe(text: string): string {
