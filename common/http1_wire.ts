@@ -16,7 +16,7 @@ export const READ_SIZE = 64 * 1024;
  * native) and, only when such a byte occurred, again byte for byte.
  */
 const win1252 = new TextDecoder("latin1");
-const NOT_LATIN1 = /[^\x00-\xff]/;
+const NOT_LATIN1 = /[\u0100-\uffff]/;
 
 /** Bytes as text, one character per byte (ISO-8859-1): encodeHead writes them back unchanged. */
 export function decodeLatin1(bytes: Uint8Array): string {
@@ -366,7 +366,6 @@ export function bodyStream(
 export class HeadError extends Error {}
 
 /** What may not stand in a start line or a header value: CR, LF, NUL, or above U+00FF. */
-// deno-lint-ignore no-control-regex
 const BAD_HEAD_TEXT = /[\0\r\n\u0100-\uffff]/;
 
 function describe(text: string): string {
