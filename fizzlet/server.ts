@@ -19,19 +19,27 @@
 
 import { createLogger, type Logger } from "../common/log.ts";
 import {
-  errorResponse,
+  errorAnswer,
   FIZZLET_PATHS,
+  headerGetter,
   jsonResponse,
   REQUEST_ID_HEADER,
   requestIdFrom,
 } from "../common/protocol.ts";
+import {
+  serveHttp1,
+  type ServerRequest,
+  type ServerResponse,
+  targetParts,
+} from "../common/http1_server.ts";
+import { fromResponse, webRequest } from "../common/web_bridge.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
 import { createCommandRunner } from "./command.ts";
 import { createLimiter, type Limiter } from "./limiter.ts";
 import { createMetrics, type FizzletMetrics } from "./metrics.ts";
 import { effectiveMaxInflight, type FizzletOptions } from "./options.ts";
 import { acceptsConnections } from "./probe.ts";
-import { createProxy } from "./proxy.ts";
+import { createProxy, originForm } from "./proxy.ts";
 import {
   CLIENT_GONE,
   type ModeHandler,
@@ -67,11 +75,16 @@ async function fileExists(path: string): Promise<boolean> {
   }
 }
 
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start < 0) return "/";
-  const q = url.indexOf("?", start);
-  return q < 0 ? url.slice(start) : url.slice(start, q);
+/** A mode's work for one request, once it holds a slot. */
+type Run = (ctx: RequestContext) => Promise<ServerResponse>;
+
+/** Command mode runs on Request/Response (fizzlet/command.ts): the script sees a Request. */
+function commandRun(req: ServerRequest, runScript: ModeHandler): Run {
+  return async (ctx) => {
+    // The URL's path and query come from the request target alone, never from Host.
+    const url = new URL(originForm(req.target), "http://fizzlet");
+    return await fromResponse(await runScript(webRequest(req, url, ctx.signal), ctx));
+  };
 }
 
 export async function startFizzlet(
@@ -116,34 +129,34 @@ export async function startFizzlet(
   };
 
   const serveFunction = async (
-    req: Request,
-    handler: ModeHandler,
+    req: ServerRequest,
+    run: Run,
     limiter: Limiter | undefined,
-    remoteAddress: string,
-  ): Promise<Response> => {
-    const requestId = requestIdFrom(req.headers);
+  ): Promise<ServerResponse> => {
+    const requestId = requestIdFrom(headerGetter(req.headers));
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(TIMEOUT), options.timeout);
-    const onClientGone = () => controller.abort(CLIENT_GONE);
-    req.signal.addEventListener("abort", onClientGone);
+    // After the answer starts, a vanished client is noticed by the server writing it.
+    const unwatch = req.watchClient(() => controller.abort(CLIENT_GONE));
     active.add(controller);
     const ctx: RequestContext = {
       requestId,
-      remoteAddress,
+      remoteAddress: req.remoteAddress,
       signal: controller.signal,
       timeout: options.timeout,
       log,
     };
+    const idHeader: [string, string][] = [[REQUEST_ID_HEADER, requestId]];
     let entered = false;
     try {
       if (limiter && !limiter.tryEnter()) {
         const waiting = limiter.wait(controller.signal);
         if (!waiting) {
           log.warn("queue full; request refused", { requestId, queue: options.queue });
-          return errorResponse(429, "too many requests", {
+          return errorAnswer(429, "too many requests", {
             maxInflight: limiter.max,
             queue: options.queue,
-          }, { "retry-after": "1", [REQUEST_ID_HEADER]: requestId });
+          }, [["retry-after", "1"], ...idHeader]);
         }
         queued++;
         metrics.queued.inc();
@@ -152,13 +165,13 @@ export async function startFizzlet(
         } catch {
           const reason = controller.signal.reason;
           if (reason === TIMEOUT) {
-            return errorResponse(504, "request waited in the queue past its timeout", {
+            return errorAnswer(504, "request waited in the queue past its timeout", {
               timeoutMs: options.timeout,
-            }, { [REQUEST_ID_HEADER]: requestId });
+            }, idHeader);
           }
-          return errorResponse(503, String(reason?.message ?? reason), undefined, {
-            "retry-after": "1",
-          });
+          return errorAnswer(503, String(reason?.message ?? reason), undefined, [
+            ["retry-after", "1"],
+          ]);
         } finally {
           queued--;
           metrics.queued.dec();
@@ -167,14 +180,14 @@ export async function startFizzlet(
       entered = true;
       inflight++;
       metrics.inflight.inc();
-      const res = await handler(req, ctx);
-      if (!res.headers.has(REQUEST_ID_HEADER)) res.headers.set(REQUEST_ID_HEADER, requestId);
+      const res = await run(ctx);
+      if (!res.headers.some(([name]) => name === REQUEST_ID_HEADER)) {
+        res.headers.push(...idHeader);
+      }
       return res;
     } catch (e) {
       log.error("request failed", { requestId, error: e });
-      return errorResponse(500, "fizzlet error", (e as Error).message, {
-        [REQUEST_ID_HEADER]: requestId,
-      });
+      return errorAnswer(500, "fizzlet error", (e as Error).message, idHeader);
     } finally {
       clearTimeout(timer);
       active.delete(controller);
@@ -183,8 +196,7 @@ export async function startFizzlet(
         metrics.inflight.dec();
         limiter?.leave();
       }
-      // After the answer starts, a vanished client is noticed by the response stream itself.
-      req.signal.removeEventListener("abort", onClientGone);
+      unwatch();
     }
   };
 
@@ -199,50 +211,55 @@ export async function startFizzlet(
     return { ready: true };
   };
 
-  const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
-    const path = pathOf(req.url);
+  const handler = async (req: ServerRequest): Promise<ServerResponse> => {
+    let path: string;
+    try {
+      // The fizzlet's own paths, like the function's, come from the target alone.
+      path = targetParts(originForm(req.target)).pathname;
+    } catch {
+      return errorAnswer(400, "bad request target");
+    }
     if (path.startsWith("/f2s/")) {
       if (path === FIZZLET_PATHS.health) {
-        return jsonResponse({ status: "ok", mode, draining, inflight, queued });
+        return fromResponse(jsonResponse({ status: "ok", mode, draining, inflight, queued }));
       }
       if (path === FIZZLET_PATHS.ready) {
         const r = await readiness();
-        return jsonResponse({ ...r, mode }, r.ready ? 200 : 503);
+        return fromResponse(jsonResponse({ ...r, mode }, r.ready ? 200 : 503));
       }
       if (path === FIZZLET_PATHS.metrics) {
         const { body, contentType } = await metrics.render();
-        return new Response(body, { headers: { "content-type": contentType } });
+        return fromResponse(new Response(body, { headers: { "content-type": contentType } }));
       }
     }
     const started = performance.now();
-    let res: Response;
+    let res: ServerResponse;
     if (draining) {
-      res = errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
+      res = errorAnswer(503, "fizzlet is shutting down", undefined, [["retry-after", "1"]]);
     } else if (mode === "proxy") {
-      res = await serveFunction(req, proxy.handle, limiters.proxy, info.remoteAddr.hostname);
+      res = await serveFunction(req, (ctx) => proxy.handle(req, ctx), limiters.proxy);
     } else if (mode === "command" && runScript) {
-      res = await serveFunction(req, runScript, limiters.command, info.remoteAddr.hostname);
+      res = await serveFunction(req, commandRun(req, runScript), limiters.command);
     } else {
-      res = errorResponse(503, "app not started yet", { appPort: options.appPort }, {
-        "retry-after": "1",
-      });
+      res = errorAnswer(503, "app not started yet", { appPort: options.appPort }, [
+        ["retry-after", "1"],
+      ]);
     }
     metrics.observe(res.status, (performance.now() - started) / 1000);
     return res;
   };
 
-  let resolveListening: (port: number) => void;
-  const listening = new Promise<number>((r) => resolveListening = r);
-  const server = Deno.serve({
+  const server = serveHttp1({
     hostname: options.host,
     port: options.port,
-    onListen: (addr) => resolveListening(addr.port),
+    maxConnections: options.maxConnections || undefined,
+    log,
     onError: (e) => {
       log.error("unhandled error", { error: e });
-      return errorResponse(500, "fizzlet error", (e as Error)?.message);
+      return errorAnswer(500, "fizzlet error", (e as Error)?.message);
     },
   }, handler);
-  const port = await listening;
+  const port = server.addr.port;
   // The first log line: a parent that passed --port 0 reads the port from it.
   log.info("listening", {
     port,
