@@ -7,13 +7,13 @@
  */
 
 import {
+  ConnectionClosed,
   decodeLatin1,
   type Framing,
   indexOfHeadEnd,
   MAX_HEAD,
   readMore,
   TOKEN,
-  WireError,
   type WireReader,
 } from "./http1_wire.ts";
 
@@ -57,7 +57,7 @@ const CR = 13;
  * The next request head as text (without its blank line), reading as needed; null when
  * the stream ends before a head starts. Empty lines before the request line are skipped
  * (RFC 9112 section 2.2). Throws a RequestError for a head that can already be refused
- * (bare LF, bad request line, too large) and a WireError when the stream ends mid-head.
+ * (bare LF, bad request line, too large) and ConnectionClosed when the stream ends mid-head.
  */
 export async function readRequestHead(r: WireReader): Promise<string | null> {
   let scanned = r.start;
@@ -97,7 +97,7 @@ export async function readRequestHead(r: WireReader): Promise<string | null> {
     const n = await readMore(r);
     if (n === null) {
       if (r.end === r.start) return null;
-      throw new WireError("connection closed mid-head");
+      throw new ConnectionClosed("connection closed mid-head");
     }
     r.end += n;
   }
@@ -110,6 +110,7 @@ interface RequestLine {
 }
 
 export function parseRequestLine(line: string): RequestLine {
+  if (line.length > MAX_REQUEST_LINE) throw new RequestError(414, "request line too long");
   const sp1 = line.indexOf(" ");
   const sp2 = line.indexOf(" ", sp1 + 1);
   if (sp1 <= 0 || sp2 < 0 || line.indexOf(" ", sp2 + 1) >= 0) {

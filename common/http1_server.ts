@@ -27,6 +27,7 @@ import {
   bodyStream,
   type ChunkedStart,
   chunkFrame,
+  ConnectionClosed,
   decodeChunks,
   encodeHead,
   fill,
@@ -226,6 +227,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     c.busy = true;
     let bodyDone = head.framing === null;
     let bodyBroken = false;
+    let bodyError: unknown;
     let body: ServerRequest["body"] = null;
     const sendContinue = async () => {
       if (head.expectContinue) await writeBytes(c, CONTINUE);
@@ -235,8 +237,9 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
         bodyDone = true;
         readAhead(c);
       },
-      abort: () => {
+      abort: (e?: unknown) => {
         bodyBroken = true;
+        bodyError = e;
       },
     };
     if (head.framing?.chunked) {
@@ -245,7 +248,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       try {
         start = await chunkedStart(c);
       } catch (e) {
-        if (!(e instanceof WireError) || c.closed) throw e;
+        if (!(e instanceof WireError) || e instanceof ConnectionClosed || c.closed) throw e;
         const refusal = errorAnswer(400, `malformed chunked body: ${e.message}`);
         await writeAnswer(c, head.method, head.http10, false, refusal);
         return false;
@@ -293,6 +296,15 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       response = r instanceof Promise ? await r : r;
     } catch (e) {
       response = onError(e);
+    }
+    if (bodyError instanceof WireError) {
+      // The body broke: whatever the handler made of part of it is not the answer.
+      if (response.body instanceof ReadableStream) response.body.cancel().catch(() => {});
+      if (bodyError instanceof ConnectionClosed) {
+        c.busy = false;
+        return false; // the client left mid-body: no one to answer
+      }
+      response = errorAnswer(400, `malformed request body: ${bodyError.message}`);
     }
     // A body the handler left unread (or broke) leaves the connection at an unknown point.
     const keepAlive = head.keepAlive && !stopping && !bodyBroken &&

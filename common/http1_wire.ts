@@ -35,6 +35,9 @@ export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** A malformed or broken message: the connection it came on cannot be used further. */
 export class WireError extends Error {}
 
+/** The peer ended the stream in the middle of a message. */
+export class ConnectionClosed extends WireError {}
+
 /** One connection's read side: the transport's read and the buffered bytes not yet used. */
 export interface WireReader {
   read(buf: Uint8Array): Promise<number | null>;
@@ -111,7 +114,7 @@ export async function readHeadText(r: WireReader): Promise<string | null> {
     const n = await readMore(r);
     if (n === null) {
       if (r.end === r.start) return null;
-      throw new WireError("connection closed mid-head");
+      throw new ConnectionClosed("connection closed mid-head");
     }
     r.end += n;
   }
@@ -144,7 +147,7 @@ export async function takeExactly(r: WireReader, length: number): Promise<Uint8A
   let got = 0;
   while (got < length) {
     const chunk = await take(r, length - got);
-    if (chunk === null) throw new WireError("connection closed mid-body");
+    if (chunk === null) throw new ConnectionClosed("connection closed mid-body");
     body.set(chunk, got);
     got += chunk.length;
   }
@@ -162,8 +165,11 @@ export interface BodyHooks {
   start?(): Promise<void>;
   /** The whole body was read; the connection may carry the next message. */
   end(): void;
-  /** The body broke off or its reader cancelled it: the connection cannot be reused. */
-  abort(): void;
+  /**
+   * The body broke off (`error`: malformed, or ConnectionClosed) or its reader cancelled
+   * it (no error): the connection cannot be reused.
+   */
+  abort(error?: unknown): void;
 }
 
 /** Where the decoding of a chunked body stands (RFC 9112 section 7.1). */
@@ -314,7 +320,7 @@ export function bodyStream(
             if (chunks.left > 0 && r.start === r.end) {
               // Chunk data not buffered yet: read it straight into a buffer of its own.
               const chunk = await take(r, chunks.left);
-              if (chunk === null) throw new WireError("connection closed mid-body");
+              if (chunk === null) throw new ConnectionClosed("connection closed mid-body");
               chunks.left -= chunk.length;
               if (chunks.left === 0) chunks.crlf = true;
               controller.enqueue(chunk);
@@ -329,7 +335,7 @@ export function bodyStream(
               return;
             }
             if (out.length > 0) return;
-            if (!(await fill(r))) throw new WireError("connection closed mid-body");
+            if (!(await fill(r))) throw new ConnectionClosed("connection closed mid-body");
           }
         }
         if (remaining === 0) {
@@ -339,7 +345,7 @@ export function bodyStream(
         }
         const chunk = await take(r, Math.min(remaining, READ_SIZE));
         if (chunk === null) {
-          if (remaining !== Infinity) throw new WireError("connection closed mid-body");
+          if (remaining !== Infinity) throw new ConnectionClosed("connection closed mid-body");
           controller.close();
           hooks.end();
           return;
@@ -351,7 +357,7 @@ export function bodyStream(
           hooks.end();
         }
       } catch (e) {
-        hooks.abort();
+        hooks.abort(e);
         controller.error(e);
       }
     },
