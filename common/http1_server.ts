@@ -104,6 +104,8 @@ export interface Http1Server {
 const SMALL_BODY = 64 * 1024;
 const DIGITS = /^\d{1,15}$/;
 /** Response header names the server writes itself (framing and connection). */
+/** Accept errors this far apart belong to different bursts (each logged once). */
+const BURST_QUIET = 1000;
 const OWN_HEADERS = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
 
 interface Conn extends WireReader {
@@ -456,6 +458,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
   const accepting = (async () => {
     let backoff = 0;
     let failures = 0;
+    let lastFailure = 0;
     let refused = 0;
     while (!stopping) {
       let tcp: Deno.TcpConn;
@@ -466,6 +469,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
         // Out of descriptors (EMFILE), or a connection reset before it was accepted: wait
         // and go on, as Go's net/http does. Logged once per burst, not once per failure.
         if (failures++ === 0) log?.error("accept failed; backing off", { error: e });
+        lastFailure = Date.now();
         backoff = backoff === 0 ? 5 : Math.min(backoff * 2, 1000);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, backoff);
@@ -477,8 +481,12 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
         wakeAccept = undefined;
         continue;
       }
-      if (failures > 0) log?.info("accepting again", { failedAccepts: failures });
-      backoff = failures = 0;
+      backoff = 0;
+      // The burst is over once accepting has gone a second without failing.
+      if (failures > 0 && Date.now() - lastFailure > BURST_QUIET) {
+        log?.info("accepting again", { failedAccepts: failures });
+        failures = 0;
+      }
       if (stopping) {
         tcp.close();
         break;

@@ -22,12 +22,14 @@ Deno.test("wire corpus: F2S server and fizzlet answer as expected and never pars
       const ref = await exchange(targets.refPort, bytes);
       const refSeen = delivered(await targets.seen("ref"));
       const f2s = await exchange(targets.f2sPort, bytes);
-      const f2sSeen = delivered(await targets.seen("f2s"));
+      const f2sStarted = await targets.seen("f2s");
+      const f2sSeen = delivered(f2sStarted);
       const viaFizzlet = await exchange(targets.fizzletPort, bytes, {
         halfClose: false,
         expected: c.expect.length,
       });
-      const appSeen = delivered(await targets.seen("app"));
+      const appStarted = await targets.seen("app");
+      const appSeen = delivered(appStarted);
       const problems: string[] = [];
       if (JSON.stringify(f2s) !== JSON.stringify(c.expect)) {
         problems.push(
@@ -43,6 +45,14 @@ Deno.test("wire corpus: F2S server and fizzlet answer as expected and never pars
       if (f2sSeen.length !== okAnswers || appSeen.length !== okAnswers) {
         problems.push(
           `${f2sSeen.length} requests reached the server's handler and ${appSeen.length} the app, expected ${okAnswers}`,
+        );
+      }
+      // A refused request never starts a handler, not even one that would fail later (a
+      // request cut short by the client may have: its body streams).
+      const cutShort = c.expect.length === 0;
+      if (!cutShort && (f2sStarted.length > okAnswers || appStarted.length > okAnswers)) {
+        problems.push(
+          `${f2sStarted.length} handlers and ${appStarted.length} app requests started for ${okAnswers} good requests`,
         );
       }
       if (f2sSeen.length > refSeen.length || appSeen.length > refSeen.length) {
