@@ -6,6 +6,7 @@
  * target, headers and body (F2S may stop earlier, refusing more, never go further).
  */
 
+import { assertEquals } from "../harness/assert.ts";
 import { bytesOf, CORPUS } from "./corpus.ts";
 import { asReceived, endToEnd, exchange, type Seen, startTargets } from "./targets.ts";
 
@@ -91,5 +92,32 @@ Deno.test("wire corpus: F2S server and fizzlet answer as expected and never pars
   }
   if (failures.length > 0) {
     throw new Error(`${failures.length} of ${CORPUS.length} cases failed:\n${failures.join("\n")}`);
+  }
+});
+
+Deno.test("wire: a bad chunk after the body started streaming is a 400, and no request completes", async () => {
+  const targets = await startTargets();
+  try {
+    const first = "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    for (
+      const bad of ["+5\r\nworld\r\n0\r\n\r\n", "5\nworld\r\n0\r\n\r\n", "5\r\nworld!\r\n0\r\n\r\n"]
+    ) {
+      const bytes = bytesOf(first + bad);
+      const options = { splits: [first.length], pauseMs: 200 };
+      const direct = await exchange(targets.f2sPort, bytes, options);
+      const viaFizzlet = await exchange(targets.fizzletPort, bytes, {
+        ...options,
+        halfClose: false,
+        expected: 1,
+      });
+      assertEquals([direct, viaFizzlet], [[400], [400]], JSON.stringify(bad));
+      const handler = await targets.seen("f2s");
+      const app = await targets.seen("app");
+      // The handler started (the body streams) but never saw the body end.
+      assertEquals(handler.map((s) => s.complete), [false], "the handler's request");
+      assertEquals(delivered(app), [], "requests the app received whole");
+    }
+  } finally {
+    await targets.close();
   }
 });

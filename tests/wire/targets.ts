@@ -124,8 +124,9 @@ export async function startTargets(): Promise<Targets> {
 }
 
 export interface ExchangeOptions {
-  /** Write the bytes in pieces, split at these offsets (a few ms apart). */
+  /** Write the bytes in pieces, split at these offsets, `pauseMs` apart (default 5). */
   splits?: number[];
+  pauseMs?: number;
   /**
    * Half-close after sending (the default): the server sees the end of the stream, so an
    * incomplete request ends in a close instead of a wait. A proxy takes a half-close for
@@ -147,7 +148,7 @@ export async function exchange(
   bytes: Uint8Array,
   options: ExchangeOptions = {},
 ): Promise<number[]> {
-  const { splits = [], halfClose = true, expected = 0, timeoutMs = 10_000 } = options;
+  const { splits = [], pauseMs = 5, halfClose = true, expected = 0, timeoutMs = 10_000 } = options;
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const received: number[] = [];
   let lastByte = Date.now();
@@ -194,7 +195,7 @@ export async function exchange(
         if (split <= at) continue;
         await writeAll(conn, bytes.subarray(at, split));
         at = split;
-        if (split < bytes.length) await new Promise((r) => setTimeout(r, 5));
+        if (split < bytes.length) await new Promise((r) => setTimeout(r, pauseMs));
       }
       lastByte = Date.now();
       if (halfClose) await conn.closeWrite();
