@@ -26,12 +26,7 @@ import {
   REQUEST_ID_HEADER,
   requestIdFrom,
 } from "../common/protocol.ts";
-import {
-  serveHttp1,
-  type ServerRequest,
-  type ServerResponse,
-  targetParts,
-} from "../common/http1_server.ts";
+import { serveHttp1, type ServerRequest, type ServerResponse } from "../common/http1_server.ts";
 import { fromResponse, webRequest } from "../common/web_bridge.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
 import { createCommandRunner } from "./command.ts";
@@ -212,13 +207,10 @@ export async function startFizzlet(
   };
 
   const handler = async (req: ServerRequest): Promise<ServerResponse> => {
-    let path: string;
-    try {
-      // The fizzlet's own paths, like the function's, come from the target alone.
-      path = targetParts(originForm(req.target)).pathname;
-    } catch {
-      return errorAnswer(400, "bad request target");
-    }
+    // The fizzlet's own paths, like the function's, come from the target alone, as sent.
+    const target = originForm(req.target);
+    const q = target.indexOf("?");
+    const path = q < 0 ? target : target.slice(0, q);
     if (path.startsWith("/f2s/")) {
       if (path === FIZZLET_PATHS.health) {
         return fromResponse(jsonResponse({ status: "ok", mode, draining, inflight, queued }));

@@ -78,6 +78,8 @@ const ok: [string, string][] = [
   ["DELETE with a body", req(["DELETE /x HTTP/1.1", "Host: h", "Content-Length: 2"], "{}")],
   ["large header value (40 KiB)", withHeader("X-Big: " + "b".repeat(40 * 1024))],
   ["target with a fragment", get("/a#frag")],
+  ["target starting with //", get("//%")],
+  ["target with dot segments", get("/a/../f2s/health")],
 ];
 
 const pipelined: [string, string, number[]][] = [
