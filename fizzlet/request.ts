@@ -25,5 +25,5 @@ export interface RequestContext {
   log: Logger;
 }
 
-/** One mode's request handler: proxy or command. */
+/** Command mode's request handler (fizzlet/command.ts); proxy mode takes plain requests. */
 export type ModeHandler = (req: Request, ctx: RequestContext) => Promise<Response>;

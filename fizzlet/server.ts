@@ -3,6 +3,12 @@
  * hands every other request to the current mode (reverse proxy or start.sh), within the
  * in-flight limit and its bounded queue, under one deadline per request.
  *
+ * It runs on common/http1_server.ts, the control plane's server, not Deno.serve: requests
+ * arrive as plain data (method, target, header pairs, body as framed), so proxy mode
+ * forwards exactly what was received (Deno.serve hands a GET body over as null while its
+ * Content-Length stays, which desynchronised the app's connections), one header policy
+ * covers both hops, and the fizzlet's own paths come from the target, never from Host.
+ *
  * How the mode is chosen (`--mode auto`):
  * - With `--app-command`, or without a start.sh, the function is an app: the mode is
  *   "pending" (not ready; requests get 503 with Retry-After) until the app port accepts
