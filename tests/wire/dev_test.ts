@@ -73,6 +73,8 @@ async function tenOrdinary(port: number, after: string): Promise<void> {
 }
 
 const smuggled = "GET /admin HTTP/1.1\r\nHost: h\r\nX-F2S-Caller: admin\r\nX-Tag: smuggled\r\n\r\n";
+/** The smuggled request as the one chunk of a chunked body. */
+const smuggledChunked = `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
 const invoke = (method: string, path: string, lines: string[], body = "") =>
   `${method} /invoke/probe${path} HTTP/1.1${CRLF}${lines.join(CRLF)}${CRLF}${CRLF}${body}`;
 const chunkedInvoke = (chunks: string) =>
@@ -112,7 +114,7 @@ const ATTACKS: [string, string, number[]][] = [
       "GET",
       "/fast",
       ["Host: f2s", "Transfer-Encoding: chunked", "X-Tag: get-chunked"],
-      `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`,
+      smuggledChunked,
     ),
     [200],
   ],
@@ -132,7 +134,7 @@ const ATTACKS: [string, string, number[]][] = [
       "POST",
       "/echo",
       ["Host: f2s", "Transfer-Encoding: chunked", "Content-Length: 3"],
-      `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`,
+      smuggledChunked,
     ),
     [400],
   ],
