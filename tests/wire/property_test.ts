@@ -83,6 +83,7 @@ function serialize([m, values]: Model): { bytes: string; clean: boolean } {
     framed += "0\r\n\r\n";
   }
   // Valid field content: no CTL but HTAB; no leading or trailing blanks (those are trimmed).
+  // deno-lint-ignore no-control-regex
   const clean = values.every((v) => !/[\0-\x08\x0a-\x1f\x7f]/.test(v));
   return { bytes: lines.join("\r\n") + "\r\n\r\n" + framed, clean };
 }
