@@ -39,14 +39,38 @@ async function started(dir: string): Promise<Started[]> {
   }
 }
 
+/** Sends a request on a fresh connection and reads until the server closes (or timeoutMs). */
+async function roundTrip(port: number, request: string, timeoutMs = 10_000): Promise<string> {
+  // A connect into a full backlog can wait for minutes: it gets the same deadline.
+  const connecting = Deno.connect({ hostname: "127.0.0.1", port });
+  let connectTimer: ReturnType<typeof setTimeout> | undefined;
+  const conn = await Promise.race([
+    connecting,
+    new Promise<null>((r) => connectTimer = setTimeout(() => r(null), timeoutMs)),
+  ]).finally(() => clearTimeout(connectTimer));
+  if (conn === null) {
+    connecting.then((c) => c.close(), () => {});
+    return "";
+  }
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    await conn.write(new TextEncoder().encode(request));
+    return await new Response(conn.readable).text();
+  } catch {
+    return "";
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** One ordinary invocation on a fresh connection: its status and the tag it was answered. */
 async function ordinary(port: number, tag: string): Promise<{ status: number; tag: unknown }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    const head = `GET /invoke/probe/echo?${tag} HTTP/1.1\r\nHost: f2s\r\nX-Tag: ${tag}\r\n` +
-      "Connection: close\r\n\r\n";
-    await conn.write(new TextEncoder().encode(head));
-    const text = await new Response(conn.readable).text();
+    const text = await roundTrip(
+      port,
+      `GET /invoke/probe/echo?${tag} HTTP/1.1\r\nHost: f2s\r\nX-Tag: ${tag}\r\n` +
+        "Connection: close\r\n\r\n",
+    );
     const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
     const body = text.slice(text.indexOf("\r\n\r\n") + 4);
     let answered: unknown;
@@ -254,18 +278,10 @@ Deno.test("f2s dev: under ulimit -n 256, 400 connections opened and closed, /hea
     const health = await waitFor(
       "/health after exhaustion",
       async () => {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-        try {
-          await conn.write(
-            new TextEncoder().encode(
-              "GET /health HTTP/1.1\r\nHost: f2s\r\nConnection: close\r\n\r\n",
-            ),
-          );
-          const text = await new Response(conn.readable).text();
-          return text.startsWith("HTTP/1.1 200") ? text : undefined;
-        } catch {
-          return undefined;
-        }
+        const left = Math.max(100, 5000 - (Date.now() - since));
+        const request = "GET /health HTTP/1.1\r\nHost: f2s\r\nConnection: close\r\n\r\n";
+        const text = await roundTrip(port, request, left).catch(() => "");
+        return text.startsWith("HTTP/1.1 200") ? text : undefined;
       },
       5000,
       100,
