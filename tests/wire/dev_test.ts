@@ -85,6 +85,25 @@ async function ordinary(port: number, tag: string): Promise<{ status: number; ta
   }
 }
 
+/** `f2s dev` on the probe's folder (under `ulimit -n` when given), once the probe answers. */
+async function startProbed(dir: string, ulimitFiles?: number): Promise<ControlPlane> {
+  const dev = await startDev({ functionsDir: dir, ulimitFiles });
+  try {
+    await waitFor(
+      "the probe function answers",
+      async () => {
+        return (await ordinary(dev.port, "ready")).status === 200;
+      },
+      30_000,
+      200,
+    );
+  } catch (e) {
+    await dev.stop();
+    throw e;
+  }
+  return dev;
+}
+
 /** Ten ordinary requests at once, each on its own connection, each answered its own tag. */
 async function tenOrdinary(port: number, after: string): Promise<void> {
   const tags = Array.from({ length: 10 }, (_, i) => `after-${after.replace(/\W+/g, "-")}-${i}`);
@@ -194,16 +213,8 @@ Deno.test("f2s dev: smuggling, Host tricks and malformed framing never reach the
   const dir = await probeDir();
   let dev: ControlPlane | undefined;
   try {
-    dev = await startDev({ functionsDir: dir });
+    dev = await startProbed(dir);
     const port = dev.port;
-    await waitFor(
-      "the probe function answers",
-      async () => {
-        return (await ordinary(port, "ready")).status === 200;
-      },
-      30_000,
-      200,
-    );
     await tenOrdinary(port, "start");
     for (const [name, bytes, expect] of ATTACKS) {
       const answers = await exchange(port, bytesOf(bytes), {
@@ -255,16 +266,8 @@ Deno.test("f2s dev: under ulimit -n 256, 400 connections opened and closed, /hea
   let dev: ControlPlane | undefined;
   const conns: Deno.TcpConn[] = [];
   try {
-    dev = await startDev({ functionsDir: dir, ulimitFiles: 256 });
+    dev = await startProbed(dir, 256);
     const port = dev.port;
-    await waitFor(
-      "the probe function answers",
-      async () => {
-        return (await ordinary(port, "ready")).status === 200;
-      },
-      30_000,
-      200,
-    );
     for (let i = 0; i < 400; i++) {
       try {
         conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
