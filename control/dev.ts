@@ -105,7 +105,7 @@ export async function main(args: string[]): Promise<number> {
     ui: createUiHandler(),
   });
 
-  const server = listen(values.host as string, port, platform.handler, log);
+  const server = listen(values.host as string, port, platform.handler, log, config.maxConnections);
   const bound = server.addr.port;
   log.info("listening", { port: bound, host: values.host, functions: dir, runtime: "local" });
   console.log(`F2S dev listening on http://${values.host}:${bound} (functions from ${dir})`);

@@ -29,6 +29,8 @@ export interface FizzletOptions {
   queue: number;
   /** Time in-flight requests get to finish after SIGTERM, in ms. */
   grace: number;
+  /** Open connections beyond this get 503; 0 means the default (common/open_files.ts). */
+  maxConnections: number;
 }
 
 export const OPTIONS: OptionTable = {
@@ -107,6 +109,13 @@ export const OPTIONS: OptionTable = {
     value: "DURATION",
     description: "On SIGTERM, time in-flight requests get to finish",
   },
+  "max-connections": {
+    type: "string",
+    env: "F2S_MAX_CONNECTIONS",
+    default: "0",
+    value: "N",
+    description: "Open connections; more get 503 (0: half the open-files limit, at most 10000)",
+  },
 };
 
 export const HELP = helpText(
@@ -172,6 +181,7 @@ export function parseOptions(
       maxInflight: intOption(v, "max-inflight", 0, 100_000),
       queue: intOption(v, "queue", 0, 1_000_000),
       grace: durationOption(v, "grace", 0),
+      maxConnections: intOption(v, "max-connections", 0, 1_000_000),
     },
   };
 }
