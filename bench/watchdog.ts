@@ -193,7 +193,7 @@ export async function startWatchdog(
       } catch {
         const status = await Promise.race([
           child.status,
-          new Promise<undefined>((r) => setTimeout(r, 50)),
+          new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)),
         ]);
         if (status || Date.now() > end) {
           await stop();
