@@ -28,7 +28,7 @@ import {
 import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
-const STDERR_TAIL = 2000;
+export const STDERR_TAIL = 2000;
 /** stdout beyond this is refused rather than buffered (the answer is built in memory). */
 export const MAX_OUTPUT = 64 * 1024 * 1024;
 /** After the script exits, how long leftover pipes may stay open before we stop reading. */
@@ -36,7 +36,7 @@ const DRAIN_AFTER_EXIT = 1000;
 /** Pipes still open this long after the exit: something left the group holds them; sweep. */
 const SWEEP_AFTER_EXIT = 50;
 
-function killGroup(pid: number): void {
+export function killGroup(pid: number): void {
   try {
     Deno.kill(-pid, "SIGKILL");
   } catch {
@@ -154,7 +154,7 @@ export interface CommandRunner {
  * process group for a fraction of the cost of Deno's `detached` (which forks the whole
  * runtime instead of spawning).
  */
-function findSetsid(): string | undefined {
+export function findSetsid(): string | undefined {
   for (const path of ["/usr/bin/setsid", "/bin/setsid"]) {
     try {
       if (Deno.statSync(path).isFile) return path;
@@ -349,7 +349,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
   }
 }
 
-function abortedResponse(ctx: RequestContext, stderr?: string): Response {
+export function abortedResponse(ctx: RequestContext, stderr?: string): Response {
   const reason = ctx.signal.reason;
   if (reason instanceof Timeout) {
     ctx.log.warn("script timed out; its processes killed", {

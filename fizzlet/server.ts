@@ -36,6 +36,7 @@ import { serveHttp1, type ServerRequest, type ServerResponse } from "../common/h
 import { fromResponse, webRequest } from "../common/web_bridge.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
 import { createCommandRunner } from "./command.ts";
+import { createStdinRunner, Cut, streamDone } from "./command_stdin.ts";
 import { NOT_DELIVERED_HEADER } from "../common/delivery.ts";
 import { createLimiter, type Limiter } from "./limiter.ts";
 import { createMetrics, type FizzletMetrics } from "./metrics.ts";
@@ -80,8 +81,11 @@ async function fileExists(path: string): Promise<boolean> {
 /** Marks the fizzlet's own refusals: the function never saw the request (common/delivery.ts). */
 const NOT_DELIVERED: [string, string] = [NOT_DELIVERED_HEADER, "1"];
 
-/** A mode's work for one request, once it holds a slot. */
-type Run = (ctx: RequestContext) => Promise<ServerResponse>;
+/**
+ * A mode's work for one request, once it holds a slot. `done`, when given, is the end of an
+ * answer that streams on after the handler returned: the slot is held until then.
+ */
+type Run = (ctx: RequestContext) => Promise<ServerResponse & { done?: Promise<void> }>;
 
 /**
  * What a mode does before it may take a slot: an early answer, or the work to run once it
@@ -108,7 +112,21 @@ function commandPrepare(req: ServerRequest, receive: Receiver): Prepare {
     const got = await receive(wreq, ctx);
     if (got instanceof Response) return await fromResponse(got);
     return {
-      run: async (ctx) => await fromResponse(await got.handle(wreq, ctx)),
+      run: async (ctx) => {
+        const res = await got.handle(wreq, ctx);
+        const done = streamDone(res);
+        try {
+          return { ...await fromResponse(res), done };
+        } catch (e) {
+          // A streamed answer that failed before its headers went out can still say so.
+          if (!done) throw e;
+          await done;
+          return errorAnswer(500, "start.sh failed", {
+            error: (e as Error).message,
+            stderr: e instanceof Cut ? e.stderr : undefined,
+          });
+        }
+      },
       release: got.release,
     };
   };
@@ -133,9 +151,14 @@ export async function startFizzlet(
   metrics.setMode(mode);
 
   const proxy = createProxy(options.appPort);
-  const commands = hasScript
-    ? createCommandRunner(options.dir, { bodyTimeout: options.bodyTimeout })
-    : undefined;
+  const commands = !hasScript
+    ? undefined
+    : options.input === "stdin"
+    ? createStdinRunner(options.dir, {
+      bodyTimeout: options.bodyTimeout,
+      maxDuration: options.maxDuration || options.timeout,
+    })
+    : createCommandRunner(options.dir, { bodyTimeout: options.bodyTimeout });
   const limiters: Record<"proxy" | "command", Limiter | undefined> = {
     proxy: undefined,
     command: undefined,
@@ -178,6 +201,7 @@ export async function startFizzlet(
     const idHeader: [string, string][] = [[REQUEST_ID_HEADER, requestId]];
     let entered = false;
     let release: (() => void) | undefined;
+    let done: Promise<void> | undefined;
     try {
       let run = work as Run;
       if (prepared) {
@@ -224,7 +248,8 @@ export async function startFizzlet(
       entered = true;
       inflight++;
       metrics.inflight.inc();
-      const res = await run(ctx);
+      const { done: streamed, ...res } = await run(ctx);
+      done = streamed;
       if (!res.headers.some(([name]) => name === REQUEST_ID_HEADER)) {
         res.headers.push(...idHeader);
       }
@@ -234,14 +259,19 @@ export async function startFizzlet(
       return errorAnswer(500, "fizzlet error", (e as Error).message, idHeader);
     } finally {
       clearTimeout(timer);
-      release?.();
-      active.delete(controller);
-      if (entered) {
-        inflight--;
-        metrics.inflight.dec();
-        limiter?.leave();
-      }
-      unwatch();
+      const after = () => {
+        release?.();
+        active.delete(controller);
+        if (entered) {
+          inflight--;
+          metrics.inflight.dec();
+          limiter?.leave();
+        }
+        unwatch();
+      };
+      // A streaming answer keeps its slot (and its abort on shutdown) until it has ended.
+      if (done) done.finally(after);
+      else after();
     }
   };
 
