@@ -244,6 +244,10 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       httpTimeout: fn.timeouts.httpTimeout ?? deps.timeouts.httpTimeout,
       scalingTimeout: fn.timeouts.scalingTimeout ?? deps.timeouts.scalingTimeout,
     };
+    // Once the answer has started, the exchange may run until maxDuration (streaming
+    // answers) instead of requestTimeout; unset, it is requestTimeout as before.
+    const maxDuration = fn.timeouts.maxDuration ?? timeouts.requestTimeout;
+    let answering = false;
     const requestLog = () => log.with({ function: fn.name, requestId: options.requestId });
     // One controller per request: the request timeout, the client going away and (while
     // waiting for headers) the http timeout all end the exchange through it.
@@ -260,8 +264,13 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     // One deadline per request: first it starts watching the client, then it ends the
     // request at request_timeout.
     const onDeadline = () => {
-      const left = timeouts.requestTimeout - (now() - started);
-      if (left <= 0) return exchange.abort(new UpstreamTimeoutError("request_timeout"));
+      const limit = answering ? maxDuration : timeouts.requestTimeout;
+      const left = limit - (now() - started);
+      if (left <= 0) {
+        return exchange.abort(
+          new UpstreamTimeoutError(answering ? "max_duration" : "request_timeout"),
+        );
+      }
       watchClient();
       requestTimer = deadlines.after(left, onDeadline);
     };
@@ -403,6 +412,15 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         slot.inflight--;
         slot = undefined;
         continue;
+      }
+      if (maxDuration !== timeouts.requestTimeout) {
+        answering = true;
+        requestTimer.cancel();
+        onDeadline();
+        if (exchange.signal.aborted) {
+          if (response.body instanceof ReadableStream) await response.body.cancel().catch(() => {});
+          return fail(504, `function "${fn.name}" did not answer within max_duration`);
+        }
       }
       try {
         return passThrough(response, exchange.signal, finish);
