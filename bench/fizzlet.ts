@@ -13,7 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { load, type LoadResult } from "./load.ts";
-import { ensureWatchdog, startWatchdog } from "./watchdog.ts";
+import { ensureWatchdog, exists, startWatchdog } from "./watchdog.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -35,15 +35,6 @@ async function waitForPort(port: number, what: string, timeoutMs = 20_000): Prom
     }
   }
   throw new Error(`${what} did not listen on port ${port} within ${timeoutMs}ms`);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function which(name: string): Promise<string | null> {

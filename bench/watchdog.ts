@@ -39,7 +39,7 @@ export interface RunningWatchdog {
   stop(): Promise<void>;
 }
 
-async function exists(path: string): Promise<boolean> {
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;

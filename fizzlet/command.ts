@@ -12,7 +12,7 @@
  * returned whole. The folder is removed afterwards, whatever happened.
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readUpTo } from "../common/read_limited.ts";
 import { readBodyWithin } from "./body_deadline.ts";
@@ -142,6 +142,40 @@ async function receiveInput(
   return path;
 }
 
+/**
+ * How start.sh is run for one request: `start.sh <input>` (through `sh` when not executable,
+ * through `setsid` where present) in the function folder, with the request's variables; the
+ * options still lack stdio.
+ */
+export function scriptCommand(
+  script: string,
+  setsid: string | undefined,
+  req: Request,
+  requestId: string,
+  input: string,
+  marker: Marker,
+): [string, Deno.CommandOptions] {
+  const url = new URL(req.url);
+  const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
+  const argv = executable ? [script, input] : ["sh", script, input];
+  if (setsid) argv.unshift(setsid);
+  return [argv[0], {
+    args: argv.slice(1),
+    cwd: dirname(script),
+    env: {
+      F2S_METHOD: req.method,
+      F2S_PATH: url.pathname,
+      F2S_QUERY: url.search.slice(1),
+      F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
+      F2S_REQUEST_ID: requestId,
+      F2S_INPUT: input,
+      // Also the marker by which sweep.ts finds the request's detached processes.
+      [marker.name]: marker.value,
+    },
+    detached: !setsid,
+  }];
+}
+
 export interface CommandRunner {
   /** Reads the body (before a slot is taken); the handler it returns runs the script. */
   receive: Receiver;
@@ -240,27 +274,12 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     signal.addEventListener("abort", onAbort, { once: true });
     running.add(folder);
     try {
-      const url = new URL(req.url);
-      const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
-      const argv = executable ? [script, input] : ["sh", script, input];
-      if (setsid) argv.unshift(setsid);
-      const child = new Deno.Command(argv[0], {
-        args: argv.slice(1),
-        cwd: dir,
-        env: {
-          F2S_METHOD: req.method,
-          F2S_PATH: url.pathname,
-          F2S_QUERY: url.search.slice(1),
-          F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
-          F2S_REQUEST_ID: requestId,
-          F2S_INPUT: input,
-          // Also the marker by which sweep.ts finds the request's detached processes.
-          [marker.name]: marker.value,
-        },
+      const [cmd, opts] = scriptCommand(script, setsid, req, requestId, input, marker);
+      const child = new Deno.Command(cmd, {
+        ...opts,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        detached: !setsid,
       }).spawn();
       pid = child.pid;
       if (signal.aborted) killAll();

@@ -18,7 +18,7 @@
 import { join } from "node:path";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readBodyWithin } from "./body_deadline.ts";
-import { abortedResponse, findSetsid, killGroup, STDERR_TAIL } from "./command.ts";
+import { abortedResponse, findSetsid, killGroup, scriptCommand, STDERR_TAIL } from "./command.ts";
 import { createTail, forEachLine } from "./lines.ts";
 import type { Received, Receiver, RequestContext } from "./request.ts";
 import { type Marker, sweep, ticksNow } from "./sweep.ts";
@@ -65,27 +65,13 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     if (signal.aborted) return abortedResponse(ctx);
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: `stdin-${crypto.randomUUID()}` };
     const since = ticksNow();
-    const url = new URL(req.url);
-    const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
-    const argv = executable ? [script, "/dev/stdin"] : ["sh", script, "/dev/stdin"];
-    if (setsid) argv.unshift(setsid);
     running.add(marker.value);
-    const child = new Deno.Command(argv[0], {
-      args: argv.slice(1),
-      cwd: dir,
-      env: {
-        F2S_METHOD: req.method,
-        F2S_PATH: url.pathname,
-        F2S_QUERY: url.search.slice(1),
-        F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
-        F2S_REQUEST_ID: requestId,
-        F2S_INPUT: "/dev/stdin",
-        [marker.name]: marker.value,
-      },
+    const [cmd, opts] = scriptCommand(script, setsid, req, requestId, "/dev/stdin", marker);
+    const child = new Deno.Command(cmd, {
+      ...opts,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      detached: !setsid,
     }).spawn();
     let killed = false;
     const killAll = () => {

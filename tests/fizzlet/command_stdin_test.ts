@@ -14,6 +14,7 @@ import {
   functionDir,
   peakMemory,
   type RunningFizzlet,
+  sendChunks,
   startFizzlet,
 } from "./helpers.ts";
 
@@ -43,7 +44,6 @@ function roundTrip(
   url: string,
   total: number,
 ): Promise<{ status: number; received: number; complete: boolean }> {
-  const chunk = Buffer.alloc(1024 * 1024, 97);
   return new Promise((resolve, reject) => {
     const req = http.request(url, {
       method: "POST",
@@ -56,18 +56,7 @@ function roundTrip(
       res.on("aborted", () => resolve({ status: res.statusCode ?? 0, received, complete: false }));
     });
     req.on("error", reject);
-    let sent = 0;
-    const pump = () => {
-      while (sent < total) {
-        const n = Math.min(chunk.length, total - sent);
-        sent += n;
-        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-          return req.once("drain", pump);
-        }
-      }
-      req.end();
-    };
-    pump();
+    sendChunks(req, total);
   });
 }
 

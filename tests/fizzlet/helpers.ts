@@ -5,6 +5,9 @@
  * test fails half-way.
  */
 
+import { Buffer } from "node:buffer";
+import type http from "node:http";
+
 const ROOT = new URL("../../", import.meta.url).pathname;
 const DENO = Deno.execPath();
 
@@ -174,6 +177,26 @@ export function freePort(): number {
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
+}
+
+/**
+ * Writes `total` bytes of 'a' to a node:http request, 1 MiB at a time as it drains (never
+ * held whole), then ends it.
+ */
+export function sendChunks(req: http.ClientRequest, total: number): void {
+  const chunk = Buffer.alloc(1024 * 1024, 97);
+  let sent = 0;
+  const pump = () => {
+    while (sent < total) {
+      const n = Math.min(chunk.length, total - sent);
+      sent += n;
+      if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+        return req.once("drain", pump);
+      }
+    }
+    req.end();
+  };
+  pump();
 }
 
 /** Peak resident memory of a process in bytes (VmHWM). */

@@ -4,7 +4,6 @@
  * still getting proxy mode, and a crashed app being restarted.
  */
 
-import { Buffer } from "node:buffer";
 import http from "node:http";
 import { assert, assertEquals } from "../harness/assert.ts";
 import {
@@ -14,6 +13,7 @@ import {
   functionDir,
   peakMemory,
   type RunningFizzlet,
+  sendChunks,
   startFizzlet,
 } from "./helpers.ts";
 
@@ -38,7 +38,6 @@ function nodeApp(appPort: number, extra: string[] = []): Promise<RunningFizzlet>
  * uploads crawl on delayed ACKs whatever the server does.
  */
 function upload(url: string, total: number): Promise<{ status: number; body: string }> {
-  const chunk = Buffer.alloc(1024 * 1024, 97);
   return new Promise((resolve, reject) => {
     const req = http.request(url, {
       method: "POST",
@@ -51,18 +50,7 @@ function upload(url: string, total: number): Promise<{ status: number; body: str
       res.on("error", reject);
     });
     req.on("error", reject);
-    let sent = 0;
-    const pump = () => {
-      while (sent < total) {
-        const n = Math.min(chunk.length, total - sent);
-        sent += n;
-        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-          return req.once("drain", pump);
-        }
-      }
-      req.end();
-    };
-    pump();
+    sendChunks(req, total);
   });
 }
 
