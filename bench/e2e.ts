@@ -36,6 +36,11 @@ async function waitUp(url: string, what: string, timeoutMs = 30_000): Promise<vo
   throw new Error(`${what} did not answer 200 at ${url} within ${timeoutMs}ms (${last})`);
 }
 
+/** The 1-minute load average, to tell a quiet run from a noisy one. */
+async function loadAverage(): Promise<string> {
+  return (await Deno.readTextFile("/proc/loadavg").catch(() => "?")).split(" ")[0];
+}
+
 /** The median of each figure over the rounds. */
 function median(runs: LoadResult[]): LoadResult {
   const mid = (by: (r: LoadResult) => number) =>
@@ -152,6 +157,7 @@ export async function run(args: string[]): Promise<void> {
       ],
       ["client → f2s dev → fizzlet → node app", f2sUrl],
     ];
+    const loadBefore = await loadAverage();
     const runs: LoadResult[][] = chains.map(() => []);
     const opts = { connections, seconds, warmup: 1 };
     for (let round = 0; round < rounds; round++) {
@@ -187,6 +193,9 @@ export async function run(args: string[]): Promise<void> {
       } (goal ≤ 2); f2s/${watchdog.label} chain: ${
         (f2s.rps / medians[1].rps).toFixed(2)
       } (goal ≥ 1.3)`,
+    );
+    console.log(
+      `load average (1 min) before ${loadBefore}, after ${await loadAverage()} on ${navigator.hardwareConcurrency} CPUs: above the CPU count, other work shared the machine`,
     );
     console.log(watchdog.note);
   } finally {
