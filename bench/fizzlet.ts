@@ -82,22 +82,22 @@ export async function run(args: string[]): Promise<void> {
     spawn("node", ["server.js"], { PORT: String(appPort) }, `${ROOT}examples/nodejs`);
     await waitForPort(appPort, "examples/nodejs");
 
-    const fizzletPort = freePort();
-    spawn(deno, [
-      "run",
-      "-A",
-      `${ROOT}main.ts`,
-      "fizzlet",
+    /** A fizzlet with these options on a free port, once it listens. */
+    const fizzlet = async (what: string, options: string[]) => {
+      const port = freePort();
+      const args = ["run", "-A", `${ROOT}main.ts`, "fizzlet", "--port", String(port), ...options];
+      spawn(deno, args, { F2S_LOG_LEVEL: "warn" });
+      await waitForPort(port, what);
+      return port;
+    };
+    const fizzletPort = await fizzlet("fizzlet", [
       "--mode",
       "proxy",
-      "--port",
-      String(fizzletPort),
       "--app-port",
       String(appPort),
       "--dir",
       work,
-    ], { F2S_LOG_LEVEL: "warn" });
-    await waitForPort(fizzletPort, "fizzlet");
+    ]);
 
     let nginxPort: number | undefined;
     if (nginx) {
@@ -173,27 +173,17 @@ http {
       mode: 0o755,
     });
     const direct = await timeScript(`${fnDir}/start.sh`, seconds);
-    const commandFizzlet = async (input: string) => {
-      const port = freePort();
-      spawn(deno, [
-        "run",
-        "-A",
-        `${ROOT}main.ts`,
-        "fizzlet",
+    const commandFizzlet = (input: string) =>
+      fizzlet(`fizzlet (command mode, --input ${input})`, [
         "--mode",
         "command",
         "--input",
         input,
-        "--port",
-        String(port),
         "--dir",
         fnDir,
         "--queue",
         "1000",
-      ], { F2S_LOG_LEVEL: "warn" });
-      await waitForPort(port, `fizzlet (command mode, --input ${input})`);
-      return port;
-    };
+      ]);
     const cmdPort = await commandFizzlet("file");
     const stdinPort = await commandFizzlet("stdin");
     const post = {

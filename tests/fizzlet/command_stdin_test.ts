@@ -12,15 +12,13 @@ import {
   alive,
   eventually,
   functionDir,
+  GiB,
+  MEMORY_LIMIT,
   peakMemory,
   type RunningFizzlet,
   sendChunks,
   startFizzlet,
 } from "./helpers.ts";
-
-const GiB = 1024 * 1024 * 1024;
-/** Far below 1 GiB (see proxy_test.ts): a fizzlet that buffered the body or answer fails. */
-const MEMORY_LIMIT = 450 * 1024 * 1024;
 
 async function stdinFizzlet(script: string[], args: string[] = []): Promise<RunningFizzlet> {
   const dir = await functionDir({ "start.sh": ["#!/bin/sh", ...script].join("\n") });

@@ -199,6 +199,14 @@ export function sendChunks(req: http.ClientRequest, total: number): void {
   pump();
 }
 
+export const GiB = 1024 * 1024 * 1024;
+/**
+ * Far below 1 GiB, so a fizzlet that buffered either body fails. What it does use is the
+ * runtime (~60 MiB) plus garbage the V8 collector has not reclaimed yet (~100-250 MiB here,
+ * the same after 1 GiB as after 4 GiB).
+ */
+export const MEMORY_LIMIT = 450 * 1024 * 1024;
+
 /** Peak resident memory of a process in bytes (VmHWM). */
 export async function peakMemory(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);

@@ -11,19 +11,13 @@ import {
   EXAMPLES,
   freePort,
   functionDir,
+  GiB,
+  MEMORY_LIMIT,
   peakMemory,
   type RunningFizzlet,
   sendChunks,
   startFizzlet,
 } from "./helpers.ts";
-
-const GiB = 1024 * 1024 * 1024;
-/**
- * Far below 1 GiB, so a fizzlet that buffered either body fails. What it does use is the
- * runtime (~60 MiB) plus garbage the V8 collector has not reclaimed yet (~100-250 MiB here,
- * the same after 1 GiB as after 4 GiB).
- */
-const MEMORY_LIMIT = 450 * 1024 * 1024;
 
 function nodeApp(appPort: number, extra: string[] = []): Promise<RunningFizzlet> {
   return startFizzlet({
