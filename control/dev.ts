@@ -92,8 +92,8 @@ export async function main(args: string[]): Promise<number> {
     : [dir];
   const events = createEventLog();
   const metrics = createMetrics();
-  const store = await createFolderStore({ dir, events });
   const runtime = createLocalRuntime({ imageDirs, events, gracePeriodMs: grace });
+  const store = await createFolderStore({ dir, events, check: runtime.check });
   const auth = await createAuth(config.auth);
   const platform = createPlatform({
     config,

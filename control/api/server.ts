@@ -31,6 +31,7 @@ import type { Runtime } from "../runtime/runtime.ts";
 import { conflictOf, type FunctionStore, StoreError } from "../store/store.ts";
 import type { AuthGate, Caller } from "./auth_gate.ts";
 import { BodyError, readManifest } from "./body.ts";
+import { readyCondition } from "./conditions.ts";
 import openapi from "../../docs/openapi.json" with { type: "json" };
 
 export interface ApiDeps {
@@ -59,12 +60,17 @@ export function createApiHandler(deps: ApiDeps): Handler {
 
   function status(fn: FunctionDef) {
     const instances = deps.runtime.instances(fn.name);
+    const readyReplicas = instances.filter((i) => i.state === "ready").length;
+    const desiredReplicas = deps.runtime.desiredReplicas(fn.name) ?? 0;
     return {
-      readyReplicas: instances.filter((i) => i.state === "ready").length,
+      readyReplicas,
       replicas: instances.filter((i) => i.state !== "gone" && i.state !== "draining").length,
-      desiredReplicas: deps.runtime.desiredReplicas(fn.name) ?? 0,
+      desiredReplicas,
       inflight: deps.dispatcher.inflight(fn.name),
       invokeUrl: `/invoke${fn.endpoint}`,
+      conditions: [
+        readyCondition(readyReplicas, desiredReplicas, deps.runtime.failure?.(fn.name)),
+      ],
     };
   }
 

@@ -8,6 +8,7 @@
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import {
+  type FieldError,
   type FunctionDef,
   type FunctionManifest,
   KIND,
@@ -29,6 +30,11 @@ export interface FolderStoreOptions {
   events: EventLog;
   /** Watch the folder for edits made outside F2S (default true). */
   watch?: boolean;
+  /**
+   * Problems that keep a function from running here (the runtime's check): writes through
+   * the API with any are refused with 400, so a mistake shows at apply, not at first call.
+   */
+  check?: (fn: FunctionDef) => FieldError[];
 }
 
 export async function createFolderStore(options: FolderStoreOptions): Promise<FunctionStore> {
@@ -91,7 +97,10 @@ export async function createFolderStore(options: FolderStoreOptions): Promise<Fu
   ): { fn: FunctionDef; manifest: FunctionManifest } {
     const parsed = parseFunction(manifest);
     if (!parsed.ok) throw new StoreError(400, "invalid function manifest", parsed.errors);
-    return { fn: resolveLocalDir(parsed.fn, dirname(file)), manifest: manifestOf(parsed.fn) };
+    const fn = resolveLocalDir(parsed.fn, dirname(file));
+    const problems = options.check?.(fn) ?? [];
+    if (problems.length > 0) throw new StoreError(400, "function cannot run here", problems);
+    return { fn, manifest: manifestOf(parsed.fn) };
   }
 
   return {
