@@ -89,22 +89,44 @@ const SECTION_KEYS = [
 
 // Kafka's own rule for topic names (and group ids are kept to the same safe set).
 const TOPIC_RE = /^[A-Za-z0-9._-]{1,249}$/;
-const BROKER_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const BROKER_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/;
+/** A broker without a port listens on Kafka's own, as every Kafka client reads it. */
+export const DEFAULT_BROKER_PORT = 9092;
+
+/**
+ * Environment overrides (F2S_KAFKA_ENABLED, F2S_KAFKA_BROKERS) replace the file's values
+ * before they are checked: a broken value in the file must not stop a start whose
+ * environment replaces it.
+ */
+export interface KafkaOverrides {
+  enabled?: boolean;
+  /** With the path their errors are reported under, e.g. "env F2S_KAFKA_BROKERS". */
+  brokers?: { values: string[]; path: string };
+}
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-export function parseKafkaConfig(raw: unknown, path: string, r: Reader): KafkaConfig {
+export function parseKafkaConfig(
+  raw: unknown,
+  path: string,
+  r: Reader,
+  overrides: KafkaOverrides = {},
+): KafkaConfig {
   const o: Obj = r.obj(raw, path);
   r.known(o, path, SECTION_KEYS);
-  const enabled = r.bool(o.enabled, `${path}.enabled`, false);
+  const enabled = overrides.enabled ?? r.bool(o.enabled, `${path}.enabled`, false);
 
-  const brokers = r.list(o.brokers, `${path}.brokers`).map((b, i) => {
-    const p = `${path}.brokers[${i}]`;
+  const brokerList = overrides.brokers?.values ?? r.list(o.brokers, `${path}.brokers`);
+  const brokersPath = overrides.brokers?.path ?? `${path}.brokers`;
+  const brokers = brokerList.map((b, i) => {
+    const p = `${brokersPath}[${i}]`;
     const s = r.str(b, p, "").trim();
     const m = BROKER_RE.exec(s);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
-      r.error(p, `"${s}" is not host:port`);
+    const port = m?.[2] === undefined ? DEFAULT_BROKER_PORT : Number(m[2]);
+    if (!m || port < 1 || port > 65535) {
+      r.error(p, `"${s}" is not host or host:port`);
+      return s;
     }
-    return s;
+    return `${m[1]}:${port}`;
   });
   if (enabled && brokers.length === 0) {
     r.error(`${path}.brokers`, "needs at least one broker when kafka is enabled");
