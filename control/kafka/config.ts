@@ -28,6 +28,12 @@ export interface KafkaAction {
   functions: string[];
   /** `key` defaults to the message's own key, `topic` to the listener's topic. */
   response: { key?: string; topic?: string };
+  /**
+   * The request's content-type for a message without a `content-type` header: a media
+   * type, or "auto" (application/json when the value parses as JSON, else
+   * application/octet-stream). The listener's setting is the default.
+   */
+  contentType: string;
 }
 
 export interface KafkaListener {
@@ -104,6 +110,9 @@ export interface KafkaOverrides {
   brokers?: { values: string[]; path: string };
 }
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE_RE = new RegExp(`^${TOKEN}/${TOKEN}(\\s*;[\\x20-\\x7e]*)?$`);
+export const AUTO_CONTENT_TYPE = "auto";
 
 export function parseKafkaConfig(
   raw: unknown,
@@ -201,11 +210,12 @@ export function parseKafkaConfig(
 
 function parseListener(r: Reader, raw: unknown, p: string): KafkaListener {
   const lo = r.obj(raw, p);
-  r.known(lo, p, ["topic", "consumergroup", "dead_letter_topic", "actions"]);
+  r.known(lo, p, ["topic", "consumergroup", "dead_letter_topic", "contentType", "actions"]);
   const topic = topicName(r, lo.topic, `${p}.topic`);
   if (topic === undefined && lo.topic === undefined) r.error(`${p}.topic`, "is required");
+  const contentType = mediaType(r, lo.contentType, `${p}.contentType`, AUTO_CONTENT_TYPE);
   const actions = r.list(lo.actions, `${p}.actions`).map((a, j) =>
-    parseAction(r, a, `${p}.actions[${j}]`, j)
+    parseAction(r, a, `${p}.actions[${j}]`, j, contentType)
   );
   if (actions.length === 0) r.error(`${p}.actions`, "needs at least one action");
   const names = new Set<string>();
@@ -223,9 +233,15 @@ function parseListener(r: Reader, raw: unknown, p: string): KafkaListener {
   };
 }
 
-function parseAction(r: Reader, raw: unknown, ap: string, index: number): KafkaAction {
+function parseAction(
+  r: Reader,
+  raw: unknown,
+  ap: string,
+  index: number,
+  listenerContentType: string,
+): KafkaAction {
   const ao = r.obj(raw, ap);
-  r.known(ao, ap, ["name", "triggers", "f2sfunctions", "response"]);
+  r.known(ao, ap, ["name", "triggers", "f2sfunctions", "response", "contentType"]);
   const name = r.str(ao.name, `${ap}.name`, `action-${index}`);
   if (name.trim() === "") r.error(`${ap}.name`, "must not be empty");
   const triggers = r.list(ao.triggers, `${ap}.triggers`).map((t, k) =>
@@ -254,7 +270,17 @@ function parseAction(r: Reader, raw: unknown, ap: string, index: number): KafkaA
       key: scalar(r, response.key, `${rp}.key`),
       topic: topicName(r, response.topic, `${rp}.topic`),
     },
+    contentType: mediaType(r, ao.contentType, `${ap}.contentType`, listenerContentType),
   };
+}
+
+/** "auto" or a media type such as "application/json" or "text/plain; charset=utf-8". */
+function mediaType(r: Reader, v: unknown, path: string, dflt: string): string {
+  const s = r.str(v, path, dflt).trim();
+  if (s !== AUTO_CONTENT_TYPE && !MEDIA_TYPE_RE.test(s)) {
+    r.error(path, `"${s}" is not a media type (e.g. application/json) or auto`);
+  }
+  return s;
 }
 
 function parseTrigger(r: Reader, raw: unknown, tp: string): KafkaTrigger {

@@ -48,6 +48,7 @@ Deno.test("the seed's kafka section loads with F2S's defaults", () => {
         triggers: [{ type: "key", name: undefined, filter: "equal", value: "test-key" }],
         functions: ["ffe4eb97-3716-479f-8cd4-f86d05bb8e99"],
         response: { key: "test-response", topic: undefined },
+        contentType: "auto",
       }],
     }],
   });
@@ -136,6 +137,36 @@ Deno.test("a broker without a port is on 9092; env overrides replace the file's 
     "env F2S_KAFKA_BROKERS[0]",
     "env F2S_KAFKA_ENABLED",
   ]);
+});
+
+Deno.test("contentType: auto by default, the listener's for its actions, an action's own wins", () => {
+  const c = parseConfig(
+    `kafka:
+  enabled: true
+  brokers: [h]
+  listeners:
+    - topic: a
+      actions: [{ name: x, f2sfunctions: [fn] }]
+    - topic: b
+      contentType: text/plain; charset=utf-8
+      actions:
+        - { name: x, f2sfunctions: [fn] }
+        - { name: y, f2sfunctions: [fn], contentType: application/octet-stream }
+`,
+    "c.yaml",
+    {},
+  ).kafka;
+  assertEquals(c.listeners[0].actions[0].contentType, "auto");
+  assertEquals(c.listeners[1].actions.map((a) => a.contentType), [
+    "text/plain; charset=utf-8",
+    "application/octet-stream",
+  ]);
+  assertEquals(
+    problems(
+      withListener(`{ topic: t, actions: [{ name: a, f2sfunctions: [f], contentType: json }] }`),
+    ),
+    ['kafka.listeners[0].actions[0].contentType: "json" is not a media type (e.g. application/json) or auto'],
+  );
 });
 
 /** The problems parseConfig reports for `kafka` (YAML flow style), as "path: message". */
