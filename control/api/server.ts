@@ -75,7 +75,23 @@ export function createApiHandler(deps: ApiDeps): Handler {
   }
 
   function describe(fn: FunctionDef) {
-    return { ...(deps.store.manifest(fn.name) ?? toManifest(fn)), status: status(fn) };
+    const manifest = deps.store.manifest(fn.name) ?? toManifest(fn);
+    // The uid is shown even when the manifest does not carry it (f2s dev makes one up).
+    const metadata = fn.uid ? { ...manifest.metadata, uid: fn.uid } : manifest.metadata;
+    return { ...manifest, metadata, status: status(fn) };
+  }
+
+  /**
+   * `/functions/{ref}` takes a name or, as the original F2S's API did, a uid: a ref in
+   * UUID form is looked up as a uid first (a name may have that form too), any other ref
+   * as a name first.
+   */
+  function nameOf(ref: string): string {
+    if (UID_RE.test(ref) || !deps.store.get(ref)) {
+      const byUid = deps.store.list().find((f) => f.uid === ref || f.uid === ref.toLowerCase());
+      if (byUid) return byUid.name;
+    }
+    return ref;
   }
 
   /**
@@ -226,7 +242,7 @@ export function createApiHandler(deps: ApiDeps): Handler {
 
     const fnPath = /^\/functions\/([^/]+)\/?$/.exec(path);
     if (fnPath) {
-      const name = decodeURIComponent(fnPath[1]);
+      const name = nameOf(decodeURIComponent(fnPath[1]));
       if (method === "GET") {
         const caller = await deps.auth.require(req, "functions:list", name);
         if (caller instanceof Response) return caller;
@@ -327,6 +343,8 @@ export function createApiHandler(deps: ApiDeps): Handler {
     return web(req);
   };
 }
+
+const UID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function isDryRun(url: URL): boolean {
   const v = url.searchParams.get("dryRun");
