@@ -10,8 +10,9 @@ import { basename, isAbsolute, join } from "node:path";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { FIZZLET_PATHS } from "../../common/protocol.ts";
-import { freePort, selfCommand } from "../../common/self.ts";
+import { selfCommand } from "../../common/self.ts";
 import type { EventLog } from "../events.ts";
+import { createPortPool, type PortPool } from "./ports.ts";
 import type {
   Instance,
   InstanceListener,
@@ -28,6 +29,8 @@ export interface LocalRuntimeOptions {
   gracePeriodMs?: number;
   /** How often a ready instance is probed again. */
   probeIntervalMs?: number;
+  /** Where instance ports come from (default: any free port). */
+  ports?: PortPool;
   log?: Logger;
 }
 
@@ -39,6 +42,8 @@ interface LocalInstance extends Instance {
   stopping: boolean;
   /** The app's last line of output, quoted when it fails before being ready. */
   lastOutput?: string;
+  /** Its fizzlet's and its app's port, given back to the pool when it is gone. */
+  ports: number[];
 }
 
 interface FunctionState {
@@ -56,6 +61,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   const log = options.log ?? createLogger("runtime.local");
   const grace = options.gracePeriodMs ?? 10_000;
   const probeInterval = options.probeIntervalMs ?? 1000;
+  const ports = options.ports ?? createPortPool();
   const functions = new Map<string, FunctionState>();
   const instances = new Map<string, LocalInstance>();
   const listeners = new Set<InstanceListener>();
@@ -146,8 +152,18 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       return startFailed(st, id, "NoLocalFolder", missingDirMessage(fn, found.searched));
     }
     const dir = found.dir;
-    const port = freePort();
-    const appPort = freePort();
+    const port = ports.take();
+    const appPort = port === undefined ? undefined : ports.take();
+    if (port === undefined || appPort === undefined) {
+      if (port !== undefined) ports.release(port);
+      const { from, to } = ports.range!;
+      return startFailed(
+        st,
+        id,
+        "NoFreePort",
+        `no two free ports left in --instance-ports ${from}-${to} for ${id}`,
+      );
+    }
     const args = [
       "fizzlet",
       "--host",
@@ -171,6 +187,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       generation: st.generation,
       exited: Promise.resolve(),
       stopping: false,
+      ports: [port, appPort],
     };
     try {
       // setsid: the instance gets its own session, so a terminal's Ctrl-C reaches only the
@@ -198,6 +215,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       pipeLines(child.stderr, onLine);
       inst.exited = child.status.then((status) => onExit(inst, status.code, status.signal));
     } catch (e) {
+      for (const p of inst.ports) ports.release(p);
       return startFailed(st, id, "StartFailed", `could not start ${id}: ${e}`);
     }
     instances.set(id, inst);
@@ -258,6 +276,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
 
   function onExit(inst: LocalInstance, code: number, signal: string | null) {
     instances.delete(inst.id);
+    for (const p of inst.ports) ports.release(p);
     const st = functions.get(inst.function);
     let failure: StartFailure | undefined;
     if (!inst.stopping) {

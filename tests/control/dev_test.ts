@@ -516,3 +516,60 @@ Deno.test("a function that cannot start says why: refused at apply, held request
     await cleanup(dir, dev);
   }
 });
+
+/** `count` consecutive ports that are free right now, from a random start. */
+function freeRange(count: number): number {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const from = 20_000 + Math.floor(Math.random() * 30_000);
+    const listeners: Deno.Listener[] = [];
+    try {
+      for (let p = from; p < from + count; p++) {
+        listeners.push(Deno.listen({ hostname: "127.0.0.1", port: p }));
+      }
+      return from;
+    } catch {
+      // taken: try elsewhere
+    } finally {
+      for (const l of listeners) l.close();
+    }
+  }
+  throw new Error(`no ${count} free consecutive ports found`);
+}
+
+Deno.test("--instance-ports: instances listen only in the range; a full range says so", async () => {
+  const dir = await functionsDir();
+  const from = freeRange(3);
+  const to = from + 2;
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 0 })));
+  await Deno.writeTextFile(`${dir}/second.yaml`, yaml(manifest("second", { min: 0 })));
+  const dev = await startDev({ functionsDir: dir, args: ["--instance-ports", `${from}-${to}`] });
+  const send = (path: string) => fetch(dev.url + path);
+  try {
+    let res = await send("/invoke/echo");
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+    // Its fizzlet's port (from the event) and its app's (from its command line) are in range.
+    const events = await json(await send("/events?type=instance.starting&function=echo"));
+    const port = events[0].data.port;
+    assert(port >= from && port <= to, `fizzlet port ${port} not in ${from}-${to}`);
+    const appPorts = processesMatching(dir).flatMap((pid) => {
+      const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      const i = cmd.indexOf("--app-port");
+      return i >= 0 ? [Number(cmd[i + 1])] : [];
+    });
+    assert(appPorts.length > 0, "an instance with --app-port");
+    for (const p of appPorts) assert(p >= from && p <= to, `app port ${p} not in ${from}-${to}`);
+    // One port left: the second function cannot get two, and says so at once.
+    res = await send("/invoke/second");
+    const body = await json(res);
+    assertEquals(res.status, 503);
+    assertEquals(body.details.reason, "NoFreePort");
+    assertMatch(body.error, new RegExp(`--instance-ports ${from}-${to}`));
+  } finally {
+    await cleanup(dir, dev);
+  }
+  // A range that is not one is a usage error.
+  const out = await runF2s(["dev", "--functions", dir, "--instance-ports", "9000"]);
+  assertEquals(out.code, 2);
+  assertMatch(out.stderr, /--instance-ports "9000" is not FROM-TO/);
+});
