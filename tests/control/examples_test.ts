@@ -138,7 +138,7 @@ Deno.test("f2s fn: apply waits for readiness, list, get, invoke, delete, and cle
     assertEquals(r.code, 1);
     assertMatch(r.stderr, /404.*"hello-node" not found/);
     r = await fn("http://127.0.0.1:1", "list");
-    assertEquals(r.code, 1);
+    assertEquals(r.code, 3); // unreachable: exit code 3 (docs/cli.md)
     assertMatch(r.stderr, /cannot reach the control plane/);
     r = await fn(dev.url, "frobnicate");
     assertEquals(r.code, 2);

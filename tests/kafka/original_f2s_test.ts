@@ -4,10 +4,10 @@
 // although the message has no content-type; the API takes a function's uid where the
 // original did (GET, PUT, DELETE /functions/{uid}); the README's token auth works.
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { processesMatching, startDev } from "../harness/dev.ts";
+import { startDev } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
-import { KAFKA_VERSIONS, startBroker } from "./broker.ts";
-import { createTopics, produce, readTopic, testKafka, waitFor } from "./helpers.ts";
+import { withDevAndBroker } from "./dev_broker.ts";
+import { createTopics, produce, readTopic, waitFor } from "./helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const CONFIG = `${ROOT}tests/fixtures/original-f2s/config.yaml`;
@@ -34,11 +34,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const broker = await startBroker({ version: KAFKA_VERSIONS["3.9"] });
-    const dir = await Deno.makeTempDir({ prefix: "f2s-original-" });
-    let dev: Awaited<ReturnType<typeof startDev>> | undefined;
-    try {
-      const kafka = testKafka(broker.bootstrap);
+    await withDevAndBroker("f2s-original-", async ({ broker, kafka, dir, started }) => {
       await createTopics(kafka, [{ topic: "test" }]);
       await copy(`${ROOT}examples/python`, `${dir}/python`);
       // The README's action names its function by uid (the placeholder xxxxxxxxxx): this
@@ -48,12 +44,14 @@ Deno.test({
         JSON.stringify(pythonFunction("by-kafka", "xxxxxxxxxx")),
       );
       await Deno.writeTextFile(`${dir}/by-uid.yaml`, JSON.stringify(pythonFunction("by-uid")));
-      dev = await startDev({
-        functionsDir: dir,
-        args: ["--config", CONFIG],
-        env: { F2S_KAFKA_BROKERS: broker.bootstrap },
-        timeoutMs: 60_000,
-      });
+      const dev = started(
+        await startDev({
+          functionsDir: dir,
+          args: ["--config", CONFIG],
+          env: { F2S_KAFKA_BROKERS: broker.bootstrap },
+          timeoutMs: 60_000,
+        }),
+      );
       const url = dev.url;
 
       // The README's token mode: sign in as its user, then use the token.
@@ -123,12 +121,6 @@ Deno.test({
       assertEquals(out.input, { name: "F2S" });
       assertEquals(out.greeting, "Hello, F2S!");
       assertEquals(out.contentType, "application/json");
-    } finally {
-      await dev?.stop();
-      await waitFor("no function process left", () => processesMatching(dir).length === 0, 20_000)
-        .catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      await broker.stop();
-    }
+    });
   },
 });
