@@ -292,8 +292,15 @@ interface FunctionView {
   metadata: { name: string };
   spec: { endpoint: string; method: string };
   target: { containerImage: string; minReplicas: number };
-  status?: { readyReplicas: number; desiredReplicas: number };
+  status?: {
+    readyReplicas: number;
+    desiredReplicas: number;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+  };
 }
+
+/** Ready=False reasons of normal life; any other one means the function cannot start. */
+const NORMAL_REASONS = new Set(["Starting", "ScaledToZero"]);
 
 function printTable(rows: string[][]) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -381,6 +388,16 @@ async function waitReady(client: Client, name: string, seconds: number): Promise
           tty ? `\r${name} is ready (${ready}/${want})` : `${name} is ready (${ready}/${want})`,
         );
         return 0;
+      }
+      // Waiting would not help: say why at once (the control plane keeps retrying).
+      const failed = fn.status?.conditions?.find((c) =>
+        c.type === "Ready" && c.status === "False" && !NORMAL_REASONS.has(c.reason)
+      );
+      if (failed && ready === 0) {
+        console.error(
+          `${tty ? "\n" : ""}${name} cannot start: ${failed.reason}: ${failed.message}`,
+        );
+        return EXIT.failed;
       }
     } else await res.body?.cancel();
     await new Promise((r) => setTimeout(r, 250));

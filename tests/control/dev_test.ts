@@ -496,6 +496,19 @@ Deno.test("a function that cannot start says why: refused at apply, held request
     condition = (await json(await send("/functions/crashes"))).status.conditions[0];
     assertEquals(condition.reason, "AppExited");
 
+    // `f2s fn apply` does not wait out its timeout for a function that cannot start.
+    const file = `${dir}/../${crypto.randomUUID()}-crash-on-apply.yaml`;
+    await Deno.writeTextFile(
+      file,
+      yaml(manifest("crash-on-apply", { min: 1, command: crash.replace("boom", "bang") })),
+    );
+    started = Date.now();
+    const applied = await runF2s(["fn", "apply", "-f", file, "--url", dev.url]);
+    await Deno.remove(file);
+    assertEquals(applied.code, 1, applied.stderr);
+    assertMatch(applied.stdout, /function\/crash-on-apply created/);
+    assertMatch(applied.stderr, /crash-on-apply cannot start: AppExited: .*bang: cannot find/);
+    assert(Date.now() - started < 30_000, `apply took ${Date.now() - started} ms`);
     // `f2s fn get` shows the condition; a healthy function reads Ready=True.
     const got = await runF2s(["fn", "get", "crashes", "--url", dev.url]);
     assertEquals(got.code, 0, got.stderr);
