@@ -168,9 +168,14 @@ function nameOf(manifest: unknown): string | undefined {
   return typeof name === "string" && /^[a-z0-9-]+$/.test(name) ? name : undefined;
 }
 
-/** The manifest as F2S writes it: the user's fields, normalized, without status. */
+/**
+ * The manifest as F2S writes it: the user's fields, normalized, without status, and without
+ * a uid that is only the derived one coming back (the API shows it; a file need not say it).
+ */
 function manifestOf(fn: FunctionDef): FunctionManifest {
-  return toManifest(fn);
+  const manifest = toManifest(fn);
+  if (manifest.metadata.uid === devUid(fn.namespace, fn.name)) delete manifest.metadata.uid;
+  return manifest;
 }
 
 /**

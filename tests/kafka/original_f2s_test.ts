@@ -85,6 +85,16 @@ Deno.test({
       assertEquals(res.status, 200);
       const updated = await res.json();
       assertEquals([updated.target.maxReplicas, updated.metadata.uid], [2, uid]);
+      // The derived uid sent back (as a UI edit does) is not written into the user's file.
+      res = await api(`/functions/${uid}`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(updated),
+      });
+      assertEquals(res.status, 200);
+      await res.body?.cancel();
+      const written = await Deno.readTextFile(`${dir}/by-uid.yaml`);
+      assert(!/\buid:/.test(written), `uid in the file: ${written}`);
       res = await api(`/functions/xxxxxxxxxx`);
       assertEquals((await res.json()).metadata.name, "by-kafka");
       res = await api(`/functions/${uid}`, { method: "DELETE" });
