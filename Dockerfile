@@ -25,17 +25,24 @@ RUN case "${TARGETARCH:-amd64}" in \
 
 # Function images build FROM this one (the fizzlet on :9092 as the entrypoint) or copy
 # /usr/local/bin/f2s out of it into their own base image (docs/fizzlet.md). Numeric user:
-# F2S runs function pods as 10001 with a read-only root and a writable /tmp.
+# F2S runs function pods as 10001 with a read-only root and a writable /tmp. tini is PID 1:
+# it reaps what a function's processes leave behind (the fizzlet, a Deno program, waits only
+# for the processes it started) and passes SIGTERM on.
 FROM debian:bookworm-slim AS fizzlet
+RUN apt-get update && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/f2s /usr/local/bin/f2s
 USER 10001:10001
 WORKDIR /function
 EXPOSE 9092
-ENTRYPOINT ["/usr/local/bin/f2s", "fizzlet"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/f2s", "fizzlet"]
 
 FROM debian:bookworm-slim AS control-plane
+# tini as PID 1 here too: it reaps orphans (e.g. of a kubeconfig exec plugin).
+RUN apt-get update && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/f2s /usr/local/bin/f2s
 USER 10001:10001
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/f2s"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/f2s"]
 CMD ["serve"]

@@ -36,7 +36,7 @@ export interface FunctionManifest {
     endpoint?: string;
     minReplicas?: number;
     maxReplicas?: number;
-    env?: Record<string, string> | { name: string; value: string }[];
+    env?: Record<string, string> | EnvEntry[];
     resources?: {
       requests?: { cpu?: string; memory?: string };
       limits?: { cpu?: string; memory?: string };
@@ -58,6 +58,30 @@ export interface FunctionManifest {
   status?: unknown;
 }
 
+/**
+ * A variable of `target.env` in list form: a value, or (Kubernetes only) a reference to a
+ * key of a Secret or ConfigMap that the kubelet resolves, so the value never passes through
+ * F2S. A redacted entry (`value: null, redacted: true`) is how the API shows a value to a
+ * caller who may not change the function.
+ */
+export interface EnvEntry {
+  name: string;
+  value?: string | null;
+  valueFrom?: EnvRef;
+  redacted?: boolean;
+}
+
+/** A reference to one key of a Secret or a ConfigMap in the function's namespace. */
+export type EnvRef =
+  | { secretKeyRef: KeyRef }
+  | { configMapKeyRef: KeyRef };
+
+export interface KeyRef {
+  name: string;
+  key: string;
+  optional?: boolean;
+}
+
 /** A validated function with every default filled in: what the rest of F2S works with. */
 export interface FunctionDef {
   name: string;
@@ -72,6 +96,8 @@ export interface FunctionDef {
   minReplicas: number;
   maxReplicas: number;
   env: Record<string, string>;
+  /** Variables whose values come from Secrets/ConfigMaps (Kubernetes only); never in `env`. */
+  envRefs: Record<string, EnvRef>;
   resources: {
     requests: { cpu?: string; memory?: string };
     limits: { cpu?: string; memory?: string };
@@ -95,7 +121,7 @@ export interface FieldError {
 }
 
 export type ParseResult =
-  | { ok: true; fn: FunctionDef }
+  | { ok: true; fn: FunctionDef; warnings: FieldError[] }
   | { ok: false; errors: FieldError[] };
 
 export const FUNCTION_DEFAULTS = {
@@ -109,7 +135,12 @@ export const FUNCTION_DEFAULTS = {
 
 const NAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const ENDPOINT_RE = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
+// The path F2S forwards to inside the instance: visible ASCII only (it goes into a request line).
+const TARGET_PATH_RE = /^\/[\x21-\x7e]*$/;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// Kubernetes object names (DNS-1123 subdomain) and Secret/ConfigMap keys.
+const OBJECT_NAME_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const KEY_RE = /^[-._a-zA-Z0-9]{1,253}$/;
 const QUANTITY_RE = /^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$/;
 
 type Obj = Record<string, unknown>;
@@ -155,6 +186,9 @@ export function parseFunction(input: unknown): ParseResult {
   else if (spec && (!ENDPOINT_RE.test(endpoint as string) || (endpoint as string).length > 200)) {
     err("spec.endpoint", "must be a path starting with '/' without spaces or '?'");
   } else if (spec && endpoint === "/") err("spec.endpoint", "must not be '/' alone");
+  else if (spec && hasDotSegment(endpoint as string)) {
+    err("spec.endpoint", "must not contain '.' or '..' segments");
+  }
   const methodRaw = spec?.method;
   let method = "GET";
   if (spec && typeof methodRaw !== "string") err("spec.method", "is required");
@@ -206,8 +240,15 @@ export function parseFunction(input: unknown): ParseResult {
   };
   const port = int("target.port", target?.port, FUNCTION_DEFAULTS.port, 1, 65535);
   const targetPath = target?.endpoint ?? FUNCTION_DEFAULTS.targetPath;
-  if (typeof targetPath !== "string" || !targetPath.startsWith("/")) {
-    err("target.endpoint", "must be a path starting with '/'");
+  if (
+    typeof targetPath !== "string" || !TARGET_PATH_RE.test(targetPath) || targetPath.length > 200
+  ) {
+    err(
+      "target.endpoint",
+      "must be a path starting with '/' of printable characters (no spaces, CR/LF or controls)",
+    );
+  } else if (hasDotSegment(targetPath)) {
+    err("target.endpoint", "must not contain '.' or '..' segments");
   }
   const minReplicas = int(
     "target.minReplicas",
@@ -226,13 +267,18 @@ export function parseFunction(input: unknown): ParseResult {
   if (maxReplicas < minReplicas) err("target.maxReplicas", "must be at least target.minReplicas");
 
   const env: Record<string, string> = {};
+  const envRefs: Record<string, EnvRef> = {};
   const envRaw = target?.env;
   if (Array.isArray(envRaw)) {
     envRaw.forEach((e, i) => {
-      if (!isObj(e) || typeof e.name !== "string") err(`target.env[${i}].name`, "is required");
-      else if (!ENV_NAME_RE.test(e.name)) {
-        err(`target.env[${i}].name`, "is not a valid variable name");
-      } else if (typeof e.value !== "string") err(`target.env[${i}].value`, "must be a string");
+      const path = `target.env[${i}]`;
+      if (!isObj(e) || typeof e.name !== "string") err(`${path}.name`, "is required");
+      else if (!ENV_NAME_RE.test(e.name)) err(`${path}.name`, "is not a valid variable name");
+      else if (e.valueFrom !== undefined) {
+        if (e.value !== undefined) err(`${path}`, "has both value and valueFrom; give one");
+        const ref = envRefOf(e.valueFrom, `${path}.valueFrom`, err);
+        if (ref) envRefs[e.name] = ref;
+      } else if (typeof e.value !== "string") err(`${path}.value`, "must be a string");
       else env[e.name] = e.value;
     });
   } else if (isObj(envRaw)) {
@@ -242,7 +288,9 @@ export function parseFunction(input: unknown): ParseResult {
         err(`target.env.${k}`, "must be a string");
       } else env[k] = String(v);
     }
-  } else if (envRaw !== undefined) err("target.env", "must be a map or a list of {name, value}");
+  } else if (envRaw !== undefined) {
+    err("target.env", "must be a map or a list of {name, value} or {name, valueFrom}");
+  }
 
   const resources: FunctionDef["resources"] = { requests: {}, limits: {} };
   if (target?.resources !== undefined) {
@@ -319,6 +367,7 @@ export function parseFunction(input: unknown): ParseResult {
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,
+    warnings: unknownFields(input),
     fn: {
       name: name as string,
       namespace: namespace as string,
@@ -332,6 +381,7 @@ export function parseFunction(input: unknown): ParseResult {
       minReplicas,
       maxReplicas,
       env,
+      envRefs,
       resources,
       timeouts,
       scaling,
@@ -354,7 +404,14 @@ export function toManifest(fn: FunctionDef): FunctionManifest {
     minReplicas: fn.minReplicas,
     maxReplicas: fn.maxReplicas,
   };
-  if (Object.keys(fn.env).length > 0) target.env = { ...fn.env };
+  const refs = Object.keys(fn.envRefs ?? {});
+  if (refs.length > 0) {
+    // References need the list form; values keep their names' order before them.
+    target.env = [
+      ...Object.entries(fn.env).map(([name, value]) => ({ name, value })),
+      ...refs.map((name) => ({ name, valueFrom: structuredClone(fn.envRefs[name]) })),
+    ];
+  } else if (Object.keys(fn.env).length > 0) target.env = { ...fn.env };
   if (Object.keys(fn.resources.requests).length + Object.keys(fn.resources.limits).length > 0) {
     target.resources = structuredClone(fn.resources);
   }
@@ -386,4 +443,104 @@ export function toManifest(fn: FunctionDef): FunctionManifest {
 /** A short human summary of validation errors, e.g. for a log line or a CLI message. */
 export function formatErrors(errors: FieldError[]): string {
   return errors.map((e) => (e.path ? `${e.path}: ${e.message}` : e.message)).join("; ");
+}
+
+/** Whether a path has a "." or ".." segment (which a proxy or a server could resolve away). */
+function hasDotSegment(path: string): boolean {
+  return path.split("/").some((s) => s === "." || s === "..");
+}
+
+/** Parses `valueFrom` of an env entry: exactly one of secretKeyRef, configMapKeyRef. */
+function envRefOf(
+  raw: unknown,
+  path: string,
+  err: (path: string, message: string) => void,
+): EnvRef | undefined {
+  const kinds = ["secretKeyRef", "configMapKeyRef"] as const;
+  if (!isObj(raw)) {
+    err(path, "must be an object with secretKeyRef or configMapKeyRef");
+    return undefined;
+  }
+  const present = Object.keys(raw);
+  const kind = kinds.find((k) => present.includes(k));
+  if (present.length !== 1 || !kind) {
+    err(path, "must have exactly one of secretKeyRef, configMapKeyRef");
+    return undefined;
+  }
+  const ref = raw[kind];
+  const at = `${path}.${kind}`;
+  if (!isObj(ref)) {
+    err(at, "must be an object {name, key, optional?}");
+    return undefined;
+  }
+  let ok = true;
+  for (const key of Object.keys(ref)) {
+    if (!["name", "key", "optional"].includes(key)) {
+      err(`${at}.${key}`, "is not a known field (name, key, optional)");
+      ok = false;
+    }
+  }
+  if (typeof ref.name !== "string" || !OBJECT_NAME_RE.test(ref.name)) {
+    err(`${at}.name`, "must be the name of a Kubernetes object (DNS-1123 subdomain)");
+    ok = false;
+  }
+  if (typeof ref.key !== "string" || !KEY_RE.test(ref.key)) {
+    err(`${at}.key`, "must be a key: letters, digits, '-', '_' and '.'");
+    ok = false;
+  }
+  if (ref.optional !== undefined && typeof ref.optional !== "boolean") {
+    err(`${at}.optional`, "must be true or false");
+    ok = false;
+  }
+  if (!ok) return undefined;
+  const out: KeyRef = { name: ref.name as string, key: ref.key as string };
+  if (ref.optional !== undefined) out.optional = ref.optional as boolean;
+  return kind === "secretKeyRef" ? { secretKeyRef: out } : { configMapKeyRef: out };
+}
+
+/** Fields a manifest may carry that F2S knows, by object path ("*": any key is fine). */
+const KNOWN_FIELDS: Record<string, readonly string[] | "*"> = {
+  "": ["apiVersion", "kind", "metadata", "spec", "target", "status"],
+  metadata: "*", // Kubernetes metadata: labels, annotations, resourceVersion, ...
+  spec: ["endpoint", "method", "description", "timeouts", "target"],
+  target: [
+    "containerImage",
+    "port",
+    "endpoint",
+    "minReplicas",
+    "maxReplicas",
+    "env",
+    "resources",
+    "scaling",
+    "local",
+  ],
+};
+
+/**
+ * Fields F2S ignores (misspelt or from a newer version), reported like the Kubernetes API's
+ * warnings rather than dropped silently. Fields of nested objects it checks strictly
+ * (timeouts, scaling, resources, local) are errors instead.
+ */
+export function unknownFields(input: unknown): FieldError[] {
+  const out: FieldError[] = [];
+  if (!isObj(input)) return out;
+  const check = (value: unknown, path: string) => {
+    const known = KNOWN_FIELDS[path];
+    if (!isObj(value) || known === "*" || known === undefined) return;
+    for (const key of Object.keys(value)) {
+      const at = path ? `${path}.${key}` : key;
+      if (!known.includes(key)) {
+        out.push({ path: at, message: "is not a known field; ignored" });
+      } else if (at !== "spec.target") check(value[key], at);
+    }
+  };
+  check(input, "");
+  if (isObj(input.spec) && isObj(input.spec.target)) {
+    for (const key of Object.keys(input.spec.target)) {
+      if (!(KNOWN_FIELDS.target as readonly string[]).includes(key)) {
+        out.push({ path: `spec.target.${key}`, message: "is not a known field; ignored" });
+      }
+    }
+  }
+  return out.slice(0, 50);
 }

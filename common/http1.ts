@@ -13,15 +13,19 @@
  * through node:net it stays linear (1 GiB: about 4 s here).
  *
  * One client speaks to one trusted upstream (host and port); it never pipelines and does
- * not do upgrades.
+ * not do upgrades. A request that fails before its answer is sent again (once, on a fresh
+ * connection, after a pooled one broke) only as common/delivery.ts allows; when that rule
+ * lets the caller send it elsewhere, the failure is a NotDeliveredError.
  */
 
 import net from "node:net";
 import { type Deadline, type Deadlines, deadlines as sharedDeadlines } from "./deadlines.ts";
+import { maySendAgain, NotDeliveredError } from "./delivery.ts";
 import {
   bodyStream,
   chunkFrame,
   encodeHead,
+  HeadError,
   LAST_CHUNK,
   READ_SIZE,
   readHeadText,
@@ -37,6 +41,12 @@ const SMALL_UPLOAD = 1024 * 1024;
 
 /** The app's answer was malformed or broke off (a WireError of the client's own kind). */
 export class UpstreamError extends WireError {}
+
+/**
+ * The caller's request body failed (its client went away, or its framing broke) before all
+ * of it was sent: the exchange ends, and the upstream is not to blame.
+ */
+export class RequestBodyError extends Error {}
 
 export interface UpstreamRequest {
   method: string;
@@ -65,20 +75,28 @@ interface Transport {
   close(): void;
   /** False for connections that are closed after one exchange. */
   poolable: boolean;
+  /** Set once any byte was handed to the connection (the caller resets it per exchange). */
+  wrote: boolean;
 }
 
 /** Deno's TcpConn: the fast path, used for everything but long streamed uploads. */
 async function denoTransport(hostname: string, port: number): Promise<Transport> {
   const tcp = await Deno.connect({ hostname, port });
   tcp.setNoDelay(true);
-  return {
+  const transport: Transport = {
     read: (buf) => tcp.read(buf),
-    // One write nearly always takes everything; the loop is only for what it left.
+    // One write nearly always takes everything; the loop is only for what it left. A write
+    // that fails wrote nothing (one syscall), so `wrote` is exact here.
     write: (data) =>
-      tcp.write(data).then((n) => n < data.length ? writeAllTcp(tcp, data.subarray(n)) : undefined),
+      tcp.write(data).then((n) => {
+        if (n > 0) transport.wrote = true;
+        return n < data.length ? writeAllTcp(tcp, data.subarray(n)) : undefined;
+      }),
     close: () => tcp.close(),
     poolable: true,
+    wrote: false,
   };
+  return transport;
 }
 
 async function writeAllTcp(tcp: Deno.TcpConn, data: Uint8Array): Promise<void> {
@@ -125,7 +143,7 @@ async function nodeTransport(hostname: string, port: number): Promise<Transport>
     failure = e;
     notify();
   });
-  return {
+  const transport: Transport = {
     async read(buf) {
       while (queue.length === 0) {
         if (failure) throw failure;
@@ -143,6 +161,8 @@ async function nodeTransport(hostname: string, port: number): Promise<Transport>
     },
     async write(data) {
       if (failure) throw failure;
+      // node:net buffers what it cannot send yet: once handed over, count it as written.
+      transport.wrote = true;
       if (socket.write(data)) return;
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -158,7 +178,9 @@ async function nodeTransport(hostname: string, port: number): Promise<Transport>
     },
     close: () => socket.destroy(),
     poolable: false,
+    wrote: false,
   };
+  return transport;
 }
 
 /** A connection: its transport, with the wire reader's buffer in front of it. */
@@ -168,6 +190,10 @@ interface Conn extends WireReader {
   wbuf: Uint8Array;
   reused: boolean;
   closed: boolean;
+  /** Some answer (even an interim one) arrived: the request reached the app. */
+  answered: boolean;
+  /** The caller's request body failed while it was being sent (not the app's fault). */
+  bodyBroken?: boolean;
   idleTimer?: Deadline;
 }
 
@@ -189,9 +215,15 @@ const ALL_SENT = Promise.resolve(true);
  * connection's own buffer (reused, since a connection carries one request at a time)
  * rather than into new arrays for every request.
  */
-function requestBytes(conn: Conn, head: string, body: Uint8Array | null): Uint8Array {
+function requestBytes(
+  conn: Conn,
+  req: UpstreamRequest,
+  own: string,
+  body: Uint8Array | null,
+): Uint8Array {
   const bodyLength = body?.length ?? 0;
-  const { buf, written } = encodeHead(head, conn.wbuf, bodyLength);
+  const start = `${req.method} ${req.target} HTTP/1.1`;
+  const { buf, written } = encodeHead(start, req.headers, own, conn.wbuf, bodyLength);
   // Large uploads get a buffer of their own, not one kept by an idle connection.
   if (buf !== conn.wbuf && buf.length <= SMALL_BODY) conn.wbuf = buf;
   if (body && bodyLength > 0) buf.set(body, written);
@@ -216,9 +248,13 @@ async function readHead(conn: Conn): Promise<Head | null> {
   try {
     text = await readHeadText(conn);
   } catch (e) {
-    throw e instanceof WireError ? new UpstreamError(`app's answer: ${e.message}`) : e;
+    if (!(e instanceof WireError)) throw e;
+    conn.answered = true; // bytes of an answer arrived, however malformed
+    throw new UpstreamError(`app's answer: ${e.message}`);
   }
-  return text === null ? null : parseHead(text);
+  if (text === null) return null;
+  conn.answered = true;
+  return parseHead(text);
 }
 
 const DIGITS = /^\d+$/;
@@ -316,7 +352,51 @@ export function createHttp1Client(
       end: 0,
       reused: false,
       closed: false,
+      answered: false,
     };
+  };
+
+  /**
+   * A fresh connection; failing to make one means nothing of the request went out (the
+   * caller may send it elsewhere), unless an earlier attempt already `wrote` some of it.
+   */
+  const open = async (streaming: boolean, written: boolean): Promise<Conn> => {
+    try {
+      return await connect(streaming);
+    } catch (e) {
+      throw new NotDeliveredError(
+        `cannot connect to ${hostname}:${port}: ${(e as Error).message}`,
+        written,
+        { cause: e },
+      );
+    }
+  };
+
+  /**
+   * One attempt on `conn`: the answer, or why it failed before one. Failures once an answer
+   * began, or after the caller gave up, are thrown: those are never sent again.
+   */
+  const attempt = async (
+    req: UpstreamRequest,
+    body: ReadableStream<Uint8Array> | Uint8Array | null,
+    conn: Conn,
+  ): Promise<UpstreamResponse | { failure: unknown; written: boolean }> => {
+    let failure: unknown;
+    try {
+      const res = await exchange(req, body, conn);
+      if (res) return res;
+      failure = new UpstreamError("app closed the connection without answering");
+    } catch (e) {
+      // A head that cannot be encoded is the caller's mistake: no connection is to blame.
+      if (req.signal.aborted || conn.answered || e instanceof HeadError) throw e;
+      failure = e;
+    }
+    if (conn.bodyBroken) {
+      throw new RequestBodyError("the request body broke off before it was all sent", {
+        cause: failure,
+      });
+    }
+    return { failure, written: conn.tcp.wrote };
   };
 
   const release = (conn: Conn) => {
@@ -355,20 +435,21 @@ export function createHttp1Client(
 
   /** Streams the request body; resolves true when all of it was sent. */
   const sendBody = async (conn: Conn, body: ReadableStream<Uint8Array>, chunked: boolean) => {
+    let writing = false;
     try {
       for await (const chunk of body) {
         if (conn.closed) return false;
         if (chunk.length === 0) continue;
-        if (chunked) {
-          await writeAll(conn, chunkFrame(chunk));
-        } else {
-          await writeAll(conn, chunk);
-        }
+        writing = true;
+        await writeAll(conn, chunked ? chunkFrame(chunk) : chunk);
+        writing = false;
       }
+      writing = true;
       if (chunked) await writeAll(conn, LAST_CHUNK);
       return true;
     } catch {
-      // The client's body broke off, or the app closed: the app must not see a whole request.
+      // The client's body broke off (the app must not see a whole request), or the app closed.
+      if (!writing) conn.bodyBroken = true;
       close(conn);
       return false;
     }
@@ -381,26 +462,19 @@ export function createHttp1Client(
   ): Promise<UpstreamResponse | null> => {
     const onAbort = () => close(conn);
     req.signal.addEventListener("abort", onAbort);
+    conn.tcp.wrote = false;
+    conn.answered = false;
     let headDone = false;
     try {
-      let head = `${req.method} ${req.target} HTTP/1.1\r\n`;
-      let chunked = false;
-      let hasLength = false;
-      for (const [name, value] of req.headers) {
-        head += `${name}: ${value}\r\n`;
-        if (name === "content-length") hasLength = true;
-      }
-      if (body instanceof ReadableStream && !hasLength) {
-        head += "transfer-encoding: chunked\r\n";
-        chunked = true;
-      }
-      head += "\r\n";
+      const chunked = body instanceof ReadableStream &&
+        !req.headers.some(([name]) => name === "content-length");
+      const own = chunked ? "transfer-encoding: chunked\r\n" : "";
       let bodySent: Promise<boolean>;
       if (body instanceof ReadableStream) {
-        await writeAll(conn, requestBytes(conn, head, null));
+        await writeAll(conn, requestBytes(conn, req, own, null));
         bodySent = sendBody(conn, body, chunked);
       } else {
-        await writeAll(conn, requestBytes(conn, head, body));
+        await writeAll(conn, requestBytes(conn, req, own, body));
         bodySent = ALL_SENT;
       }
 
@@ -452,27 +526,45 @@ export function createHttp1Client(
       if (closed) throw new UpstreamError("client closed");
       let body: ReadableStream<Uint8Array> | Uint8Array | null = req.body;
       const length = req.headers.find(([name]) => name === "content-length")?.[1];
-      if (
-        body instanceof ReadableStream && length !== undefined && Number(length) <= SMALL_UPLOAD
-      ) {
-        body = new Uint8Array(await new Response(body).arrayBuffer());
+      const stream = body instanceof ReadableStream ? body : undefined;
+      const inMemory = stream !== undefined && length !== undefined &&
+        Number(length) <= SMALL_UPLOAD;
+      const streaming = stream !== undefined && !inMemory;
+      let conn: Conn | undefined;
+      if (streaming) conn = await open(true, false);
+      else if (inMemory) {
+        // Connect before the body is read: when the app refuses, the caller's stream is
+        // still untouched and can be sent elsewhere.
+        if (idle.length === 0) conn = await open(false, false);
+        try {
+          body = new Uint8Array(await new Response(stream).arrayBuffer());
+        } catch (e) {
+          if (conn) close(conn);
+          throw new RequestBodyError(`the request body broke off: ${(e as Error).message}`, {
+            cause: e,
+          });
+        }
       }
-      const streaming = body instanceof ReadableStream;
-      let conn = streaming ? await connect(true) : reuse() ?? await connect();
+      conn ??= reuse() ?? await open(false, false);
       const wasReused = conn.reused;
-      try {
-        const res = await exchange(req, body, conn);
-        if (res) return res;
-      } catch (e) {
-        if (!wasReused || streaming || req.signal.aborted) throw e;
+      let outcome = await attempt(req, body, conn);
+      if (!("failure" in outcome)) return outcome;
+      let written = outcome.written;
+      // Go's rule: after a pooled connection failed (the app had closed it, or died), the
+      // request is sent once more on a fresh one, if it may be sent again at all.
+      if (wasReused && !streaming && maySendAgain(req.method, req.headers, written)) {
+        conn = await open(false, written);
+        outcome = await attempt(req, body, conn);
+        if (!("failure" in outcome)) return outcome;
+        written ||= outcome.written;
       }
-      // A pooled connection the app had already closed: nothing was answered, and the body
-      // (none, or held in memory) can be sent once more on a fresh connection.
-      if (streaming) throw new UpstreamError("app closed the connection");
-      conn = await connect();
-      const res = await exchange(req, body, conn);
-      if (!res) throw new UpstreamError("app closed the connection without answering");
-      return res;
+      const failure = outcome.failure;
+      if (!maySendAgain(req.method, req.headers, written)) throw failure;
+      throw new NotDeliveredError(
+        `app failed before answering (${(failure as Error)?.message ?? failure})`,
+        written,
+        { cause: failure },
+      );
     },
     close() {
       closed = true;

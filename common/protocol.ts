@@ -3,6 +3,8 @@
  * travel with a request, and the JSON error body every component answers with.
  */
 
+import { NOT_DELIVERED_HEADER } from "./delivery.ts";
+
 /** Port the fizzlet listens on inside every function instance. */
 export const FIZZLET_PORT = 9092;
 /** Port an app in reverse-proxy mode is expected to listen on. */
@@ -131,6 +133,8 @@ export const NOT_FORWARDED = new Set<string>([...HOP_BY_HOP_HEADERS, "expect"]);
 const RESPONSE_NOT_FORWARDED = new Set<string>([
   ...NOT_FORWARDED,
   REQUEST_ID_HEADER,
+  // Only the fizzlet's own error answers may carry it (common/delivery.ts), never an app's.
+  NOT_DELIVERED_HEADER,
   "date",
   "server",
 ]);

@@ -18,6 +18,15 @@ export function requestUrl(req: ServerRequest): URL {
   return new URL(req.target, `http://${headerValue(req.headers, "host") ?? "localhost"}`);
 }
 
+// The TCP peer of each Request made here: a Request has no field for it, and auth needs it
+// (sign-in throttling) below layers that only pass the Request on.
+const peers = new WeakMap<Request, string>();
+
+/** The address of the client a Request made by `webHandler` came from. */
+export function peerOf(req: Request): string | undefined {
+  return peers.get(req);
+}
+
 /** Runs a Request/Response handler on the plain server. */
 export function webHandler(handler: WebHandler): ServerHandler {
   return async (sreq) => {
@@ -29,21 +38,27 @@ export function webHandler(handler: WebHandler): ServerHandler {
     }
     const aborted = new AbortController();
     sreq.watchClient(() => aborted.abort());
-    const method = sreq.method;
-    // The body arrives decoded: its transfer coding is not the handler's business.
-    const headers = sreq.headers.filter(([name]) => name !== "transfer-encoding");
-    const req = new Request(url, {
-      method,
-      headers,
-      body: method === "GET" || method === "HEAD" ? null : sreq.body,
-      signal: aborted.signal,
-    });
+    const req = webRequest(sreq, url, aborted.signal);
+    peers.set(req, sreq.remoteAddress);
     const info = {
       remoteAddr: { transport: "tcp", hostname: sreq.remoteAddress, port: 0 },
       completed: Promise.resolve(),
     } as Deno.ServeHandlerInfo<Deno.NetAddr>;
     return fromResponse(await handler(req, info));
   };
+}
+
+/** A plain request as a Request for `url` (GET and HEAD lose their body: Request has none). */
+export function webRequest(sreq: ServerRequest, url: URL, signal: AbortSignal): Request {
+  const method = sreq.method;
+  // The body arrives decoded: its transfer coding is not the handler's business.
+  const headers = sreq.headers.filter(([name]) => name !== "transfer-encoding");
+  return new Request(url, {
+    method,
+    headers,
+    body: method === "GET" || method === "HEAD" ? null : sreq.body,
+    signal,
+  });
 }
 
 /** A Response as a plain answer. */

@@ -51,6 +51,8 @@ export interface Config {
   kafka: KafkaConfig;
   /** Largest request body the API accepts for function manifests (bytes). */
   maxManifestBytes: number;
+  /** Open connections on the API port beyond which new ones get 503; 0: the default. */
+  maxConnections: number;
 }
 
 export class ConfigError extends Error {
@@ -115,7 +117,14 @@ export function configFromObject(
   const prometheus = r.obj(root.prometheus, "prometheus");
   r.known(prometheus, "prometheus", ["url"]);
   const f2s = r.obj(root.f2s, "f2s");
-  r.known(f2s, "f2s", ["timeouts", "auth", "autoscaling", "kafka", "max_manifest_bytes"]);
+  r.known(f2s, "f2s", [
+    "timeouts",
+    "auth",
+    "autoscaling",
+    "kafka",
+    "max_manifest_bytes",
+    "max_connections",
+  ]);
   const t = r.obj(f2s.timeouts, "f2s.timeouts");
   r.known(t, "f2s.timeouts", ["request_timeout", "http_timeout", "scaling_timeout"]);
   const a = r.obj(f2s.autoscaling, "f2s.autoscaling");
@@ -172,6 +181,7 @@ export function configFromObject(
     },
     kafka: parseKafkaConfig(root.kafka ?? f2s.kafka, kafkaPath, r, kafkaOverrides(env, r)),
     maxManifestBytes: r.num(f2s.max_manifest_bytes, "f2s.max_manifest_bytes", 1 << 20, 1024),
+    maxConnections: r.num(f2s.max_connections, "f2s.max_connections", 0, 0, 1_000_000),
   };
   if (!["local", "prometheus"].includes(config.autoscaling.source)) {
     r.error("f2s.autoscaling.source", "must be local or prometheus");

@@ -112,7 +112,7 @@ export async function main(args: string[]): Promise<number> {
     gracePeriodMs: grace,
     ports: createPortPool(portRange),
   });
-  const store = await createFolderStore({ dir, events, check: runtime.check });
+  const store = await createFolderStore({ dir, events, imageDirs, check: runtime.check });
   const auth = await createAuth(config.auth);
   const platform = createPlatform({
     config,
@@ -124,7 +124,7 @@ export async function main(args: string[]): Promise<number> {
     ui: createUiHandler(),
   });
 
-  const server = listen(values.host as string, port, platform.handler, log);
+  const server = listen(values.host as string, port, platform.handler, log, config.maxConnections);
   const bound = server.addr.port;
   log.info("listening", { port: bound, host: values.host, functions: dir, runtime: "local" });
   console.log(`F2S dev listening on http://${values.host}:${bound} (functions from ${dir})`);

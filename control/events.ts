@@ -22,17 +22,31 @@ export interface EventLog {
   ): void;
   /** Newest last; filtered by function and/or type prefix when given. */
   list(filter?: { function?: string; type?: string; limit?: number }): PlatformEvent[];
+  /** Calls `listener` with every event recorded from now on (e.g. to write Kubernetes Events). */
+  subscribe(listener: (event: PlatformEvent) => void): () => void;
 }
 
 export function createEventLog(capacity = 1000, now: () => Date = () => new Date()): EventLog {
   const ring: PlatformEvent[] = [];
   const log = createLogger("events");
+  const listeners = new Set<(event: PlatformEvent) => void>();
   return {
     record(type, message, fields = {}) {
       const event: PlatformEvent = { time: now().toISOString(), type, message, ...fields };
       ring.push(event);
       if (ring.length > capacity) ring.splice(0, ring.length - capacity);
       log.debug(message, { type, function: fields.function, ...fields.data });
+      for (const l of listeners) {
+        try {
+          l(event);
+        } catch (e) {
+          log.error("event listener failed", { type, error: e });
+        }
+      }
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
     list(filter = {}) {
       let out = ring;

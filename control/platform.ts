@@ -14,6 +14,8 @@ import { createApiHandler, type Handler } from "./api/server.ts";
 import type { Config } from "./config.ts";
 import type { EventLog } from "./events.ts";
 import type { Metrics } from "./metrics.ts";
+import type { ConcurrencyTracker } from "./autoscaler/concurrency.ts";
+import type { PeerLoads } from "./autoscaler/peers.ts";
 import { createScaling } from "./autoscaler/scaling.ts";
 import { type KafkaTriggers, startKafkaTriggers } from "./kafka/triggers.ts";
 import { startReconciler } from "./reconciler.ts";
@@ -23,6 +25,8 @@ import type { FunctionStore } from "./store/store.ts";
 export interface Platform {
   handler: Handler;
   dispatcher: Dispatcher;
+  /** This replica's load per function (what it reports to the others in `f2s serve`). */
+  tracker: ConcurrencyTracker;
   /** Stops taking work, lets in-flight requests finish (up to `graceMs`), stops instances. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -37,6 +41,10 @@ export interface PlatformDeps {
   ui?: (req: Request, url: URL) => Promise<Response | undefined>;
   /** Only the leader's autoscaler acts (leader election in `f2s serve`); default always. */
   isLeader?: () => boolean;
+  /** The other control-plane replicas' load, for the local scaling source (`f2s serve`). */
+  peers?: PeerLoads;
+  /** Readiness for GET /ready (see ApiDeps); default always ready. */
+  ready?: () => { ready: boolean; reason?: string };
 }
 
 export function createPlatform(deps: PlatformDeps): Platform {
@@ -52,6 +60,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     events,
     metrics,
     isLeader: deps.isLeader,
+    peers: deps.peers,
   });
   const dispatcher = createDispatcher({
     timeouts: config.timeouts,
@@ -96,6 +105,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     metrics,
     auth: deps.auth ?? openGate,
     ui: deps.ui,
+    ready: deps.ready,
     health: () => ({
       kafka: kafka?.health() ??
         { enabled: config.kafka.enabled, connected: false, detail: "starting" },
@@ -105,6 +115,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
   return {
     handler,
     dispatcher,
+    tracker: scaling.tracker,
     async shutdown(graceMs) {
       // Kafka first: it finishes and commits the messages in flight while the dispatcher
       // and the instances are still there to serve them.
@@ -118,6 +129,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
       }
       await runtime.close();
       unsubscribeRuntime();
+      dispatcher.close();
     },
   };
 }

@@ -5,7 +5,8 @@
  * Lease that elects the one replica that writes to the cluster. Every replica serves the
  * API and dispatches invocations.
  *
- * In a pod it uses its service account; from a laptop, `--kubeconfig` or `KUBECONFIG`.
+ * In a pod it uses its service account; from a laptop, `--kubeconfig`, `KUBECONFIG` or
+ * ~/.kube/config (control/kube/connection.ts).
  */
 
 import { helpText, intOption, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
@@ -18,6 +19,10 @@ import { createEventLog } from "./events.ts";
 import { createKubeClient, KubeError } from "./kube/client.ts";
 import { ConnectionError, resolveConnection } from "./kube/connection.ts";
 import { createLeaderElection, validateTimings } from "./kube/leader.ts";
+import { startIgnoredFunctions } from "./kube/ignored.ts";
+import { startKubeEvents } from "./kube/kube_events.ts";
+import { startLoadExchange } from "./kube/load.ts";
+import { createPeerLoads } from "./autoscaler/peers.ts";
 import { startOperator } from "./kube/operator.ts";
 import { createKubeRuntime } from "./kube/runtime.ts";
 import { createKubeStore } from "./kube/store.ts";
@@ -53,7 +58,8 @@ export const OPTIONS: OptionTable = {
     type: "string",
     env: "KUBECONFIG",
     value: "FILE",
-    description: "Kubeconfig to use instead of the in-cluster service account",
+    description: "Kubeconfig file(s), `:`-separated; without: the in-cluster service " +
+      "account, else ~/.kube/config",
   },
   context: {
     type: "string",
@@ -210,6 +216,9 @@ export async function main(args: string[]): Promise<number> {
     onStoppedLeading: () => leaderCallbacks.stopped(),
   });
   const isLeader = leader.isLeader;
+  // The other replicas' load, for the local scaling source; a report older than the lease
+  // duration is from a replica that is gone or cut off from the API.
+  const peers = createPeerLoads({ staleMs: timings.leaseDurationMs });
 
   let store, runtime;
   try {
@@ -226,6 +235,14 @@ export async function main(args: string[]): Promise<number> {
     client.close();
     return fail(explainStartError(e, connection.server, namespace, containersNamespace));
   }
+  const kubeEvents = startKubeEvents({
+    client,
+    namespace,
+    events,
+    resource: (name) => store.resource(name),
+    identity,
+    isLeader,
+  });
   const auth = await createAuth(config.auth);
   const platform = createPlatform({
     config,
@@ -236,6 +253,16 @@ export async function main(args: string[]): Promise<number> {
     auth,
     ui: createUiHandler(),
     isLeader,
+    peers,
+    ready: () => {
+      if (leader.apiReachable()) return { ready: true };
+      const silentFor = Math.round((Date.now() - leader.lastContact()) / 1000);
+      return {
+        ready: false,
+        reason: `no answer from the Kubernetes API at ${connection.server} for ${silentFor}s ` +
+          `(renew deadline ${timings.renewDeadlineMs / 1000}s)`,
+      };
+    },
   });
   const operator = startOperator({
     client,
@@ -246,8 +273,10 @@ export async function main(args: string[]): Promise<number> {
     isLeader,
     publicUrl: (values["public-url"] as string | undefined) ?? "",
   });
+  const ignored = startIgnoredFunctions({ client, namespace, isLeader });
   leaderCallbacks = {
     started: () => {
+      ignored.sweep();
       events.record("leader.elected", `${identity} is the leader`, { data: { identity } });
       operator.onStartedLeading();
     },
@@ -255,17 +284,31 @@ export async function main(args: string[]): Promise<number> {
   };
   let server: Http1Server;
   try {
-    server = listen(values.host as string, port, platform.handler, log);
+    server = listen(values.host as string, port, platform.handler, log, config.maxConnections);
   } catch (e) {
+    ignored.stop();
     operator.stop();
     await platform.shutdown(0);
     client.close();
     return fail(`cannot listen on ${values.host}:${port}: ${(e as Error).message}`);
   }
+  const load = startLoadExchange({
+    client,
+    namespace,
+    name: `${values["lease-name"]}-load`,
+    identity,
+    tracker: platform.tracker,
+    peers,
+    isLeader,
+    staleMs: timings.leaseDurationMs,
+  });
   // Compete for leadership only once this replica can serve.
   try {
+    await load.start();
     await leader.start();
   } catch (e) {
+    await load.stop();
+    ignored.stop();
     operator.stop();
     await server.shutdown();
     await platform.shutdown(0);
@@ -290,9 +333,12 @@ export async function main(args: string[]): Promise<number> {
   log.info("shutting down", { signal, inflight: platform.dispatcher.inflight() });
   // Stop accepting; hand leadership over at once; then let in-flight requests finish.
   const closed = server.shutdown();
+  ignored.stop();
   operator.stop();
   await leader.stop();
   await platform.shutdown(grace);
+  await load.stop();
+  kubeEvents.stop();
   await closed;
   client.close();
   log.info("stopped");
@@ -318,5 +364,6 @@ function explainStartError(
     }
     return `Kubernetes API error: ${e.message}`;
   }
-  return `cannot reach the Kubernetes API at ${server}: ${(e as Error).message}`;
+  // The client's and the credential plugins' errors say where and as whom F2S connected.
+  return (e as Error).message;
 }

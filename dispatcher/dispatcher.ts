@@ -1,13 +1,24 @@
 /**
  * The dispatcher: takes an invocation for a function, finds a ready instance (least
  * outstanding requests, per-instance concurrency limit), holds the request while the
- * function scales up from zero, enforces scaling/http/request timeouts, retries only
- * requests that never reached an instance, and keeps the metrics the autoscaler reads.
+ * function scales up from zero, enforces scaling/http/request timeouts, sends a request
+ * to another instance only when common/delivery.ts allows it (never delivered, or safe to
+ * repeat), and keeps the metrics the autoscaler reads.
  *
- * It learns about instances only from events (`instanceChanged`), never by polling.
+ * It learns about instances from events (`instanceChanged`), never by polling, with one
+ * exception: an instance whose connection just failed (refused, reset before an answer, or
+ * its fizzlet reporting that the app was unreachable) is suspended from the routing table
+ * at once, so held and new requests go to the others, and its /f2s/ready is asked (50 ms,
+ * doubling to 1 s) until it answers 200 or the runtime reports on it.
  */
 
-import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
+import {
+  type Deadline,
+  type Deadlines,
+  deadlines as sharedDeadlines,
+} from "../common/deadlines.ts";
+import { NotDeliveredError } from "../common/delivery.ts";
+import { RequestBodyError } from "../common/http1.ts";
 import type { FunctionDef } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import type { ServerRequest } from "../common/http1_server.ts";
@@ -22,7 +33,6 @@ import {
   type ForwardBody,
   type ForwardedResponse,
   type Forwarder,
-  NotReachedError,
   requestBody,
   UpstreamTimeoutError,
 } from "./forward.ts";
@@ -78,6 +88,8 @@ export interface Dispatcher {
   inflight(name?: string): number;
   /** Resolves when no request is in flight (for shutdown), or after `timeoutMs`. */
   drain(timeoutMs: number): Promise<boolean>;
+  /** Stops checking on suspended instances and closes pooled connections. */
+  close(): void;
 }
 
 interface FunctionSeries {
@@ -106,6 +118,9 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const coldSince = new Map<string, number>();
   let inflightTotal = 0;
   const drainWaiters = new Set<() => void>();
+  /** Ends the readiness checks of suspended instances when the dispatcher closes. */
+  const lifetime = new AbortController();
+  const rechecks = new Set<Deadline>();
 
   // Label lookups hash their labels on every call; the hot path keeps its series at hand.
   const seriesByFn = new Map<string, FunctionSeries>();
@@ -147,6 +162,53 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       slot.inflight++;
       queue.shift()!.release(slot);
     }
+  }
+
+  function countReady(name: string) {
+    deps.metrics.readyInstances.set({ function: name }, table.ready(name).length);
+  }
+
+  /** Takes an instance that just failed out of the table until it answers ready again. */
+  function suspend(instance: Instance, reason: unknown) {
+    if (!table.suspend(instance.function, instance.id)) return;
+    countReady(instance.function);
+    log.warn("instance failed; suspended until it answers ready", {
+      function: instance.function,
+      instance: instance.id,
+      error: String(reason),
+    });
+    deps.events.record(
+      "instance.suspended",
+      `instance ${instance.id} failed a request; no new requests until it is ready again`,
+      { function: instance.function, data: { instance: instance.id } },
+    );
+    recheck(instance, 50);
+  }
+
+  function recheck(instance: Instance, delayMs: number) {
+    const still = () =>
+      !lifetime.signal.aborted && table.isSuspended(instance.function, instance.id);
+    const timer = deadlines.after(delayMs, async () => {
+      rechecks.delete(timer);
+      if (!still()) return;
+      const probe = new AbortController();
+      const stop = () => probe.abort();
+      lifetime.signal.addEventListener("abort", stop);
+      const limit = deadlines.after(1000, stop);
+      const ready = await forwarder.ready(instance.url, probe.signal);
+      limit.cancel();
+      lifetime.signal.removeEventListener("abort", stop);
+      if (!still()) return;
+      if (!ready) return recheck(instance, Math.min(delayMs * 2, 1000));
+      table.reinstate(instance.function, instance.id);
+      countReady(instance.function);
+      log.info("suspended instance is ready again", {
+        function: instance.function,
+        instance: instance.id,
+      });
+      releaseWaiters(instance.function);
+    });
+    rechecks.add(timer);
   }
 
   function waitForSlot(fn: FunctionDef, limit: number, timeoutMs: number, signal: AbortSignal) {
@@ -254,13 +316,16 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       slot = table.pick(fn.name, limit, tried);
       if (slot) slot.inflight++;
       else {
-        if (tried && table.ready(fn.name).every((s) => tried!.has(s.instance.id))) {
+        const ready = table.ready(fn.name);
+        if (tried && ready.every((s) => tried!.has(s.instance.id))) {
           slot = undefined;
-          return fail(502, `no instance of function "${fn.name}" accepted the connection`, {
+          return fail(502, `no instance of function "${fn.name}" could take the request`, {
             tried: tried.size,
           });
         }
-        const cold = table.ready(fn.name).length === 0;
+        // Suspended instances are expected back shortly: waiting for them is no cold start.
+        const noneReady = ready.length === 0;
+        const cold = noneReady && table.suspended(fn.name) === 0;
         if (cold) {
           if (!coldSince.has(fn.name)) {
             coldSince.set(fn.name, now());
@@ -275,7 +340,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           }
         }
         const remaining = timeouts.requestTimeout - (now() - started);
-        const wait = cold ? Math.min(timeouts.scalingTimeout, remaining) : remaining;
+        const wait = noneReady ? Math.min(timeouts.scalingTimeout, remaining) : remaining;
         watchClient();
         // Held first, then woken: a start that fails at once must find this request waiting.
         const held = waitForSlot(fn, limit, wait, signal);
@@ -297,7 +362,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
             );
         }
         if (got === "timeout") {
-          return cold
+          return noneReady
             ? fail(
               503,
               `function "${fn.name}" has no ready instance after scaling_timeout (${timeouts.scalingTimeout} ms)`,
@@ -322,15 +387,6 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           caller: options.caller,
         });
       } catch (e) {
-        if (e instanceof NotReachedError) {
-          requestLog().info("instance refused the connection; trying another", {
-            instance: slot.instance.id,
-          });
-          (tried ??= new Set()).add(slot.instance.id);
-          slot.inflight--;
-          slot = undefined;
-          continue;
-        }
         if (e instanceof UpstreamTimeoutError) {
           const which = e.message === "request_timeout"
             ? `request_timeout (${timeouts.requestTimeout} ms)`
@@ -338,7 +394,28 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           return fail(504, `function "${fn.name}" did not answer within ${which}`);
         }
         if (e instanceof ClientGoneError) return fail(499, "client closed the request");
-        return fail(502, `function "${fn.name}" failed before answering`, String(e));
+        if (e instanceof RequestBodyError) {
+          return fail(400, "the request body broke off before it was all sent", e.message);
+        }
+        // The instance (or its app) failed before answering: it leaves the table at once.
+        suspend(slot.instance, e);
+        if (!(e instanceof NotDeliveredError)) {
+          return fail(502, `function "${fn.name}" failed before answering`, String(e));
+        }
+        if (body instanceof ReadableStream && e.written) {
+          return fail(502, `function "${fn.name}" failed before answering`, {
+            error: String(e),
+            retry: "not possible: the streamed request body was already sent",
+          });
+        }
+        requestLog().info("request not delivered; trying another instance", {
+          instance: slot.instance.id,
+          error: e.message,
+        });
+        (tried ??= new Set()).add(slot.instance.id);
+        slot.inflight--;
+        slot = undefined;
+        continue;
       }
       try {
         return passThrough(response, exchange.signal, finish);
@@ -377,10 +454,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         }
         releaseWaiters(instance.function);
       }
-      deps.metrics.readyInstances.set(
-        { function: instance.function },
-        table.ready(instance.function).length,
-      );
+      countReady(instance.function);
     },
     setFunction(fn) {
       table.setFunction(fn);
@@ -394,6 +468,12 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       coldSince.delete(name);
     },
     inflight: (name) => (name === undefined ? inflightTotal : inflightByFn.get(name) ?? 0),
+    close() {
+      lifetime.abort();
+      for (const timer of rechecks) timer.cancel();
+      rechecks.clear();
+      forwarder.close();
+    },
     drain(timeoutMs) {
       if (inflightTotal === 0) return Promise.resolve(true);
       return new Promise((resolve) => {

@@ -1,28 +1,28 @@
 /**
  * Forwards one request to one instance's fizzlet over pooled keep-alive HTTP/1.1
- * connections (common/http1.ts) and hands back the answer, streaming. Knows the difference
- * between "never reached the instance" (the connection was refused: nothing of the request
- * was read or sent, so another instance may be tried) and "reached it and failed" (never
- * retried: the function may have run).
+ * connections (common/http1.ts) and hands back the answer, streaming. A failure that
+ * common/delivery.ts lets the dispatcher send elsewhere (the instance refused the
+ * connection, nothing was written, an idempotent request broke off unanswered, or the
+ * fizzlet says its app never got it) is a NotDeliveredError; every other failure may have
+ * run the function and is never retried.
  *
  * Why not fetch: it leaves Nagle's algorithm on (streamed uploads crawl), decompresses gzip
  * answers while keeping their Content-Encoding, and costs more per request.
  */
 
 import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
+import { NOT_DELIVERED_HEADER, NotDeliveredError } from "../common/delivery.ts";
 import { createHttp1Client, type Http1Client } from "../common/http1.ts";
 import type { ServerRequest } from "../common/http1_server.ts";
 import { readUpTo } from "../common/read_limited.ts";
 import {
   connectionNamed,
+  FIZZLET_PATHS,
   forwardedResponseHeaders,
   headerValue,
   NOT_FORWARDED,
   REQUEST_ID_HEADER,
 } from "../common/protocol.ts";
-
-/** The instance refused the connection: nothing was sent, another instance may be tried. */
-export class NotReachedError extends Error {}
 
 /** The http_timeout or request_timeout passed (message says which). */
 export class UpstreamTimeoutError extends Error {}
@@ -79,6 +79,8 @@ export interface Forwarder {
     body: ForwardBody,
     options: ForwardOptions,
   ): Promise<ForwardedResponse>;
+  /** Asks the instance's fizzlet whether it is ready (GET /f2s/ready answers 200). */
+  ready(base: string, signal: AbortSignal): Promise<boolean>;
   /** Drops the pooled connections to an instance that is gone. */
   forget(base: string): void;
   close(): void;
@@ -115,6 +117,14 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
           signal,
         });
         let resBody = res.body;
+        if (headerValue(res.headers, NOT_DELIVERED_HEADER) !== undefined) {
+          if (resBody instanceof ReadableStream) await resBody.cancel();
+          // Written to the fizzlet (a streamed body is spent), but its app never got it.
+          throw new NotDeliveredError(
+            `the instance's app did not get the request (fizzlet answered ${res.status})`,
+            true,
+          );
+        }
         if (resBody !== null && NULL_BODY_STATUS.has(res.status)) {
           if (resBody instanceof ReadableStream) await resBody.cancel();
           resBody = null;
@@ -130,10 +140,24 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
         };
       } catch (e) {
         if (signal.aborted) throw signal.reason ?? e;
-        if (isConnectRefused(e)) throw new NotReachedError(String(e));
         throw e;
       } finally {
         timer.cancel();
+      }
+    },
+    async ready(base, signal) {
+      try {
+        const res = await clientFor(base).request({
+          method: "GET",
+          target: FIZZLET_PATHS.ready,
+          headers: [["host", base.replace(/^https?:\/\//, "")]],
+          body: null,
+          signal,
+        });
+        if (res.body instanceof ReadableStream) await res.body.cancel();
+        return res.status === 200;
+      } catch {
+        return false;
       }
     },
     forget(base) {
@@ -196,13 +220,32 @@ function upstreamHeaders(
   } else if (forwardedFor) out.push(["x-forwarded-for", forwardedFor]);
   out.push(["x-forwarded-proto", options.protocol ?? "http"]);
   if (options.caller) {
-    out.push(["x-f2s-caller", options.caller.name], ["x-f2s-group", options.caller.group]);
+    out.push(
+      ["x-f2s-caller", encodeIdentity(options.caller.name)],
+      ["x-f2s-group", encodeIdentity(options.caller.group)],
+    );
   }
   return out;
 }
 
-function isConnectRefused(e: unknown): boolean {
-  if (e instanceof Deno.errors.ConnectionRefused) return true;
-  const code = (e as { code?: string })?.code;
-  return code === "ECONNREFUSED" || /connection refused|os error 111|ECONNREFUSED/i.test(String(e));
+/** Names that travel as they are: visible ASCII except "%" (nearly every real name). */
+const PLAIN_IDENTITY = /^[\x21-\x24\x26-\x7e]*$/;
+const utf8 = new TextEncoder();
+
+/**
+ * A caller or group name as an identity header value: its UTF-8 bytes, percent-encoded
+ * (RFC 3986, upper-case hex) for every byte outside visible ASCII and for "%" itself, so
+ * "Tomáš Černý" arrives as "Tom%C3%A1%C5%A1%20%C4%8Cern%C3%BD" and no name, whatever it
+ * holds, can end the header or add one. Apps decode it with decodeURIComponent (or
+ * urllib.parse.unquote); plain ASCII names arrive unchanged. See docs/auth.md.
+ */
+export function encodeIdentity(name: string): string {
+  if (PLAIN_IDENTITY.test(name)) return name;
+  let out = "";
+  for (const byte of utf8.encode(name)) {
+    out += byte >= 0x21 && byte <= 0x7e && byte !== 0x25
+      ? String.fromCharCode(byte)
+      : "%" + byte.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
 }

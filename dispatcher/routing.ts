@@ -1,8 +1,9 @@
 /**
  * The routing table: which functions exist under which endpoint, and which of their
  * instances are ready right now. It changes only through events (a function applied or
- * removed, an instance ready, draining or gone) and answers lookups on the hot path in
- * O(number of ready instances of one function).
+ * removed, an instance ready, draining or gone, an instance that just failed suspended by
+ * the dispatcher) and answers lookups on the hot path in O(number of ready instances of
+ * one function).
  */
 
 import type { FunctionDef } from "../common/function.ts";
@@ -26,13 +27,35 @@ export interface RoutingTable {
   /** The ready slot with the fewest outstanding requests under `limit` (0 = no limit). */
   pick(name: string, limit: number, exclude?: Set<string>): Slot | undefined;
   ready(name: string): Slot[];
+  /**
+   * Takes a ready instance out of the table at once (it just failed), keeping its slot so
+   * requests still on it count down; false when it was not ready (or already suspended).
+   */
+  suspend(name: string, id: string): boolean;
+  /** Puts a suspended instance back; true when it was suspended. */
+  reinstate(name: string, id: string): boolean;
+  isSuspended(name: string, id: string): boolean;
+  /** How many instances of the function are suspended. */
+  suspended(name: string): number;
 }
 
 export function createRoutingTable(): RoutingTable {
   const byEndpoint = new Map<string, FunctionDef>();
   const byName = new Map<string, FunctionDef>();
   const slots = new Map<string, Slot[]>();
+  /** Per function: the slots of suspended instances, by instance id. */
+  const aside = new Map<string, Map<string, Slot>>();
   let rr = 0;
+
+  const reinstate = (name: string, id: string): boolean => {
+    const slot = aside.get(name)?.get(id);
+    if (!slot) return false;
+    aside.get(name)!.delete(id);
+    const list = slots.get(name) ?? [];
+    list.push(slot);
+    slots.set(name, list);
+    return true;
+  };
 
   return {
     setFunction(fn) {
@@ -47,6 +70,7 @@ export function createRoutingTable(): RoutingTable {
       byName.delete(name);
       if (byEndpoint.get(fn.endpoint)?.name === name) byEndpoint.delete(fn.endpoint);
       slots.delete(name);
+      aside.delete(name);
     },
     match(path) {
       // Try "/a/b/c", then "/a/b", then "/a": endpoints may have several segments.
@@ -63,6 +87,14 @@ export function createRoutingTable(): RoutingTable {
     byName: (name) => byName.get(name),
     functions: () => [...byName.values()],
     updateInstance(instance) {
+      const held = aside.get(instance.function)?.get(instance.id);
+      if (held) {
+        // The runtime's word ends a suspension: ready again rejoins, anything else leaves.
+        held.instance = instance;
+        if (instance.state === "ready") return reinstate(instance.function, instance.id);
+        aside.get(instance.function)!.delete(instance.id);
+        return false;
+      }
       const list = slots.get(instance.function) ?? [];
       const index = list.findIndex((s) => s.instance.id === instance.id);
       if (instance.state === "ready") {
@@ -94,5 +126,18 @@ export function createRoutingTable(): RoutingTable {
       return best;
     },
     ready: (name) => slots.get(name) ?? [],
+    suspend(name, id) {
+      const list = slots.get(name);
+      const index = list?.findIndex((s) => s.instance.id === id) ?? -1;
+      if (!list || index < 0) return false;
+      const [slot] = list.splice(index, 1);
+      let set = aside.get(name);
+      if (!set) aside.set(name, set = new Map());
+      set.set(id, slot);
+      return true;
+    },
+    reinstate,
+    isSuspended: (name, id) => aside.get(name)?.has(id) ?? false,
+    suspended: (name) => aside.get(name)?.size ?? 0,
   };
 }

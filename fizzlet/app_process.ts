@@ -3,11 +3,13 @@
  * `f2s dev` and the test kubelet get one process tree per instance, like of-watchdog's
  * fprocess. The app runs via `sh -c` in its own process group with PORT set; its output
  * becomes JSON log lines; when it exits it is restarted with backoff; on stop it gets
- * SIGTERM, then SIGKILL after the grace period, and so does anything it started.
+ * SIGTERM, then SIGKILL after the grace period, and so does anything it started, also what
+ * left its group or session (sweep.ts, marked by F2S_APP_RUN, unique per run).
  */
 
 import type { Logger } from "../common/log.ts";
 import { forEachLine } from "./lines.ts";
+import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 export interface AppProcessOptions {
   command: string;
@@ -48,11 +50,13 @@ export function startApp(options: AppProcessOptions): AppProcess {
   let wakeUp: (() => void) | undefined;
 
   const runOnce = async (): Promise<Deno.CommandStatus | undefined> => {
+    const since = ticksNow();
+    const marker: Marker = { name: "F2S_APP_RUN", value: crypto.randomUUID() };
     try {
       child = new Deno.Command("sh", {
         args: ["-c", options.command],
         cwd: options.dir,
-        env: { PORT: String(options.port) },
+        env: { PORT: String(options.port), [marker.name]: marker.value },
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -70,8 +74,11 @@ export function startApp(options: AppProcessOptions): AppProcess {
       forEachLine(child.stderr, (line) => log.info("app output", { stream: "stderr", line })),
     ]).catch(() => {});
     const status = await child.status;
-    // Orphans of the app (workers, a shell's children) must not outlive it or hold its port.
+    // Orphans of the app (workers, a shell's children, daemons) must not outlive it or hold
+    // its port.
     killGroup(pid, "SIGKILL");
+    const killed = sweep(pid, since, marker);
+    if (killed > 0) log.info("processes the app left behind killed", { killed });
     await output;
     child = undefined;
     options.onState?.(false);

@@ -3,8 +3,10 @@
  *
  * The request body goes to a file in a private temporary folder made for this request
  * (`input.json` for JSON, which must parse, else `input.txt` for text/*, `input.bin` for
- * anything else), never onto the command line. The script runs in its own process group,
- * so a timeout, a vanished client or shutdown kills it together with everything it started.
+ * anything else), never onto the command line. The body is read whole before the request
+ * takes a slot, within the body timeout (else 408), so slow senders cannot hold the few slots.
+ * The script runs in its own session; a timeout, a vanished client or shutdown kills it
+ * together with everything it started, also what left its group or session (sweep.ts).
  * Its stdout is the answer (JSON content type when it parses as JSON); a non-zero exit is a
  * 500 with the exit code and the tail of stderr. stderr is logged line by line, never
  * returned whole. The folder is removed afterwards, whatever happened.
@@ -13,14 +15,17 @@
 import { join } from "node:path";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readUpTo } from "../common/read_limited.ts";
+import { readBodyWithin } from "./body_deadline.ts";
 import { createTail, forEachLine } from "./lines.ts";
 import {
   ClientGone,
-  type ModeHandler,
+  type Received,
+  type Receiver,
   type RequestContext,
   ShuttingDown,
   Timeout,
 } from "./request.ts";
+import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
 const STDERR_TAIL = 2000;
@@ -28,6 +33,8 @@ const STDERR_TAIL = 2000;
 export const MAX_OUTPUT = 64 * 1024 * 1024;
 /** After the script exits, how long leftover pipes may stay open before we stop reading. */
 const DRAIN_AFTER_EXIT = 1000;
+/** Pipes still open this long after the exit: something left the group holds them; sweep. */
+const SWEEP_AFTER_EXIT = 50;
 
 function killGroup(pid: number): void {
   try {
@@ -82,36 +89,62 @@ function outputType(text: string): string {
 }
 
 /**
- * Writes the request body into `folder`; returns the file's path or a 400 response. Small
- * writes are synchronous on purpose: a few hundred microseconds on the event loop beat a
- * thread-pool round trip per request; a streamed body is written as it arrives.
+ * Reads the request body into `folder` within `timeoutMs`; returns the file's path, or an
+ * answer: 400 (invalid JSON, unreadable body), 408 (too slow). JSON is held in memory to be
+ * parsed; anything else is written to the file as it arrives.
  */
-async function writeInput(req: Request, folder: string): Promise<string | Response> {
+async function receiveInput(
+  req: Request,
+  folder: string,
+  timeoutMs: number,
+  ctx: RequestContext,
+): Promise<string | Response> {
   const type = mediaType(req.headers.get("content-type"));
   const path = join(folder, inputFileName(type));
-  if (isJsonType(type)) {
-    const text = await req.text();
-    if (text.trim() !== "") {
-      try {
-        JSON.parse(text);
-      } catch (e) {
-        return errorResponse(400, "request body is not valid JSON", (e as Error).message);
-      }
+  const decoder = new TextDecoder();
+  let text = "";
+  const file = isJsonType(type)
+    ? undefined
+    : await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+  let outcome;
+  try {
+    outcome = await readBodyWithin(req.body, timeoutMs, ctx.signal, async (chunk) => {
+      if (!file) text += decoder.decode(chunk, { stream: true });
+      else for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
+    });
+  } catch (e) {
+    if (ctx.signal.aborted) return abortedResponse(ctx);
+    return errorResponse(400, "could not read the request body", (e as Error).message);
+  } finally {
+    file?.close();
+  }
+  if (outcome === "aborted") return abortedResponse(ctx);
+  if (outcome === "timeout") {
+    ctx.log.warn("request body not received in time", {
+      requestId: ctx.requestId,
+      bodyTimeoutMs: timeoutMs,
+    });
+    return errorResponse(408, "request body not received in time", {
+      bodyTimeoutMs: timeoutMs,
+    }, { connection: "close" });
+  }
+  if (file) return path;
+  text += decoder.decode();
+  if (text.trim() !== "") {
+    try {
+      JSON.parse(text);
+    } catch (e) {
+      return errorResponse(400, "request body is not valid JSON", (e as Error).message);
     }
-    Deno.writeTextFileSync(path, text, { mode: 0o600 });
-    return path;
   }
-  if (req.body === null) {
-    Deno.writeFileSync(path, new Uint8Array(), { mode: 0o600 });
-    return path;
-  }
-  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-  await req.body.pipeTo(file.writable); // closes the file
+  // Small and synchronous on purpose: a thread-pool round trip per request costs more.
+  Deno.writeTextFileSync(path, text, { mode: 0o600 });
   return path;
 }
 
 export interface CommandRunner {
-  handle: ModeHandler;
+  /** Reads the body (before a slot is taken); the handler it returns runs the script. */
+  receive: Receiver;
   /** Resolves when every request folder has been removed. */
   settled(): Promise<void>;
 }
@@ -132,29 +165,81 @@ function findSetsid(): string | undefined {
   return undefined;
 }
 
-export function createCommandRunner(dir: string): CommandRunner {
+export interface CommandOptions {
+  /** How long the whole request body may take to arrive, in ms. */
+  bodyTimeout: number;
+}
+
+export function createCommandRunner(dir: string, options: CommandOptions): CommandRunner {
   const script = join(dir, "start.sh");
   const setsid = findSetsid();
   const cleanups = new Set<Promise<void>>();
-  const handle: ModeHandler = async (req, ctx) => {
-    const { requestId, signal } = ctx;
-    const folder = Deno.makeTempDirSync({ prefix: "f2s-request-" });
-    let pid: number | undefined;
-    const onAbort = () => {
-      if (pid !== undefined) killGroup(pid);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      let input: string | Response;
-      try {
-        input = await writeInput(req, folder);
-      } catch (e) {
-        if (signal.aborted) return abortedResponse(ctx);
-        return errorResponse(400, "could not read the request body", (e as Error).message);
-      }
-      if (input instanceof Response) return input;
-      if (signal.aborted) return abortedResponse(ctx);
+  /** Folders (markers) of the requests whose processes may run: a sweep spares those. */
+  const running = new Set<string>();
+  const track = (work: Promise<void>) => {
+    const tracked: Promise<void> = work.finally(() => cleanups.delete(tracked));
+    cleanups.add(tracked);
+  };
 
+  const receive: Receiver = async (req, ctx) => {
+    const folder = Deno.makeTempDirSync({ prefix: "f2s-request-" });
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      // Removal runs after the answer is on its way; stop() waits for it via settled().
+      track(
+        Deno.remove(folder, { recursive: true }).catch((e) =>
+          ctx.log.warn("could not remove request folder", {
+            requestId: ctx.requestId,
+            folder,
+            error: e,
+          })
+        ),
+      );
+    };
+    let input: string | Response;
+    try {
+      input = await receiveInput(req, folder, options.bodyTimeout, ctx);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    if (input instanceof Response) {
+      release();
+      return input;
+    }
+    const path = input;
+    const received: Received = {
+      handle: (req, ctx) => run(req, ctx, folder, path),
+      release,
+    };
+    return received;
+  };
+
+  const run = async (
+    req: Request,
+    ctx: RequestContext,
+    folder: string,
+    input: string,
+  ): Promise<Response> => {
+    const { requestId, signal } = ctx;
+    if (signal.aborted) return abortedResponse(ctx);
+    let pid: number | undefined;
+    let swept = false;
+    const since = ticksNow();
+    const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
+    // Kills the script and everything it started (sweep.ts); what it returns is logged.
+    const killAll = () => {
+      if (pid === undefined) return;
+      swept = true;
+      const killed = sweep(pid, since, marker, running);
+      if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
+    };
+    const onAbort = () => killAll();
+    signal.addEventListener("abort", onAbort, { once: true });
+    running.add(folder);
+    try {
       const url = new URL(req.url);
       const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
       const argv = executable ? [script, input] : ["sh", script, input];
@@ -169,7 +254,8 @@ export function createCommandRunner(dir: string): CommandRunner {
           F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
           F2S_REQUEST_ID: requestId,
           F2S_INPUT: input,
-          F2S_REQUEST_DIR: folder,
+          // Also the marker by which sweep.ts finds the request's detached processes.
+          [marker.name]: marker.value,
         },
         stdin: "null",
         stdout: "piped",
@@ -177,7 +263,7 @@ export function createCommandRunner(dir: string): CommandRunner {
         detached: !setsid,
       }).spawn();
       pid = child.pid;
-      if (signal.aborted) killGroup(pid);
+      if (signal.aborted) killAll();
 
       const tail = createTail(STDERR_TAIL);
       const stderrDone = forEachLine(child.stderr, (line, truncated) => {
@@ -189,18 +275,17 @@ export function createCommandRunner(dir: string): CommandRunner {
         return out;
       });
       const status = await child.status;
-      // Whatever the script left running dies with the request.
+      // Whatever the script left running dies with the request: its group at once, the
+      // rest (sweep) when it holds the pipes, else after the answer.
       killGroup(child.pid);
-      let drainTimer: ReturnType<typeof setTimeout> | undefined;
-      const drained = await Promise.race([
-        Promise.all([stdout, stderrDone]).then(([out]) => out),
-        new Promise<undefined>((resolve) => {
-          drainTimer = setTimeout(() => resolve(undefined), DRAIN_AFTER_EXIT);
-        }),
-      ]);
-      clearTimeout(drainTimer);
+      const outputs = Promise.all([stdout, stderrDone]).then(([out]) => out);
+      let drained = await within(outputs, SWEEP_AFTER_EXIT);
       if (!drained) {
-        // A process that left the group still holds the pipes: stop waiting for it.
+        killAll();
+        drained = await within(outputs, DRAIN_AFTER_EXIT);
+      }
+      if (!drained) {
+        // A process that escaped even the sweep still holds the pipes: stop waiting for it.
         child.stdout.cancel().catch(() => {});
         child.stderr.cancel().catch(() => {});
       }
@@ -228,25 +313,46 @@ export function createCommandRunner(dir: string): CommandRunner {
       });
     } finally {
       signal.removeEventListener("abort", onAbort);
-      // Removal runs after the answer is on its way; stop() waits for it via settled().
-      const cleanup = Deno.remove(folder, { recursive: true }).catch((e) =>
-        ctx.log.warn("could not remove request folder", { requestId, folder, error: e })
-      ).finally(() => cleanups.delete(cleanup));
-      cleanups.add(cleanup);
+      if (!swept && pid !== undefined) {
+        // Off the answer's path: the answer need not wait for the scan of /proc.
+        track(
+          new Promise<void>((resolve) =>
+            setTimeout(() => {
+              killAll();
+              running.delete(folder);
+              resolve();
+            }, 0)
+          ),
+        );
+      } else running.delete(folder);
     }
   };
+
   return {
-    handle,
+    receive,
     settled: async () => {
       while (cleanups.size > 0) await Promise.all(cleanups);
     },
   };
 }
 
+/** `promise`'s value, or undefined when `ms` pass first. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function abortedResponse(ctx: RequestContext, stderr?: string): Response {
   const reason = ctx.signal.reason;
   if (reason instanceof Timeout) {
-    ctx.log.warn("script timed out; process group killed", {
+    ctx.log.warn("script timed out; its processes killed", {
       requestId: ctx.requestId,
       timeoutMs: ctx.timeout,
     });

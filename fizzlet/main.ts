@@ -23,6 +23,14 @@ export async function main(args: string[]): Promise<number> {
     log.error("could not start", { error: e });
     return 1;
   }
+  if (Deno.pid === 1) {
+    // Orphans of the function's processes are re-parented to PID 1, and Deno only waits for
+    // the processes it started itself: they would stay zombies.
+    log.warn(
+      "running as PID 1: processes the function leaves behind are not reaped; " +
+        "run the fizzlet under an init such as tini (the example images do)",
+    );
+  }
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (signal: Deno.Signal) => () => {
       log.info("signal received", { signal });

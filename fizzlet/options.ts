@@ -21,12 +21,16 @@ export interface FizzletOptions {
   appCommand?: string;
   /** Per request, in ms: until the app's response headers, or the script's exit. */
   timeout: number;
+  /** Command mode: how long the whole request body may take to arrive, in ms (else 408). */
+  bodyTimeout: number;
   /** Requests served at once; 0 means the mode's default (see `effectiveMaxInflight`). */
   maxInflight: number;
   /** Requests that may wait for a free slot; beyond that they get 429. */
   queue: number;
   /** Time in-flight requests get to finish after SIGTERM, in ms. */
   grace: number;
+  /** Open connections beyond this get 503; 0 means the default (common/open_files.ts). */
+  maxConnections: number;
 }
 
 export const OPTIONS: OptionTable = {
@@ -77,6 +81,13 @@ export const OPTIONS: OptionTable = {
     value: "DURATION",
     description: "Per-request limit: app answer (proxy) or script run (command)",
   },
+  "body-timeout": {
+    type: "string",
+    env: "F2S_BODY_TIMEOUT",
+    default: "30s",
+    value: "DURATION",
+    description: "Command mode: time the whole request body may take to arrive (else 408)",
+  },
   "max-inflight": {
     type: "string",
     env: "F2S_MAX_INFLIGHT",
@@ -97,6 +108,13 @@ export const OPTIONS: OptionTable = {
     default: "30s",
     value: "DURATION",
     description: "On SIGTERM, time in-flight requests get to finish",
+  },
+  "max-connections": {
+    type: "string",
+    env: "F2S_MAX_CONNECTIONS",
+    default: "0",
+    value: "N",
+    description: "Open connections; more get 503 (0: half the open-files limit, at most 10000)",
   },
 };
 
@@ -159,9 +177,11 @@ export function parseOptions(
       mode,
       appCommand,
       timeout: durationOption(v, "timeout", 1),
+      bodyTimeout: durationOption(v, "body-timeout", 1),
       maxInflight: intOption(v, "max-inflight", 0, 100_000),
       queue: intOption(v, "queue", 0, 1_000_000),
       grace: durationOption(v, "grace", 0),
+      maxConnections: intOption(v, "max-connections", 0, 1_000_000),
     },
   };
 }

@@ -20,10 +20,23 @@ export interface RequestContext {
   remoteAddress: string;
   /** Aborted with TIMEOUT, CLIENT_GONE or SHUTTING_DOWN. */
   signal: AbortSignal;
-  /** Time allowed for this request in ms (its deadline is arrival + timeout). */
+  /** Time allowed for this request in ms, from its arrival (command mode: its body's). */
   timeout: number;
   log: Logger;
 }
 
-/** One mode's request handler: proxy or command. */
+/** Command mode's request handler (fizzlet/command.ts); proxy mode takes plain requests. */
 export type ModeHandler = (req: Request, ctx: RequestContext) => Promise<Response>;
+
+/**
+ * A mode that must have the whole request body before the request takes a slot (command
+ * mode): answers at once (400, 408, ...) or returns the handler to run within the slot.
+ * `release` frees what receiving took (the request's folder) once the request is over,
+ * however it ended.
+ */
+export type Receiver = (req: Request, ctx: RequestContext) => Promise<Response | Received>;
+
+export interface Received {
+  handle: ModeHandler;
+  release(): void;
+}

@@ -8,6 +8,13 @@ import type { Privilege } from "../auth/privileges.ts";
 
 export type { Privilege };
 
+/** What authentication reads of a request: its headers and, if known, the TCP peer. */
+export interface AuthRequest {
+  headers: HeaderGetter;
+  /** The TCP peer (for a Request from common/web_bridge.ts, found by `peerOf`). */
+  peer?: string;
+}
+
 export interface Caller {
   name: string;
   group: string;
@@ -23,7 +30,7 @@ export interface AuthGate<C extends Caller = Caller> {
    * when the OIDC issuer's keys cannot be fetched or too many password checks wait. At once
    * (no promise) when no check is needed (mode none): invocations are the hot path.
    */
-  authenticate(req: { headers: HeaderGetter }): C | Response | Promise<C | Response>;
+  authenticate(req: AuthRequest): C | Response | Promise<C | Response>;
   /** Whether the caller holds the privilege (for one function when it is scoped). */
   can(caller: C, privilege: Privilege, functionName?: string): boolean;
   /** Authenticate and authorize in one: the caller, or a 401/403 naming what is missing. */

@@ -1,9 +1,10 @@
 /**
  * Reading API request bodies: a size limit (413 past it) and JSON or YAML by content type,
- * with parse errors that say where the problem is.
+ * within the manifest text limits (aliases, size of the tree, nesting: 400 past them), with
+ * parse errors that say where the problem is.
  */
 
-import { parse as parseYaml } from "yaml";
+import { MANIFEST_LIMITS, parseJsonLimited, parseYamlLimited } from "../../common/manifest_text.ts";
 import { readUpTo } from "../../common/read_limited.ts";
 
 export class BodyError extends Error {
@@ -38,14 +39,14 @@ export async function readManifest(req: Request, limit: number): Promise<unknown
   }
   if (type === "application/json" || type === "text/json") {
     try {
-      return JSON.parse(text);
+      return parseJsonLimited(text, MANIFEST_LIMITS);
     } catch (e) {
       throw new BodyError(400, `body is not valid JSON: ${(e as Error).message}`);
     }
   }
   if (/^(application|text)\/(x-)?yaml$/.test(type) || type === "text/plain") {
     try {
-      return parseYaml(text);
+      return parseYamlLimited(text, MANIFEST_LIMITS);
     } catch (e) {
       throw new BodyError(400, `body is not valid YAML: ${(e as Error).message}`);
     }

@@ -28,10 +28,18 @@ import { type Config, redactConfig } from "../config.ts";
 import type { EventLog } from "../events.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import { conflictOf, type FunctionStore, StoreError } from "../store/store.ts";
+import { type FunctionStore, StoreError } from "../store/store.ts";
 import type { AuthGate, Caller } from "./auth_gate.ts";
 import { BodyError, readManifest } from "./body.ts";
 import { readyCondition } from "./conditions.ts";
+import {
+  endpointRefusal,
+  localRefusal,
+  redactEnv,
+  refRefusal,
+  type Refusal,
+  warningTexts,
+} from "./write_rules.ts";
 import openapi from "../../docs/openapi.json" with { type: "json" };
 
 export interface ApiDeps {
@@ -44,6 +52,11 @@ export interface ApiDeps {
   auth: AuthGate;
   /** Extra health reports (e.g. kafka), merged into GET /health. */
   health?: () => Record<string, unknown>;
+  /**
+   * Readiness for GET /ready: false (503) while this replica cannot do its work, e.g. it has
+   * not reached the Kubernetes API for longer than the renew deadline. Default: ready.
+   */
+  ready?: () => { ready: boolean; reason?: string };
   /** Serves the UI's files for paths the API does not own. */
   ui?: (req: Request, url: URL) => Promise<Response | undefined>;
   version?: string;
@@ -74,11 +87,15 @@ export function createApiHandler(deps: ApiDeps): Handler {
     };
   }
 
-  function describe(fn: FunctionDef) {
+  /** The manifest and status; env values only for a caller who may update the function. */
+  function describe(fn: FunctionDef, caller?: Caller) {
     const manifest = deps.store.manifest(fn.name) ?? toManifest(fn);
+    const shown = caller && !deps.auth.can(caller, "functions:update", fn.name)
+      ? redactEnv(manifest)
+      : manifest;
     // The uid is shown even when the manifest does not carry it (f2s dev makes one up).
-    const metadata = fn.uid ? { ...manifest.metadata, uid: fn.uid } : manifest.metadata;
-    return { ...manifest, metadata, status: status(fn) };
+    const metadata = fn.uid ? { ...shown.metadata, uid: fn.uid } : shown.metadata;
+    return { ...shown, metadata, status: status(fn) };
   }
 
   /**
@@ -95,11 +112,15 @@ export function createApiHandler(deps: ApiDeps): Handler {
   }
 
   /**
-   * Validates a manifest exactly as a write would (same validator, same conflict checks)
-   * without storing it, and answers with the normalized manifest: the UI's inline
-   * validation and YAML preview use this.
+   * Everything a write checks before the store does (validation, renaming, host-level
+   * fields, endpoint ownership): the function and the warnings, or the answer refusing it.
+   * Dry runs and real writes share it, so a dry run never disagrees with the write.
    */
-  function dryRun(req: Request, manifest: unknown, replacing?: string): Response {
+  function checkWrite(
+    caller: Caller,
+    manifest: unknown,
+    replacing?: string,
+  ): { fn: FunctionDef; warnings: string[] } | Response {
     const parsed = parseFunction(manifest);
     if (!parsed.ok) {
       return storeError(new StoreError(400, "invalid function manifest", parsed.errors));
@@ -111,10 +132,31 @@ export function createApiHandler(deps: ApiDeps): Handler {
         ]),
       );
     }
-    const conflict = conflictOf(parsed.fn, deps.store.list(), replacing);
-    if (conflict) return errorResponse(409, conflict);
-    const clean = toManifest(parsed.fn);
-    return wantsYaml(req) ? yamlResponse(clean) : jsonResponse(clean);
+    // A scoped creator learns nothing about names outside its scope (conflicts, owners).
+    if (!replacing && !deps.auth.can(caller, "functions:create", parsed.fn.name)) {
+      return forbidden("functions:create", parsed.fn.name);
+    }
+    const previous = replacing ? deps.store.manifest(replacing) : undefined;
+    const refusal = localRefusal(deps.auth, caller, parsed.fn, previous) ??
+      refRefusal(deps.auth, caller, parsed.fn, previous) ??
+      endpointRefusal(deps.auth, caller, parsed.fn, deps.store.list(), replacing);
+    if (refusal) return refused(refusal);
+    if (!replacing && deps.store.get(parsed.fn.name)) {
+      return errorResponse(409, `a function named "${parsed.fn.name}" already exists`);
+    }
+    return { fn: parsed.fn, warnings: warningTexts(parsed.warnings) };
+  }
+
+  /** A validated manifest, normalized, as a write would store it (the UI's preview). */
+  function dryRun(req: Request, fn: FunctionDef, warnings: string[]): Response {
+    const clean = toManifest(fn);
+    const headers = warningHeaders(warnings);
+    if (wantsYaml(req)) {
+      const res = yamlResponse(clean);
+      for (const [k, v] of Object.entries(headers)) res.headers.append(k, v);
+      return res;
+    }
+    return jsonResponse(withWarnings(clean, warnings), 200, headers);
   }
 
   function storeError(e: unknown): Response {
@@ -137,7 +179,10 @@ export function createApiHandler(deps: ApiDeps): Handler {
   function invoke(req: ServerRequest, url: Target): PlainAnswer | Promise<PlainAnswer> {
     // Authenticate before anything else, so anonymous callers learn nothing about
     // which endpoints exist.
-    const caller = deps.auth.authenticate({ headers: headerGetter(req.headers) });
+    const caller = deps.auth.authenticate({
+      headers: headerGetter(req.headers),
+      peer: req.remoteAddress,
+    });
     return caller instanceof Promise
       ? caller.then((c) => invokeAs(c, req, url))
       : invokeAs(caller, req, url);
@@ -200,6 +245,10 @@ export function createApiHandler(deps: ApiDeps): Handler {
         ...deps.health?.(),
       });
     }
+    if (path === "/ready" || path === "/readyz") {
+      const r = deps.ready?.() ?? { ready: true };
+      return jsonResponse({ status: r.ready ? "ready" : "not ready", ...r }, r.ready ? 200 : 503);
+    }
     if (path === "/metrics" && method === "GET") {
       return new Response(await deps.metrics.registry.metrics(), {
         headers: { "content-type": deps.metrics.registry.contentType },
@@ -218,21 +267,33 @@ export function createApiHandler(deps: ApiDeps): Handler {
         const visible = deps.store.list().filter((fn) =>
           deps.auth.can(caller, "functions:list", fn.name)
         );
-        const scoped = caller.privileges.some((p) => p.startsWith("functions:list:"));
+        const scoped = scopedGrant(caller, "functions:list");
         if (visible.length === 0 && !deps.auth.can(caller, "functions:list") && !scoped) {
           return forbidden("functions:list");
         }
-        return jsonResponse(visible.map(describe));
+        return jsonResponse(visible.map((fn) => describe(fn, caller)));
       }
       if (method === "POST") {
-        const caller = await deps.auth.require(req, "functions:create");
+        // A grant scoped to some names (functions:create:orders-*) lets the caller in; the
+        // name in the manifest decides.
+        const caller = await deps.auth.authenticate(req);
         if (caller instanceof Response) return caller;
+        if (
+          !deps.auth.can(caller, "functions:create") && !scopedGrant(caller, "functions:create")
+        ) {
+          return forbidden("functions:create");
+        }
         try {
           const manifest = await readManifest(req, deps.config.maxManifestBytes);
-          if (isDryRun(url)) return dryRun(req, manifest);
+          const checked = checkWrite(caller, manifest);
+          if (checked instanceof Response) return checked;
+          if (isDryRun(url)) return dryRun(req, checked.fn, checked.warnings);
           const fn = await deps.store.create(manifest);
           log.info("function created", { function: fn.name, by: caller.name });
-          return jsonResponse(describe(fn), 201, { location: `/functions/${fn.name}` });
+          return jsonResponse(withWarnings(describe(fn), checked.warnings), 201, {
+            location: `/functions/${fn.name}`,
+            ...warningHeaders(checked.warnings),
+          });
         } catch (e) {
           return storeError(e);
         }
@@ -242,27 +303,37 @@ export function createApiHandler(deps: ApiDeps): Handler {
 
     const fnPath = /^\/functions\/([^/]+)\/?$/.exec(path);
     if (fnPath) {
-      const name = nameOf(decodeURIComponent(fnPath[1]));
+      let name: string;
+      try {
+        name = nameOf(decodeURIComponent(fnPath[1]));
+      } catch {
+        return errorResponse(400, "the function name in the path is not valid percent-encoding");
+      }
       if (method === "GET") {
         const caller = await deps.auth.require(req, "functions:list", name);
         if (caller instanceof Response) return caller;
         const fn = deps.store.get(name);
         if (!fn) return errorResponse(404, `function "${name}" not found`);
-        if (wantsYaml(req)) return yamlResponse(deps.store.manifest(name) ?? toManifest(fn));
-        return jsonResponse(describe(fn));
+        const { status: _, ...manifest } = describe(fn, caller);
+        if (wantsYaml(req)) return yamlResponse(manifest);
+        return jsonResponse(describe(fn, caller));
       }
       if (method === "PUT") {
         const caller = await deps.auth.require(req, "functions:update", name);
         if (caller instanceof Response) return caller;
         try {
           const manifest = await readManifest(req, deps.config.maxManifestBytes);
-          if (isDryRun(url)) {
-            if (!deps.store.get(name)) return errorResponse(404, `function "${name}" not found`);
-            return dryRun(req, manifest, name);
-          }
+          if (!deps.store.get(name)) return errorResponse(404, `function "${name}" not found`);
+          const checked = checkWrite(caller, manifest, name);
+          if (checked instanceof Response) return checked;
+          if (isDryRun(url)) return dryRun(req, checked.fn, checked.warnings);
           const fn = await deps.store.update(name, manifest);
           log.info("function updated", { function: name, by: caller.name });
-          return jsonResponse(describe(fn));
+          return jsonResponse(
+            withWarnings(describe(fn), checked.warnings),
+            200,
+            warningHeaders(checked.warnings),
+          );
         } catch (e) {
           return storeError(e);
         }
@@ -365,6 +436,31 @@ function forbidden(privilege: string, functionName?: string): Response {
     privilege,
     function: functionName,
   });
+}
+
+/** Whether the caller holds `privilege` scoped to some function names. */
+function scopedGrant(caller: Caller, privilege: string): boolean {
+  return caller.privileges.some((p) => p.startsWith(`${privilege}:`));
+}
+
+function refused(r: Refusal): Response {
+  return errorResponse(r.status, r.message, r.details);
+}
+
+/** Adds `warnings` to an answer's body (only when there are some, like Kubernetes). */
+function withWarnings<T extends object>(body: T, warnings: string[]): T & { warnings?: string[] } {
+  return warnings.length > 0 ? { ...body, warnings } : body;
+}
+
+/** RFC 7234 `Warning: 299 - "..."`, as the Kubernetes API sends them. */
+function warningHeaders(warnings: string[]): Record<string, string> {
+  if (warnings.length === 0) return {};
+  return {
+    warning: warnings.map((w) =>
+      `299 - "${w.replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, "?")}"`
+    )
+      .join(", "),
+  };
 }
 
 function methodNotAllowed(allow: string): Response {

@@ -11,19 +11,17 @@
  */
 
 import { createLogger, type Logger } from "../../common/log.ts";
-import type { AuthGate } from "../api/auth_gate.ts";
-import {
-  errorResponse,
-  type HeaderGetter,
-  jsonResponse,
-  requestIdFrom,
-} from "../../common/protocol.ts";
+import type { AuthGate, AuthRequest } from "../api/auth_gate.ts";
+import { peerOf } from "../../common/web_bridge.ts";
+import { clientAddressResolver } from "./client_address.ts";
+import { createSigninThrottle, type ThrottleOptions } from "./throttle.ts";
+import { errorResponse, jsonResponse, requestIdFrom } from "../../common/protocol.ts";
 import { readUpTo } from "../../common/read_limited.ts";
 import { ConfigError } from "../config.ts";
 import { Reader } from "../config_util.ts";
 import { AUTH_TYPES, type AuthConfig, authWarnings, validateAuthConfig } from "./config.ts";
 import { checkedBasic, type Credentials, readCredentials } from "./credentials.ts";
-import { createPasswordChecker, type PasswordChecker } from "./passwords.ts";
+import { createPasswordChecker, type PasswordCheck, type PasswordChecker } from "./passwords.ts";
 import { grantsAllow, grantsOf, type Privilege, PRIVILEGES } from "./privileges.ts";
 import { createTokenVerifier, signSigninToken, type TokenVerifier } from "./tokens.ts";
 
@@ -48,6 +46,8 @@ export type Auth = AuthGate<Principal>;
 
 export interface AuthDeps {
   now?: () => number;
+  /** Sign-in throttle settings (tests); the defaults suit production. */
+  throttle?: ThrottleOptions;
   fetch?: typeof fetch;
   log?: Logger;
 }
@@ -91,6 +91,8 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
     });
   }
   const bearerScheme = type === "token" || type === "oidc";
+  const throttle = createSigninThrottle({ now, ...deps.throttle });
+  const clientOf = clientAddressResolver(config.trustedProxies ?? []);
   const anonymous: Principal = {
     name: "anonymous",
     group: "",
@@ -123,11 +125,43 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
     return { name, group: known[0], via, privileges, groups: known, expiresAt };
   }
 
+  /**
+   * Checks a password, throttled per client address and user name before any hashing
+   * (control/auth/throttle.ts): refused attempts get 429 with Retry-After at once.
+   */
   async function checkPassword(
     creds: Extract<Credentials, { kind: "basic" }>,
+    req: AuthRequest,
     log: Logger,
   ): Promise<Principal | Response> {
-    const result = await passwords!.check(creds.username, creds.password);
+    let result: PasswordCheck;
+    const known = passwords!.remembered(creds.username, creds.password);
+    const running = passwords!.inProgress(creds.username, creds.password);
+    if (known) result = { ok: true, user: known };
+    else if (running) result = await running; // shares a check already admitted
+    else {
+      const client = clientOf(req.peer ?? peerOf(req as Request), req.headers);
+      const admission = throttle.admit(client, creds.username);
+      if (!admission.ok) {
+        log.info("sign-in throttled", { client, reason: admission.reason });
+        const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+        return errorResponse(
+          429,
+          `${admission.reason}; retry in ${seconds} s`,
+          { type, retryAfterSeconds: seconds },
+          { "retry-after": String(seconds) },
+        );
+      }
+      let outcome: PasswordCheck | undefined;
+      try {
+        outcome = await passwords!.check(creds.username, creds.password);
+      } finally {
+        // A "busy" answer (no check ran) or a crash counts as neither success nor failure.
+        const ran = outcome !== undefined && !(!outcome.ok && outcome.busy);
+        admission.done(outcome?.ok === true, !ran);
+      }
+      result = outcome;
+    }
     if (!result.ok) {
       if (result.busy) {
         log.warn("too many password checks waiting; refusing one");
@@ -142,21 +176,18 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
     }
     const p = principalFor(result.user.username, [result.user.group], "basic");
     if (typeof p === "string") {
-      log.info("authentication refused", { user: result.user.username, reason: p });
-      return errorResponse(401, p, { type }, {
-        "www-authenticate": `Basic ${REALM}, charset="UTF-8"`,
-      });
+      // Authenticated, but granted nothing: a matter of authorization (403), not identity.
+      log.info("authorization refused", { user: result.user.username, reason: p });
+      return errorResponse(403, p, { type, user: result.user.username });
     }
     return p;
   }
 
-  function authenticate(
-    req: { headers: HeaderGetter },
-  ): Principal | Response | Promise<Principal | Response> {
+  function authenticate(req: AuthRequest): Principal | Response | Promise<Principal | Response> {
     return type === "none" ? anonymous : check(req);
   }
 
-  async function check(req: { headers: HeaderGetter }): Promise<Principal | Response> {
+  async function check(req: AuthRequest): Promise<Principal | Response> {
     const reqLog = log.with({ requestId: requestIdFrom(req.headers) });
     try {
       const creds = readCredentials(req.headers);
@@ -171,7 +202,7 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
       }
       if (type === "basic") {
         if (creds.kind !== "basic") return unauthorized("this server takes basic credentials");
-        return await checkPassword(creds, reqLog);
+        return await checkPassword(creds, req, reqLog);
       }
       if (creds.kind !== "bearer") {
         return unauthorized(
@@ -191,8 +222,8 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
       const { name, groups, via, expiresAt } = outcome.identity;
       const p = principalFor(name, groups, via, expiresAt);
       if (typeof p === "string") {
-        reqLog.info("authentication refused", { user: name, reason: p });
-        return unauthorized(p, { invalidToken: true });
+        reqLog.info("authorization refused", { user: name, reason: p });
+        return errorResponse(403, p, { type, user: name });
       }
       return p;
     } catch (e) {
@@ -250,7 +281,7 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
         "www-authenticate": `Basic ${REALM}, charset="UTF-8"`,
       });
     }
-    const p = await checkPassword(creds, reqLog);
+    const p = await checkPassword(creds, req, reqLog);
     if (p instanceof Response) return p;
     const { token, expiresAt } = await signSigninToken(
       config.token.jwtSecret!,

@@ -18,7 +18,9 @@
  */
 
 import { type Obj, Reader } from "../config_util.ts";
+import { parseTrusted } from "./client_address.ts";
 import { parseGrant } from "./privileges.ts";
+import { nameProblem } from "./credentials.ts";
 
 export type AuthType = "none" | "basic" | "token" | "oidc";
 
@@ -47,6 +49,11 @@ export interface OidcConfig {
 
 export interface AuthConfig {
   type: AuthType;
+  /**
+   * Proxies (addresses or IPv4 CIDRs) whose X-Forwarded-For is believed when throttling
+   * sign-ins per client address; empty = the TCP peer is the client.
+   */
+  trustedProxies: string[];
   /** Clock skew allowed when checking `exp` and `nbf` (ms). */
   clockTolerance: number;
   basic: BasicUser[];
@@ -92,7 +99,14 @@ export function parseAuthConfig(raw: unknown, path: string, r: Reader): AuthConf
   const o: Obj = r.obj(raw, path);
   r.known(o, path, ["global_config", "basic", "token", "oidc", "authorization"]);
   const global = r.obj(o.global_config, `${path}.global_config`);
-  r.known(global, `${path}.global_config`, ["type", "clock_tolerance"]);
+  r.known(global, `${path}.global_config`, ["type", "clock_tolerance", "trusted_proxies"]);
+  const trustedProxies = r.list(global.trusted_proxies, `${path}.global_config.trusted_proxies`)
+    .map((v, i) => {
+      const p = `${path}.global_config.trusted_proxies[${i}]`;
+      const text = r.str(v, p, "");
+      if (!parseTrusted(text)) r.error(p, `"${text.slice(0, 64)}" is not an address or CIDR`);
+      return text;
+    });
   const type = r.str(global.type, `${path}.global_config.type`, "none");
   if (!AUTH_TYPES.includes(type as AuthType)) {
     r.error(
@@ -120,7 +134,9 @@ export function parseAuthConfig(raw: unknown, path: string, r: Reader): AuthConf
       group: r.str(uo.group, `${p}.group`, ""),
     };
     if (user.username === "") r.error(`${p}.username`, "is required");
-    else if (user.username.includes(":")) {
+    else if (nameProblem(user.username)) {
+      r.error(`${p}.username`, nameProblem(user.username)!);
+    } else if (user.username.includes(":")) {
       r.error(`${p}.username`, 'must not contain ":" (HTTP basic auth cannot carry it)');
     } else if (seenUsers.has(user.username)) {
       r.error(`${p}.username`, `"${user.username}" is listed twice`);
@@ -165,6 +181,7 @@ export function parseAuthConfig(raw: unknown, path: string, r: Reader): AuthConf
     r.known(go, p, ["group", "privileges"]);
     const group = r.str(go.group, `${p}.group`, "");
     if (group === "") r.error(`${p}.group`, "is required");
+    else if (nameProblem(group)) r.error(`${p}.group`, nameProblem(group)!);
     else if (seenGroups.has(group)) {
       r.error(`${p}.group`, `"${group}" is listed twice; merge its privileges into one entry`);
     }
@@ -180,6 +197,7 @@ export function parseAuthConfig(raw: unknown, path: string, r: Reader): AuthConf
 
   return {
     type: type as AuthType,
+    trustedProxies,
     clockTolerance,
     basic,
     token: { jwtSecret, tokens, expiry },

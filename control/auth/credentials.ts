@@ -11,6 +11,26 @@ export const MAX_AUTHORIZATION_BYTES = 8192;
 /** Longest password or username accepted (bcrypt reads 72 bytes; argon2 any). */
 export const MAX_CREDENTIAL_CHARS = 1024;
 
+/**
+ * C0 controls, DEL and C1 controls: no caller name may hold them. A name travels to the
+ * function in a header (percent-encoded, dispatcher/forward.ts), into logs and answers;
+ * a control character in it is an attack or a broken identity provider, never a person.
+ */
+function hasControlCharacter(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return true;
+  }
+  return false;
+}
+
+/** Why `name` cannot be a caller's or group's name, or undefined when it can. */
+export function nameProblem(name: string): string | undefined {
+  return hasControlCharacter(name)
+    ? "contains control characters (U+0000-U+001F, U+007F-U+009F)"
+    : undefined;
+}
+
 export type Credentials =
   | { kind: "none" }
   | { kind: "basic"; username: string; password: string }
@@ -89,5 +109,7 @@ export function checkedBasic(
       reason: `username or password is too long (over ${MAX_CREDENTIAL_CHARS} characters)`,
     };
   }
+  const problem = nameProblem(username);
+  if (problem) return { kind: "invalid", reason: `username ${problem}` };
   return { kind: "basic", username, password };
 }

@@ -23,6 +23,10 @@ export type PasswordCheck =
 
 export interface PasswordChecker {
   check(username: string, password: string): Promise<PasswordCheck>;
+  /** The user, when these exact credentials passed a check a short while ago (no hashing). */
+  remembered(username: string, password: string): BasicUser | undefined;
+  /** The check of these exact credentials already running, if one is. */
+  inProgress(username: string, password: string): Promise<PasswordCheck> | undefined;
 }
 
 export interface CheckerOptions {
@@ -94,21 +98,41 @@ export async function createPasswordChecker(
     return ok && match ? match.user : undefined;
   }
 
-  return {
-    async check(username, password) {
-      const memo = mac(`memo\0${username.length}:${username}\0${password}`).toString("base64");
-      const hit = remembered.get(memo);
-      if (hit && hit.until > now()) return { ok: true, user: hit.user };
-      if (hit) remembered.delete(memo);
+  const memoKey = (username: string, password: string) =>
+    mac(`memo\0${username.length}:${username}\0${password}`).toString("base64");
+  function memoized(memo: string): BasicUser | undefined {
+    const hit = remembered.get(memo);
+    if (hit && hit.until > now()) return hit.user;
+    if (hit) remembered.delete(memo);
+    return undefined;
+  }
 
-      const user = anySlow
-        ? await limit(() => verifyAll(username, password))
-        : await verifyAll(username, password);
-      if (user === null) return { ok: false, busy: true };
-      if (!user) return { ok: false };
-      if (remembered.size >= 1024) remembered.delete(remembered.keys().next().value!);
-      remembered.set(memo, { user, until: now() + cacheTtl });
-      return { ok: true, user };
+  // Identical checks running at once (a client's parallel first requests) share one hash.
+  const running = new Map<string, Promise<PasswordCheck>>();
+
+  async function verify(memo: string, username: string, password: string): Promise<PasswordCheck> {
+    const user = anySlow
+      ? await limit(() => verifyAll(username, password))
+      : await verifyAll(username, password);
+    if (user === null) return { ok: false, busy: true };
+    if (!user) return { ok: false };
+    if (remembered.size >= 1024) remembered.delete(remembered.keys().next().value!);
+    remembered.set(memo, { user, until: now() + cacheTtl });
+    return { ok: true, user };
+  }
+
+  return {
+    remembered: (username, password) => memoized(memoKey(username, password)),
+    inProgress: (username, password) => running.get(memoKey(username, password)),
+    check(username, password) {
+      const memo = memoKey(username, password);
+      const hit = memoized(memo);
+      if (hit) return Promise.resolve({ ok: true, user: hit });
+      const already = running.get(memo);
+      if (already) return already;
+      const work = verify(memo, username, password).finally(() => running.delete(memo));
+      running.set(memo, work);
+      return work;
     },
   };
 }

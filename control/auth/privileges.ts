@@ -2,7 +2,7 @@
  * Privilege names and grants. A group's configured privilege is either a plain name
  * (`functions:invoke`) or, for the function privileges, a name scoped to functions by a
  * name pattern (`functions:invoke:orders-*`, where `*` matches any run of characters and
- * `?` one character). This module parses those strings and answers "may this grant set do
+ * `?` one character); `functions:local` cannot be scoped. This module parses those strings and answers "may this grant set do
  * X (to function F)?"; it knows nothing about requests.
  */
 
@@ -12,11 +12,18 @@ export const PRIVILEGES = [
   "functions:create",
   "functions:delete",
   "functions:update",
+  "functions:local",
   "settings:view",
   "settings:update",
 ] as const;
 
 export type Privilege = typeof PRIVILEGES[number];
+
+/**
+ * Privileges that are never scoped: `functions:local` lets a caller set `target.local`
+ * (the command and folder `f2s dev` runs on its host), which is an operator's power.
+ */
+const UNSCOPED: ReadonlySet<string> = new Set(["functions:local"]);
 
 /** One parsed privilege string: the privilege and, when scoped, the names it covers. */
 export interface Grant {
@@ -43,6 +50,10 @@ export function parseGrant(text: string): Grant | string {
   }
   if (!name.startsWith("functions:")) {
     return `"${text}": only functions:* privileges can be scoped to function names`;
+  }
+  if (UNSCOPED.has(name)) {
+    return `"${text}": ${name} is a power over the host, not over some functions; ` +
+      "it cannot be scoped";
   }
   const pattern = text.slice(at + 1);
   if (!PATTERN_RE.test(pattern)) {

@@ -12,6 +12,7 @@
 import * as jose from "jose";
 import { createHash } from "node:crypto";
 import { type AuthConfig, HMAC_ALGORITHMS, type OidcConfig, SIGNIN_ISSUER } from "./config.ts";
+import { nameProblem } from "./credentials.ts";
 
 /** What a verified token says about its bearer. */
 export interface TokenIdentity {
@@ -179,6 +180,8 @@ function identityFrom(
   if (typeof name !== "string" || name === "" || name.length > 256) {
     return refused(`token has no usable "${nameClaim}" claim (a non-empty string)`);
   }
+  const problem = nameProblem(name);
+  if (problem) return refused(`token's "${nameClaim}" claim ${problem}: it cannot name a caller`);
   const raw = claimAt(payload, groupClaim);
   const groups = typeof raw === "string"
     ? [raw]

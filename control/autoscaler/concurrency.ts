@@ -22,6 +22,8 @@ export interface ConcurrencyTracker {
   current(fn: string): number;
   /** Time-weighted average concurrency of `fn` over the last `windowMs`. */
   average(fn: string, windowMs: number): number;
+  /** The integral of `fn`'s concurrency since it was first seen (request-ms), up to now. */
+  total(fn: string): number;
   /** Now while `fn` has a request in flight, else when its last one finished. */
   lastActivity(fn: string): number | undefined;
   /** Drops everything known about `fn` (it was removed). */
@@ -160,6 +162,12 @@ export function createConcurrencyTracker(
       advance(s, t);
       const start = t - windowMs;
       return (s.integral - integralAt(s, start)) / windowMs;
+    },
+    total(fn) {
+      const s = series.get(fn);
+      if (!s) return 0;
+      advance(s, now());
+      return s.integral;
     },
     lastActivity(fn) {
       const s = series.get(fn);

@@ -11,6 +11,7 @@ import type { Metrics } from "../metrics.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { type Autoscaler, createAutoscaler } from "./autoscaler.ts";
 import { type ConcurrencyTracker, createConcurrencyTracker } from "./concurrency.ts";
+import { type PeerLoads, replicasSignal } from "./peers.ts";
 import { type ConcurrencySignal, localSignal, prometheusSignal } from "./signal.ts";
 
 export interface Scaling {
@@ -33,10 +34,14 @@ export function createScaling(deps: {
   metrics: Metrics;
   /** Only the leader acts on decisions (Kubernetes leader election); default always. */
   isLeader?: () => boolean;
+  /** The other replicas' load (`f2s serve`): the local source adds it to this one's. */
+  peers?: PeerLoads;
 }): Scaling {
   const tracker = createConcurrencyTracker(Date.now, { metrics: deps.metrics });
   const signal = deps.config.autoscaling.source === "prometheus"
     ? prometheusSignal({ url: deps.config.prometheus.url!, local: tracker })
+    : deps.peers
+    ? replicasSignal(tracker, deps.peers)
     : localSignal(tracker);
   const autoscaler = createAutoscaler({
     runtime: deps.runtime,

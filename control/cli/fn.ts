@@ -361,7 +361,9 @@ async function apply(client: Client, values: Values): Promise<number> {
       status = await failure(res);
       continue;
     }
-    const fn = await res.json() as FunctionView;
+    const fn = await res.json() as FunctionView & { warnings?: string[] };
+    // Like kubectl: the server's warnings (e.g. unknown fields it ignored) go to stderr.
+    for (const w of fn.warnings ?? []) console.error(`Warning: ${fn.metadata.name}: ${w}`);
     console.log(`function/${fn.metadata.name} ${exists ? "configured" : "created"}`);
     if (wait > 0 && fn.target.minReplicas > 0) {
       status ||= await waitReady(client, fn.metadata.name, wait);

@@ -1,30 +1,45 @@
 /**
- * Where the Kubernetes API is and how to prove who we are: read from a kubeconfig file (a
- * laptop, `--kubeconfig` or `KUBECONFIG`) or from the pod's service account (in cluster).
- * Supports client certificates, bearer tokens (inline, from a file, or from an `exec`
- * credential plugin) and CA bundles; tokens are re-read so rotated credentials keep working.
+ * Where the Kubernetes API is and as whom F2S calls it, as a @kubernetes/client-node
+ * KubeConfig: the library parses kubeconfig files, resolves their relative paths, and makes
+ * every request's TLS settings and credentials (client certificates, tokens,
+ * username/password, auth-provider, insecure-skip-tls-verify, tls-server-name, proxy-url,
+ * `as`; see client.ts). Order: `--kubeconfig`, else `KUBECONFIG`, else the pod's service
+ * account, else ~/.kube/config (controller-runtime's order: a replica in a pod uses its
+ * service account even if its image has a ~/.kube/config).
+ *
+ * What F2S adds, because the library gets it wrong for a server:
+ * - merging a list of files as kubectl does (the first file to name a cluster, user, context
+ *   or current-context wins, missing files are skipped); the library's loadFromDefault lets
+ *   the last file's current-context win, throws on a name two files define, and fails on a
+ *   missing file;
+ * - `tokenFile` and exec plugins (credentials.ts), exec commands relative to their file;
+ * - impersonation beyond `as` (`as-groups`, `as-uid`, `as-user-extra`), which the library
+ *   drops, as headers for client.ts to send;
+ * - the service account from any folder, so tests can use one (the library's
+ *   loadFromCluster reads fixed paths).
  */
 
+import { type Cluster, type Context, KubeConfig, type User } from "@kubernetes/client-node";
 import { dirname, isAbsolute, join } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { credentialPlugins, EXEC_PROVIDER, TOKEN_FILE_PROVIDER } from "./credentials.ts";
 
 /** The files Kubernetes mounts into every pod that has a service account. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 export interface Connection {
+  /** The selected context's cluster and user; it makes each request's TLS and auth. */
+  config: KubeConfig;
   /** API server base URL without a trailing slash. */
   server: string;
-  /** PEM CA bundle that signs the server's certificate (none: the system store). */
-  ca?: string;
-  /** PEM client certificate and key (client-certificate authentication). */
-  cert?: string;
-  key?: string;
-  /** The bearer token to send now, if the credential is a token. */
-  token?: () => Promise<string | undefined>;
   /** The namespace the kubeconfig context or the service account names, if any. */
   namespace?: string;
   /** Where the settings came from, for messages ("kubeconfig /x (context y)", "in-cluster"). */
   source: string;
+  /** Impersonation headers the library does not send (Impersonate-Group, -Uid, -Extra-*). */
+  headers: Record<string, string | string[]>;
+  /** Forgets cached credentials (after a 401); true when there were any to renew. */
+  forget(): boolean;
 }
 
 export class ConnectionError extends Error {}
@@ -35,94 +50,147 @@ function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function decodeBase64(data: string): string {
-  const bin = atob(data.replace(/\s+/g, ""));
-  return new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+interface LoadedFile {
+  path: string;
+  config: KubeConfig;
+  /** Impersonation headers per user name. */
+  headers: Map<string, Record<string, string | string[]>>;
 }
 
-function named(list: unknown, name: unknown, what: string, source: string): Obj {
-  const entry = Array.isArray(list) ? list.find((e) => isObj(e) && e.name === name) : undefined;
-  if (!isObj(entry)) throw new ConnectionError(`${source}: ${what} "${name}" not found`);
-  return entry;
-}
-
-/**
- * Reads the `context` (default: current-context) of the kubeconfig at `path`. File
- * references inside it are relative to the file, as kubectl reads them.
- */
-export function connectionFromKubeconfig(path: string, context?: string): Connection {
+/** One kubeconfig file, parsed by the library, with F2S's additions to its users. */
+function loadFile(path: string): LoadedFile {
   let text: string;
   try {
     text = Deno.readTextFileSync(path);
   } catch (e) {
     throw new ConnectionError(`cannot read kubeconfig ${path}: ${(e as Error).message}`);
   }
-  let config: unknown;
+  let raw: unknown;
+  const config = new KubeConfig();
   try {
-    config = parseYaml(text);
+    raw = parseYaml(text);
+    if (!isObj(raw)) throw new Error("the file is empty");
+    config.loadFromString(text);
   } catch (e) {
-    throw new ConnectionError(`kubeconfig ${path} is not valid YAML: ${(e as Error).message}`);
+    throw new ConnectionError(`kubeconfig ${path}: ${(e as Error).message}`);
   }
-  if (!isObj(config)) throw new ConnectionError(`kubeconfig ${path} is empty`);
-  const contextName = context ?? config["current-context"];
-  if (!contextName) {
-    throw new ConnectionError(`kubeconfig ${path} has no current-context; pass --context`);
-  }
-  const source = `kubeconfig ${path} (context ${contextName})`;
-  const ctx = named(config.contexts, contextName, "context", `kubeconfig ${path}`).context;
-  if (!isObj(ctx)) throw new ConnectionError(`${source}: the context is empty`);
-  const cluster = named(config.clusters, ctx.cluster, "cluster", source).cluster;
-  if (!isObj(cluster) || typeof cluster.server !== "string") {
-    throw new ConnectionError(`${source}: cluster "${ctx.cluster}" has no server`);
-  }
-  const user = ctx.user === undefined ? {} : named(config.users, ctx.user, "user", source).user;
-  if (!isObj(user)) throw new ConnectionError(`${source}: user "${ctx.user}" is empty`);
   const base = dirname(path);
-  const file = (p: string) => (isAbsolute(p) ? p : join(base, p));
-  const material = (data: unknown, ref: unknown, what: string): string | undefined => {
-    if (typeof data === "string" && data) return decodeBase64(data);
-    if (typeof ref === "string" && ref) {
-      try {
-        return Deno.readTextFileSync(file(ref));
-      } catch (e) {
-        throw new ConnectionError(`${source}: cannot read ${what} ${ref}: ${(e as Error).message}`);
+  config.makePathsAbsolute(base);
+  const rawUsers = new Map<string, Obj>();
+  for (const u of Array.isArray(raw.users) ? raw.users : []) {
+    if (isObj(u) && isObj(u.user)) rawUsers.set(String(u.name), u.user);
+  }
+  const headers = new Map<string, Record<string, string | string[]>>();
+  config.users = config.users.map((user): User => {
+    const extra = rawUsers.get(user.name) ?? {};
+    headers.set(user.name, impersonationHeaders(extra, `kubeconfig ${path} user ${user.name}`));
+    if (user.exec) {
+      const command = String(user.exec.command ?? "");
+      if (!command) {
+        throw new ConnectionError(`kubeconfig ${path}: user ${user.name}: exec has no command`);
       }
+      // kubectl's rule: a command with a slash is relative to the kubeconfig, a bare name
+      // is looked up in PATH.
+      const resolved = command.includes("/") && !isAbsolute(command)
+        ? join(base, command)
+        : command;
+      return {
+        ...user,
+        exec: undefined,
+        authProvider: {
+          name: EXEC_PROVIDER,
+          config: { plugin: { ...user.exec, command: resolved }, kubeconfig: path },
+        },
+      };
     }
-    return undefined;
-  };
-  if (cluster["insecure-skip-tls-verify"] === true) {
-    throw new ConnectionError(
-      `${source}: insecure-skip-tls-verify is not supported; give the cluster's certificate-authority`,
-    );
+    if (!user.token && !user.authProvider && typeof extra.tokenFile === "string") {
+      const file = isAbsolute(extra.tokenFile) ? extra.tokenFile : join(base, extra.tokenFile);
+      return { ...user, authProvider: { name: TOKEN_FILE_PROVIDER, config: { path: file } } };
+    }
+    return user;
+  });
+  return { path, config, headers };
+}
+
+function impersonationHeaders(user: Obj, where: string): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  const groups = user["as-groups"];
+  if (groups !== undefined) {
+    if (!Array.isArray(groups)) throw new ConnectionError(`${where}: as-groups must be a list`);
+    headers["Impersonate-Group"] = groups.map(String);
   }
-  const conn: Connection = {
-    server: cluster.server.replace(/\/+$/, ""),
-    ca: material(cluster["certificate-authority-data"], cluster["certificate-authority"], "CA"),
-    cert: material(
-      user["client-certificate-data"],
-      user["client-certificate"],
-      "client certificate",
-    ),
-    key: material(user["client-key-data"], user["client-key"], "client key"),
-    namespace: typeof ctx.namespace === "string" ? ctx.namespace : undefined,
+  if (typeof user["as-uid"] === "string") headers["Impersonate-Uid"] = user["as-uid"];
+  const extra = user["as-user-extra"];
+  if (isObj(extra)) {
+    for (const [k, v] of Object.entries(extra)) {
+      headers[`Impersonate-Extra-${encodeURIComponent(k)}`] = Array.isArray(v)
+        ? v.map(String)
+        : String(v);
+    }
+  }
+  if (Object.keys(headers).length && user.as === undefined) {
+    throw new ConnectionError(`${where}: as-groups, as-uid and as-user-extra need "as"`);
+  }
+  return headers;
+}
+
+/** Entries of every file by name, the first file to define a name winning (kubectl's rule). */
+function firstByName<T extends { name: string }>(lists: T[][]): T[] {
+  const seen = new Map<string, T>();
+  for (const list of lists) for (const e of list) if (!seen.has(e.name)) seen.set(e.name, e);
+  return [...seen.values()];
+}
+
+/**
+ * The kubeconfig files `paths` (missing ones skipped, as kubectl skips them), merged, with
+ * `context` (default: the first current-context) selected.
+ */
+export function connectionFromKubeconfig(paths: string | string[], context?: string): Connection {
+  const list = typeof paths === "string" ? [paths] : paths;
+  const existing = list.filter((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (!existing.length) {
+    throw new ConnectionError(`cannot read kubeconfig ${list.join(":")}: no such file`);
+  }
+  const files = existing.map(loadFile);
+  const where = `kubeconfig ${existing.join(":")}`;
+  const clusters: Cluster[] = firstByName(files.map((f) => f.config.clusters));
+  const users: User[] = firstByName(files.map((f) => f.config.users));
+  const contexts: Context[] = firstByName(files.map((f) => f.config.contexts));
+  const name = context ?? files.map((f) => f.config.currentContext).find(Boolean);
+  if (!name) throw new ConnectionError(`${where} has no current-context; pass --context`);
+  const ctx = contexts.find((c) => c.name === name);
+  if (!ctx) throw new ConnectionError(`${where}: context "${name}" not found`);
+  const source = `${where} (context ${name})`;
+  const cluster = clusters.find((c) => c.name === ctx.cluster);
+  if (!cluster) throw new ConnectionError(`${source}: cluster "${ctx.cluster}" not found`);
+  if (ctx.user && !users.some((u) => u.name === ctx.user)) {
+    throw new ConnectionError(`${source}: user "${ctx.user}" not found`);
+  }
+  const headers = files.find((f) => f.config.users.some((u) => u.name === ctx.user))
+    ?.headers.get(ctx.user) ?? {};
+  return build({ clusters, users, contexts, currentContext: name }, {
+    server: cluster.server,
+    namespace: ctx.namespace,
     source,
-  };
-  if (Boolean(conn.cert) !== Boolean(conn.key)) {
-    throw new ConnectionError(`${source}: a client certificate needs its key and vice versa`);
-  }
-  if (typeof user.token === "string" && user.token) {
-    const token = user.token;
-    conn.token = () => Promise.resolve(token);
-  } else if (typeof user.tokenFile === "string" && user.tokenFile) {
-    conn.token = fileToken(file(user.tokenFile));
-  } else if (isObj(user.exec)) {
-    conn.token = execToken(user.exec, source);
-  } else if (user["auth-provider"] !== undefined || user.username !== undefined) {
-    throw new ConnectionError(
-      `${source}: only client certificates, tokens, token files and exec plugins are supported`,
-    );
-  }
-  return conn;
+    headers,
+  });
+}
+
+function build(
+  options: { clusters: Cluster[]; users: User[]; contexts: Context[]; currentContext: string },
+  rest: Omit<Connection, "config" | "forget">,
+): Connection {
+  const config = new KubeConfig();
+  config.loadFromOptions(options);
+  const plugins = credentialPlugins();
+  for (const a of plugins.authenticators) config.addAuthenticator(a);
+  return { ...rest, server: rest.server.replace(/\/+$/, ""), config, forget: plugins.forget };
 }
 
 /** The pod's own service account, as every in-cluster client reads it. */
@@ -138,9 +206,8 @@ export function inClusterConnection(
         "pass --kubeconfig or set KUBECONFIG",
     );
   }
-  let ca: string;
   try {
-    ca = Deno.readTextFileSync(`${dir}/ca.crt`);
+    Deno.statSync(`${dir}/ca.crt`);
     Deno.statSync(`${dir}/token`);
   } catch (e) {
     throw new ConnectionError(`service account files missing in ${dir}: ${(e as Error).message}`);
@@ -151,109 +218,40 @@ export function inClusterConnection(
   } catch {
     // Optional: the namespace file exists in pods, not necessarily elsewhere.
   }
-  const hostPart = host.includes(":") ? `[${host}]` : host;
-  return {
-    server: `https://${hostPart}:${port}`,
-    ca,
-    token: fileToken(`${dir}/token`),
-    namespace,
-    source: `in-cluster service account (${dir})`,
-  };
+  const server = `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const name = "in-cluster";
+  return build({
+    clusters: [{ name, server, caFile: `${dir}/ca.crt`, skipTLSVerify: false }],
+    users: [{
+      name,
+      authProvider: { name: TOKEN_FILE_PROVIDER, config: { path: `${dir}/token` } },
+    }],
+    contexts: [{ name, cluster: name, user: name, namespace }],
+    currentContext: name,
+  }, { server, namespace, source: `in-cluster service account (${dir})`, headers: {} });
 }
 
 /**
- * The connection `f2s serve` uses: `--kubeconfig` (or `KUBECONFIG`, first existing file of
- * the list) when given, else the in-cluster service account.
+ * The connection `f2s serve` uses: `--kubeconfig` (a `:` list like `KUBECONFIG`), else
+ * `KUBECONFIG`, else the in-cluster service account, else ~/.kube/config.
  */
 export function resolveConnection(
   opts: { kubeconfig?: string; context?: string },
   env: Record<string, string | undefined> = Deno.env.toObject(),
 ): Connection {
-  if (opts.kubeconfig) {
-    const files = opts.kubeconfig.split(":").filter(Boolean);
-    const found = files.find((f) => {
-      try {
-        return Deno.statSync(f).isFile;
-      } catch {
-        return false;
-      }
-    });
-    if (!found) throw new ConnectionError(`kubeconfig not found: ${opts.kubeconfig}`);
-    return connectionFromKubeconfig(found, opts.context);
-  }
-  return inClusterConnection(env);
-}
-
-/** A token read from a file, re-read every minute (kubelets rotate projected tokens). */
-function fileToken(path: string): () => Promise<string | undefined> {
-  let cached: string | undefined;
-  let readAt = 0;
-  return async () => {
-    if (cached === undefined || Date.now() - readAt > 60_000) {
-      try {
-        cached = (await Deno.readTextFile(path)).trim();
-        readAt = Date.now();
-      } catch (e) {
-        if (cached === undefined) {
-          throw new ConnectionError(`cannot read token file ${path}: ${(e as Error).message}`);
-        }
-      }
-    }
-    return cached;
-  };
-}
-
-/**
- * A token from a kubeconfig `exec` plugin (client.authentication.k8s.io ExecCredential),
- * kept until its expiry. Plugins that return client certificates are not supported.
- */
-function execToken(exec: Obj, source: string): () => Promise<string | undefined> {
-  const command = exec.command;
-  if (typeof command !== "string" || !command) {
-    throw new ConnectionError(`${source}: exec plugin has no command`);
-  }
-  const args = Array.isArray(exec.args) ? exec.args.map(String) : [];
-  const env: Record<string, string> = {};
-  if (Array.isArray(exec.env)) {
-    for (const e of exec.env) if (isObj(e)) env[String(e.name)] = String(e.value ?? "");
-  }
-  let cached: { token: string; expires: number } | undefined;
-  return async () => {
-    if (cached && Date.now() < cached.expires - 10_000) return cached.token;
-    const out = await new Deno.Command(command, {
-      args,
-      env: {
-        ...env,
-        KUBERNETES_EXEC_INFO: JSON.stringify({
-          apiVersion: exec.apiVersion ?? "client.authentication.k8s.io/v1",
-          kind: "ExecCredential",
-          spec: { interactive: false },
-        }),
-      },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output().catch((e) => {
-      throw new ConnectionError(`${source}: exec plugin ${command} failed: ${e.message}`);
-    });
-    if (!out.success) {
-      const err = new TextDecoder().decode(out.stderr).trim().slice(0, 500);
-      throw new ConnectionError(`${source}: exec plugin ${command} exited ${out.code}: ${err}`);
-    }
-    let status: Obj | undefined;
+  const list = opts.kubeconfig || env.KUBECONFIG;
+  if (list) return connectionFromKubeconfig(list.split(":").filter(Boolean), opts.context);
+  if (env.KUBERNETES_SERVICE_HOST) return inClusterConnection(env);
+  const home = env.HOME ? `${env.HOME}/.kube/config` : undefined;
+  if (home) {
     try {
-      const parsed = JSON.parse(new TextDecoder().decode(out.stdout));
-      status = isObj(parsed) && isObj(parsed.status) ? parsed.status : undefined;
+      if (Deno.statSync(home).isFile) return connectionFromKubeconfig(home, opts.context);
     } catch {
-      status = undefined;
+      // No such file: nothing left to try.
     }
-    if (!status || typeof status.token !== "string") {
-      throw new ConnectionError(`${source}: exec plugin ${command} returned no status.token`);
-    }
-    const expires = typeof status.expirationTimestamp === "string"
-      ? Date.parse(status.expirationTimestamp)
-      : Date.now() + 5 * 60_000;
-    cached = { token: status.token, expires: Number.isNaN(expires) ? Date.now() : expires };
-    return cached.token;
-  };
+  }
+  throw new ConnectionError(
+    "no Kubernetes connection: pass --kubeconfig, set KUBECONFIG, run in a pod with a " +
+      `service account, or create ${home ?? "~/.kube/config"}`,
+  );
 }

@@ -29,18 +29,25 @@ export function functionLabels(name: string): Record<string, string> {
   };
 }
 
-/** Platform variables first, then the function's own (a duplicate name would break apply). */
+/**
+ * Platform variables first, then the function's own (a duplicate name would break apply).
+ * Secret and ConfigMap references stay references: the kubelet resolves them, so a secret's
+ * value is never in the Function, the Deployment or F2S's memory.
+ */
 function containerEnv(fn: FunctionDef): KubeObject[] {
   const env: KubeObject[] = [
     { name: "F2S_FUNCTION", value: fn.name },
     { name: "F2S_INSTANCE", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
   ];
   if (fn.port !== FIZZLET_PORT) env.push({ name: "F2S_FIZZLET_PORT", value: String(fn.port) });
-  const own = Object.keys(fn.env).sort();
+  const refs = fn.envRefs ?? {};
+  const own = [...new Set([...Object.keys(fn.env), ...Object.keys(refs)])].sort();
   const taken = new Set(own);
   return [
     ...env.filter((e) => !taken.has(e.name)),
-    ...own.map((name) => ({ name, value: fn.env[name] })),
+    ...own.map((name) =>
+      refs[name] ? { name, valueFrom: structuredClone(refs[name]) } : { name, value: fn.env[name] }
+    ),
   ];
 }
 
@@ -195,7 +202,9 @@ export function deploymentFingerprint(d: KubeObject): string {
       env: (c.env ?? []).map((e: KubeObject) => [
         e.name,
         e.value ?? "",
-        e.valueFrom?.fieldRef?.fieldPath ?? (e.valueFrom ? JSON.stringify(e.valueFrom) : null),
+        // Secret/ConfigMap references compared whole, whatever the server's key order.
+        e.valueFrom?.fieldRef?.fieldPath ??
+          (e.valueFrom ? JSON.stringify(sorted(e.valueFrom)) : null),
       ]),
       envFrom: c.envFrom ?? null,
       readiness: probe(c.readinessProbe),

@@ -123,6 +123,15 @@ export function startOperator(options: OperatorOptions): Operator {
         "merge",
       );
       store.remember(written);
+      const now = status.conditions[0];
+      if (now.reason !== previous?.reason || now.status !== previous?.status) {
+        // A new chapter of the function's story (Starting, Available, ImagePullBackOff, …)
+        // for `kubectl describe fn`.
+        events.record("function.status", `Ready=${now.status} (${now.reason}): ${now.message}`, {
+          function: name,
+          data: { status: now.status, reason: now.reason },
+        });
+      }
     }
   }
 
@@ -163,6 +172,9 @@ export function startOperator(options: OperatorOptions): Operator {
         reason: "ScaledToZero",
         message: "no instance runs; the first request starts one",
       };
+    } else if (ready === 0 && runtime.podProblem(name)) {
+      const stuck = runtime.podProblem(name)!;
+      condition = { status: "False", reason: stuck.reason, message: stuck.message };
     } else if (ready === 0) {
       condition = {
         status: "False",

@@ -16,19 +16,21 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
 import { replicasFor } from "../reconciler.ts";
 import type { Instance, InstanceListener, Runtime } from "../runtime/runtime.ts";
-import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
+import { type KubeClient, KubeError, type KubeObject, resourcePath } from "./client.ts";
 import { instancesFromSlices, sliceFunction } from "./endpoints.ts";
 import { createInformer, type Informer } from "./informer.ts";
 import {
   deploymentFingerprint,
   deploymentFor,
   FIELD_MANAGER,
+  FUNCTION_LABEL,
   MANAGED_SELECTOR,
   serviceFingerprint,
   serviceFor,
   withSpecHash,
 } from "./manifests.ts";
 import { paths } from "./paths.ts";
+import { type PodProblem, podProblem } from "./pod_problems.ts";
 
 export interface KubeRuntime extends Runtime {
   /** The function's Deployment as last seen. */
@@ -37,6 +39,8 @@ export interface KubeRuntime extends Runtime {
   managedNames(): string[];
   /** The last error applying `name`, until an apply succeeds. */
   applyError(name: string): string | undefined;
+  /** Why the function's pods do not start (wrong image, crash loop), if they are stuck. */
+  podProblem(name: string): PodProblem | undefined;
   /** Called when a function's Deployment or instances change (for its status). */
   onChange(listener: (name: string) => void): () => void;
   /**
@@ -94,6 +98,13 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   const services = informer(paths.services(namespace), "services", MANAGED_SELECTOR);
   // EndpointSlices carry their Service's labels, so the same selector finds ours.
   const slices = informer(paths.endpointSlices(namespace), "endpointslices", MANAGED_SELECTOR);
+  // Pods only to say why they do not start; the instances come from the EndpointSlices.
+  const pods = informer(
+    resourcePath({ version: "v1", plural: "pods", namespace }),
+    "pods",
+    MANAGED_SELECTOR,
+  );
+  let podsWatched = false;
 
   function changed(name: string) {
     for (const l of changeListeners) {
@@ -285,6 +296,17 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   deployments.onResync(onResync);
 
   await Promise.all([deployments.start(), services.start(), slices.start()]);
+  try {
+    await pods.start();
+    podsWatched = true;
+  } catch (e) {
+    // An older chart's RBAC: everything works, a wrong image just shows as Starting.
+    log.warn("cannot watch pods; stuck pods show only as Starting", { error: e });
+  }
+  pods.onChange((change) => {
+    const name = change.object?.metadata?.labels?.[FUNCTION_LABEL];
+    if (name) changed(name);
+  });
   const initial = new Set(slices.list().map(sliceFunction).filter((n): n is string => !!n));
   for (const name of initial) refreshInstances(name);
 
@@ -334,13 +356,20 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       return () => listeners.delete(listener);
     },
     async close() {
-      await Promise.all([deployments.stop(), services.stop(), slices.stop()]);
+      await Promise.all([
+        deployments.stop(),
+        services.stop(),
+        slices.stop(),
+        podsWatched ? pods.stop() : undefined,
+      ]);
     },
     deployment: (name) => deployments.get(name),
     managedNames: () => [
       ...new Set([...deployments.list(), ...services.list()].map((o) => o.metadata.name)),
     ],
     applyError: (name) => errors.get(name),
+    podProblem: (name) =>
+      podProblem(pods.list().filter((p) => p.metadata?.labels?.[FUNCTION_LABEL] === name)),
     onChange(listener) {
       changeListeners.add(listener);
       return () => changeListeners.delete(listener);

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import { FIZZLET_PATHS } from "../../common/protocol.ts";
 import { selfCommand } from "../../common/self.ts";
 import type { EventLog } from "../events.ts";
+import { instanceEnv } from "./instance_env.ts";
 import { createPortPool, type PortPool } from "./ports.ts";
 import type {
   Instance,
@@ -195,12 +196,13 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       const child = new Deno.Command("setsid", {
         args: [cmd, ...rest],
         cwd: isAbsolute(dir) ? dir : join(Deno.cwd(), dir),
-        env: {
-          ...fn.env,
+        // Only an allow-list of the control plane's environment, never its secrets.
+        clearEnv: true,
+        env: instanceEnv(fn.env, {
           F2S_FUNCTION: fn.name,
           F2S_INSTANCE: id,
           F2S_LOG_LEVEL: Deno.env.get("F2S_LOG_LEVEL") ?? "info",
-        },
+        }),
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

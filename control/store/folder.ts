@@ -7,7 +7,7 @@
 
 import { createHash } from "node:crypto";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
-import { parseAllDocuments, stringify } from "yaml";
+import { stringify } from "yaml";
 import {
   type FieldError,
   type FunctionDef,
@@ -16,6 +16,11 @@ import {
   parseFunction,
   toManifest,
 } from "../../common/function.ts";
+import {
+  FILE_LIMITS,
+  ManifestTextError,
+  parseYamlDocumentsLimited,
+} from "../../common/manifest_text.ts";
 import { createLogger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
 import { conflictOf, type FunctionStore, StoreError, type StoreListener } from "./store.ts";
@@ -32,6 +37,11 @@ export interface FolderStoreOptions {
   /** Watch the folder for edits made outside F2S (default true). */
   watch?: boolean;
   /**
+   * Folders besides `dir` a function may run from (`--images`); `target.local.dir` must
+   * lie inside one of them or `dir`, after resolving symlinks and `..`.
+   */
+  imageDirs?: string[];
+  /**
    * Problems that keep a function from running here (the runtime's check): writes through
    * the API with any are refused with 400, so a mistake shows at apply, not at first call.
    */
@@ -42,8 +52,10 @@ export async function createFolderStore(options: FolderStoreOptions): Promise<Fu
   const dir = resolve(options.dir);
   const log = createLogger("store.folder", { dir });
   await Deno.mkdir(dir, { recursive: true });
+  const roots = await Promise.all([dir, ...(options.imageDirs ?? [])].map(realPathOf));
   const listeners = new Set<StoreListener>();
-  let entries = await scan(dir, options.events);
+  const scanFolder = () => scan(dir, roots, options.events);
+  let entries = await scanFolder();
   let watcher: Deno.FsWatcher | undefined;
   let closed = false;
   // Writes are serialized so a rescan never sees half of an API change.
@@ -67,7 +79,7 @@ export async function createFolderStore(options: FolderStoreOptions): Promise<Fu
   }
 
   async function rescan() {
-    const next = await scan(dir, options.events);
+    const next = await scanFolder();
     const before = entries;
     entries = next;
     emitDiff(before, next);
@@ -92,13 +104,15 @@ export async function createFolderStore(options: FolderStoreOptions): Promise<Fu
     })();
   }
 
-  function validate(
+  async function validate(
     manifest: unknown,
     file: string,
-  ): { fn: FunctionDef; manifest: FunctionManifest } {
+  ): Promise<{ fn: FunctionDef; manifest: FunctionManifest }> {
     const parsed = parseFunction(manifest);
     if (!parsed.ok) throw new StoreError(400, "invalid function manifest", parsed.errors);
     const fn = resolveLocalDir(parsed.fn, dirname(file));
+    const errors = await hostErrors(fn, roots);
+    if (errors.length > 0) throw new StoreError(400, "invalid function manifest", errors);
     const problems = options.check?.(fn) ?? [];
     if (problems.length > 0) throw new StoreError(400, "function cannot run here", problems);
     return { fn, manifest: manifestOf(parsed.fn) };
@@ -111,7 +125,7 @@ export async function createFolderStore(options: FolderStoreOptions): Promise<Fu
     create: (manifest) =>
       serialized(async () => {
         const file = join(dir, `${nameOf(manifest) ?? "function"}.yaml`);
-        const { fn, manifest: clean } = validate(manifest, file);
+        const { fn, manifest: clean } = await validate(manifest, file);
         const conflict = conflictOf(fn, [...entries.values()].map((e) => e.fn));
         if (conflict) throw new StoreError(409, conflict);
         const target = await freeFileName(dir, fn.name);
@@ -125,7 +139,7 @@ export async function createFolderStore(options: FolderStoreOptions): Promise<Fu
       serialized(async () => {
         const current = entries.get(name);
         if (!current) throw new StoreError(404, `function "${name}" not found`);
-        const { fn, manifest: clean } = validate(manifest, current.file);
+        const { fn, manifest: clean } = await validate(manifest, current.file);
         if (fn.name !== name) {
           throw new StoreError(400, "invalid function manifest", [
             {
@@ -218,8 +232,56 @@ async function* walk(dir: string): AsyncGenerator<string> {
   }
 }
 
+/**
+ * What `f2s dev` cannot run, or must not: Secret/ConfigMap references (there is no
+ * cluster to resolve them) and a folder outside the functions and image folders.
+ */
+async function hostErrors(fn: FunctionDef, roots: string[]): Promise<FieldError[]> {
+  const errors: FieldError[] = [];
+  for (const name of Object.keys(fn.envRefs)) {
+    errors.push({
+      path: `target.env.${name}.valueFrom`,
+      message: "Secret and ConfigMap references work on Kubernetes only, not under f2s dev",
+    });
+  }
+  if (fn.local.dir) {
+    const real = await realPathOf(fn.local.dir);
+    if (!roots.some((root) => real === root || real.startsWith(`${root}/`))) {
+      errors.push({
+        path: "target.local.dir",
+        message: "must lie inside the functions folder or an --images folder",
+      });
+    }
+  }
+  // The runtime looks an image's folder up by its last path component.
+  const base = fn.image.replace(/[:@].*$/, "").split("/").pop();
+  if (!fn.local.dir && (base === "." || base === ".." || base === "")) {
+    errors.push({ path: "target.containerImage", message: "must name an image" });
+  }
+  return errors;
+}
+
+/**
+ * `path` with symlinks and `..` resolved; for a path that does not exist (yet), its
+ * nearest existing ancestor resolved and the rest appended.
+ */
+async function realPathOf(path: string): Promise<string> {
+  const abs = resolve(path);
+  try {
+    return await Deno.realPath(abs);
+  } catch {
+    const parent = dirname(abs);
+    if (parent === abs) return abs;
+    return join(await realPathOf(parent), abs.slice(parent.length + 1));
+  }
+}
+
 /** Reads every Function manifest below `dir`; invalid ones are reported and skipped. */
-async function scan(dir: string, events: EventLog): Promise<Map<string, Entry>> {
+async function scan(
+  dir: string,
+  roots: string[],
+  events: EventLog,
+): Promise<Map<string, Entry>> {
   const out = new Map<string, Entry>();
   const log = createLogger("store.folder");
   for await (const file of walk(dir)) {
@@ -230,15 +292,24 @@ async function scan(dir: string, events: EventLog): Promise<Map<string, Entry>> 
       continue;
     }
     if (!/kind:\s*["']?Function\b|"kind"\s*:\s*"Function"/.test(text)) continue;
-    const docs = parseAllDocuments(text);
+    const where = relative(dir, file);
+    let docs;
+    try {
+      docs = parseYamlDocumentsLimited(text, FILE_LIMITS);
+    } catch (e) {
+      if (!(e instanceof ManifestTextError)) throw e;
+      events.record("function.invalid", `${where}: refused: ${e.message}`);
+      log.warn("manifest file over the limits", { file: where, error: e.message });
+      continue;
+    }
     for (const doc of docs) {
-      const where = relative(dir, file);
-      if (doc.errors.length > 0) {
-        events.record("function.invalid", `${where}: not valid YAML: ${doc.errors[0].message}`);
-        log.warn("invalid YAML", { file: where, error: doc.errors[0].message });
+      if ("error" in doc) {
+        events.record("function.invalid", `${where}: not valid YAML: ${doc.error}`);
+        log.warn("invalid YAML", { file: where, error: doc.error });
         continue;
       }
-      const raw = doc.toJS();
+      // deno-lint-ignore no-explicit-any
+      const raw = doc.value as any;
       if (!raw || raw.kind !== KIND) continue;
       const parsed = parseFunction(raw);
       if (!parsed.ok) {
@@ -247,6 +318,13 @@ async function scan(dir: string, events: EventLog): Promise<Map<string, Entry>> 
         }`;
         events.record("function.invalid", message, { function: raw?.metadata?.name });
         log.warn("invalid function manifest", { file: where, errors: parsed.errors });
+        continue;
+      }
+      const refused = await hostErrors(resolveLocalDir(parsed.fn, dirname(file)), roots);
+      if (refused.length > 0) {
+        const message = `${where}: ${refused.map((e) => `${e.path}: ${e.message}`).join("; ")}`;
+        events.record("function.invalid", message, { function: parsed.fn.name });
+        log.warn("function refused", { file: where, errors: refused });
         continue;
       }
       const fn = resolveLocalDir(parsed.fn, dirname(file));
@@ -285,7 +363,8 @@ async function writeDocuments(file: string, docs: unknown[]) {
 async function rewriteFile(file: string, name: string, replacement: FunctionManifest | undefined) {
   let docs: unknown[] = [];
   try {
-    docs = parseAllDocuments(await Deno.readTextFile(file)).map((d) => d.toJS());
+    docs = parseYamlDocumentsLimited(await Deno.readTextFile(file), FILE_LIMITS)
+      .map((d) => "value" in d ? d.value : undefined);
   } catch {
     docs = [];
   }

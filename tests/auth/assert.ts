@@ -5,16 +5,21 @@
 
 import nodeAssert from "node:assert/strict";
 
+// `message ?? ""` is not the same (node:assert would print an empty message); @types/node
+// (which @kubernetes/client-node brings into the type check) has no overload for undefined.
 export function assert(condition: unknown, message?: string): asserts condition {
-  nodeAssert.ok(condition, message);
+  if (message === undefined) nodeAssert.ok(condition);
+  else nodeAssert.ok(condition, message);
 }
 
 export function assertEquals<T>(actual: unknown, expected: T, message?: string): void {
-  nodeAssert.deepStrictEqual(actual, expected, message);
+  if (message === undefined) nodeAssert.deepStrictEqual(actual, expected);
+  else nodeAssert.deepStrictEqual(actual, expected, message);
 }
 
 export function assertMatch(actual: string, pattern: RegExp, message?: string): void {
-  nodeAssert.match(actual, pattern, message);
+  if (message === undefined) nodeAssert.match(actual, pattern);
+  else nodeAssert.match(actual, pattern, message);
 }
 
 /** Calls `fn` and returns what it threw; fails when it did not throw. */

@@ -78,6 +78,14 @@ Deno.test("auth config mistakes are reported with their field paths", () => {
     ["basic: [{ username: a, group: g }]", /^f2s\.auth\.basic\[0\]\.password: is required/],
     ["basic: [{ username: 'a:b', password: b, group: g }]", /username: must not contain ":"/],
     [
+      'basic: [{ username: "eve\\r\\nx", password: b, group: g }]',
+      /^f2s\.auth\.basic\[0\]\.username: contains control characters/,
+    ],
+    [
+      'authorization: [{ group: "g\\u0085", privileges: [] }]',
+      /^f2s\.auth\.authorization\[0\]\.group: contains control characters/,
+    ],
+    [
       "basic: [{ username: a, password: b, group: g }, { username: a, password: c, group: g }]",
       /^f2s\.auth\.basic\[1\]\.username: "a" is listed twice/,
     ],

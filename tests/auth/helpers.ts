@@ -21,7 +21,9 @@ export function routePrivilege(
   method: string,
   path: string,
 ): { privilege: Privilege; fn?: string } | "public" | undefined {
-  if (["/health", "/metrics", "/docs/openapi.json", "/", "/ui/index.html"].includes(path)) {
+  if (
+    ["/health", "/ready", "/metrics", "/docs/openapi.json", "/", "/ui/index.html"].includes(path)
+  ) {
     return "public";
   }
   if (path === "/functions") {

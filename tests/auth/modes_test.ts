@@ -24,6 +24,7 @@ const ALL = "[" + [
   "functions:create",
   "functions:delete",
   "functions:update",
+  "functions:local",
   "settings:view",
   "settings:update",
 ].join(", ") + "]";
@@ -56,7 +57,7 @@ Deno.test("mode none: every route is open and /users/me is an anonymous admin", 
     const me = await call(s.url, "GET", "/users/me");
     assertEquals(me.status, 200);
     assertEquals(me.json.name, "anonymous");
-    assertEquals(me.json.privileges.length, 7);
+    assertEquals(me.json.privileges.length, 8);
     assertEquals((await call(s.url, "GET", "/auth/type")).json.type, "none");
     const signin = await call(s.url, "POST", "/auth/signin", basic("a", "b"));
     assertEquals(signin.status, 404);

@@ -108,6 +108,15 @@ Deno.test("oidc: issuer tokens verified by its JWKS; group claim mapped; checks 
       // The key set was fetched once at start-up and then reused.
       assertEquals(idp.fetches(), 1);
 
+      // Groups without an authorization entry: authenticated, granted nothing (403).
+      const staff = await call(
+        s.url,
+        "GET",
+        "/functions",
+        bearer(await idp.sign(claims({ groups: ["staff"] }))),
+      );
+      assertEquals(staff.status, 403);
+      assertMatch(staff.json.error, /not configured/);
       const other = await jose.generateKeyPair("RS256");
       const refused: [string, string, RegExp][] = [
         ["wrong audience", await idp.sign(claims({ aud: "other" })), /audience/],
@@ -116,15 +125,15 @@ Deno.test("oidc: issuer tokens verified by its JWKS; group claim mapped; checks 
         ["no exp", await idp.sign(claims({ exp: undefined })), /"exp" claim/],
         ["not yet valid", await idp.sign(claims({ nbf: now() + 3600 })), /not valid yet/],
         ["no groups", await idp.sign(claims({ groups: undefined })), /"groups" claim/],
-        ["unknown groups", await idp.sign(claims({ groups: ["staff"] })), /not configured/],
         [
           "other key, same kid",
-          await idp.sign(claims(), { key: other.privateKey }),
+          // jose types the key with @types/node's CryptoKey (from @kubernetes/client-node).
+          await idp.sign(claims(), { key: other.privateKey as CryptoKey }),
           /signature does not verify/,
         ],
         [
           "unknown kid",
-          await idp.sign(claims(), { kid: "k2", key: other.privateKey }),
+          await idp.sign(claims(), { kid: "k2", key: other.privateKey as CryptoKey }),
           /no key of the issuer/,
         ],
         [

@@ -29,6 +29,7 @@ Deno.test("invalid privilege strings are explained and ignored when granted", ()
     const [text, reason] of [
       ["functions:read", /is not a privilege/],
       ["settings:view:x", /only functions/],
+      ["functions:local:orders-*", /power over the host.*cannot be scoped/],
       ["functions:invoke:", /must be a function name pattern/],
       ["functions:invoke:a.b", /must be a function name pattern/],
       ["functions:invoke:(.*)", /must be a function name pattern/],

@@ -2,80 +2,12 @@
 // hand-written bytes: what real upstreams send, in odd shapes and torn into pieces.
 
 import { createHttp1Client, UpstreamError } from "../../common/http1.ts";
+import { NotDeliveredError } from "../../common/delivery.ts";
+import { freePort } from "../../common/self.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
+import { rawServer } from "../harness/raw_server.ts";
 
 const encoder = new TextEncoder();
-
-/**
- * A TCP server that reads one request head per exchange and answers with `answer(i)`,
- * written in `pieces` parts with a pause between (to tear heads and bodies across reads).
- */
-function rawServer(
-  answer: (i: number, head: string) => string | null,
-  pieces = 1,
-) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const heads: string[] = [];
-  const conns = new Set<Deno.Conn>();
-  let count = 0;
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(64 * 1024);
-        let pending = "";
-        try {
-          while (true) {
-            const n = await conn.read(buf);
-            if (n === null) break;
-            pending += new TextDecoder().decode(buf.subarray(0, n));
-            let end;
-            while ((end = pending.indexOf("\r\n\r\n")) >= 0) {
-              const head = pending.slice(0, end);
-              pending = pending.slice(end + 4);
-              heads.push(head);
-              const text = answer(count++, head);
-              if (text === null) {
-                conn.close();
-                return;
-              }
-              const bytes = encoder.encode(text);
-              const size = Math.ceil(bytes.length / pieces);
-              for (let at = 0; at < bytes.length; at += size) {
-                await conn.write(bytes.subarray(at, at + size));
-                if (pieces > 1) await new Promise((r) => setTimeout(r, 5));
-              }
-            }
-          }
-        } catch {
-          // closed by the test
-        } finally {
-          conns.delete(conn);
-          try {
-            conn.close();
-          } catch {
-            // already closed
-          }
-        }
-      })();
-    }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    heads,
-    async close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // already closed
-        }
-      }
-      await accepting.catch(() => {});
-    },
-  };
-}
 
 async function get(port: number, headers: [string, string][] = [], method = "GET") {
   const client = createHttp1Client(port);
@@ -236,5 +168,117 @@ Deno.test("http1: keep-alive connections are reused; a closed one is replaced on
   } finally {
     client.close();
     await server.close();
+  }
+});
+
+/** One request on `client`, resolving to the answer's text or the error it failed with. */
+async function ask(
+  client: ReturnType<typeof createHttp1Client>,
+  method: string,
+  headers: [string, string][] = [],
+  body: Uint8Array | ReadableStream<Uint8Array> | null = null,
+): Promise<string | Error> {
+  try {
+    const res = await client.request({
+      method,
+      target: "/",
+      headers: [["host", "h"], ...headers],
+      body,
+      signal: new AbortController().signal,
+    });
+    return new TextDecoder().decode(res.body as Uint8Array);
+  } catch (e) {
+    return e as Error;
+  }
+}
+
+const ok = (i: number) => `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${i}`;
+const POST: [string, string][] = [["content-length", "1"]];
+
+Deno.test("http1: a POST on a pooled connection that closes after reading it is not sent again", async () => {
+  // Answer 0 on the first connection; request 1 (the POST) is read, then the connection is
+  // closed unanswered: the app may be running it, so it must not run a second time.
+  const server = rawServer((i) => i === 1 ? null : ok(i));
+  const client = createHttp1Client(server.port);
+  try {
+    assertEquals(await ask(client, "GET"), "0");
+    const failed = await ask(client, "POST", POST, encoder.encode("x"));
+    assert(failed instanceof Error, `POST answered: ${failed}`);
+    assert(!(failed instanceof NotDeliveredError), `may not go elsewhere: ${failed}`);
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals(server.heads.length, 2, "the POST reached the server exactly once");
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("http1: idempotent requests and Idempotency-Key are sent again on a fresh connection", async () => {
+  for (
+    const [method, headers] of [
+      ["PUT", POST],
+      ["DELETE", []],
+      ["POST", [...POST, ["idempotency-key", "k-1"]]],
+    ] as [string, [string, string][]][]
+  ) {
+    const server = rawServer((i) => i === 1 ? null : ok(i));
+    const client = createHttp1Client(server.port);
+    try {
+      assertEquals(await ask(client, "GET"), "0");
+      const body = headers.length > 0 ? encoder.encode("x") : null;
+      assertEquals(await ask(client, method, headers, body), "2", method);
+      assertEquals(server.heads.length, 3, method);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  }
+});
+
+Deno.test("http1: a refused connect is NotDeliveredError and leaves a streamed body unread", async () => {
+  const client = createHttp1Client(freePort());
+  try {
+    for (const length of [100, 2 * 1024 * 1024]) {
+      const body = new ReadableStream<Uint8Array>({
+        pull: (c) => c.enqueue(new Uint8Array(length)),
+      });
+      const failed = await ask(client, "POST", [["content-length", String(length)]], body);
+      assert(failed instanceof NotDeliveredError, `${length}: ${failed}`);
+      assertEquals(failed.written, false);
+      assertEquals(body.locked, false, "the body can still go to another upstream");
+      await body.cancel();
+    }
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("http1: pooled connection lost, fresh connect refused: a POST fails (502), a GET may go elsewhere", async () => {
+  for (const method of ["POST", "GET"]) {
+    // The upstream dies while the request is on its pooled connection: nothing listens any
+    // more, and the connection closes after the request was read.
+    const server: ReturnType<typeof rawServer> = rawServer((i) => {
+      if (i === 0) return ok(i);
+      server.stopListening();
+      return null;
+    });
+    const client = createHttp1Client(server.port);
+    try {
+      assertEquals(await ask(client, "GET"), "0");
+      const body = method === "POST" ? encoder.encode("x") : null;
+      const failed = await ask(client, method, method === "POST" ? POST : [], body);
+      assert(failed instanceof Error, `${method} answered: ${failed}`);
+      if (method === "POST") {
+        // The bug of issue 13: this was "not delivered", and the dispatcher ran it again.
+        assert(!(failed instanceof NotDeliveredError), `POST may not go elsewhere: ${failed}`);
+      } else {
+        assert(failed instanceof NotDeliveredError, `GET: ${failed}`);
+        assertEquals(failed.written, true);
+      }
+      assertEquals(server.heads.length, 2, method);
+    } finally {
+      client.close();
+      await server.close();
+    }
   }
 });

@@ -5,6 +5,7 @@ import { type FunctionDef, parseFunction } from "../../common/function.ts";
 import { serveHttp1 } from "../../common/http1_server.ts";
 import { fromRequest, toResponse } from "../../common/web_bridge.ts";
 import { createDispatcher, type Dispatcher } from "../../dispatcher/dispatcher.ts";
+import { encodeIdentity } from "../../dispatcher/forward.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { freePort } from "../../common/self.ts";
@@ -55,12 +56,18 @@ function serve(handler: (req: Request) => Response | Promise<Response>) {
   return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
 }
 
-Deno.test("a request refused by one instance is retried on another", async () => {
+/** A backend answering "live" that records the body of every request it gets. */
+function liveBackend() {
   const hits: string[] = [];
   const live = serve(async (req) => {
     hits.push(await req.text());
     return new Response("live");
   });
+  return { hits, live };
+}
+
+Deno.test("a request refused by one instance is retried on another", async () => {
+  const { hits, live } = liveBackend();
   const d = setup();
   const f = fn();
   d.setFunction(f);
@@ -81,7 +88,97 @@ Deno.test("a request refused by one instance is retried on another", async () =>
       assertEquals(text, "live");
     }
     assertEquals(hits, ["body-0", "body-1", "body-2", "body-3", "body-4", "body-5"]);
+    // The refusing instance left the table at the first failure.
+    assertEquals(d.table.ready("f").map((s) => s.instance.id), ["live"]);
   } finally {
+    d.close();
+    await live.shutdown();
+  }
+});
+
+Deno.test("an instance that failed is suspended at once and rejoins when /f2s/ready answers 200", async () => {
+  const port = freePort();
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  d.instanceChanged({ id: "a", function: "f", url: `http://127.0.0.1:${port}`, state: "ready" });
+  let server: Deno.HttpServer | undefined;
+  try {
+    const refused = await invoke(d, f, "r1", { method: "POST", body: "x" });
+    assertEquals(refused.status, 502);
+    await refused.body?.cancel();
+    assertEquals(d.table.ready("f").length, 0, "suspended at once");
+    // A request arriving now is held (not a cold start) until the instance is back.
+    const held = invoke(d, f, "r2");
+    await new Promise((r) => setTimeout(r, 100));
+    let readyAsked = 0;
+    server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (req) => {
+      if (new URL(req.url).pathname === "/f2s/ready") readyAsked++;
+      return new Response("back");
+    });
+    const res = await held;
+    assertEquals(res.status, 200);
+    assertEquals(await res.text(), "back");
+    assert(readyAsked >= 1, "readiness was asked before it rejoined");
+    assertEquals(d.table.ready("f").map((s) => s.instance.id), ["a"]);
+  } finally {
+    d.close();
+    await server?.shutdown();
+  }
+});
+
+Deno.test("a fizzlet's not-delivered answer sends the request to another instance, once", async () => {
+  const appDown = serve(() =>
+    new Response('{"error":"app unreachable"}', {
+      status: 502,
+      headers: { "x-f2s-not-delivered": "1" },
+    })
+  );
+  const { hits, live } = liveBackend();
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  addReady(d, "down", appDown);
+  addReady(d, "live", live);
+  try {
+    for (let i = 0; i < 4; i++) {
+      const res = await invoke(d, f, `r${i}`, {
+        method: "POST",
+        headers: { "content-length": "2" },
+        body: `b${i}`,
+      });
+      assertEquals(res.status, 200);
+      assertEquals(res.headers.get("x-f2s-not-delivered"), null);
+      assertEquals(await res.text(), "live");
+    }
+    assertEquals(hits, ["b0", "b1", "b2", "b3"]);
+    // A streamed body (no length) went to the fizzlet and is spent: 502, never an empty copy.
+    const d2 = setup();
+    d2.setFunction(f);
+    addReady(d2, "down", appDown);
+    try {
+      const streamed = await invoke(d2, f, "s", {
+        method: "POST",
+        body: new ReadableStream({
+          start(c) {
+            c.enqueue(new TextEncoder().encode("streamed"));
+            c.close();
+          },
+        }),
+      });
+      const answer = await streamed.json();
+      assertEquals(streamed.status, 502);
+      assertEquals(
+        answer.details.retry,
+        "not possible: the streamed request body was already sent",
+      );
+      assertEquals(hits.length, 4);
+    } finally {
+      d2.close();
+    }
+  } finally {
+    d.close();
+    await appDown.shutdown();
     await live.shutdown();
   }
 });
@@ -297,5 +394,55 @@ Deno.test("a held request whose client goes away stops waiting", async () => {
     assert(performance.now() - left < 1500);
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("a request body that breaks off mid-upload is the client's failure: 400, the instance stays", async () => {
+  const backend = serve(async (req) => {
+    await req.text().catch(() => {});
+    return new Response("ok");
+  });
+  const d = setup();
+  const f = fn();
+  d.setFunction(f);
+  addReady(d, "a", backend);
+  try {
+    let sent = 0;
+    const res = await invoke(d, f, "broken", {
+      method: "POST",
+      body: new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (sent++ < 3) {
+            c.enqueue(new Uint8Array(64 * 1024));
+            await new Promise((r) => setTimeout(r, 10));
+          } else c.error(new Error("client connection reset"));
+        },
+      }),
+    });
+    const answer = await res.json();
+    assertEquals(res.status, 400, JSON.stringify(answer));
+    assertEquals(d.table.ready("f").map((s) => s.instance.id), ["a"]);
+  } finally {
+    d.close();
+    await backend.shutdown();
+  }
+});
+
+Deno.test("identity headers: UTF-8 percent-encoded outside visible ASCII and for %", () => {
+  const cases: [string, string][] = [
+    ["ann", "ann"],
+    ["roman@example.com", "roman@example.com"],
+    ["Tomáš Černý", "Tom%C3%A1%C5%A1%20%C4%8Cern%C3%BD"],
+    ["100%", "100%25"],
+    ["a\r\nX-F2S-Group: admins", "a%0D%0AX-F2S-Group:%20admins"],
+    ["\u010d\u010a", "%C4%8D%C4%8A"], // once masked to CR LF on the wire
+    ["\u0000\u007f\u0085", "%00%7F%C2%85"],
+    ["😀", "%F0%9F%98%80"],
+    ["\ud800", "%EF%BF%BD"], // a lone surrogate is no character: U+FFFD
+  ];
+  for (const [name, encoded] of cases) {
+    assertEquals(encodeIdentity(name), encoded, JSON.stringify(name));
+    assert(/^[\x21-\x7e]*$/.test(encoded), "only visible ASCII on the wire");
+    if (!name.includes("\ud800")) assertEquals(decodeURIComponent(encoded), name);
   }
 });

@@ -4,6 +4,7 @@ import { runF2s } from "../harness/cli.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { processesMatching, startDev, waitFor } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
+import { peakRss, rssMiB } from "../harness/rss.ts";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -12,30 +13,6 @@ async function examples(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "f2s-examples-test-" });
   await copy(`${ROOT}examples`, dir);
   return dir;
-}
-
-function rssMiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
-}
-
-/** The dev server's peak RSS while `work` runs, sampled every 50 ms. */
-async function peakRss(pid: number, work: () => Promise<void>): Promise<number> {
-  let peak = rssMiB(pid);
-  let running = true;
-  const sampler = (async () => {
-    while (running) {
-      peak = Math.max(peak, rssMiB(pid));
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  })();
-  try {
-    await work();
-  } finally {
-    running = false;
-    await sampler;
-  }
-  return peak;
 }
 
 Deno.test("both examples answer through f2s dev, and large bodies stream with flat memory", async () => {
@@ -130,8 +107,12 @@ Deno.test("f2s fn: apply waits for readiness, list, get, invoke, delete, and cle
     r = await fn(dev.url, "invoke", "hello-node/anything", "--data", '{"a":1}');
     assertEquals(r.code, 0, r.stderr);
     assertEquals(JSON.parse(r.stdout).method, "POST");
+    // A misspelt field is reported, as kubectl reports the API server's warnings.
+    manifest.target.replicas = 3;
+    await Deno.writeTextFile(file, stringifyYaml(manifest));
     r = await fn(dev.url, "apply", "-f", file);
     assertMatch(r.stdout, /configured/);
+    assertMatch(r.stderr, /Warning: hello-node: target\.replicas: is not a known field; ignored/);
     r = await fn(dev.url, "delete", "hello-node");
     assertMatch(r.stdout, /deleted/);
     r = await fn(dev.url, "get", "hello-node");

@@ -5,7 +5,14 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { alive, eventually, functionDir, startFizzlet } from "./helpers.ts";
+import {
+  alive,
+  eventually,
+  functionDir,
+  pidsIn,
+  type RunningFizzlet,
+  startFizzlet,
+} from "./helpers.ts";
 
 Deno.test("command: a failing script is a 500 with exit code and stderr tail", async () => {
   const dir = await functionDir({
@@ -70,6 +77,103 @@ Deno.test("command: past the timeout the whole process group is killed and the a
     await Deno.remove(pids, { recursive: true });
   }
 });
+
+// Processes that left the script's process group and session: a process-group kill misses them.
+const ESCAPEES = (pids: string) => [
+  // A grandchild in a new session (setsid), still the script's child.
+  `setsid sh -c 'echo $$ > ${pids}/setsid; exec sleep 300' &`,
+  // A daemon: new session, double fork, so it is no longer the script's descendant at all.
+  `(setsid sh -c 'echo $$ > ${pids}/daemon; exec sleep 300' > /dev/null 2>&1 &)`,
+];
+// A new session with the request's variables cleared, and one with a made-up marker: found
+// while the script still runs.
+const CLEARED = (pids: string) => [
+  `setsid env -i sh -c 'echo $$ > ${pids}/clean; exec sleep 300' > /dev/null 2>&1 &`,
+  `F2S_REQUEST_DIR=/made-up setsid sh -c 'echo $$ > ${pids}/forged; exec sleep 300' >&- 2>&- &`,
+];
+
+/**
+ * Runs `script(pids)` as start.sh under a fizzlet with `args`, then `check`; afterwards every
+ * process that wrote its pid into the pids folder is killed, whatever `check` found.
+ */
+async function withScript(
+  script: (pids: string) => string[],
+  args: string[],
+  check: (f: RunningFizzlet, pids: string) => Promise<void>,
+): Promise<void> {
+  const pids = await Deno.makeTempDir({ prefix: "f2s-pids-" });
+  const dir = await functionDir({ "start.sh": ["#!/bin/sh", ...script(pids)].join("\n") });
+  const f = await startFizzlet({ dir, args, removeOnFailure: [dir, pids] });
+  try {
+    await check(f, pids);
+  } finally {
+    for (const entry of Deno.readDirSync(pids)) {
+      const pid = Number(Deno.readTextFileSync(`${pids}/${entry.name}`));
+      if (pid > 0 && alive(pid)) Deno.kill(pid, "SIGKILL");
+    }
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(pids, { recursive: true });
+  }
+}
+
+Deno.test("command: past the timeout processes that left the session (setsid) are killed too", () =>
+  withScript(
+    (pids) => [...ESCAPEES(pids), ...CLEARED(pids), `echo $$ > ${pids}/script`, "sleep 300"],
+    ["--timeout", "1s"],
+    async (f, pids) => {
+      const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+      assertEquals(res.status, 504);
+      await res.body?.cancel();
+      const all = await pidsIn(pids, ["script", "setsid", "daemon", "clean", "forged"]);
+      await eventually(() => !all.some(alive), 3000, "every process of the request to die");
+    },
+  ));
+
+Deno.test("command: after a normal exit processes that left the session are killed too", () =>
+  withScript(
+    (pids) => [
+      ...ESCAPEES(pids),
+      // Waits until every escapee has written its pid, then answers.
+      `while [ ! -s ${pids}/setsid ] || [ ! -s ${pids}/daemon ]; do sleep 0.05; done`,
+      "echo done",
+    ],
+    [],
+    async (f, pids) => {
+      const started = Date.now();
+      const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+      assertEquals([res.status, await res.text()], [200, "done\n"]);
+      // The setsid grandchild holds the script's stdout: the answer does not wait long for it.
+      assert(Date.now() - started < 900, `answer took ${Date.now() - started} ms`);
+      const all = await pidsIn(pids, ["setsid", "daemon"]);
+      await eventually(() => !all.some(alive), 3000, "every leftover process to die");
+    },
+  ));
+
+Deno.test("command: killing one request's processes leaves a concurrent request alone", () =>
+  withScript(
+    (pids) => [
+      `if [ "$F2S_PATH" = /victim ]; then echo $$ > ${pids}/victim; exec sleep 300; fi`,
+      // The survivor starts after the victim, so the victim's sweep looks at its processes.
+      `sleep 1 & echo $! > ${pids}/survivor; wait $!; echo survived`,
+    ],
+    [],
+    async (f, pids) => {
+      const victim = new AbortController();
+      const first = fetch(`${f.url}/victim`, { method: "POST", signal: victim.signal })
+        .catch(() => undefined);
+      await pidsIn(pids, ["victim"]);
+      const second = fetch(`${f.url}/survivor`, { method: "POST" });
+      const [survivor] = await pidsIn(pids, ["survivor"]);
+      victim.abort(); // client gone: the victim's processes are swept now
+      await first;
+      const [gone] = await pidsIn(pids, ["victim"]);
+      await eventually(() => !alive(gone), 3000, "the victim's script to die");
+      assert(alive(survivor), "the other request's process still runs");
+      const res = await second;
+      assertEquals([res.status, await res.text()], [200, "survived\n"]);
+    },
+  ));
 
 Deno.test("command: bodies become files, invalid JSON is a 400, folders are removed", async () => {
   const dir = await functionDir({

@@ -30,10 +30,11 @@ Deno.test("example manifests are valid Functions for f2s dev", async () => {
   assertEquals(py.fn.method, "POST");
   assertEquals(py.fn.image, "f2s-examples/python:latest");
   assertEquals(py.fn.local.command, undefined);
-  // Each example's Dockerfile runs the fizzlet in the image.
+  // Each example's Dockerfile runs the fizzlet in the image, under tini as PID 1 (it reaps).
   for (const name of ["nodejs", "python"]) {
     const dockerfile = await Deno.readTextFile(`${EXAMPLES}/${name}/Dockerfile`);
     assertMatch(dockerfile, /main\.ts", "fizzlet"\]/);
+    assertMatch(dockerfile, /^ENTRYPOINT \["\/usr\/bin\/tini", "--"\]$/m);
   }
 });
 

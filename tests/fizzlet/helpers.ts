@@ -30,13 +30,31 @@ export interface FizzletRun {
   dir: string;
   args?: string[];
   env?: Record<string, string>;
+  /** A command the fizzlet runs under, e.g. `unshare … tini --` (its argv before Deno's). */
+  wrap?: string[];
   /** Folders the test made for this run, removed here if the fizzlet fails to start. */
   removeOnFailure?: string[];
 }
 
 export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", `${ROOT}main.ts`, "fizzlet", "--port", "0", ...(run.args ?? [])],
+  const args = run.args ?? [];
+  // The default app port (8080) may be anyone's on a shared machine: in auto mode a stranger's
+  // server there would turn a command-mode test into a proxy.
+  const appPort = args.includes("--app-port") ? [] : ["--app-port", String(freePort())];
+  const argv = [
+    ...(run.wrap ?? []),
+    DENO,
+    "run",
+    "-A",
+    `${ROOT}main.ts`,
+    "fizzlet",
+    "--port",
+    "0",
+    ...appPort,
+    ...args,
+  ];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     cwd: run.dir,
     // The app port defaults to a free one, not 8080: in auto mode the fizzlet proxies to
     // whatever listens there, and the host may run anything on 8080. An --app-port in
@@ -194,4 +212,18 @@ export async function eventually(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+}
+
+/** Pids that processes wrote into `folder`, one file each, once every file is there. */
+export async function pidsIn(folder: string, names: string[]): Promise<number[]> {
+  await eventually(
+    async () => (await Promise.all(names.map((n) => written(`${folder}/${n}`)))).every(Boolean),
+    5000,
+    `pid files ${names.join(", ")}`,
+  );
+  return Promise.all(names.map(async (n) => Number(await Deno.readTextFile(`${folder}/${n}`))));
+}
+
+function written(path: string): Promise<boolean> {
+  return Deno.stat(path).then((s) => s.size > 0, () => false);
 }

@@ -4,7 +4,15 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { alive, eventually, EXAMPLES, freePort, functionDir, startFizzlet } from "./helpers.ts";
+import {
+  alive,
+  eventually,
+  EXAMPLES,
+  freePort,
+  functionDir,
+  pidsIn,
+  startFizzlet,
+} from "./helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -131,5 +139,38 @@ Deno.test("fizzlet: past the grace period running scripts are killed and it stil
   } finally {
     await f.kill();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fizzlet: processes the app started outside its session stop with it", async () => {
+  const pids = await Deno.makeTempDir({ prefix: "f2s-pids-" });
+  const dir = await functionDir({
+    "server.js": 'require("node:http").createServer((q, s) => s.end("ok"))' +
+      '.listen(Number(process.env.PORT), "127.0.0.1");',
+  });
+  const command = [
+    // A worker in a new session, and a double-forked daemon: no group kill reaches them.
+    `setsid sh -c 'echo $$ > ${pids}/worker; exec sleep 300' > /dev/null 2>&1 &`,
+    `(setsid sh -c 'echo $$ > ${pids}/daemon; exec sleep 300' > /dev/null 2>&1 &)`,
+    "exec node server.js",
+  ].join("\n");
+  const f = await startFizzlet({
+    dir,
+    args: ["--app-port", String(freePort()), "--app-command", command],
+    removeOnFailure: [dir, pids],
+  });
+  let left: number[] = [];
+  try {
+    await f.waitForLog((l) => l.msg === "mode changed" && l.mode === "proxy");
+    assertEquals(await (await fetch(f.url)).text(), "ok");
+    left = await pidsIn(pids, ["worker", "daemon"]);
+    assert(left.every(alive), "the app's processes run");
+    assertEquals(await f.stop(), 0);
+    await eventually(() => !left.some(alive), 3000, "the app's processes to stop with it");
+  } finally {
+    for (const p of left) if (alive(p)) Deno.kill(p, "SIGKILL");
+    await f.kill();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(pids, { recursive: true });
   }
 });

@@ -9,12 +9,16 @@ export function assert(condition: unknown, message = "assertion failed"): assert
   if (!condition) throw new Error(message);
 }
 
+// Without a message node:assert writes its own diff; @types/node (which
+// @kubernetes/client-node brings into the type check) has no overload for `undefined`.
 export function assertEquals<T>(actual: T, expected: T, message?: string): void {
-  nodeAssert.deepStrictEqual(actual, expected, message);
+  if (message === undefined) nodeAssert.deepStrictEqual(actual, expected);
+  else nodeAssert.deepStrictEqual(actual, expected, message);
 }
 
 export function assertNotEquals<T>(actual: T, expected: T, message?: string): void {
-  nodeAssert.notDeepStrictEqual(actual, expected, message);
+  if (message === undefined) nodeAssert.notDeepStrictEqual(actual, expected);
+  else nodeAssert.notDeepStrictEqual(actual, expected, message);
 }
 
 export function assertMatch(actual: string, pattern: RegExp, message?: string): void {

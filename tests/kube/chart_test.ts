@@ -31,6 +31,7 @@ import {
   platformGap,
   readyCondition,
   seedFunction,
+  sequentialSteps,
   type ServeProcess,
   serviceAccountKubeconfig,
   startServe,
@@ -91,10 +92,7 @@ Deno.test({
     const api = cluster.client;
     const tmp = await Deno.makeTempDir({ prefix: "f2s-kube-chart-" });
     let serve: ServeProcess | undefined;
-    let failed = false;
-    const step = async (name: string, fn: () => Promise<void>) => {
-      if (!await t.step({ name, ignore: failed, fn })) failed = true;
-    };
+    const step = sequentialSteps(t);
     const helm = async (...args: string[]) => {
       const r = await cluster.run("helm", args);
       assert(r.ok, `helm ${args.join(" ")} failed:\n${r.out}${r.err}`);

@@ -20,11 +20,13 @@ import {
   CRD_FILE,
   eventually,
   FIXTURES,
+  leaseHolder,
   NS,
   paths,
   platformGap,
   readyCondition,
   seedFunction,
+  sequentialSteps,
   type ServeProcess,
   startServe,
 } from "./helpers.ts";
@@ -64,11 +66,8 @@ Deno.test({
     const api = cluster.client;
     const replicas: ServeProcess[] = [];
     const tmp = await Deno.makeTempDir({ prefix: "f2s-kube-ha-" });
-    let failed = false;
-    const step = async (name: string, fn: () => Promise<void>) => {
-      if (!await t.step({ name, ignore: failed, fn })) failed = true;
-    };
-    const holder = async () => (await api.find(paths.lease()))?.spec?.holderIdentity;
+    const step = sequentialSteps(t);
+    const holder = () => leaseHolder(api);
     const start = async (identity: string) => {
       const p = await startServe({
         kubeconfig: `${tmp}/sa.kubeconfig`,
@@ -109,7 +108,7 @@ Deno.test({
         assertEquals(dep.spec.replicas, 2);
         const c = dep.spec.template.spec.containers[0];
         assertEquals(c.args, ["serve", "--config", "/etc/f2s/config.yaml"]);
-        assertEquals(c.readinessProbe.httpGet.path, "/health");
+        assertEquals(c.readinessProbe.httpGet.path, "/ready");
         assertEquals(c.livenessProbe.httpGet.path, "/health");
         assert(c.resources.requests.cpu, "resources set");
         assertEquals(dep.spec.template.spec.serviceAccountName, "f2s");
@@ -190,6 +189,12 @@ Deno.test({
           ["create", "functions.f2s.opensight.ch", "-n", NS],
           ["patch", "functions.f2s.opensight.ch", "--subresource=status", "-n", NS],
           ["update", "leases.coordination.k8s.io/f2s-leader", "-n", NS],
+          ["patch", "leases.coordination.k8s.io/f2s-leader-load", "-n", NS],
+          ["create", "events.events.k8s.io", "-n", NS],
+          ["create", "events", "-n", NS],
+          ["watch", "pods", "-n", CONTAINERS_NS],
+          ["list", "functions.f2s.opensight.ch", "--all-namespaces"],
+          ["patch", "functions.f2s.opensight.ch", "--subresource=status", "-n", "default"],
           ["create", "deployments.apps", "-n", CONTAINERS_NS],
           ["patch", "deployments.apps", "--subresource=scale", "-n", CONTAINERS_NS],
           ["delete", "services", "-n", CONTAINERS_NS],
@@ -198,9 +203,13 @@ Deno.test({
         const denied = [
           ["get", "secrets", "-n", NS],
           ["get", "secrets", "-n", CONTAINERS_NS],
-          ["list", "pods", "-n", CONTAINERS_NS],
+          ["delete", "pods", "-n", CONTAINERS_NS],
+          ["list", "pods", "-n", NS],
+          ["delete", "events", "-n", NS],
           ["create", "deployments.apps", "-n", "default"],
-          ["list", "functions.f2s.opensight.ch", "--all-namespaces"],
+          ["watch", "functions.f2s.opensight.ch", "--all-namespaces"],
+          ["patch", "functions.f2s.opensight.ch", "-n", "default"],
+          ["delete", "functions.f2s.opensight.ch", "-n", "default"],
           ["update", "leases.coordination.k8s.io/other", "-n", NS],
           ["delete", "leases.coordination.k8s.io/f2s-leader", "-n", NS],
           ["create", "deployments.apps", "-n", NS],

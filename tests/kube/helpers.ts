@@ -114,6 +114,21 @@ ${extra}`;
 }
 
 /**
+ * Test steps that build on each other: after a failure the rest are skipped, not failed again.
+ */
+export function sequentialSteps(t: Deno.TestContext) {
+  let failed = false;
+  return async (name: string, fn: () => Promise<void>) => {
+    if (!await t.step({ name, ignore: failed, fn })) failed = true;
+  };
+}
+
+/** The leader Lease's holder as the API server has it now. */
+export async function leaseHolder(api: Cluster["client"]): Promise<string | undefined> {
+  return (await api.find(paths.lease()))?.spec?.holderIdentity;
+}
+
+/**
  * A kubeconfig (written into `dir`) for service account `account` of NS, with what a pod of
  * it gets: a TokenRequest token and the cluster's CA.
  */

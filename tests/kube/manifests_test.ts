@@ -6,7 +6,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import { type FunctionDef, parseFunction } from "../../common/function.ts";
+import { type FunctionDef, parseFunction, toManifest } from "../../common/function.ts";
 import type { KubeObject } from "../../control/kube/client.ts";
 import { ConnectionError, connectionFromKubeconfig } from "../../control/kube/connection.ts";
 import { instancesFromSlices } from "../../control/kube/endpoints.ts";
@@ -78,6 +78,98 @@ Deno.test("kube manifests: a seed manifest becomes a labelled Deployment and Ser
   assertEquals(c2.ports[0].containerPort, 9100);
   assert(c2.env.some((e: KubeObject) => e.name === "F2S_FIZZLET_PORT" && e.value === "9100"));
   assertEquals(serviceFor(other, "ns").spec.ports[0].targetPort, 9100);
+});
+
+Deno.test("kube manifests: Secret and ConfigMap references stay references in the Deployment", async () => {
+  const fn = await exampleFunction((m) => {
+    m.target.env = [
+      { name: "GREETING", value: "hi" },
+      { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+      {
+        name: "MODE",
+        valueFrom: { configMapKeyRef: { name: "settings", key: "mode", optional: true } },
+      },
+    ];
+  });
+  assertEquals(fn.env, { GREETING: "hi" });
+  const dep = deploymentFor(fn, "f2s-containers", 1);
+  const env = dep.spec.template.spec.containers[0].env;
+  assertEquals(env.filter((e: KubeObject) => !e.name.startsWith("F2S_")), [
+    { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+    { name: "GREETING", value: "hi" },
+    {
+      name: "MODE",
+      valueFrom: { configMapKeyRef: { name: "settings", key: "mode", optional: true } },
+    },
+  ]);
+  // The Function's normalized manifest keeps the references (list form), no value.
+  const manifest = toManifest(fn);
+  assertEquals(manifest.target.env, [
+    { name: "GREETING", value: "hi" },
+    { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+    {
+      name: "MODE",
+      valueFrom: { configMapKeyRef: { name: "settings", key: "mode", optional: true } },
+    },
+  ]);
+  const again = parseFunction(manifest);
+  assert(again.ok);
+  assertEquals(again.fn.envRefs, fn.envRefs);
+  // The live object as the server returns it (key order may differ) is no drift; a new key is.
+  const live = structuredClone(dep);
+  const liveEnv = live.spec.template.spec.containers[0].env;
+  const db = liveEnv.find((e: KubeObject) => e.name === "DB_PASSWORD");
+  db.valueFrom = { secretKeyRef: { key: "password", name: "db" } };
+  assertEquals(deploymentFingerprint(live), deploymentFingerprint(dep));
+  db.valueFrom.secretKeyRef.key = "other";
+  assertNotEquals(deploymentFingerprint(live), deploymentFingerprint(dep));
+
+  // Malformed references are refused with their field path.
+  const bad = parseFunction({
+    ...manifest,
+    target: {
+      ...manifest.target,
+      env: [
+        { name: "A", valueFrom: { secretKeyRef: { name: "Bad Name", key: "k" } } },
+        { name: "B", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+        { name: "C", value: "x", valueFrom: { secretKeyRef: { name: "s", key: "k" } } },
+      ],
+    },
+  });
+  assert(!bad.ok);
+  assertEquals(bad.errors.map((e) => e.path), [
+    "target.env[0].valueFrom.secretKeyRef.name",
+    "target.env[1].valueFrom",
+    "target.env[2]",
+  ]);
+});
+
+Deno.test("kube manifests: a function's container carries only its manifest's env", async () => {
+  // Whatever the control plane was started with (its JWT secret, a credential) stays with it.
+  const canary = `canary-${crypto.randomUUID()}`;
+  const saved = ["F2S_JWT_SECRET", "F2S_TEST_CANARY"].map((n) => [n, Deno.env.get(n)] as const);
+  Deno.env.set("F2S_JWT_SECRET", `secret-${canary}`);
+  Deno.env.set("F2S_TEST_CANARY", canary);
+  try {
+    const fn = await exampleFunction((m) => (m.target.env = { GREETING: "hi" }));
+    const dep = deploymentFor(fn, "f2s-containers", 1);
+    const pod = dep.spec.template.spec;
+    assertEquals(pod.containers.length, 1);
+    const c = pod.containers[0];
+    assertEquals(c.env.map((e: KubeObject) => e.name).sort(), [
+      "F2S_FUNCTION",
+      "F2S_INSTANCE",
+      "GREETING",
+    ]);
+    assertEquals(c.envFrom, undefined);
+    assert(!JSON.stringify(dep).includes(canary), "the control plane's environment leaked");
+    assert(!JSON.stringify(serviceFor(fn, "f2s-containers")).includes(canary));
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
 });
 
 Deno.test("kube manifests: the spec hash follows what runs, not the replica count", async () => {
@@ -226,98 +318,54 @@ Deno.test("kube leader: lease times and timing rules", () => {
   assert(validateTimings({ leaseDurationMs: 5000, renewDeadlineMs: 3000, retryPeriodMs: 3000 }));
 });
 
-Deno.test("kube connection: kubeconfig files, tokens and exec plugins", async () => {
+Deno.test("kube connection: which context, cluster and user a kubeconfig selects", async () => {
+  // What is checked before any request; the credentials themselves are tested against the
+  // test cluster (kubeconfig_test.ts).
   const dir = await Deno.makeTempDir({ prefix: "f2s-kubeconfig-" });
   try {
-    await Deno.writeTextFile(`${dir}/ca.crt`, "CA PEM");
-    await Deno.writeTextFile(`${dir}/token`, "file-token\n");
-    const plugin = `${dir}/plugin.sh`;
-    await Deno.writeTextFile(
-      `${dir}/count`,
-      "",
-    );
-    // A real exec credential plugin: counts its runs, prints an ExecCredential.
-    await Deno.writeTextFile(
-      plugin,
-      `#!/bin/sh
-echo run >> "${dir}/count"
-echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"exec-'"$F2S_TEST_ARG"'","expirationTimestamp":"2999-01-01T00:00:00Z"}}'
-`,
-    );
-    await Deno.chmod(plugin, 0o755);
     const config = (user: string) =>
       `apiVersion: v1
 kind: Config
 current-context: main
 clusters:
   - name: c
-    cluster: { server: "https://10.1.2.3:6443/", certificate-authority: ca.crt }
+    cluster: { server: "https://10.1.2.3:6443/", insecure-skip-tls-verify: true }
 contexts:
   - name: main
     context: { cluster: c, user: u, namespace: team }
   - name: other
     context: { cluster: c, user: missing }
+  - name: lost
+    context: { cluster: gone, user: u }
 users:
   - name: u
     user: ${user}
 `;
-    const write = async (user: string) => {
-      await Deno.writeTextFile(`${dir}/config`, config(user));
-      return `${dir}/config`;
-    };
-
-    const certs = connectionFromKubeconfig(
-      await write(`{ client-certificate-data: ${btoa("CERT")}, client-key-data: ${btoa("KEY")} }`),
-    );
-    assertEquals([certs.server, certs.ca, certs.cert, certs.key, certs.namespace], [
+    const path = `${dir}/config`;
+    await Deno.writeTextFile(path, config("{ token: abc }"));
+    const conn = connectionFromKubeconfig(path);
+    assertEquals([conn.server, conn.namespace, conn.source], [
       "https://10.1.2.3:6443",
-      "CA PEM",
-      "CERT",
-      "KEY",
       "team",
+      `kubeconfig ${path} (context main)`,
     ]);
-    assertEquals(certs.token, undefined);
-
-    const inline = connectionFromKubeconfig(await write("{ token: abc }"));
-    assertEquals(await inline.token!(), "abc");
-    const fromFile = connectionFromKubeconfig(await write("{ tokenFile: token }"));
-    assertEquals(await fromFile.token!(), "file-token");
-
-    const exec = connectionFromKubeconfig(
-      await write(`
-      exec:
-        apiVersion: client.authentication.k8s.io/v1
-        command: ${plugin}
-        env: [{ name: F2S_TEST_ARG, value: "42" }]`),
-    );
-    assertEquals(await exec.token!(), "exec-42");
-    assertEquals(await exec.token!(), "exec-42");
-    assertEquals((await Deno.readTextFile(`${dir}/count`)).trim().split("\n").length, 1, "cached");
-
-    const path = await write("{ token: abc }");
-    assertThrows(
-      () => connectionFromKubeconfig(path, "nope"),
-      ConnectionError,
-      'context "nope" not found',
-    );
-    assertThrows(
-      () => connectionFromKubeconfig(path, "other"),
-      ConnectionError,
-      'user "missing" not found',
-    );
+    assertEquals(conn.config.getCurrentUser()?.token, "abc");
+    const fails = (ctx: string | undefined, includes: string) =>
+      assertThrows(() => connectionFromKubeconfig(path, ctx), ConnectionError, includes);
+    fails("nope", 'context "nope" not found');
+    fails("other", 'user "missing" not found');
+    fails("lost", 'cluster "gone" not found');
     assertThrows(
       () => connectionFromKubeconfig(`${dir}/absent`),
       ConnectionError,
       "cannot read kubeconfig",
     );
-    await Deno.writeTextFile(
-      `${dir}/config`,
-      config("{ token: x }").replace(
-        "certificate-authority: ca.crt",
-        "insecure-skip-tls-verify: true",
-      ),
-    );
-    assertThrows(() => connectionFromKubeconfig(`${dir}/config`), ConnectionError, "not supported");
+    await Deno.writeTextFile(path, config('{ token: abc, as-groups: ["g"] }'));
+    fails(undefined, 'as-groups, as-uid and as-user-extra need "as"');
+    await Deno.writeTextFile(path, config("{ exec: { apiVersion: v1 } }"));
+    fails(undefined, "exec has no command");
+    await Deno.writeTextFile(path, "");
+    fails(undefined, "the file is empty");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -22,6 +22,7 @@ import {
   platformGap,
   readyCondition,
   seedFunction,
+  sequentialSteps,
   serveOnce,
   type ServeProcess,
   startServe,
@@ -53,11 +54,7 @@ Deno.test({
     const cluster = await startCluster({ images: { "f2s-test/": FIXTURES } });
     const api = cluster.client;
     let serve: ServeProcess | undefined;
-    let failed = false;
-    // Steps build on each other: after a failure the rest are skipped, not failed again.
-    const step = async (name: string, fn: () => Promise<void>) => {
-      if (!await t.step({ name, ignore: failed, fn })) failed = true;
-    };
+    const step = sequentialSteps(t);
     const apply = (yaml: string) => cluster.kubectl(["apply", "-f", "-"], yaml);
     const applyError = (yaml: string) => apply(yaml).then(() => "", (e: Error) => e.message);
     const fnWhere = (name: string, pred: (f: KubeObject, ready?: KubeObject) => boolean) =>
@@ -208,6 +205,10 @@ target: { containerImage: "x", minReplicas: 3, maxReplicas: 2, port: 70000 }
         }
         assertMatch(err, /target\.port.*less than or equal to 65535/);
         assertMatch(err, /spec\.method must be one of GET, HEAD/);
+        for (const endpoint of ["/a b", "/a/../b"]) {
+          const bad = await applyError(seedFunction("odd", { containerImage: "x", endpoint }));
+          assertMatch(bad, /target\.endpoint must/, endpoint);
+        }
         const unknown = await applyError(seedFunction("odd", { containerImage: "x", bogus: 1 }));
         assertMatch(unknown, /unknown field "target\.bogus"/);
         const noTarget = await applyError(`apiVersion: f2s.opensight.ch/v1alpha1
@@ -332,6 +333,54 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
         assertEquals(await api.find(paths.deployment("clockcopy")), undefined);
         await cluster.kubectl(["delete", "function", "-n", NS, "clockcopy", "--timeout=30s"]);
       });
+
+      await step(
+        "a Secret reference reaches the pod, never the Function or the Deployment",
+        async () => {
+          const value = `from-a-secret-${crypto.randomUUID()}`;
+          await cluster.kubectl([
+            "create",
+            "secret",
+            "generic",
+            "secretclock",
+            "-n",
+            CONTAINERS_NS,
+            `--from-literal=greeting=${value}`,
+          ]);
+          await apply(seedFunction("secretclock", {
+            containerImage: "f2s-test/clock:1",
+            minReplicas: 1,
+            env: [{
+              name: "GREETING",
+              valueFrom: { secretKeyRef: { name: "secretclock", key: "greeting" } },
+            }],
+          }));
+          await fnWhere(
+            "secretclock",
+            (f, c) => c?.status === "True" && f.status.readyReplicas === 1,
+          );
+          const body = await invoke("/secretclock");
+          assertEquals(body.greeting, value, "the kubelet resolved the reference");
+          const dep = await api.get(paths.deployment("secretclock"));
+          const env = dep.spec.template.spec.containers[0].env;
+          assert(
+            env.some((e: KubeObject) =>
+              e.name === "GREETING" && e.valueFrom?.secretKeyRef?.name === "secretclock"
+            ),
+            JSON.stringify(env),
+          );
+          const viaApi = await (await fetch(`${serve!.url}/functions/secretclock`)).text();
+          const seen = [
+            JSON.stringify(dep),
+            JSON.stringify(await api.get(paths.fn("secretclock"))),
+            viaApi,
+            ...serve!.logs(),
+          ].join("\n");
+          assert(!seen.includes(value), "the secret's value left the Secret");
+          await cluster.kubectl(["delete", "function", "-n", NS, "secretclock", "--timeout=30s"]);
+          await cluster.kubectl(["delete", "secret", "-n", CONTAINERS_NS, "secretclock"]);
+        },
+      );
 
       await step("the leader puts back what someone changed or deleted", async () => {
         await cluster.kubectl([
@@ -506,10 +555,82 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
         },
       );
 
+      await step(
+        "a wrong image is the Function's Ready=False reason; kubectl describe tells the story",
+        async () => {
+          await apply(seedFunction("badimage", {
+            containerImage: "f2s-test-missing/nothing:1",
+            minReplicas: 1,
+          }));
+          const f = await fnWhere(
+            "badimage",
+            (_, c) =>
+              c?.status === "False" && ["ErrImagePull", "ImagePullBackOff"].includes(c.reason),
+          );
+          const condition = readyCondition(f)!;
+          assert(
+            /pod badimage-.*: container .*ErrImagePull|ImagePullBackOff/.test(condition.message),
+          );
+          const described = await eventually("the Events of badimage", async () => {
+            const out = await cluster.kubectl(["describe", "function", "-n", NS, "badimage"]);
+            return /Normal\s+Applied/.test(out) &&
+                /Warning\s+(ErrImagePull|ImagePullBackOff)/.test(out)
+              ? out
+              : undefined;
+          });
+          console.log(
+            `kubectl describe function badimage (Events):\n${
+              described.slice(described.indexOf("Events:"))
+            }`,
+          );
+          // The scaling decisions are there too: zero was woken from zero earlier.
+          const zero = await cluster.kubectl(["describe", "function", "-n", NS, "zero"]);
+          assert(/Normal\s+ScaledUp\s.*scaled zero 0 → 1 \(wake\)/.test(zero), zero);
+          const events = await api.get(
+            `/api/v1/namespaces/${NS}/events?fieldSelector=involvedObject.name%3Dbadimage`,
+          );
+          for (const e of events.items) {
+            assertEquals(e.involvedObject.kind, "Function");
+            assertEquals(e.involvedObject.uid, f.metadata.uid);
+            assertEquals(e.source.component, "f2s");
+          }
+        },
+      );
+
+      await step("a Function in another namespace is told it is ignored", async () => {
+        await cluster.kubectl(["create", "namespace", "elsewhere"]);
+        await cluster.kubectl(
+          ["apply", "-f", "-"],
+          seedFunction("stray", { containerImage: "f2s-test/clock:1" })
+            .replace(`namespace: ${NS}`, "namespace: elsewhere"),
+        );
+        const path = "/apis/f2s.opensight.ch/v1alpha1/namespaces/elsewhere/functions/stray";
+        const f = await eventually("stray's status", async () => {
+          const found = await api.find(path);
+          return readyCondition(found)?.reason === "NamespaceNotWatched" ? found : undefined;
+        }, 40_000);
+        assertEquals(readyCondition(f)!.status, "False");
+        assertEquals(
+          readyCondition(f)!.message,
+          `F2S watches Functions in namespace ${NS} only; this one is ignored (create it in ${NS})`,
+        );
+        assertEquals(await api.find(paths.deployment("stray")), undefined, "nothing deployed");
+        await cluster.kubectl(["delete", "namespace", "elsewhere", "--wait=false"]);
+      });
+
       await step("deleting Functions removes their Deployments, Services and pods", async () => {
-        await cluster.kubectl(["delete", "functions", "-n", NS, "clock", "zero", "--wait=false"]);
+        await cluster.kubectl([
+          "delete",
+          "functions",
+          "-n",
+          NS,
+          "clock",
+          "zero",
+          "badimage",
+          "--wait=false",
+        ]);
         await eventually("everything to go", async () => {
-          for (const name of ["clock", "zero"]) {
+          for (const name of ["clock", "zero", "badimage"]) {
             if (await api.find(paths.fn(name))) return undefined;
             if (await api.find(paths.deployment(name))) return undefined;
             if (await api.find(paths.service(name))) return undefined;

@@ -21,7 +21,7 @@ const USERS = `
     authorization:
       - group: admins
         privileges: [functions:list, functions:invoke, functions:create, functions:delete,
-          functions:update, settings:view]
+          functions:update, functions:local, settings:view]
       - group: viewers
         privileges: [functions:list, "functions:invoke:hello-*"]
 `;

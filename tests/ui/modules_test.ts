@@ -263,6 +263,26 @@ Deno.test("ui form model: the examples survive manifest → form → manifest un
     assert(again.ok, `${example}: ${JSON.stringify(!again.ok && again.errors)}`);
     assertEquals(toManifest(again.fn), stored, example);
   }
+  // Secret references are not form rows, and survive an edit of the form.
+  const parsed = parseFunction(
+    parseYaml(await Deno.readTextFile(`${ROOT}examples/nodejs/function.yaml`)),
+  );
+  assert(parsed.ok);
+  const stored = toManifest({
+    ...parsed.fn,
+    env: { GREETING: "hi" },
+    envRefs: { DB: { secretKeyRef: { name: "hello-node", key: "db" } } },
+  });
+  const form = manifestToForm(stored);
+  assertEquals(form.env, [{ name: "GREETING", value: "hi" }]);
+  form.env.push({ name: "MORE", value: "1" });
+  const { manifest, envRows } = formToManifest(form, stored);
+  assertEquals(manifest.target.env, [
+    { name: "GREETING", value: "hi" },
+    { name: "MORE", value: "1" },
+    { name: "DB", valueFrom: { secretKeyRef: { name: "hello-node", key: "db" } } },
+  ]);
+  assertEquals(envRows, [0, 1]);
 });
 
 Deno.test("ui form model: every field the form offers is one the validator knows", () => {

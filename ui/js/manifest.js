@@ -208,7 +208,9 @@ export function manifestToForm(manifest) {
   }
   const env = manifest?.target?.env;
   if (Array.isArray(env)) {
-    form.env = env.map((e) => ({ name: String(e?.name ?? ""), value: String(e?.value ?? "") }));
+    // Secret/ConfigMap references are not form rows; formToManifest keeps them from `base`.
+    form.env = env.filter((e) => e?.valueFrom === undefined)
+      .map((e) => ({ name: String(e?.name ?? ""), value: String(e?.value ?? "") }));
   } else if (env && typeof env === "object") {
     form.env = Object.entries(env).map(([name, value]) => ({ name, value: String(value) }));
   }
@@ -240,6 +242,12 @@ export function formToManifest(form, base) {
     envRows.push(i);
     env.push({ name: row.name.trim(), value: row.value });
   });
+  // References come after the rows, so target.env[i] is still form row envRows[i].
+  const rowNames = new Set(env.map((e) => e.name));
+  const refs = Array.isArray(base?.target?.env)
+    ? base.target.env.filter((e) => e?.valueFrom !== undefined && !rowNames.has(e.name))
+    : [];
+  env.push(...refs);
   if (env.length > 0) manifest.target.env = env;
   else delete manifest.target.env;
   return { manifest, envRows };

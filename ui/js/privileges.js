@@ -11,6 +11,7 @@ export const PRIVILEGES = [
   "functions:create",
   "functions:delete",
   "functions:update",
+  "functions:local",
   "settings:view",
   "settings:update",
 ];
@@ -25,6 +26,7 @@ export function parseGrant(text) {
   const name = text.slice(0, at);
   const pattern = text.slice(at + 1);
   if (!name.startsWith("functions:") || !PRIVILEGES.includes(name)) return undefined;
+  if (name === "functions:local") return undefined; // a power over the host: never scoped
   if (!PATTERN_RE.test(pattern)) return undefined;
   const body = pattern.replaceAll("*", ".*").replaceAll("?", ".");
   return { privilege: name, scope: new RegExp(`^${body}$`) };
@@ -55,6 +57,7 @@ const ACTIONS = {
   "functions:create": ["create functions", "create function"],
   "functions:update": ["change functions", "change function"],
   "functions:delete": ["delete functions", "delete function"],
+  "functions:local": ["set host commands and folders", "set the host command and folder of"],
   "settings:view": ["view the settings", "view the settings"],
   "settings:update": ["change the settings", "change the settings"],
 };

@@ -413,7 +413,10 @@ export function render(ctx) {
   /** Puts the API's answer to a (dry-run) write onto the form. */
   function applyFailure(e, envRows) {
     generalError = undefined;
-    if (e instanceof ApiError && e.status === 400 && e.fieldErrors.length > 0) {
+    // 400: invalid fields; 403: fields this user may not set (target.local needs functions:local).
+    if (
+      e instanceof ApiError && (e.status === 400 || e.status === 403) && e.fieldErrors.length > 0
+    ) {
       placed = placeErrors(e.fieldErrors, envRows);
     } else if (e instanceof ApiError && e.status === 409) {
       const path = /already exists/.test(e.body?.error ?? "") ? "metadata.name" : "spec.endpoint";

@@ -1,0 +1,183 @@
+/**
+ * Kills everything a command-mode script (or an app) started, also what left its process
+ * group or its session: a grandchild that calls `setsid`, or a daemon that double-forked away
+ * from it. A process group kill misses those, and the fizzlet cannot rely on a cgroup (a
+ * container's is usually read-only, `f2s dev` runs without one).
+ *
+ * From /proc, a process belongs to the run when it started no earlier than the root process
+ * and: it is the root, shares its session or process group, descends from a process that
+ * belongs, or carries the run's marker variable (for a request F2S_REQUEST_DIR, unique per
+ * request) in its environment. A process that carries the marker of another run still going
+ * never belongs, so concurrent requests stay apart even if a pid is reused; a made-up marker
+ * protects nothing. What is found is stopped (SIGSTOP:
+ * it can no longer fork) and the scan repeats until it finds nothing new; then all of it gets
+ * SIGKILL. Only a process that both detached and cleared its environment escapes; a pod's
+ * own limits bound that one.
+ */
+
+/** An environment variable the root was started with, unique to its run. */
+export interface Marker {
+  name: string;
+  value: string;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on every Linux ABI). */
+const TICKS_PER_SECOND = 100;
+/** A bound on rescans, should processes appear faster than they can be stopped. */
+const MAX_ROUNDS = 50;
+/** Up to this many pids allocated since the root, they are probed one by one (see below). */
+const MAX_PROBED = 2000;
+
+interface Stat {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  session: number;
+  state: string;
+  starttime: number;
+}
+
+/** The fields of /proc/<pid>/stat this module needs, or undefined when it is gone. */
+function readStat(pid: number): Stat | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return undefined;
+  }
+  // The command name is in parentheses and may contain spaces or parentheses itself.
+  const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return {
+    pid,
+    state: f[0],
+    ppid: Number(f[1]),
+    pgrp: Number(f[2]),
+    session: Number(f[3]),
+    starttime: Number(f[19]),
+  };
+}
+
+/** The clock-tick time now on the scale of a process's start time (since boot). */
+export function ticksNow(): number {
+  try {
+    const uptime = Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
+    // One tick of slack either way: uptime and start times round differently.
+    return Math.floor(uptime * TICKS_PER_SECOND) - 1;
+  } catch {
+    return 0;
+  }
+}
+
+/** The value of the marker variable in a process's environment (undefined: none, unreadable). */
+function markerOf(pid: number, name: string): string | undefined {
+  let env: string;
+  try {
+    env = Deno.readTextFileSync(`/proc/${pid}/environ`);
+  } catch {
+    return undefined;
+  }
+  const key = `${name}=`;
+  let at = 0;
+  if (!env.startsWith(key)) {
+    at = env.indexOf(`\0${key}`) + 1;
+    if (at === 0) return undefined;
+  }
+  const end = env.indexOf("\0", at + key.length);
+  return env.slice(at + key.length, end < 0 ? undefined : end);
+}
+
+function signal(pid: number, sig: Deno.Signal): void {
+  try {
+    Deno.kill(pid, sig);
+  } catch {
+    // Gone, or not ours to signal.
+  }
+}
+
+/**
+ * The pids that may have been allocated since `root` was: pids count upwards, so while the
+ * last one allocated (ns_last_pid) lies a little above the root, those in between (threads
+ * among them; a thread's stat is its process's); else, after a wrap-around or on a kernel
+ * without ns_last_pid, every process in /proc. Listing /proc costs most of a millisecond on a
+ * host with a hundred processes, probing the few pids since the root a tenth of that.
+ */
+function candidates(root: number): number[] {
+  let last = NaN;
+  try {
+    last = Number(Deno.readTextFileSync("/proc/sys/kernel/ns_last_pid"));
+  } catch {
+    // Not available: list /proc.
+  }
+  const out: number[] = [];
+  if (last >= root && last - root <= MAX_PROBED) {
+    for (let pid = root; pid <= last; pid++) out.push(pid);
+    return out;
+  }
+  for (const entry of Deno.readDirSync("/proc")) {
+    const c = entry.name.charCodeAt(0);
+    if (c >= 48 && c <= 57) out.push(Number(entry.name));
+  }
+  return out;
+}
+
+/** Live processes among `pids` started at or after `since` (clock ticks since boot). */
+function recentProcesses(pids: number[], since: number): Stat[] {
+  const out: Stat[] = [];
+  for (const pid of pids) {
+    const stat = readStat(pid);
+    if (stat && stat.starttime >= since && stat.state !== "Z" && stat.state !== "X") {
+      out.push(stat);
+    }
+  }
+  return out;
+}
+
+/** True for this process and its threads: never ours to stop. */
+function isSelf(pid: number): boolean {
+  if (pid === Deno.pid) return true;
+  try {
+    Deno.statSync(`/proc/self/task/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Kills `root` (started at `since`, see ticksNow) and every process that belongs to its run,
+ * marked with `marker`, but none marked as one of the `others` still going; returns how many
+ * processes were killed.
+ */
+export function sweep(
+  root: number,
+  since: number,
+  marker: Marker,
+  others: ReadonlySet<string> = new Set(),
+): number {
+  const found = new Set<number>();
+  const foreign = new Set<number>();
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    let added = false;
+    for (const p of recentProcesses(candidates(root), since)) {
+      if (found.has(p.pid) || foreign.has(p.pid)) continue;
+      const linked = p.pid === root || p.session === root || p.pgrp === root ||
+        p.ppid === root || found.has(p.ppid);
+      const mark = markerOf(p.pid, marker.name);
+      if (mark !== undefined && mark !== marker.value && others.has(mark)) {
+        foreign.add(p.pid);
+        continue;
+      }
+      if (!linked && mark !== marker.value) continue;
+      if (isSelf(p.pid)) {
+        foreign.add(p.pid);
+        continue;
+      }
+      signal(p.pid, "SIGSTOP");
+      found.add(p.pid);
+      added = true;
+    }
+    if (!added) break;
+  }
+  for (const pid of found) signal(pid, "SIGKILL");
+  return found.size;
+}
