@@ -83,6 +83,11 @@ export interface Http1ServerOptions {
   /** A request head must arrive whole within this long once begun (ms). */
   headTimeout?: number;
   /**
+   * A small body (read whole before the handler runs) must arrive within this long after its
+   * head, else 408 and the connection closes (ms; default: the head timeout).
+   */
+  bodyTimeout?: number;
+  /**
    * Open connections beyond this are answered 503 and closed (default: half the open-files
    * limit, at most 10000; see common/open_files.ts).
    */
@@ -122,6 +127,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
   const deadlines = options.deadlines ?? sharedDeadlines;
   const idleTimeout = options.idleTimeout ?? 75_000;
   const headTimeout = options.headTimeout ?? 30_000;
+  const bodyTimeout = options.bodyTimeout ?? headTimeout;
   const onError = options.onError ?? (() => errorAnswer(500, "internal error"));
   const maxConnections = options.maxConnections ?? defaultMaxConnections();
   const log = options.log;
@@ -264,14 +270,31 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     } else if (head.framing && head.framing.length! <= SMALL_BODY) {
       await sendContinue();
       const length = head.framing.length!;
-      // A client sending its small body slowly gets as long as for a head.
-      const timer = c.end - c.start < length
-        ? deadlines.after(headTimeout, () => close(c))
-        : undefined;
-      try {
-        body = await takeExactly(c, length);
-      } finally {
-        timer?.cancel();
+      if (c.end - c.start >= length) body = await takeExactly(c, length);
+      else {
+        // A slow sender gets bodyTimeout, then a 408: no handler ever waits on its body.
+        let late!: () => void;
+        const lateness = new Promise<"late">((resolve) => late = () => resolve("late"));
+        const timer = deadlines.after(bodyTimeout, late);
+        const taking = takeExactly(c, length);
+        taking.catch(() => {}); // settles when the connection closes after a 408
+        try {
+          const got = await Promise.race([taking, lateness]);
+          if (got === "late") {
+            log?.warn("request body not received in time", {
+              timeoutMs: bodyTimeout,
+              remoteAddress: c.remoteAddress,
+            });
+            const refusal = errorAnswer(408, "request body not received in time", {
+              timeoutMs: bodyTimeout,
+            });
+            await writeAnswer(c, head.method, head.http10, false, refusal);
+            return false;
+          }
+          body = got;
+        } finally {
+          timer.cancel();
+        }
       }
       bodyDone = true;
     } else if (head.framing) {

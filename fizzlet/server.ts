@@ -329,6 +329,8 @@ export async function startFizzlet(
     hostname: options.host,
     port: options.port,
     maxConnections: options.maxConnections || undefined,
+    // Small bodies are read by the server before any mode sees them: same limit, same 408.
+    bodyTimeout: options.bodyTimeout,
     log,
     onError: (e) => {
       log.error("unhandled error", { error: e });

@@ -59,7 +59,10 @@ export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: run.dir,
-    env: { F2S_LOG_LEVEL: "info", ...run.env },
+    // The app port defaults to a free one, not 8080: in auto mode the fizzlet proxies to
+    // whatever listens there, and the host may run anything on 8080. An --app-port in
+    // `args` or F2S_APP_PORT in `env` still wins.
+    env: { F2S_LOG_LEVEL: "info", F2S_APP_PORT: String(freePort()), ...run.env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
