@@ -8,7 +8,7 @@
 import { parseFunction } from "../common/function.ts";
 import { serveHttp1 } from "../common/http1_server.ts";
 import { createApiHandler } from "../control/api/server.ts";
-import { openGate } from "../control/api/auth_gate.ts";
+import { openGate } from "../control/auth/gate.ts";
 import { configFromObject } from "../control/config.ts";
 import { createEventLog } from "../control/events.ts";
 import { createMetrics } from "../control/metrics.ts";

@@ -15,19 +15,13 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import type { FieldError } from "../common/function.ts";
 import { AUTH_TYPES, type AuthConfig, parseAuthConfig, validateAuthConfig } from "./auth/config.ts";
-import { Reader } from "./config_util.ts";
-import { type KafkaConfig, type KafkaOverrides, parseKafkaConfig } from "./kafka/config.ts";
+import { ConfigError, Reader } from "../common/config_util.ts";
+import type { Timeouts } from "../dispatcher/needs.ts";
 
-export interface Timeouts {
-  /** Whole request, from arrival to the last byte of the answer (ms). */
-  requestTimeout: number;
-  /** Waiting for the function's response headers once forwarded (ms). */
-  httpTimeout: number;
-  /** Waiting for a ready instance when scaling from zero (ms). */
-  scalingTimeout: number;
-}
+// Start-up (dev.ts, serve.ts) catches it from here, beside loadConfig.
+export { ConfigError };
+import { type KafkaConfig, type KafkaOverrides, parseKafkaConfig } from "./kafka/config.ts";
 
 export interface AutoscalingConfig {
   /** How often decisions are made (ms). */
@@ -53,15 +47,6 @@ export interface Config {
   maxManifestBytes: number;
   /** Open connections on the API port beyond which new ones get 503; 0: the default. */
   maxConnections: number;
-}
-
-export class ConfigError extends Error {
-  constructor(readonly source: string, readonly errors: FieldError[]) {
-    super(
-      `invalid configuration in ${source}:\n` +
-        errors.map((e) => `  - ${e.path || "(root)"}: ${e.message}`).join("\n"),
-    );
-  }
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {

@@ -4,6 +4,7 @@
  */
 
 import { createLogger } from "../common/log.ts";
+import type { EventRecorder } from "../dispatcher/needs.ts";
 
 export interface PlatformEvent {
   time: string;
@@ -14,12 +15,8 @@ export interface PlatformEvent {
   data?: Record<string, unknown>;
 }
 
-export interface EventLog {
-  record(
-    type: string,
-    message: string,
-    fields?: { function?: string; data?: Record<string, unknown> },
-  ): void;
+/** The dispatcher's recorder (dispatcher/needs.ts), readable and subscribable here. */
+export interface EventLog extends EventRecorder {
   /** Newest last; filtered by function and/or type prefix when given. */
   list(filter?: { function?: string; type?: string; limit?: number }): PlatformEvent[];
   /** Calls `listener` with every event recorded from now on (e.g. to write Kubernetes Events). */

@@ -5,27 +5,13 @@
  */
 
 import client from "prom-client";
-import {
-  createCounter,
-  createHistogram,
-  type LabelledCounter,
-  type LabelledHistogram,
-} from "./metric_series.ts";
+import { createCounter, createHistogram } from "../dispatcher/metric_series.ts";
+import type { DispatchMetrics } from "../dispatcher/needs.ts";
 
-export interface Metrics {
+/** The dispatcher's series (dispatcher/needs.ts) and the rest of the control plane's. */
+export interface Metrics extends DispatchMetrics {
   registry: client.Registry;
-  /** Finished invocations by function and HTTP status code (counted per request). */
-  invocations: LabelledCounter<"function" | "code">;
-  /** Whole-request duration as the dispatcher sees it (observed per request). */
-  duration: LabelledHistogram<"function">;
-  /** Requests being served or held, per function (the autoscaler's local signal). */
-  inflight: client.Gauge<"function">;
-  /** Requests waiting for a ready instance (scale from zero), per function. */
-  held: client.Gauge<"function">;
-  coldStarts: client.Counter<"function">;
-  coldStartDuration: client.Histogram<"function">;
   desiredInstances: client.Gauge<"function">;
-  readyInstances: client.Gauge<"function">;
   scalingDecisions: client.Counter<"function" | "direction">;
   /**
    * Integral of in-flight requests over time (request-seconds), kept by the autoscaler's
@@ -39,8 +25,6 @@ export interface Metrics {
   observedConcurrency: client.Gauge<"function" | "window">;
   /** 1 while the autoscaler is in panic mode for the function, else 0. */
   panicMode: client.Gauge<"function">;
-  /** Runs `hook` before every scrape (values kept elsewhere are brought up to date). */
-  onCollect(hook: () => void): () => void;
 }
 
 export function createMetrics(options: { processMetrics?: boolean } = {}): Metrics {

@@ -7,8 +7,8 @@
 
 import { createLogger } from "../common/log.ts";
 import { createDispatcher, type Dispatcher } from "../dispatcher/dispatcher.ts";
-import type { AuthGate } from "./api/auth_gate.ts";
-import { openGate } from "./api/auth_gate.ts";
+import type { AuthGate } from "./auth/gate.ts";
+import { openGate } from "./auth/gate.ts";
 import { fromRequest, toResponse } from "../common/web_bridge.ts";
 import { createApiHandler, type Handler } from "./api/server.ts";
 import type { Config } from "./config.ts";

@@ -23,10 +23,7 @@ import type { FunctionDef } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import type { ServerRequest } from "../common/http1_server.ts";
 import { errorAnswer, type PlainAnswer, REQUEST_ID_HEADER } from "../common/protocol.ts";
-import type { Timeouts } from "../control/config.ts";
-import type { EventLog } from "../control/events.ts";
-import type { Metrics } from "../control/metrics.ts";
-import type { Instance, StartFailure } from "../control/runtime/runtime.ts";
+import type { DispatchMetrics, EventRecorder, Instance, StartFailure, Timeouts } from "./needs.ts";
 import {
   ClientGoneError,
   createForwarder,
@@ -66,8 +63,8 @@ export interface DispatcherDeps {
   wake(name: string): void;
   /** Concurrency signal for the autoscaler: +1 when a request arrives, -1 when it is done. */
   onLoad?(name: string, delta: 1 | -1): void;
-  metrics: Metrics;
-  events: EventLog;
+  metrics: DispatchMetrics;
+  events: EventRecorder;
   table?: RoutingTable;
   now?: () => number;
   /** Timer for per-request timeouts (default: the process's shared one). */

@@ -7,7 +7,7 @@
  */
 
 import type { FunctionDef } from "../common/function.ts";
-import type { Instance } from "../control/runtime/runtime.ts";
+import type { Instance } from "./needs.ts";
 
 /** A ready instance and the requests the dispatcher has outstanding on it. */
 export interface Slot {

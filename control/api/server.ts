@@ -29,7 +29,7 @@ import type { EventLog } from "../events.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { type FunctionStore, StoreError } from "../store/store.ts";
-import type { AuthGate, Caller } from "./auth_gate.ts";
+import type { AuthGate, Caller } from "../auth/gate.ts";
 import { BodyError, readManifest } from "./body.ts";
 import { readyCondition } from "./conditions.ts";
 import {

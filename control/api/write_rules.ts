@@ -23,7 +23,7 @@ import type {
   FunctionManifest,
 } from "../../common/function.ts";
 import { parseFunction } from "../../common/function.ts";
-import type { AuthGate, Caller } from "./auth_gate.ts";
+import type { AuthGate, Caller } from "../auth/gate.ts";
 
 /**
  * A refused write: the status and message the API answers with; for refused fields,

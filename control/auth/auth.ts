@@ -11,14 +11,13 @@
  */
 
 import { createLogger, type Logger } from "../../common/log.ts";
-import type { AuthGate, AuthRequest } from "../api/auth_gate.ts";
+import type { AuthGate, AuthRequest } from "./gate.ts";
 import { peerOf } from "../../common/web_bridge.ts";
 import { clientAddressResolver } from "./client_address.ts";
 import { createSigninThrottle, type ThrottleOptions } from "./throttle.ts";
 import { errorResponse, jsonResponse, requestIdFrom } from "../../common/protocol.ts";
 import { readUpTo } from "../../common/read_limited.ts";
-import { ConfigError } from "../config.ts";
-import { Reader } from "../config_util.ts";
+import { ConfigError, Reader } from "../../common/config_util.ts";
 import { AUTH_TYPES, type AuthConfig, authWarnings, validateAuthConfig } from "./config.ts";
 import { checkedBasic, type Credentials, readCredentials } from "./credentials.ts";
 import { createPasswordChecker, type PasswordCheck, type PasswordChecker } from "./passwords.ts";
@@ -41,7 +40,7 @@ export interface Principal {
   expiresAt?: number;
 }
 
-/** The API's gate (control/api/auth_gate.ts) with the full principal. */
+/** The API's gate (control/auth/gate.ts) with the full principal. */
 export type Auth = AuthGate<Principal>;
 
 export interface AuthDeps {

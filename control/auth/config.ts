@@ -17,7 +17,7 @@
  * Error messages never quote a password, secret or token.
  */
 
-import { type Obj, Reader } from "../config_util.ts";
+import { type Obj, Reader } from "../../common/config_util.ts";
 import { parseTrusted } from "./client_address.ts";
 import { parseGrant } from "./privileges.ts";
 import { nameProblem } from "./credentials.ts";

@@ -7,7 +7,7 @@
  * of silently never triggering. See docs/kafka.md.
  */
 
-import { type Obj, Reader } from "../config_util.ts";
+import { type Obj, Reader } from "../../common/config_util.ts";
 
 export const TRIGGER_TYPES = ["key", "header", "value"] as const;
 export const TRIGGER_FILTERS = ["equal", "not equal", "contains", "not contains"] as const;

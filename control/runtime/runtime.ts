@@ -7,33 +7,10 @@
 
 import type { FunctionDef } from "../../common/function.ts";
 
-/** starting → ready → draining → gone; an instance may also go straight to gone. */
-export type InstanceState = "starting" | "ready" | "draining" | "gone";
+import type { Instance, StartFailure } from "../../dispatcher/needs.ts";
 
-/**
- * Why a function's instances do not start, like Kubernetes' `Ready=False reason=…`: shown
- * in the function's status, and the answer held requests get at once instead of waiting
- * out scaling_timeout. Cleared when an instance becomes ready.
- */
-export interface StartFailure {
-  /** CamelCase, e.g. NoLocalFolder, StartFailed, ExitedBeforeReady. */
-  reason: string;
-  message: string;
-  /** ISO time of the failure. */
-  at: string;
-}
-
-export interface Instance {
-  /** Unique for the life of the runtime (process id, pod name). */
-  id: string;
-  /** The function's name. */
-  function: string;
-  /** Base URL of the instance's fizzlet, e.g. http://127.0.0.1:40123 or http://10.0.0.5:9092. */
-  url: string;
-  state: InstanceState;
-  /** On a "gone" event: the instance never became ready, and this is why. */
-  failure?: StartFailure;
-}
+// The instance types are the dispatcher's (it routes to them); re-exported for the runtimes.
+export type { Instance, InstanceState, StartFailure } from "../../dispatcher/needs.ts";
 
 export type InstanceListener = (instance: Instance) => void;
 

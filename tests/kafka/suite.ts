@@ -5,7 +5,7 @@
  */
 
 import client from "prom-client";
-import { Reader } from "../../control/config_util.ts";
+import { Reader } from "../../common/config_util.ts";
 import { createEventLog, type EventLog } from "../../control/events.ts";
 import { type KafkaConfig, parseKafkaConfig } from "../../control/kafka/config.ts";
 import { type KafkaTriggers, startKafkaTriggers } from "../../control/kafka/triggers.ts";

@@ -1,10 +1,10 @@
 /**
  * What the API needs from authentication: a gate per route and the auth endpoints. The
- * real implementation is control/auth/auth.ts; `openGate` is mode "none" (everything allowed).
+ * real implementation is auth.ts; `openGate` is mode "none" (everything allowed).
  */
 
 import type { HeaderGetter } from "../../common/protocol.ts";
-import type { Privilege } from "../auth/privileges.ts";
+import type { Privilege } from "./privileges.ts";
 
 export type { Privilege };
 

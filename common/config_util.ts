@@ -3,8 +3,8 @@
  * collecting every problem with its path, so start-up can report them all at once.
  */
 
-import { parseDuration } from "../common/duration.ts";
-import type { FieldError } from "../common/function.ts";
+import { parseDuration } from "./duration.ts";
+import type { FieldError } from "./function.ts";
 
 export type Obj = Record<string, unknown>;
 
@@ -91,4 +91,14 @@ export class Reader {
 export function join(path: string, key: string | number): string {
   if (typeof key === "number") return `${path}[${key}]`;
   return path ? `${path}.${key}` : key;
+}
+
+/** Every problem found in one configuration source, for start-up to print at once. */
+export class ConfigError extends Error {
+  constructor(readonly source: string, readonly errors: FieldError[]) {
+    super(
+      `invalid configuration in ${source}:\n` +
+        errors.map((e) => `  - ${e.path || "(root)"}: ${e.message}`).join("\n"),
+    );
+  }
 }
