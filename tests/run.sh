@@ -5,10 +5,28 @@
 #
 #   bash tests/run.sh                 # everything
 #   bash tests/run.sh tests/fizzlet   # only some test files or folders (checks still run)
+#   bash tests/run.sh --unit          # the fast lane: checks, then every test that needs no
+#                                     # external system (EXTERNAL below), no tests/deps install
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DENO=${DENO:-$PWD/node_modules/.bin/deno}
 export NO_COLOR=1
+
+# Tests that need a system tests/deps/*.sh installs (nginx, prometheus, chromium, tini, kafka,
+# the Kubernetes cluster, actionlint) or the npm registry: folders or files. `--unit` runs
+# every other *_test.ts; a new test joins the fast lane unless it is listed here.
+EXTERNAL=(
+  tests/cluster/ tests/kube/chart_test.ts tests/kube/ha_test.ts tests/kube/ha_scaling_test.ts
+  tests/kube/kubeconfig_test.ts tests/kube/operator_test.ts tests/autoscaler/original_metrics_test.ts
+  tests/autoscaler/dashboard_test.ts tests/autoscaler/dev_test.ts tests/autoscaler/prometheus_test.ts
+  tests/kafka/dev_test.ts tests/kafka/kafka39_test.ts tests/kafka/kafka4_test.ts
+  tests/kafka/original_f2s_test.ts tests/ui/e2e_test.ts tests/fizzlet/pid1_test.ts tests/release/
+)
+unit=0
+if [ "${1:-}" = "--unit" ]; then
+  unit=1
+  shift
+fi
 
 echo "== static checks (fmt, lint, type check)"
 "$DENO" fmt --check
@@ -16,7 +34,9 @@ echo "== static checks (fmt, lint, type check)"
 "$DENO" check main.ts $(git ls-files --cached --others --exclude-standard '*.ts' | grep -v '^main.ts$' | grep -v '^ui/' | tr '\n' ' ')
 
 echo "== system parts the tests use"
+[ "$unit" = 1 ] && echo "(skipped: --unit)"
 for dep in tests/deps/*.sh; do
+  [ "$unit" = 0 ] || break
   [ -e "$dep" ] || continue
   echo "-- $dep"
   bash "$dep"
@@ -25,6 +45,12 @@ done
 echo "== tests"
 mkdir -p tests/artifacts
 targets=("$@")
+if [ "$unit" = 1 ] && [ ${#targets[@]} -eq 0 ]; then
+  for f in $(git ls-files --cached --others --exclude-standard 'tests/*_test.ts' | sort); do
+    for e in "${EXTERNAL[@]}"; do [[ $f == "$e"* ]] && continue 2; done
+    targets+=("$f")
+  done
+fi
 [ ${#targets[@]} -gt 0 ] || targets=(tests/)
 set +e
 "$DENO" test -A --no-check=remote "${targets[@]}" 2>&1 | tee tests/artifacts/test-output.log
