@@ -21,7 +21,7 @@ import { ConfigError, Reader } from "../../common/config_util.ts";
 import { AUTH_TYPES, type AuthConfig, authWarnings, validateAuthConfig } from "./config.ts";
 import { checkedBasic, type Credentials, readCredentials } from "./credentials.ts";
 import { createPasswordChecker, type PasswordCheck, type PasswordChecker } from "./passwords.ts";
-import { grantsAllow, grantsOf, type Privilege, PRIVILEGES } from "./privileges.ts";
+import { grantsAllow, grantsOf, type Privilege, PRIVILEGES, UNSCOPED } from "./privileges.ts";
 import { createTokenVerifier, signSigninToken, type TokenVerifier } from "./tokens.ts";
 
 export type { Privilege } from "./privileges.ts";
@@ -328,6 +328,9 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
           oidc: (type === "token" || type === "oidc") && config.oidc
             ? { issuer: config.oidc.issuer }
             : undefined,
+          // The UI decides what to show from these; it keeps no copy of the list.
+          privileges: PRIVILEGES,
+          unscoped: [...UNSCOPED],
         });
       case "/auth/signin":
         if (req.method !== "POST") return notAllowed("POST");

@@ -23,7 +23,7 @@ export type Privilege = typeof PRIVILEGES[number];
  * Privileges that are never scoped: `functions:local` lets a caller set `target.local`
  * (the command and folder `f2s dev` runs on its host), which is an operator's power.
  */
-const UNSCOPED: ReadonlySet<string> = new Set(["functions:local"]);
+export const UNSCOPED: ReadonlySet<Privilege> = new Set(["functions:local"]);
 
 /** One parsed privilege string: the privilege and, when scoped, the names it covers. */
 export interface Grant {

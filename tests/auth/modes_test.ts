@@ -17,17 +17,10 @@ import {
   recordingLogger,
   withServer,
 } from "./helpers.ts";
+import { PRIVILEGES } from "../../control/auth/privileges.ts";
 
-const ALL = "[" + [
-  "functions:list",
-  "functions:invoke",
-  "functions:create",
-  "functions:delete",
-  "functions:update",
-  "functions:local",
-  "settings:view",
-  "settings:update",
-].join(", ") + "]";
+// Every privilege, from the one list (control/auth/privileges.ts).
+const ALL = "[" + PRIVILEGES.join(", ") + "]";
 
 const ROUTES: [string, string][] = [
   ["GET", "/functions"],
@@ -141,7 +134,12 @@ f2s:
 `);
   await withServer(config, { now: clock.now, log: recordingLogger().log }, async (s) => {
     const type = await call(s.url, "GET", "/auth/type");
-    assertEquals(type.json, { type: "token", signin: true });
+    assertEquals(type.json, {
+      type: "token",
+      signin: true,
+      privileges: [...PRIVILEGES],
+      unscoped: ["functions:local"],
+    });
 
     const viaHeader = await call(s.url, "POST", "/auth/signin", basic("roman", "helloworld"));
     assertEquals(viaHeader.status, 200);

@@ -8,6 +8,7 @@
 import * as jose from "jose";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { bearer, call, configFrom, recordingLogger, withServer } from "./helpers.ts";
+import { PRIVILEGES } from "../../control/auth/privileges.ts";
 
 const ISSUER = "https://idp.example.test/realms/f2s";
 const SECRET = "hmac-secret-for-the-combined-mode-test";
@@ -93,7 +94,13 @@ Deno.test("oidc: issuer tokens verified by its JWKS; group claim mapped; checks 
     const { log, lines } = recordingLogger();
     await withServer(oidcConfig(idp, "oidc"), { log }, async (s) => {
       const type = await call(s.url, "GET", "/auth/type");
-      assertEquals(type.json, { type: "oidc", signin: false, oidc: { issuer: ISSUER } });
+      assertEquals(type.json, {
+        type: "oidc",
+        signin: false,
+        oidc: { issuer: ISSUER },
+        privileges: [...PRIVILEGES],
+        unscoped: ["functions:local"],
+      });
 
       const token = await idp.sign(claims());
       const ok = await call(s.url, "GET", "/functions", bearer(token));

@@ -21,7 +21,14 @@ import {
   placeErrors,
 } from "../../ui/js/manifest.js";
 import { between, createMetricsPoller, functionStats, quantile } from "../../ui/js/metrics.js";
-import { allows, allowsSome, notAllowedMessage } from "../../ui/js/privileges.js";
+import {
+  allows,
+  allowsSome,
+  notAllowedMessage,
+  setKnownPrivileges,
+} from "../../ui/js/privileges.js";
+import { createAuth } from "../../control/auth/auth.ts";
+import { parseConfig } from "../../control/config.ts";
 import { parsePrometheus } from "../../ui/js/prom.js";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 
@@ -167,7 +174,12 @@ Deno.test("ui metrics poller: scrapes while watched, keeps a window, spaces scra
   assert(kept[kept.length - 1].t - kept[0].t <= 100, "older scrapes were kept");
 });
 
-Deno.test("ui privileges: the same decisions as the API's authorization", () => {
+Deno.test("ui privileges: the same decisions as the API's authorization", async () => {
+  // The UI knows the privileges only from the API's /auth/type answer (session.js).
+  assert(!allows(["functions:list"], "functions:list"), "a grant parsed before the list came");
+  const auth = await createAuth(parseConfig("", "config.yaml", {}).auth);
+  const url = new URL("http://f2s.test/auth/type");
+  setKnownPrivileges(await (await auth.handle(new Request(url), url))!.json());
   const configs = [
     ["functions:list", "functions:invoke"],
     ["functions:invoke:orders-*", "functions:list:orders-?u"],

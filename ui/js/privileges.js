@@ -1,32 +1,31 @@
 /**
  * Which actions the signed-in user may take, decided like the API does
- * (control/auth/privileges.ts): a privilege is plain (`functions:invoke`) or scoped to
- * function names by a pattern (`functions:invoke:orders-*`, `*` any run, `?` one
- * character). The UI only hides what would be refused; the API still decides.
+ * (control/auth/privileges.ts, whose privilege list the UI receives from `/auth/type`): a
+ * privilege is plain (`functions:invoke`) or scoped to function names by a pattern
+ * (`functions:invoke:orders-*`, `*` any run, `?` one character). The UI only hides what
+ * would be refused; the API still decides.
  */
 
-export const PRIVILEGES = [
-  "functions:list",
-  "functions:invoke",
-  "functions:create",
-  "functions:delete",
-  "functions:update",
-  "functions:local",
-  "settings:view",
-  "settings:update",
-];
+/** The privilege names and the never-scoped ones, as the API lists them (`GET /auth/type`). */
+const known = { privileges: [], unscoped: [] };
+
+/** Takes the lists from the `/auth/type` answer; until then no grant parses. */
+export function setKnownPrivileges({ privileges, unscoped } = {}) {
+  known.privileges = Array.isArray(privileges) ? privileges : [];
+  known.unscoped = Array.isArray(unscoped) ? unscoped : [];
+}
 
 const PATTERN_RE = /^[a-z0-9*?][-a-z0-9*?]{0,62}$/;
 
 /** `{privilege, scope?: RegExp}` for a configured privilege string, or undefined. */
 export function parseGrant(text) {
-  if (PRIVILEGES.includes(text)) return { privilege: text };
+  if (known.privileges.includes(text)) return { privilege: text };
   const at = text.indexOf(":", text.indexOf(":") + 1);
   if (at < 0) return undefined;
   const name = text.slice(0, at);
   const pattern = text.slice(at + 1);
-  if (!name.startsWith("functions:") || !PRIVILEGES.includes(name)) return undefined;
-  if (name === "functions:local") return undefined; // a power over the host: never scoped
+  if (!name.startsWith("functions:") || !known.privileges.includes(name)) return undefined;
+  if (known.unscoped.includes(name)) return undefined; // a power over the host: never scoped
   if (!PATTERN_RE.test(pattern)) return undefined;
   const body = pattern.replaceAll("*", ".*").replaceAll("?", ".");
   return { privilege: name, scope: new RegExp(`^${body}$`) };

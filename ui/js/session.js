@@ -5,7 +5,7 @@
  */
 
 import { api, ApiError, setAuthorization, setUnauthorizedHandler } from "./api.js";
-import { allows, allowsSome } from "./privileges.js";
+import { allows, allowsSome, setKnownPrivileges } from "./privileges.js";
 
 const STORAGE_KEY = "f2s.session";
 
@@ -29,6 +29,7 @@ export async function startSession() {
   try {
     const info = await api("/auth/type");
     Object.assign(session, { type: info.type, signin: !!info.signin, oidc: info.oidc });
+    setKnownPrivileges(info);
   } catch (e) {
     // A control plane without auth endpoints runs in mode none.
     if (!(e instanceof ApiError) || e.status !== 404) throw e;
