@@ -118,7 +118,8 @@ async function allImports(): Promise<Edge[]> {
   for await (const f of Deno.readDir(new URL("bench/", ROOT))) {
     if (f.isFile && f.name.endsWith(".ts")) entries.push(`bench/${f.name}`);
   }
-  return (await Promise.all(entries.map(importsOf))).flat();
+  const all = (await Promise.all(entries.map(importsOf))).flat();
+  return [...new Map(all.map((e) => [show(e), e])).values()];
 }
 
 Deno.test("imports: common ← fizzlet, common ← dispatcher ← control, nothing against it", async () => {
