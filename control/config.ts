@@ -19,6 +19,7 @@ import type { FieldError } from "../common/function.ts";
 import { AUTH_TYPES, type AuthConfig, parseAuthConfig, validateAuthConfig } from "./auth/config.ts";
 import { Reader } from "./config_util.ts";
 import { type KafkaConfig, parseKafkaConfig } from "./kafka/config.ts";
+import { type AsyncConfig, parseAsyncConfig } from "./async/config.ts";
 
 export interface Timeouts {
   /** Whole request, from arrival to the last byte of the answer (ms). */
@@ -49,6 +50,8 @@ export interface Config {
   auth: AuthConfig;
   autoscaling: AutoscalingConfig;
   kafka: KafkaConfig;
+  /** Queued calls and callbacks (control/async/). */
+  async: AsyncConfig;
   /** Largest request body the API accepts for function manifests (bytes). */
   maxManifestBytes: number;
 }
@@ -115,7 +118,14 @@ export function configFromObject(
   const prometheus = r.obj(root.prometheus, "prometheus");
   r.known(prometheus, "prometheus", ["url"]);
   const f2s = r.obj(root.f2s, "f2s");
-  r.known(f2s, "f2s", ["timeouts", "auth", "autoscaling", "kafka", "max_manifest_bytes"]);
+  r.known(f2s, "f2s", [
+    "timeouts",
+    "auth",
+    "autoscaling",
+    "kafka",
+    "max_manifest_bytes",
+    "async",
+  ]);
   const t = r.obj(f2s.timeouts, "f2s.timeouts");
   r.known(t, "f2s.timeouts", ["request_timeout", "http_timeout", "scaling_timeout"]);
   const a = r.obj(f2s.autoscaling, "f2s.autoscaling");
@@ -171,6 +181,7 @@ export function configFromObject(
       source: r.str(a.source, "f2s.autoscaling.source", "local") as "local" | "prometheus",
     },
     kafka: parseKafkaConfig(root.kafka ?? f2s.kafka, kafkaPath, r),
+    async: parseAsyncConfig(f2s.async, "f2s.async", r),
     maxManifestBytes: r.num(f2s.max_manifest_bytes, "f2s.max_manifest_bytes", 1 << 20, 1024),
   };
   if (!["local", "prometheus"].includes(config.autoscaling.source)) {

@@ -19,6 +19,7 @@ import type { PeerLoads } from "./autoscaler/peers.ts";
 import { createScaling } from "./autoscaler/scaling.ts";
 import { type KafkaTriggers, startKafkaTriggers } from "./kafka/triggers.ts";
 import { startReconciler } from "./reconciler.ts";
+import { type AsyncService, startAsync } from "./async/service.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import type { FunctionStore } from "./store/store.ts";
 
@@ -96,6 +97,16 @@ export function createPlatform(deps: PlatformDeps): Platform {
     return undefined;
   });
 
+  // Asynchronous calls and schedules run through the same dispatcher (control/async/).
+  const asyncCalls: AsyncService = startAsync({
+    config: config.async,
+    auth: deps.auth ?? openGate,
+    dispatcher,
+    functions: () => store.list(),
+    events,
+    isLeader: deps.isLeader,
+  });
+
   const handler = createApiHandler({
     config,
     store,
@@ -105,6 +116,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     metrics,
     auth: deps.auth ?? openGate,
     ui: deps.ui,
+    async: asyncCalls.api,
     ready: deps.ready,
     health: () => ({
       kafka: kafka?.health() ??
@@ -120,6 +132,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
       // Kafka first: it finishes and commits the messages in flight while the dispatcher
       // and the instances are still there to serve them.
       await (await kafkaStarted)?.stop();
+      await asyncCalls.stop(graceMs);
       scaling.stop();
       reconciler.stop();
       store.close();

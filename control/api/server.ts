@@ -39,6 +39,7 @@ import {
   type Refusal,
   warningTexts,
 } from "./write_rules.ts";
+import type { AsyncApi } from "../async/api.ts";
 import openapi from "../../docs/openapi.json" with { type: "json" };
 
 export interface ApiDeps {
@@ -58,6 +59,8 @@ export interface ApiDeps {
   ready?: () => { ready: boolean; reason?: string };
   /** Serves the UI's files for paths the API does not own. */
   ui?: (req: Request, url: URL) => Promise<Response | undefined>;
+  /** Asynchronous calls: `/async/invoke/…`, `/calls/{id}`, `/functions/{name}/calls`. */
+  async?: AsyncApi;
   version?: string;
 }
 
@@ -350,6 +353,9 @@ export function createApiHandler(deps: ApiDeps): Handler {
       }));
     }
 
+    const calls = await deps.async?.route(req, url);
+    if (calls) return calls;
+
     const ui = await deps.ui?.(req, url);
     if (ui) return ui;
     return errorResponse(404, `no route for ${method} ${path}`);
@@ -389,6 +395,9 @@ export function createApiHandler(deps: ApiDeps): Handler {
       } catch (e) {
         return internalError(url, e);
       }
+    }
+    if (url.pathname.startsWith("/async/invoke/") && deps.async) {
+      return deps.async.submit(req, url).catch((e) => internalError(url, e));
     }
     return web(req);
   };
