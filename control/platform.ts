@@ -44,6 +44,8 @@ export interface PlatformDeps {
   isLeader?: () => boolean;
   /** The other control-plane replicas' load, for the local scaling source (`f2s serve`). */
   peers?: PeerLoads;
+  /** The async queue's file when config.yaml names none (`f2s dev`: in the functions folder). */
+  asyncPath?: string;
   /** Readiness for GET /ready (see ApiDeps); default always ready. */
   ready?: () => { ready: boolean; reason?: string };
 }
@@ -99,7 +101,11 @@ export function createPlatform(deps: PlatformDeps): Platform {
 
   // Asynchronous calls and schedules run through the same dispatcher (control/async/).
   const asyncCalls: AsyncService = startAsync({
-    config: config.async,
+    config: {
+      ...config.async,
+      path: config.async.path ?? deps.asyncPath ??
+        `${Deno.env.get("TMPDIR") ?? "/tmp"}/f2s-async/async.db`,
+    },
     auth: deps.auth ?? openGate,
     dispatcher,
     functions: () => store.list(),

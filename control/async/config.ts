@@ -8,8 +8,11 @@
 import { type Obj, Reader } from "../config_util.ts";
 
 export interface AsyncConfig {
-  /** SQLite file of the embedded queue (`f2s dev`, or `f2s serve` without Kafka). */
-  path: string;
+  /**
+   * SQLite file of the embedded queue. Default: `.f2s/async.db` in the functions folder
+   * under `f2s dev`, `$TMPDIR/f2s-async/async.db` under `f2s serve`.
+   */
+  path?: string;
   /** First retry delay (ms); doubles per attempt up to retryBackoffMax, with jitter. */
   retryBackoff: number;
   retryBackoffMax: number;
@@ -59,7 +62,7 @@ export function parseAsyncConfig(raw: unknown, path: string, r: Reader): AsyncCo
     }
   });
   return {
-    path: r.str(a.path, `${path}.path`, ".f2s/async.db"),
+    path: r.str(a.path, `${path}.path`),
     retryBackoff: r.duration(a.retry_backoff, `${path}.retry_backoff`, 1000),
     retryBackoffMax: r.duration(a.retry_backoff_max, `${path}.retry_backoff_max`, 60_000),
     maxBodyBytes: r.num(a.max_body_bytes, `${path}.max_body_bytes`, 1 << 20, 0, 64 << 20),

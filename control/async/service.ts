@@ -12,7 +12,8 @@ import type { EventLog } from "../events.ts";
 import { type AsyncApi, createAsyncApi } from "./api.ts";
 import type { AsyncConfig } from "./config.ts";
 import { startScheduler } from "./scheduler.ts";
-import { openCallStore } from "./store.ts";
+import { type CallStore, openCallStore } from "./store.ts";
+import { errorAnswer, errorResponse } from "../../common/protocol.ts";
 import { startWorker } from "./worker.ts";
 
 export interface AsyncService {
@@ -22,7 +23,7 @@ export interface AsyncService {
 }
 
 export interface AsyncDeps {
-  config: AsyncConfig;
+  config: AsyncConfig & { path: string };
   auth: AuthGate;
   dispatcher: Dispatcher;
   functions(): FunctionDef[];
@@ -32,7 +33,18 @@ export interface AsyncDeps {
 
 export function startAsync(deps: AsyncDeps): AsyncService {
   const log = createLogger("async");
-  const store = openCallStore(deps.config.path);
+  let store: CallStore;
+  try {
+    store = openCallStore(deps.config.path);
+  } catch (e) {
+    // The rest of the platform works without the queue; async routes then answer 503.
+    log.error("the async queue cannot be opened; async calls are refused", {
+      path: deps.config.path,
+      error: e,
+    });
+    deps.events.record("async.error", `the async queue cannot be opened: ${e}`);
+    return { api: unavailableApi(String(e)), stop: () => Promise.resolve() };
+  }
   const byName = (name: string) => deps.functions().find((f) => f.name === name);
   const worker = startWorker({
     store,
@@ -65,5 +77,18 @@ export function startAsync(deps: AsyncDeps): AsyncService {
       await worker.stop(ms);
       store.close();
     },
+  };
+}
+
+function unavailableApi(reason: string): AsyncApi {
+  const message = "asynchronous calls are unavailable: the queue cannot be opened";
+  return {
+    submit: () => Promise.resolve(errorAnswer(503, message, reason)),
+    route: (_req, url) =>
+      Promise.resolve(
+        /^\/calls\/|^\/functions\/[^/]+\/calls\/?$/.test(url.pathname)
+          ? errorResponse(503, message, reason)
+          : undefined,
+      ),
   };
 }
