@@ -111,6 +111,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     functions: () => store.list(),
     events,
     isLeader: deps.isLeader,
+    kafka: config.kafka,
   });
 
   const handler = createApiHandler({

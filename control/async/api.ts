@@ -24,7 +24,7 @@ import { fromResponse } from "../../common/web_bridge.ts";
 import type { AuthGate, Caller } from "../api/auth_gate.ts";
 import { callbackRefusal } from "./callback.ts";
 import type { AsyncConfig } from "./config.ts";
-import type { Call, CallStore } from "./store.ts";
+import type { Call, CallStore, NewCall } from "./store.ts";
 
 export const CALLBACK_HEADER = "x-callback-url";
 export const CALL_ID_HEADER = "x-call-id";
@@ -32,6 +32,8 @@ export const CALL_ID_HEADER = "x-call-id";
 export interface AsyncApiDeps {
   config: AsyncConfig;
   store: CallStore;
+  /** Makes the call durable: the local queue, or the Kafka topic shared by replicas. */
+  enqueue(call: NewCall): void | Promise<void>;
   auth: AuthGate;
   match(path: string): { fn: FunctionDef; suffix: string } | undefined;
   function(name: string): FunctionDef | undefined;
@@ -124,7 +126,7 @@ export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
     );
     const id = crypto.randomUUID();
     try {
-      deps.store.insert({
+      await deps.enqueue({
         id,
         function: fn.name,
         method,

@@ -23,6 +23,8 @@ export interface AsyncConfig {
   /** How long a finished call stays visible (ms). */
   retention: number;
   callbacks: CallbackConfig;
+  /** The topic calls go through when Kafka is enabled. */
+  kafkaTopic: string;
 }
 
 export interface CallbackConfig {
@@ -46,6 +48,7 @@ export function parseAsyncConfig(raw: unknown, path: string, r: Reader): AsyncCo
     "max_result_bytes",
     "retention",
     "callbacks",
+    "kafka_topic",
   ]);
   const c = r.obj(a.callbacks, `${path}.callbacks`);
   r.known(c, `${path}.callbacks`, ["allow", "allow_networks", "max_attempts", "timeout"]);
@@ -67,6 +70,7 @@ export function parseAsyncConfig(raw: unknown, path: string, r: Reader): AsyncCo
     retryBackoffMax: r.duration(a.retry_backoff_max, `${path}.retry_backoff_max`, 60_000),
     maxBodyBytes: r.num(a.max_body_bytes, `${path}.max_body_bytes`, 1 << 20, 0, 64 << 20),
     maxResultBytes: r.num(a.max_result_bytes, `${path}.max_result_bytes`, 256 << 10, 0, 16 << 20),
+    kafkaTopic: r.str(a.kafka_topic, `${path}.kafka_topic`, "f2s-async"),
     retention: r.duration(a.retention, `${path}.retention`, 3_600_000),
     callbacks: {
       allow: strings(c.allow, `${path}.callbacks.allow`),

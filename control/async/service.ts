@@ -15,6 +15,8 @@ import { startScheduler } from "./scheduler.ts";
 import { type CallStore, openCallStore } from "./store.ts";
 import { errorAnswer, errorResponse } from "../../common/protocol.ts";
 import { startWorker } from "./worker.ts";
+import { startKafkaQueue } from "./kafka_queue.ts";
+import type { KafkaConfig } from "../kafka/config.ts";
 
 export interface AsyncService {
   api: AsyncApi;
@@ -29,6 +31,8 @@ export interface AsyncDeps {
   functions(): FunctionDef[];
   events: EventLog;
   isLeader?: () => boolean;
+  /** With Kafka enabled, calls go through the shared `f2s-async` topic. */
+  kafka?: KafkaConfig;
 }
 
 export function startAsync(deps: AsyncDeps): AsyncService {
@@ -46,7 +50,12 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     return { api: unavailableApi(String(e)), stop: () => Promise.resolve() };
   }
   const byName = (name: string) => deps.functions().find((f) => f.name === name);
+  const waiting = new Map<string, () => void>();
   const worker = startWorker({
+    onFinished: (id) => {
+      waiting.get(id)?.();
+      waiting.delete(id);
+    },
     store,
     config: deps.config,
     resolve: byName,
@@ -61,9 +70,29 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     queued: worker.poke,
     log,
   });
+  const kafka = deps.kafka?.enabled && deps.kafka.brokers.length > 0
+    ? startKafkaQueue({
+      kafka: deps.kafka,
+      topic: deps.config.kafkaTopic,
+      store,
+      queued: worker.poke,
+      finished: (id) =>
+        new Promise<void>((resolve) => {
+          waiting.set(id, resolve);
+          // Finished before we looked (a redelivered call this replica already ran).
+          const c = store.get(id);
+          if (c?.finishedAt !== undefined) {
+            waiting.delete(id);
+            resolve();
+          }
+        }),
+      log,
+    })
+    : undefined;
   const api = createAsyncApi({
     config: deps.config,
     store,
+    enqueue: kafka ? kafka.publish : (call) => void store.insert(call),
     auth: deps.auth,
     match: (path) => deps.dispatcher.table.match(path),
     function: byName,
@@ -74,6 +103,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     api,
     async stop(ms) {
       scheduler.stop();
+      await kafka?.stop();
       await worker.stop(ms);
       store.close();
     },

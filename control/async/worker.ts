@@ -26,6 +26,8 @@ export interface WorkerDeps {
   events: EventLog;
   log: Logger;
   now?: () => number;
+  /** A call reached a final state (the Kafka queue commits its offset then). */
+  onFinished?: (id: string) => void;
 }
 
 export interface Worker {
@@ -176,6 +178,7 @@ export function startWorker(deps: WorkerDeps): Worker {
       error: error ?? (state === "succeeded" ? undefined : `answered ${status}`),
       finishedAt: t,
     }, call.callback ? t : undefined);
+    deps.onFinished?.(call.id);
   }
 
   async function callback(call: Call) {

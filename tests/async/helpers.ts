@@ -138,9 +138,13 @@ export async function cleanup(s: Setup, server?: ControlPlane) {
   await Deno.remove(s.dir, { recursive: true });
 }
 
-/** Instances orphaned by a kill -9 of f2s dev (they run in their own session). */
-export function killLeftovers(s: Setup) {
+/**
+ * Instances orphaned by a kill -9 of f2s dev (they run in their own session), sparing the
+ * control planes in `keep` and their descendants.
+ */
+export function killLeftovers(s: Setup, keep: number[] = []) {
   for (const pid of processesMatching(s.dir)) {
+    if (descendsFrom(pid, keep)) continue;
     try {
       Deno.kill(-pid, "SIGKILL");
     } catch {
@@ -151,4 +155,17 @@ export function killLeftovers(s: Setup) {
       }
     }
   }
+}
+
+function descendsFrom(pid: number, ancestors: number[]): boolean {
+  for (let p = pid, hops = 0; p > 1 && hops < 50; hops++) {
+    if (ancestors.includes(p)) return true;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
+      p = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    } catch {
+      return false;
+    }
+  }
+  return false;
 }
