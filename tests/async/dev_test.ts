@@ -2,6 +2,8 @@
 // nothing fails, retries then success, dead-letter, callbacks, refused callbacks.
 import { assert, assertEquals } from "../harness/assert.ts";
 import { waitFor } from "../harness/dev.ts";
+const ROOT = new URL("../../", import.meta.url).pathname;
+
 import { cleanup, countById, getCall, records, settled, setup, start, submit } from "./helpers.ts";
 
 Deno.test("async: 1,000 calls with maxReplicas 2 all succeed exactly once", async () => {
@@ -136,6 +138,29 @@ Deno.test("async: retries, dead-letter, callbacks, refused callbacks", async (t)
         assertEquals((await records(s)).length, before, "nothing refused was queued");
       },
     );
+
+    await t.step("f2s fn invoke --async and f2s fn calls", async () => {
+      const cli = async (...args: string[]) => {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", `${ROOT}main.ts`, "fn", "--url", server.url, ...args],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const text = new TextDecoder().decode(out.stdout);
+        assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+        return text;
+      };
+      const queued = JSON.parse(await cli("invoke", "flaky", "--async", "-d", '{"from":"cli"}'));
+      assertEquals(queued.state, "queued");
+      await waitFor(
+        "the cli's call done",
+        async () => (await getCall(server.url, queued.id)).state === "succeeded",
+        30_000,
+      );
+      const table = await cli("calls", "flaky");
+      assert(table.split("\n")[0].startsWith("CALL"), table);
+      assert(table.includes(`${queued.id}  succeeded`), table);
+    });
 
     await t.step("GET /calls/{id} of an unknown call is 404", async () => {
       const res = await fetch(`${server.url}/calls/nope`);
