@@ -155,7 +155,14 @@ export function startKafkaQueue(deps: KafkaQueueDeps): KafkaQueue {
 
   return {
     async publish(call) {
-      await ready;
+      // Brokers that do not answer must cost the caller a 503, not a request held forever.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        ready,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("Kafka is not reachable")), 15_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
       // A topic just created (by another replica too) takes a moment to have leaders
       // everywhere, and a broker may be moving: errors are retried for ten seconds
       // before the caller gets a 503.
