@@ -31,6 +31,7 @@ import type { Runtime } from "../runtime/runtime.ts";
 import { type FunctionStore, StoreError } from "../store/store.ts";
 import type { AuthGate, Caller } from "./auth_gate.ts";
 import { BodyError, readManifest } from "./body.ts";
+import { invokeRefusal } from "./invoke_refusal.ts";
 import {
   endpointRefusal,
   localRefusal,
@@ -183,25 +184,8 @@ export function createApiHandler(deps: ApiDeps): Handler {
       return errorAnswer(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
     }
     const { fn, suffix } = match;
-    if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
-      const privilege = "functions:invoke";
-      return errorAnswer(403, `missing privilege ${privilege} for function "${fn.name}"`, {
-        privilege,
-        function: fn.name,
-      });
-    }
-    if (
-      fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
-    ) {
-      return errorAnswer(
-        405,
-        `function "${fn.name}" accepts ${fn.method}, not ${method}`,
-        undefined,
-        [
-          ["allow", fn.method],
-        ],
-      );
-    }
+    const refusal = invokeRefusal(deps.auth, caller, fn, method);
+    if (refusal) return refusal;
     return deps.dispatcher.dispatch(fn, req, {
       requestId: requestIdFrom(headerGetter(req.headers)),
       suffix,

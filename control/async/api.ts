@@ -22,6 +22,7 @@ import {
 import { readUpTo } from "../../common/read_limited.ts";
 import { fromResponse } from "../../common/web_bridge.ts";
 import type { AuthGate, Caller } from "../api/auth_gate.ts";
+import { invokeRefusal } from "../api/invoke_refusal.ts";
 import { callbackRefusal } from "./callback.ts";
 import type { AsyncConfig } from "./config.ts";
 import type { Call, CallStore, NewCall } from "./store.ts";
@@ -75,25 +76,9 @@ export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
     const match = deps.match(endpoint);
     if (!match) return errorAnswer(404, `no function at endpoint "${endpoint}"`);
     const { fn, suffix } = match;
-    if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
-      return errorAnswer(403, `missing privilege functions:invoke for function "${fn.name}"`, {
-        privilege: "functions:invoke",
-        function: fn.name,
-      });
-    }
     const method = req.method;
-    if (
-      fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
-    ) {
-      return errorAnswer(
-        405,
-        `function "${fn.name}" accepts ${fn.method}, not ${method}`,
-        undefined,
-        [
-          ["allow", fn.method],
-        ],
-      );
-    }
+    const refusal = invokeRefusal(deps.auth, caller, fn, method);
+    if (refusal) return refusal;
     const callback = headerValue(req.headers, CALLBACK_HEADER);
     if (callback !== undefined) {
       const refusal = await callbackRefusal(callback, deps.config.callbacks);
