@@ -23,6 +23,8 @@ const HEARTBEAT_MS = 3_000;
 export interface KafkaQueue {
   /** Resolves once the brokers acknowledged the call. */
   publish(call: NewCall): Promise<void>;
+  /** Calls consumed here whose offsets are not committed yet. */
+  pending(): string[];
   stop(): Promise<void>;
 }
 
@@ -125,6 +127,7 @@ export function startKafkaQueue(deps: KafkaQueueDeps): KafkaQueue {
             await c.commitOffsets([
               { topic, partition, offset: String(BigInt(message.offset) + 1n) },
             ]);
+            if (call) uncommitted.delete(call.id);
           },
         });
         await died;
@@ -138,8 +141,10 @@ export function startKafkaQueue(deps: KafkaQueueDeps): KafkaQueue {
   const consuming = consumeLoop();
   consuming.catch((e) => log.error("the async consumer stopped", { error: e }));
 
+  const uncommitted = new Set<string>();
   async function runHere(call: NewCall, heartbeat: () => Promise<void>) {
     deps.store.insert(call);
+    uncommitted.add(call.id);
     const done = deps.finished(call.id);
     deps.queued();
     const beat = setInterval(() => heartbeat().catch(() => {}), HEARTBEAT_MS);
@@ -154,6 +159,7 @@ export function startKafkaQueue(deps: KafkaQueueDeps): KafkaQueue {
   }
 
   return {
+    pending: () => [...uncommitted],
     async publish(call) {
       // Brokers that do not answer must cost the caller a 503, not a request held forever.
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -49,6 +49,13 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     deps.events.record("async.error", `the async queue cannot be opened: ${e}`);
     return { api: unavailableApi(String(e)), stop: () => Promise.resolve() };
   }
+  const kafkaEnabled = deps.kafka?.enabled === true && deps.kafka.brokers.length > 0;
+  if (kafkaEnabled) {
+    // Unfinished calls left by the last process are uncommitted in Kafka, which delivers
+    // them again (maybe to another replica): running them here as well would double them.
+    const forgotten = store.forgetUnfinished();
+    if (forgotten > 0) log.info("unfinished calls left to Kafka's redelivery", { forgotten });
+  }
   const byName = (name: string) => deps.functions().find((f) => f.name === name);
   const waiting = new Map<string, () => void>();
   const worker = startWorker({
@@ -70,9 +77,9 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     queued: worker.poke,
     log,
   });
-  const kafka = deps.kafka?.enabled && deps.kafka.brokers.length > 0
+  const kafka = kafkaEnabled
     ? startKafkaQueue({
-      kafka: deps.kafka,
+      kafka: deps.kafka!,
       topic: deps.config.kafkaTopic,
       store,
       queued: worker.poke,
@@ -105,6 +112,8 @@ export function startAsync(deps: AsyncDeps): AsyncService {
       scheduler.stop();
       await kafka?.stop();
       await worker.stop(ms);
+      // Calls consumed but not started stay uncommitted: the group delivers them again.
+      if (kafka) store.forgetUnfinished(kafka.pending());
       store.close();
     },
   };

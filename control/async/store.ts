@@ -79,6 +79,11 @@ export interface CallStore {
   ): void;
   /** Puts calls left running by a crashed process back in the queue; returns how many. */
   recover(): number;
+  /**
+   * Forgets unfinished calls that Kafka will deliver again (their offsets are not
+   * committed): all but schedule ticks, or only `ids` when given. Returns how many.
+   */
+  forgetUnfinished(ids?: string[]): number;
   /** Deletes finished calls (callback settled) older than `before`. */
   purge(before: number): number;
   /** Schedule bookkeeping: the last tick enqueued for a function. */
@@ -145,6 +150,10 @@ export function openCallStore(path: string): CallStore {
   const cbSql = q(`UPDATE calls SET callback_state = ?, callback_attempts = ?,
     callback_next_at = ?, callback_error = ? WHERE id = ?`);
   const recoverSql = q("UPDATE calls SET state = 'queued' WHERE state = 'running'");
+  const forgetAllSql = q(
+    "DELETE FROM calls WHERE state IN ('queued', 'running') AND source != 'schedule'",
+  );
+  const forgetSql = q("DELETE FROM calls WHERE id = ? AND state = 'queued'");
   const purgeSql = q(`DELETE FROM calls WHERE finished_at IS NOT NULL AND finished_at < ?
     AND (callback_state IS NULL OR callback_state != 'pending')`);
   const lastTickSql = q("SELECT last_tick FROM schedule_ticks WHERE function = ?");
@@ -231,6 +240,10 @@ export function openCallStore(path: string): CallStore {
     callbackDone: (id, state, attempts, nextAt, error) =>
       void cbSql.run(state, attempts, nextAt ?? null, error ?? null, id),
     recover: () => Number(recoverSql.run().changes),
+    forgetUnfinished: (ids) =>
+      ids === undefined
+        ? Number(forgetAllSql.run().changes)
+        : tx(() => ids.reduce((n, id) => n + Number(forgetSql.run(id).changes), 0)),
     purge: (before) => Number(purgeSql.run(before).changes),
     lastTick(fn) {
       const v = lastTickSql.get(fn)?.last_tick;
