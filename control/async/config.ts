@@ -10,7 +10,7 @@ import { type Obj, Reader } from "../config_util.ts";
 export interface AsyncConfig {
   /**
    * SQLite file of the embedded queue. Default: `.f2s/async.db` in the functions folder
-   * under `f2s dev`, `$TMPDIR/f2s-async/async.db` under `f2s serve`.
+   * under `f2s dev`, `$TMPDIR/f2s-async-IDENTITY/async.db` under `f2s serve`.
    */
   path?: string;
   /** First retry delay (ms); doubles per attempt up to retryBackoffMax, with jitter. */
