@@ -162,6 +162,15 @@ Deno.test("async: retries, dead-letter, callbacks, refused callbacks", async (t)
       assert(table.includes(`${queued.id}  succeeded`), table);
     });
 
+    await t.step("a body over max_body_bytes is refused with 413", async () => {
+      const res = await fetch(`${server.url}/async/invoke/hooked`, {
+        method: "POST",
+        body: new Uint8Array((1 << 20) + 1),
+      });
+      await res.body?.cancel();
+      assertEquals(res.status, 413);
+    });
+
     await t.step("GET /calls/{id} of an unknown call is 404", async () => {
       const res = await fetch(`${server.url}/calls/nope`);
       await res.body?.cancel();
