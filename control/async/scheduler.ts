@@ -9,7 +9,7 @@
 import { nextTick } from "../../common/async_spec.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import type { Logger } from "../../common/log.ts";
-import type { CallStore } from "./store.ts";
+import type { CallStore, NewCall } from "./store.ts";
 
 export const SCHEDULE_HEADER = "x-f2s-schedule-tick";
 /** Missed ticks fired after a long stop; older ones are skipped (and logged). */
@@ -23,27 +23,38 @@ export interface SchedulerDeps {
   queued(): void;
   log: Logger;
   now?: () => number;
+  /**
+   * With Kafka: produces a tick's call to the shared topic (then the tick is recorded), so
+   * a tick survives the leader's death. Without: the tick and its call are one local write.
+   */
+  publish?: (call: NewCall) => Promise<void>;
 }
 
 export function startScheduler(deps: SchedulerDeps): { stop(): void } {
   const now = deps.now ?? Date.now;
 
-  function check() {
-    if (!deps.isLeader()) return;
+  let checking = false;
+  async function check() {
+    if (!deps.isLeader() || checking) return;
+    checking = true;
     const t = now();
     let added = 0;
-    for (const fn of deps.functions()) {
-      if (!fn.schedule) continue;
-      try {
-        added += fire(fn, t);
-      } catch (e) {
-        deps.log.error("schedule tick failed", { function: fn.name, error: e });
+    try {
+      for (const fn of deps.functions()) {
+        if (!fn.schedule) continue;
+        try {
+          added += await fire(fn, t);
+        } catch (e) {
+          deps.log.error("schedule tick failed", { function: fn.name, error: e });
+        }
       }
+    } finally {
+      checking = false;
     }
     if (added > 0) deps.queued();
   }
 
-  function fire(fn: FunctionDef, t: number): number {
+  async function fire(fn: FunctionDef, t: number): Promise<number> {
     const schedule = fn.schedule!;
     const last = deps.store.lastTick(fn.name);
     const ticks: number[] = [];
@@ -66,7 +77,11 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
     }
     let added = 0;
     for (const tick of ticks) {
-      if (deps.store.insertTick(tickCall(fn, tick), tick)) added++;
+      if (deps.publish) {
+        await deps.publish(tickCall(fn, tick));
+        deps.store.recordTick(fn.name, tick);
+        added++;
+      } else if (deps.store.insertTick(tickCall(fn, tick), tick)) added++;
     }
     return added;
   }

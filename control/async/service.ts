@@ -70,13 +70,6 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     events: deps.events,
     log,
   });
-  const scheduler = startScheduler({
-    store,
-    functions: deps.functions,
-    isLeader: deps.isLeader ?? (() => true),
-    queued: worker.poke,
-    log,
-  });
   const kafka = kafkaEnabled
     ? startKafkaQueue({
       kafka: deps.kafka!,
@@ -96,6 +89,14 @@ export function startAsync(deps: AsyncDeps): AsyncService {
       log,
     })
     : undefined;
+  const scheduler = startScheduler({
+    store,
+    functions: deps.functions,
+    isLeader: deps.isLeader ?? (() => true),
+    queued: worker.poke,
+    log,
+    publish: kafka?.publish,
+  });
   const api = createAsyncApi({
     config: deps.config,
     store,

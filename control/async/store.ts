@@ -90,6 +90,8 @@ export interface CallStore {
   lastTick(fn: string): number | undefined;
   /** Enqueues a tick's call and records the tick in one transaction (no double, no skip). */
   insertTick(call: NewCall, tick: number): boolean;
+  /** Records a tick enqueued elsewhere (Kafka) as the last one fired. */
+  recordTick(fn: string, tick: number): void;
   /** Records where a schedule starts, unless it has a last tick already. */
   startTicks(fn: string, tick: number): void;
   counts(fn?: string): Record<CallState, number>;
@@ -255,6 +257,7 @@ export function openCallStore(path: string): CallStore {
         setTickSql.run(call.function, tick);
         return added;
       }),
+    recordTick: (fn, tick) => void setTickSql.run(fn, tick),
     startTicks: (fn, tick) => void startTickSql.run(fn, tick),
     counts(fn) {
       const out: Record<CallState, number> = {

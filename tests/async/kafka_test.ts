@@ -83,3 +83,43 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "schedule through Kafka: @every 1s ticks go through the shared topic, none twice",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    let broker: Broker | undefined;
+    const s = await setup([{ name: "ticker", schedule: "@every 1s" }]);
+    let plane: ControlPlane | undefined;
+    try {
+      broker = await startBroker({ version: KAFKA_VERSIONS["4"] });
+      plane = await startDev({
+        functionsDir: s.dir,
+        config: s.config + `kafka:
+  enabled: true
+  brokers: ["${broker.bootstrap}"]
+  consumergroup: f2s-schedule-test
+  listeners:
+    - topic: schedule-test-unused
+      actions: [{ name: unused, f2sfunctions: [ticker] }]
+`,
+        timeoutMs: 60_000,
+      });
+      const ticks = async () => (await records(s)).filter((r) => r.tick !== "-");
+      await waitFor("the first tick", async () => (await ticks()).length >= 1, 60_000);
+      const first = (await ticks()).length;
+      await new Promise((r) => setTimeout(r, 5_000));
+      const inFive = (await ticks()).length - first;
+      assert(inFive >= 4 && inFive <= 6, `${inFive} runs in 5 s`);
+      const times = (await ticks()).map((r) => r.tick);
+      assertEquals(new Set(times).size, times.length, "no tick ran twice");
+      const logs = plane.logs().join("\n");
+      assert(/joined the async consumer group/.test(logs), "ticks went through the topic");
+    } finally {
+      await plane?.stop();
+      await broker?.stop();
+      await cleanup(s);
+    }
+  },
+});
