@@ -28,16 +28,29 @@ export interface SchedulerDeps {
    * a tick survives the leader's death. Without: the tick and its call are one local write.
    */
   publish?: (call: NewCall) => Promise<void>;
+  /**
+   * Several replicas (`f2s serve`): the last-tick record is this replica's own and may be
+   * stale when it becomes leader again, so a new term starts at the next tick (a tick can be
+   * skipped at a takeover, none doubled). `f2s dev` is the only replica and catches up.
+   */
+  freshOnTakeover?: boolean;
 }
 
 export function startScheduler(deps: SchedulerDeps): { stop(): void } {
   const now = deps.now ?? Date.now;
 
   let checking = false;
+  let leading = false;
   async function check() {
-    if (!deps.isLeader() || checking) return;
+    const leader = deps.isLeader();
+    if (!leader) leading = false;
+    if (!leader || checking) return;
     checking = true;
     const t = now();
+    if (!leading && deps.freshOnTakeover) {
+      for (const fn of deps.functions()) if (fn.schedule) deps.store.recordTick(fn.name, t);
+    }
+    leading = true;
     let added = 0;
     try {
       for (const fn of deps.functions()) {

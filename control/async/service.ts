@@ -96,6 +96,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     queued: worker.poke,
     log,
     publish: kafka?.publish,
+    freshOnTakeover: deps.isLeader !== undefined,
   });
   const api = createAsyncApi({
     config: deps.config,
