@@ -7,25 +7,15 @@
  * of-watchdog in http mode. Command mode: time per request above running start.sh
  * directly, beside of-watchdog's fork (streaming) mode on the same script.
  *
- * of-watchdog is built from its Go module into ${F2S_CACHE:-~/.cache/f2s}; when the module
- * cannot be fetched, bench/gowatchdog (the same two modes on Go's standard library) is built
- * instead and the report says so.
+ * The of-watchdog binary comes from bench/watchdog.ts (the real one from its source archive when
+ * it builds, else a stand-in; the report says which), one at a time.
  */
 
 import { parseArgs } from "node:util";
 import { load, type LoadResult } from "./load.ts";
+import { ensureWatchdog, exists, startWatchdog } from "./watchdog.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const CACHE = Deno.env.get("F2S_CACHE") ?? `${Deno.env.get("HOME")}/.cache/f2s`;
-/** Pinned of-watchdog commit (its tags are not semver, so Go needs the commit). */
-const OF_WATCHDOG_MODULE = "github.com/openfaas/of-watchdog";
-const OF_WATCHDOG_VERSION = "a265b19f6e058c8bd8a2adb4e601b9783a87b452";
-
-interface Watchdog {
-  path: string;
-  label: string;
-  note?: string;
-}
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -47,68 +37,11 @@ async function waitForPort(port: number, what: string, timeoutMs = 20_000): Prom
   throw new Error(`${what} did not listen on port ${port} within ${timeoutMs}ms`);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function which(name: string): Promise<string | null> {
   for (const dir of [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/sbin", "/sbin"]) {
     if (await exists(`${dir}/${name}`)) return `${dir}/${name}`;
   }
   return null;
-}
-
-async function goBuild(args: string[], env: Record<string, string>, cwd?: string) {
-  const out = await new Deno.Command("go", {
-    args,
-    env,
-    cwd,
-    stdin: "null",
-    signal: AbortSignal.timeout(300_000),
-  }).output();
-  const text = new TextDecoder().decode(out.stderr).trim();
-  return { ok: out.success, error: text.split("\n").slice(-2).join(" ") };
-}
-
-/** of-watchdog from its Go module (cached), else the standard-library stand-in. */
-async function ensureWatchdog(): Promise<Watchdog> {
-  const dir = `${CACHE}/of-watchdog-${OF_WATCHDOG_VERSION.slice(0, 12)}`;
-  const binary = `${dir}/of-watchdog`;
-  const failed = `${dir}/.unavailable`;
-  if (await exists(binary)) return { path: binary, label: "of-watchdog" };
-  let note: string | undefined;
-  const failedAt = await Deno.stat(failed).then((s) => s.mtime?.getTime() ?? 0, () => 0);
-  if (Date.now() - failedAt > 86_400_000) {
-    await Deno.mkdir(dir, { recursive: true });
-    const r = await goBuild(["install", `${OF_WATCHDOG_MODULE}@${OF_WATCHDOG_VERSION}`], {
-      GOBIN: dir,
-    });
-    if (r.ok && await exists(binary)) return { path: binary, label: "of-watchdog" };
-    // Remember the failure for a day, so each run does not wait on the module proxy again.
-    await Deno.writeTextFile(failed, r.error);
-    note = r.error;
-  } else {
-    note = await Deno.readTextFile(failed);
-  }
-  const source = await Deno.readFile(`${ROOT}bench/gowatchdog/main.go`);
-  const hash = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", source)))
-    .slice(0, 6).map((b) => b.toString(16).padStart(2, "0")).join("");
-  const standIn = `${CACHE}/gowatchdog-${hash}/gowatchdog`;
-  if (!(await exists(standIn))) {
-    const r = await goBuild(["build", "-o", standIn, "."], {}, `${ROOT}bench/gowatchdog`);
-    if (!r.ok) throw new Error(`could not build bench/gowatchdog: ${r.error}`);
-  }
-  return {
-    path: standIn,
-    label: "watchdog*",
-    note: `* of-watchdog could not be built (${note}); bench/gowatchdog stands in: ` +
-      "the same http and streaming modes on Go's net/http.",
-  };
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -149,22 +82,22 @@ export async function run(args: string[]): Promise<void> {
     spawn("node", ["server.js"], { PORT: String(appPort) }, `${ROOT}examples/nodejs`);
     await waitForPort(appPort, "examples/nodejs");
 
-    const fizzletPort = freePort();
-    spawn(deno, [
-      "run",
-      "-A",
-      `${ROOT}main.ts`,
-      "fizzlet",
+    /** A fizzlet with these options on a free port, once it listens. */
+    const fizzlet = async (what: string, options: string[]) => {
+      const port = freePort();
+      const args = ["run", "-A", `${ROOT}main.ts`, "fizzlet", "--port", String(port), ...options];
+      spawn(deno, args, { F2S_LOG_LEVEL: "warn" });
+      await waitForPort(port, what);
+      return port;
+    };
+    const fizzletPort = await fizzlet("fizzlet", [
       "--mode",
       "proxy",
-      "--port",
-      String(fizzletPort),
       "--app-port",
       String(appPort),
       "--dir",
       work,
-    ], { F2S_LOG_LEVEL: "warn" });
-    await waitForPort(fizzletPort, "fizzlet");
+    ]);
 
     let nginxPort: number | undefined;
     if (nginx) {
@@ -199,16 +132,6 @@ http {
       await waitForPort(nginxPort, "nginx");
     }
 
-    const watchdogPort = freePort();
-    spawn(watchdog.path, [], {
-      mode: "http",
-      port: String(watchdogPort),
-      upstream_url: `http://127.0.0.1:${appPort}`,
-      fprocess: "sleep 3600",
-      exec_timeout: "30s",
-    });
-    await waitForPort(watchdogPort, watchdog.label);
-
     const opts = { connections, seconds };
     const path = "/bench?x=1";
     console.log(
@@ -218,10 +141,20 @@ http {
     rows.push(["app direct", await load(`http://127.0.0.1:${appPort}${path}`, opts)]);
     rows.push(["fizzlet", await load(`http://127.0.0.1:${fizzletPort}${path}`, opts)]);
     if (nginxPort) rows.push(["nginx", await load(`http://127.0.0.1:${nginxPort}${path}`, opts)]);
-    rows.push([
-      `${watchdog.label} http`,
-      await load(`http://127.0.0.1:${watchdogPort}${path}`, opts),
-    ]);
+    // One of-watchdog at a time (it binds :8081): each is stopped before the next starts.
+    const httpWatchdog = await startWatchdog(watchdog, {
+      mode: "http",
+      upstream_url: `http://127.0.0.1:${appPort}`,
+      fprocess: "sleep 3600",
+    });
+    try {
+      rows.push([
+        `${watchdog.label} http`,
+        await load(`http://127.0.0.1:${httpWatchdog.port}${path}`, opts),
+      ]);
+    } finally {
+      await httpWatchdog.stop();
+    }
     printTable(rows);
     const byName = new Map(rows);
     const f = byName.get("fizzlet")!;
@@ -240,67 +173,65 @@ http {
       mode: 0o755,
     });
     const direct = await timeScript(`${fnDir}/start.sh`, seconds);
-    const cmdPort = freePort();
-    spawn(deno, [
-      "run",
-      "-A",
-      `${ROOT}main.ts`,
-      "fizzlet",
-      "--mode",
-      "command",
-      "--port",
-      String(cmdPort),
-      "--dir",
-      fnDir,
-      "--queue",
-      "1000",
-    ], { F2S_LOG_LEVEL: "warn" });
-    await waitForPort(cmdPort, "fizzlet (command mode)");
-    const forkPort = freePort();
-    spawn(watchdog.path, [], {
-      mode: "streaming",
-      port: String(forkPort),
-      fprocess: `${fnDir}/start.sh /dev/stdin`,
-      exec_timeout: "30s",
-    }, fnDir);
-    await waitForPort(forkPort, `${watchdog.label} streaming`);
+    const commandFizzlet = (input: string) =>
+      fizzlet(`fizzlet (command mode, --input ${input})`, [
+        "--mode",
+        "command",
+        "--input",
+        input,
+        "--dir",
+        fnDir,
+        "--queue",
+        "1000",
+      ]);
+    const cmdPort = await commandFizzlet("file");
+    const stdinPort = await commandFizzlet("stdin");
     const post = {
       method: "POST",
       body: '{"name":"bench"}',
       headers: { "content-type": "application/json" },
       seconds,
     };
-    const cmdRows: [string, LoadResult][] = [
-      [
-        "fizzlet command, 1 conn",
-        await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections: 1 }),
-      ],
-      [
-        `${watchdog.label} fork, 1 conn`,
-        await load(`http://127.0.0.1:${forkPort}/`, { ...post, connections: 1 }),
-      ],
-      [
-        "fizzlet command, 8 conn",
-        await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections: 8 }),
-      ],
-      [
-        `${watchdog.label} fork, 8 conn`,
-        await load(`http://127.0.0.1:${forkPort}/`, { ...post, connections: 8 }),
-      ],
-    ];
+    const fork = await startWatchdog(watchdog, {
+      mode: "streaming",
+      fprocess: `${fnDir}/start.sh /dev/stdin`,
+    }, fnDir);
+    const cmdRows: [string, LoadResult][] = [];
+    try {
+      for (const connections of [1, 8]) {
+        cmdRows.push([
+          `fizzlet command, ${connections} conn`,
+          await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections }),
+        ]);
+        cmdRows.push([
+          `fizzlet stdin, ${connections} conn`,
+          await load(`http://127.0.0.1:${stdinPort}/`, { ...post, connections }),
+        ]);
+        cmdRows.push([
+          `${watchdog.label} fork, ${connections} conn`,
+          await load(`http://127.0.0.1:${fork.port}/`, { ...post, connections }),
+        ]);
+      }
+    } finally {
+      await fork.stop();
+    }
     console.log(
       `\ncommand mode: trivial start.sh; run directly (sh loop) it takes ${direct.toFixed(2)} ms`,
     );
     printTable(cmdRows);
-    const [fz1, wd1] = [cmdRows[0][1], cmdRows[1][1]];
-    console.log(
-      `overhead per request above running start.sh directly (p50, one at a time): fizzlet ` +
-        `${(fz1.p50Ms - direct).toFixed(2)} ms, ${watchdog.label} fork ${
-          (wd1.p50Ms - direct).toFixed(2)
-        } ms; fizzlet/${watchdog.label} p50 ${ratio(fz1.p50Ms, wd1.p50Ms)}, throughput at 8 ` +
-        `connections ${ratio(cmdRows[2][1].rps, cmdRows[3][1].rps)}`,
-    );
-    if (watchdog.note) console.log(`\n${watchdog.note}`);
+    const at = new Map(cmdRows);
+    const wd = (c: number) => at.get(`${watchdog.label} fork, ${c} conn`)!;
+    for (const kind of ["command", "stdin"]) {
+      const fz = (c: number) => at.get(`fizzlet ${kind}, ${c} conn`)!;
+      console.log(
+        `fizzlet ${kind}: overhead above running start.sh directly (p50, 1 conn) ` +
+          `${(fz(1).p50Ms - direct).toFixed(2)} ms vs ${watchdog.label} fork ${
+            (wd(1).p50Ms - direct).toFixed(2)
+          } ms; throughput vs ${watchdog.label} fork: 1 conn ${ratio(fz(1).rps, wd(1).rps)}, ` +
+          `8 conn ${ratio(fz(8).rps, wd(8).rps)} (goal ≥ 1.0)`,
+      );
+    }
+    console.log(`\n${watchdog.note}`);
   } finally {
     for (const child of children) {
       try {

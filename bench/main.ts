@@ -5,6 +5,7 @@
  */
 
 const BENCHMARKS: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
+  e2e: () => import("./e2e.ts"),
   fizzlet: () => import("./fizzlet.ts"),
   dispatcher: () => import("./dispatcher.ts"),
   autoscale: () => import("./autoscale.ts"),

@@ -36,6 +36,8 @@ export interface FunctionManifest {
       requestTimeout?: number | string;
       httpTimeout?: number | string;
       scalingTimeout?: number | string;
+      /** Limit on the whole exchange once the answer has started (streaming answers). */
+      maxDuration?: number | string;
     };
     /** Queued calls (`POST /async/invoke/...`): see common/async_spec.ts. */
     async?: { maxRetries?: number; maxConcurrency?: number };
@@ -114,7 +116,12 @@ export interface FunctionDef {
     requests: { cpu?: string; memory?: string };
     limits: { cpu?: string; memory?: string };
   };
-  timeouts: { requestTimeout?: number; httpTimeout?: number; scalingTimeout?: number };
+  timeouts: {
+    requestTimeout?: number;
+    httpTimeout?: number;
+    scalingTimeout?: number;
+    maxDuration?: number;
+  };
   /** Unset values fall back to the global `f2s.autoscaling` settings. */
   scaling: {
     targetConcurrency?: number;
@@ -220,10 +227,10 @@ export function parseFunction(input: unknown): ParseResult {
     if (!isObj(spec.timeouts)) err("spec.timeouts", "must be an object");
     else {
       for (const [key, value] of Object.entries(spec.timeouts)) {
-        if (!["requestTimeout", "httpTimeout", "scalingTimeout"].includes(key)) {
+        if (!["requestTimeout", "httpTimeout", "scalingTimeout", "maxDuration"].includes(key)) {
           err(
             `spec.timeouts.${key}`,
-            "is not a known field (requestTimeout, httpTimeout, scalingTimeout)",
+            "is not a known field (requestTimeout, httpTimeout, scalingTimeout, maxDuration)",
           );
           continue;
         }

@@ -25,6 +25,7 @@ import {
   bodyStream,
   chunkFrame,
   encodeHead,
+  HeadError,
   LAST_CHUNK,
   READ_SIZE,
   readHeadText,
@@ -214,9 +215,15 @@ const ALL_SENT = Promise.resolve(true);
  * connection's own buffer (reused, since a connection carries one request at a time)
  * rather than into new arrays for every request.
  */
-function requestBytes(conn: Conn, head: string, body: Uint8Array | null): Uint8Array {
+function requestBytes(
+  conn: Conn,
+  req: UpstreamRequest,
+  own: string,
+  body: Uint8Array | null,
+): Uint8Array {
   const bodyLength = body?.length ?? 0;
-  const { buf, written } = encodeHead(head, conn.wbuf, bodyLength);
+  const start = `${req.method} ${req.target} HTTP/1.1`;
+  const { buf, written } = encodeHead(start, req.headers, own, conn.wbuf, bodyLength);
   // Large uploads get a buffer of their own, not one kept by an idle connection.
   if (buf !== conn.wbuf && buf.length <= SMALL_BODY) conn.wbuf = buf;
   if (body && bodyLength > 0) buf.set(body, written);
@@ -380,7 +387,8 @@ export function createHttp1Client(
       if (res) return res;
       failure = new UpstreamError("app closed the connection without answering");
     } catch (e) {
-      if (req.signal.aborted || conn.answered) throw e;
+      // A head that cannot be encoded is the caller's mistake: no connection is to blame.
+      if (req.signal.aborted || conn.answered || e instanceof HeadError) throw e;
       failure = e;
     }
     if (conn.bodyBroken) {
@@ -458,24 +466,15 @@ export function createHttp1Client(
     conn.answered = false;
     let headDone = false;
     try {
-      let head = `${req.method} ${req.target} HTTP/1.1\r\n`;
-      let chunked = false;
-      let hasLength = false;
-      for (const [name, value] of req.headers) {
-        head += `${name}: ${value}\r\n`;
-        if (name === "content-length") hasLength = true;
-      }
-      if (body instanceof ReadableStream && !hasLength) {
-        head += "transfer-encoding: chunked\r\n";
-        chunked = true;
-      }
-      head += "\r\n";
+      const chunked = body instanceof ReadableStream &&
+        !req.headers.some(([name]) => name === "content-length");
+      const own = chunked ? "transfer-encoding: chunked\r\n" : "";
       let bodySent: Promise<boolean>;
       if (body instanceof ReadableStream) {
-        await writeAll(conn, requestBytes(conn, head, null));
+        await writeAll(conn, requestBytes(conn, req, own, null));
         bodySent = sendBody(conn, body, chunked);
       } else {
-        await writeAll(conn, requestBytes(conn, head, body));
+        await writeAll(conn, requestBytes(conn, req, own, body));
         bodySent = ALL_SENT;
       }
 

@@ -12,27 +12,40 @@
  * What it does: keep-alive (HTTP/1.1 by default, HTTP/1.0 when asked), pipelined requests
  * answered in order, bodies by Content-Length or chunked (`Expect: 100-continue`
  * answered when the body is first read), answers by length, chunked, or until close for
- * HTTP/1.0; a request with both Content-Length and Transfer-Encoding, a bad length, an
- * unknown coding, folded or malformed headers or a missing Host is refused with 400 and the
- * connection closed (no request smuggling through F2S). No upgrades, no HTTP/2, no TLS (a
- * Kubernetes ingress terminates TLS in front of F2S).
+ * HTTP/1.0. What it refuses is in common/http1_request.ts (no request smuggling through
+ * F2S); a chunked body's first chunk line, and whatever of it is already buffered, is
+ * checked before the handler starts. The accept loop survives accept errors (descriptors
+ * exhausted: backs off 5 ms doubling to 1 s, as Go's net/http does), and beyond
+ * `maxConnections` open connections a new one gets 503 and is closed. No upgrades, no
+ * HTTP/2, no TLS (a Kubernetes ingress terminates TLS in front of F2S).
  */
 
 import { errorAnswer, type PlainAnswer } from "./protocol.ts";
 import { type Deadline, type Deadlines, deadlines as sharedDeadlines } from "./deadlines.ts";
+import type { Logger } from "./log.ts";
 import {
   bodyStream,
+  type ChunkedStart,
   chunkFrame,
+  ConnectionClosed,
+  decodeChunks,
   encodeHead,
-  type Framing,
+  fill,
+  HeadError,
   indexOfHeadEnd,
   LAST_CHUNK,
-  MAX_HEAD,
-  readHeadText,
+  newChunkState,
   takeExactly,
   WireError,
   type WireReader,
 } from "./http1_wire.ts";
+import {
+  parseRequestHead,
+  readRequestHead,
+  RequestError,
+  type RequestHead,
+} from "./http1_request.ts";
+import { defaultMaxConnections } from "./open_files.ts";
 
 /** A request as received. */
 export interface ServerRequest {
@@ -69,6 +82,18 @@ export interface Http1ServerOptions {
   idleTimeout?: number;
   /** A request head must arrive whole within this long once begun (ms). */
   headTimeout?: number;
+  /**
+   * A small body (read whole before the handler runs) must arrive within this long after its
+   * head, else 408 and the connection closes (ms; default: the head timeout).
+   */
+  bodyTimeout?: number;
+  /**
+   * Open connections beyond this are answered 503 and closed (default: half the open-files
+   * limit, at most 10000; see common/open_files.ts).
+   */
+  maxConnections?: number;
+  /** Where accept errors and refused connections are reported. */
+  log?: Logger;
   deadlines?: Deadlines;
 }
 
@@ -82,18 +107,11 @@ export interface Http1Server {
 
 /** Request bodies up to this size with a known length are read whole before the handler. */
 const SMALL_BODY = 64 * 1024;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Control characters other than tab are not allowed in a header value or the target. */
-// deno-lint-ignore no-control-regex
-const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
-const BAD_TARGET = /[\0-\x20\x7f]/;
 const DIGITS = /^\d{1,15}$/;
-
-class RequestError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
+/** Response header names the server writes itself (framing and connection). */
+/** Accept errors this far apart belong to different bursts (each logged once). */
+const BURST_QUIET = 1000;
+const OWN_HEADERS = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
 
 interface Conn extends WireReader {
   tcp: Deno.TcpConn;
@@ -105,21 +123,14 @@ interface Conn extends WireReader {
   onGone: (() => void)[];
 }
 
-interface RequestHead {
-  method: string;
-  target: string;
-  headers: [string, string][];
-  http10: boolean;
-  framing: Framing | null;
-  keepAlive: boolean;
-  expectContinue: boolean;
-}
-
 export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler): Http1Server {
   const deadlines = options.deadlines ?? sharedDeadlines;
   const idleTimeout = options.idleTimeout ?? 75_000;
   const headTimeout = options.headTimeout ?? 30_000;
+  const bodyTimeout = options.bodyTimeout ?? headTimeout;
   const onError = options.onError ?? (() => errorAnswer(500, "internal error"));
+  const maxConnections = options.maxConnections ?? defaultMaxConnections();
+  const log = options.log;
   const listener = Deno.listen({ hostname: options.hostname, port: options.port });
   const conns = new Set<Conn>();
   let stopping = false;
@@ -179,28 +190,43 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
 
   /** The next request head; null when the client closes or stays idle too long. */
   async function nextHead(c: Conn): Promise<RequestHead | RequestError | null> {
-    // Tolerate the blank lines some clients send after a body (RFC 9112 section 2.2).
-    while (c.end - c.start >= 2 && c.buf[c.start] === 13 && c.buf[c.start + 1] === 10) {
-      c.start += 2;
-    }
     let timer: Deadline | undefined;
     if (c.pending || indexOfHeadEnd(c.buf, c.start, c.end) < 0) {
       const idle = c.start === c.end;
       timer = deadlines.after(idle ? idleTimeout : headTimeout, () => close(c));
     }
     try {
-      const text = await readHeadText(c);
+      const text = await readRequestHead(c);
       if (text === null) return null;
       return parseRequestHead(text);
     } catch (e) {
       if (e instanceof RequestError) return e;
-      if (e instanceof WireError) {
-        // Too large, or the client closed mid-head (then there is no one to answer).
-        return c.end - c.start > MAX_HEAD ? new RequestError(431, "request head too large") : null;
-      }
+      // The client closed mid-head: there is no one to answer.
+      if (e instanceof WireError) return null;
       throw e;
     } finally {
       timer?.cancel();
+    }
+  }
+
+  /**
+   * Decodes the start of a chunked body before the handler runs: waits for the first chunk
+   * line (within the head timeout) and takes whatever else is already buffered, up to
+   * SMALL_BODY. A malformed chunk there is a 400 before any handler starts.
+   */
+  async function chunkedStart(c: Conn): Promise<ChunkedStart> {
+    const state = newChunkState();
+    const prefix: Uint8Array[] = [];
+    let got = 0;
+    const timer = deadlines.after(headTimeout, () => close(c));
+    try {
+      for (;;) {
+        got += decodeChunks(c, state, prefix, SMALL_BODY - got);
+        if (state.done || state.sizes > 0) return { state, prefix };
+        if (!(await fill(c))) throw new WireError("connection closed mid-body");
+      }
+    } finally {
+      timer.cancel();
     }
   }
 
@@ -209,34 +235,70 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     c.busy = true;
     let bodyDone = head.framing === null;
     let bodyBroken = false;
+    let bodyError: unknown;
     let body: ServerRequest["body"] = null;
     const sendContinue = async () => {
       if (head.expectContinue) await writeBytes(c, CONTINUE);
     };
-    if (head.framing && !head.framing.chunked && head.framing.length! <= SMALL_BODY) {
+    const hooks = {
+      end: () => {
+        bodyDone = true;
+        readAhead(c);
+      },
+      abort: (e?: unknown) => {
+        bodyBroken = true;
+        bodyError = e;
+      },
+    };
+    if (head.framing?.chunked) {
+      await sendContinue();
+      let start: ChunkedStart;
+      try {
+        start = await chunkedStart(c);
+      } catch (e) {
+        if (!(e instanceof WireError) || e instanceof ConnectionClosed || c.closed) throw e;
+        const refusal = errorAnswer(400, `malformed chunked body: ${e.message}`);
+        await writeAnswer(c, head.method, head.http10, false, refusal);
+        return false;
+      }
+      if (start.state.done) {
+        body = concat(start.prefix);
+        bodyDone = true;
+      } else {
+        body = bodyStream(c, head.framing, hooks, start);
+      }
+    } else if (head.framing && head.framing.length! <= SMALL_BODY) {
       await sendContinue();
       const length = head.framing.length!;
-      // A client sending its small body slowly gets as long as for a head.
-      const timer = c.end - c.start < length
-        ? deadlines.after(headTimeout, () => close(c))
-        : undefined;
-      try {
-        body = await takeExactly(c, length);
-      } finally {
-        timer?.cancel();
+      if (c.end - c.start >= length) body = await takeExactly(c, length);
+      else {
+        // A slow sender gets bodyTimeout, then a 408: no handler ever waits on its body.
+        let late!: () => void;
+        const lateness = new Promise<"late">((resolve) => late = () => resolve("late"));
+        const timer = deadlines.after(bodyTimeout, late);
+        const taking = takeExactly(c, length);
+        taking.catch(() => {}); // settles when the connection closes after a 408
+        try {
+          const got = await Promise.race([taking, lateness]);
+          if (got === "late") {
+            log?.warn("request body not received in time", {
+              timeoutMs: bodyTimeout,
+              remoteAddress: c.remoteAddress,
+            });
+            const refusal = errorAnswer(408, "request body not received in time", {
+              timeoutMs: bodyTimeout,
+            });
+            await writeAnswer(c, head.method, head.http10, false, refusal);
+            return false;
+          }
+          body = got;
+        } finally {
+          timer.cancel();
+        }
       }
       bodyDone = true;
     } else if (head.framing) {
-      body = bodyStream(c, head.framing, {
-        start: sendContinue,
-        end: () => {
-          bodyDone = true;
-          readAhead(c);
-        },
-        abort: () => {
-          bodyBroken = true;
-        },
-      });
+      body = bodyStream(c, head.framing, { start: sendContinue, ...hooks });
     }
     if (bodyDone) readAhead(c);
     const request: ServerRequest = {
@@ -259,6 +321,15 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       response = r instanceof Promise ? await r : r;
     } catch (e) {
       response = onError(e);
+    }
+    if (bodyError instanceof WireError) {
+      // The body broke: whatever the handler made of part of it is not the answer.
+      if (response.body instanceof ReadableStream) response.body.cancel().catch(() => {});
+      if (bodyError instanceof ConnectionClosed) {
+        c.busy = false;
+        return false; // the client left mid-body: no one to answer
+      }
+      response = errorAnswer(400, `malformed request body: ${bodyError.message}`);
     }
     // A body the handler left unread (or broke) leaves the connection at an unknown point.
     const keepAlive = head.keepAlive && !stopping && !bodyBroken &&
@@ -284,24 +355,13 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     res: ServerResponse,
   ): Promise<boolean> {
     const status = res.status;
-    let head = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n`;
     let declared: string | undefined;
     let hasDate = false;
     for (const [name, value] of res.headers) {
-      switch (name) {
-        case "content-length":
-          declared = value;
-          continue;
-        case "transfer-encoding":
-        case "connection":
-        case "keep-alive":
-          continue;
-        case "date":
-          hasDate = true;
-      }
-      head += `${name}: ${value}\r\n`;
+      if (name === "content-length") declared = value;
+      else if (name === "date") hasDate = true;
     }
-    if (!hasDate) head += `date: ${httpDate()}\r\n`;
+    let head = hasDate ? "" : `date: ${httpDate()}\r\n`;
     const bodyAllowed = status >= 200 && status !== 204 && status !== 304;
     const sendBody = bodyAllowed && method !== "HEAD";
     let body = res.body;
@@ -332,10 +392,20 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     }
     if (!keepAlive) head += "connection: close\r\n";
     else if (http10) head += "connection: keep-alive\r\n";
-    head += "\r\n";
 
     const bytes = mode === "bytes" ? body as Uint8Array : undefined;
-    const { buf, written } = encodeHead(head, c.wbuf, bytes?.length ?? 0);
+    let encoded;
+    try {
+      const start = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}`;
+      encoded = encodeHead(start, res.headers, head, c.wbuf, bytes?.length ?? 0, OWN_HEADERS);
+    } catch (e) {
+      if (!(e instanceof HeadError)) throw e;
+      // A handler's header that would break the head: the answer cannot go out as it is.
+      log?.error("answer refused: a header cannot be written", { error: e, status });
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      return writeAnswer(c, method, http10, false, errorAnswer(500, "internal error"));
+    }
+    const { buf, written } = encoded;
     if (buf.length <= SMALL_BODY) c.wbuf = buf;
     try {
       if (bytes && written + bytes.length <= buf.length) {
@@ -394,11 +464,66 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     }
   }
 
+  /** Resolves the back-off wait early when the server starts closing. */
+  let wakeAccept: (() => void) | undefined;
+
+  /** Beyond the connection cap: a canned 503, then the descriptor is freed at once. */
+  function refuse(tcp: Deno.TcpConn) {
+    tcp.write(OVERLOADED).catch(() => 0).finally(() => {
+      try {
+        tcp.close();
+      } catch {
+        // Already closed.
+      }
+    });
+  }
+
   const accepting = (async () => {
-    for await (const tcp of listener) {
+    let backoff = 0;
+    let failures = 0;
+    let lastFailure = 0;
+    let refused = 0;
+    while (!stopping) {
+      let tcp: Deno.TcpConn;
+      try {
+        tcp = await listener.accept();
+      } catch (e) {
+        if (stopping || e instanceof Deno.errors.BadResource) break;
+        // Out of descriptors (EMFILE), or a connection reset before it was accepted: wait
+        // and go on, as Go's net/http does. Logged once per burst, not once per failure.
+        if (failures++ === 0) log?.error("accept failed; backing off", { error: e });
+        lastFailure = Date.now();
+        backoff = backoff === 0 ? 5 : Math.min(backoff * 2, 1000);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, backoff);
+          wakeAccept = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wakeAccept = undefined;
+        continue;
+      }
+      backoff = 0;
+      // The burst is over once accepting has gone a second without failing.
+      if (failures > 0 && Date.now() - lastFailure > BURST_QUIET) {
+        log?.info("accepting again", { failedAccepts: failures });
+        failures = 0;
+      }
       if (stopping) {
         tcp.close();
+        break;
+      }
+      if (conns.size >= maxConnections) {
+        if (refused++ === 0) {
+          log?.warn("connection cap reached; refusing with 503", { maxConnections });
+        }
+        refuse(tcp);
         continue;
+      }
+      if (refused > 0) {
+        log?.info("below the connection cap again", { refusedConnections: refused });
+        refused = 0;
       }
       try {
         tcp.setNoDelay(true);
@@ -420,7 +545,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       conns.add(c);
       serveConn(c);
     }
-  })().catch(() => {});
+  })();
 
   let finishedResolve!: () => void;
   const finished = new Promise<void>((resolve) => finishedResolve = resolve);
@@ -432,6 +557,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     shutdown() {
       shutdownPromise ??= (async () => {
         stopping = true;
+        wakeAccept?.();
         try {
           listener.close();
         } catch {
@@ -451,89 +577,6 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     },
   };
 }
-
-function parseRequestHead(text: string): RequestHead {
-  let lineEnd = text.indexOf("\r\n");
-  if (lineEnd < 0) lineEnd = text.length;
-  const line = text.slice(0, lineEnd);
-  const sp1 = line.indexOf(" ");
-  const sp2 = line.indexOf(" ", sp1 + 1);
-  if (sp1 <= 0 || sp2 < 0 || line.indexOf(" ", sp2 + 1) >= 0) {
-    throw new RequestError(400, "malformed request line");
-  }
-  const method = line.slice(0, sp1);
-  const target = line.slice(sp1 + 1, sp2);
-  const version = line.slice(sp2 + 1);
-  if (!TOKEN.test(method)) throw new RequestError(400, "malformed method");
-  if (target.length === 0 || BAD_TARGET.test(target)) {
-    throw new RequestError(400, "malformed request target");
-  }
-  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") {
-    if (/^HTTP\/\d/.test(version)) throw new RequestError(505, "only HTTP/1.x is served here");
-    throw new RequestError(400, "malformed request line");
-  }
-  const http10 = version === "HTTP/1.0";
-  const headers: [string, string][] = [];
-  let length: string | undefined;
-  let coding: string | undefined;
-  let connection = "";
-  let hosts = 0;
-  let expectContinue = false;
-  while (lineEnd < text.length) {
-    const lineStart = lineEnd + 2;
-    lineEnd = text.indexOf("\r\n", lineStart);
-    if (lineEnd < 0) lineEnd = text.length;
-    const colon = text.indexOf(":", lineStart);
-    if (colon <= lineStart || colon > lineEnd) throw new RequestError(400, "malformed header line");
-    const name = text.slice(lineStart, colon).toLowerCase();
-    // Also refuses folded lines and space before the colon (RFC 9112 section 5).
-    if (!TOKEN.test(name)) throw new RequestError(400, "malformed header name");
-    let from = colon + 1;
-    let to = lineEnd;
-    while (from < to && isBlank(text.charCodeAt(from))) from++;
-    while (to > from && isBlank(text.charCodeAt(to - 1))) to--;
-    const value = text.slice(from, to);
-    if (BAD_VALUE.test(value)) throw new RequestError(400, `bad characters in header ${name}`);
-    switch (name) {
-      case "content-length":
-        if (!DIGITS.test(value) || (length !== undefined && length !== value)) {
-          throw new RequestError(400, "bad content-length");
-        }
-        length = value;
-        break;
-      case "transfer-encoding":
-        coding = coding === undefined ? value : `${coding}, ${value}`;
-        break;
-      case "connection":
-        connection += connection ? `, ${value.toLowerCase()}` : value.toLowerCase();
-        break;
-      case "host":
-        hosts++;
-        break;
-      case "expect":
-        if (value.toLowerCase() === "100-continue") expectContinue = true;
-        break;
-    }
-    headers.push([name, value]);
-  }
-  if (hosts > 1 || (hosts === 0 && !http10)) throw new RequestError(400, "one Host header needed");
-  let framing: Framing | null = null;
-  if (coding !== undefined) {
-    if (length !== undefined || http10) {
-      throw new RequestError(400, "transfer-encoding with content-length or HTTP/1.0");
-    }
-    if (coding.toLowerCase().trim() !== "chunked") {
-      throw new RequestError(501, `transfer-encoding "${coding}" is not supported`);
-    }
-    framing = { chunked: true, length: undefined };
-  } else if (length !== undefined && length !== "0") {
-    framing = { chunked: false, length: Number(length) };
-  }
-  const keepAlive = http10 ? /\bkeep-alive\b/.test(connection) : !/\bclose\b/.test(connection);
-  return { method, target, headers, http10, framing, keepAlive, expectContinue };
-}
-
-const isBlank = (c: number) => c === 32 || c === 9;
 
 /** Targets whose path and query a URL parser would return unchanged. */
 const PLAIN_TARGET = /^\/[\w\-~!$&'()*+,;=:@\/]*(?:\?[\w\-.~!$&'()*+,;=:@\/?%]+)?$/;
@@ -556,6 +599,23 @@ export function targetParts(target: string): { pathname: string; search: string 
 
 const encoder = new TextEncoder();
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+const OVERLOADED_BODY = '{"error":"too many open connections"}';
+const OVERLOADED = encoder.encode(
+  "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n" +
+    `connection: close\r\ncontent-length: ${OVERLOADED_BODY.length}\r\n\r\n${OVERLOADED_BODY}`,
+);
+
+/** Chunks decoded before the handler, as one body. */
+function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
 
 let dateSecond = 0;
 let dateText = "";

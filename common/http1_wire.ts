@@ -10,10 +10,33 @@ export const MAX_HEAD = 64 * 1024;
 /** Largest read of body bytes handed on as one chunk. */
 export const READ_SIZE = 64 * 1024;
 
-export const latin1 = new TextDecoder("latin1");
+/**
+ * WHATWG's "latin1" decoder is windows-1252: it maps bytes 0x80-0x9F to other characters
+ * (0x9B becomes U+203A), which would not round-trip. Heads are decoded with it (fast,
+ * native) and, only when such a byte occurred, again byte for byte.
+ */
+const win1252 = new TextDecoder("latin1");
+const NOT_LATIN1 = /[\u0100-\uffff]/;
+
+/** Bytes as text, one character per byte (ISO-8859-1): encodeHead writes them back unchanged. */
+export function decodeLatin1(bytes: Uint8Array): string {
+  const text = win1252.decode(bytes);
+  if (!NOT_LATIN1.test(text)) return text;
+  let exact = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    exact += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return exact;
+}
+
+/** A header name: an RFC 9110 token. */
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** A malformed or broken message: the connection it came on cannot be used further. */
 export class WireError extends Error {}
+
+/** The peer ended the stream in the middle of a message. */
+export class ConnectionClosed extends WireError {}
 
 /** One connection's read side: the transport's read and the buffered bytes not yet used. */
 export interface WireReader {
@@ -82,7 +105,7 @@ export async function readHeadText(r: WireReader): Promise<string | null> {
     const at = indexOfHeadEnd(r.buf, Math.max(r.start, scanned - 3), r.end);
     if (at - r.start > MAX_HEAD) throw new WireError("head too large");
     if (at >= 0) {
-      const text = latin1.decode(r.buf.subarray(r.start, at));
+      const text = decodeLatin1(r.buf.subarray(r.start, at));
       r.start = at + 4;
       return text;
     }
@@ -91,23 +114,9 @@ export async function readHeadText(r: WireReader): Promise<string | null> {
     const n = await readMore(r);
     if (n === null) {
       if (r.end === r.start) return null;
-      throw new WireError("connection closed mid-head");
+      throw new ConnectionClosed("connection closed mid-head");
     }
     r.end += n;
-  }
-}
-
-/** Reads one line (without CRLF), for chunked framing. */
-export async function readLine(r: WireReader): Promise<string> {
-  for (;;) {
-    const at = r.buf.indexOf(10, r.start);
-    if (at > r.start && at < r.end && r.buf[at - 1] === 13) {
-      const line = latin1.decode(r.buf.subarray(r.start, at - 1));
-      r.start = at + 1;
-      return line;
-    }
-    if (r.end - r.start > MAX_HEAD) throw new WireError("chunk line too long");
-    if (!(await fill(r))) throw new WireError("connection closed mid-body");
   }
 }
 
@@ -138,7 +147,7 @@ export async function takeExactly(r: WireReader, length: number): Promise<Uint8A
   let got = 0;
   while (got < length) {
     const chunk = await take(r, length - got);
-    if (chunk === null) throw new WireError("connection closed mid-body");
+    if (chunk === null) throw new ConnectionClosed("connection closed mid-body");
     body.set(chunk, got);
     got += chunk.length;
   }
@@ -156,8 +165,131 @@ export interface BodyHooks {
   start?(): Promise<void>;
   /** The whole body was read; the connection may carry the next message. */
   end(): void;
-  /** The body broke off or its reader cancelled it: the connection cannot be reused. */
-  abort(): void;
+  /**
+   * The body broke off (`error`: malformed, or ConnectionClosed) or its reader cancelled
+   * it (no error): the connection cannot be reused.
+   */
+  abort(error?: unknown): void;
+}
+
+/** Where the decoding of a chunked body stands (RFC 9112 section 7.1). */
+export interface ChunkState {
+  /** Data bytes still due in the current chunk. */
+  left: number;
+  /** The CRLF after a chunk's data is due. */
+  crlf: boolean;
+  /** Chunk-size lines read so far. */
+  sizes: number;
+  /** Past the last chunk: trailer lines until an empty one. */
+  trailers: boolean;
+  trailerBytes: number;
+  done: boolean;
+}
+
+export function newChunkState(): ChunkState {
+  return { left: 0, crlf: false, sizes: 0, trailers: false, trailerBytes: 0, done: false };
+}
+
+/** Longest chunk-size line, extensions included. */
+const MAX_CHUNK_LINE = 4096;
+const EXT_TOKEN = TOKEN.source.slice(1, -1);
+const EXT_QUOTED =
+  '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t \\x21-\\x7e\\x80-\\xff])*"';
+/**
+ * chunk-size [ chunk-ext ]: hex digits only (no sign, no "0x", no blank before them) and
+ * extensions as the grammar has them; at most 16 digits (the size must also be a safe
+ * integer), so a size cannot overflow into a small one.
+ */
+const CHUNK_LINE = new RegExp(
+  `^([0-9A-Fa-f]{1,16})((?:;${EXT_TOKEN}(?:=(?:${EXT_TOKEN}|${EXT_QUOTED}))?)*)$`,
+);
+const TRAILER_LINE = new RegExp(`^${EXT_TOKEN}:[\\t \\x21-\\x7e\\x80-\\xff]*$`);
+
+/** A chunk's size from its size line, or a WireError. */
+export function chunkSize(line: string): number {
+  const m = CHUNK_LINE.exec(line);
+  const size = m ? parseInt(m[1], 16) : NaN;
+  if (!Number.isSafeInteger(size)) {
+    throw new WireError(`bad chunk size line ${JSON.stringify(line.slice(0, 40))}`);
+  }
+  return size;
+}
+
+/**
+ * The next line already buffered (without its CRLF), or null when it has not all arrived.
+ * A line ending in a bare LF is a WireError: that is where parsers disagree on framing.
+ */
+function bufferedLine(r: WireReader, max: number): string | null {
+  const live = r.buf.subarray(r.start, r.end);
+  const at = live.indexOf(10);
+  if (at < 0) {
+    if (live.length > max) throw new WireError("line too long in chunked body");
+    return null;
+  }
+  if (at === 0 || live[at - 1] !== 13) throw new WireError("bare LF in chunked body");
+  if (at - 1 > max) throw new WireError("line too long in chunked body");
+  const line = decodeLatin1(live.subarray(0, at - 1));
+  r.start += at + 1;
+  return line;
+}
+
+/**
+ * Decodes what is buffered of a chunked body, without reading: data goes to `out` (at most
+ * `max` bytes), framing is checked as it goes (WireError when wrong). Returns the data
+ * bytes added; `state.done` once the last chunk and trailers are through.
+ */
+export function decodeChunks(
+  r: WireReader,
+  state: ChunkState,
+  out: Uint8Array[],
+  max: number,
+): number {
+  let total = 0;
+  while (!state.done) {
+    if (state.left > 0) {
+      const n = Math.min(state.left, r.end - r.start, max - total);
+      if (n <= 0) break;
+      out.push(r.buf.slice(r.start, r.start + n));
+      r.start += n;
+      state.left -= n;
+      total += n;
+      if (state.left === 0) state.crlf = true;
+      continue;
+    }
+    if (state.crlf) {
+      const live = r.end - r.start;
+      if (live > 0 && r.buf[r.start] !== 13) throw new WireError("chunk longer than its size");
+      if (live < 2) break;
+      if (r.buf[r.start + 1] !== 10) throw new WireError("chunk longer than its size");
+      r.start += 2;
+      state.crlf = false;
+      continue;
+    }
+    const line = bufferedLine(r, state.trailers ? MAX_HEAD : MAX_CHUNK_LINE);
+    if (line === null) break;
+    if (state.trailers) {
+      if (line === "") {
+        state.done = true;
+        break;
+      }
+      state.trailerBytes += line.length + 2;
+      if (state.trailerBytes > MAX_HEAD) throw new WireError("trailers too large");
+      if (!TRAILER_LINE.test(line)) throw new WireError("malformed trailer line");
+      continue;
+    }
+    const size = chunkSize(line);
+    state.sizes++;
+    if (size === 0) state.trailers = true;
+    else state.left = size;
+  }
+  return total;
+}
+
+/** A chunked body already partly decoded (the server checks its start before a handler runs). */
+export interface ChunkedStart {
+  state: ChunkState;
+  /** Data decoded so far, handed on first. */
+  prefix: Uint8Array[];
 }
 
 /** The body as a stream, read from the connection only as fast as it is consumed. */
@@ -165,9 +297,11 @@ export function bodyStream(
   r: WireReader,
   framing: Framing,
   hooks: BodyHooks,
+  resume?: ChunkedStart,
 ): ReadableStream<Uint8Array> {
   let remaining = framing.length ?? Infinity;
-  let chunkLeft = 0;
+  const chunks = resume?.state ?? newChunkState();
+  let prefix = resume?.prefix;
   let started = hooks.start === undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -177,28 +311,32 @@ export function bodyStream(
           await hooks.start!();
         }
         if (framing.chunked) {
-          if (chunkLeft === 0) {
-            const line = (await readLine(r)).split(";")[0].trim();
-            const size = /^[0-9a-fA-F]{1,15}$/.test(line) ? parseInt(line, 16) : NaN;
-            if (!Number.isFinite(size)) {
-              throw new WireError(`bad chunk size "${line.slice(0, 40)}"`);
+          if (prefix) {
+            for (const chunk of prefix) controller.enqueue(chunk);
+            prefix = undefined;
+            if (controller.desiredSize !== null && controller.desiredSize <= 0) return;
+          }
+          for (;;) {
+            if (chunks.left > 0 && r.start === r.end) {
+              // Chunk data not buffered yet: read it straight into a buffer of its own.
+              const chunk = await take(r, chunks.left);
+              if (chunk === null) throw new ConnectionClosed("connection closed mid-body");
+              chunks.left -= chunk.length;
+              if (chunks.left === 0) chunks.crlf = true;
+              controller.enqueue(chunk);
+              return;
             }
-            if (size === 0) {
-              while ((await readLine(r)) !== ""); // trailers, ignored
+            const out: Uint8Array[] = [];
+            decodeChunks(r, chunks, out, READ_SIZE);
+            for (const chunk of out) controller.enqueue(chunk);
+            if (chunks.done) {
               controller.close();
               hooks.end();
               return;
             }
-            chunkLeft = size;
+            if (out.length > 0) return;
+            if (!(await fill(r))) throw new ConnectionClosed("connection closed mid-body");
           }
-          const chunk = await take(r, chunkLeft);
-          if (chunk === null) throw new WireError("connection closed mid-body");
-          chunkLeft -= chunk.length;
-          if (chunkLeft === 0 && (await readLine(r)) !== "") {
-            throw new WireError("chunk longer than its size");
-          }
-          controller.enqueue(chunk);
-          return;
         }
         if (remaining === 0) {
           controller.close();
@@ -207,7 +345,7 @@ export function bodyStream(
         }
         const chunk = await take(r, Math.min(remaining, READ_SIZE));
         if (chunk === null) {
-          if (remaining !== Infinity) throw new WireError("connection closed mid-body");
+          if (remaining !== Infinity) throw new ConnectionClosed("connection closed mid-body");
           controller.close();
           hooks.end();
           return;
@@ -219,7 +357,7 @@ export function bodyStream(
           hooks.end();
         }
       } catch (e) {
-        hooks.abort();
+        hooks.abort(e);
         controller.error(e);
       }
     },
@@ -230,19 +368,52 @@ export function bodyStream(
   }, { highWaterMark: 0 });
 }
 
+/** A head that cannot be written as it is (see encodeHead): nothing of it was sent. */
+export class HeadError extends Error {}
+
+/** What may not stand in a start line or a header value: CR, LF, NUL, or above U+00FF. */
+const BAD_HEAD_TEXT = /[\0\r\n\u0100-\uffff]/;
+
+function describe(text: string): string {
+  return JSON.stringify(text.length > 60 ? text.slice(0, 60) + "…" : text);
+}
+
 /**
  * Encodes a head into `out` as Latin-1 (header values are bytes, which Latin-1 text maps
  * one to one), growing it when needed; returns the buffer used and the length written.
+ * `start` is the request or status line, `headers` the pairs to write (except names in
+ * `skip`), `own` the writer's own framing lines (each ending in CRLF). A name that is not
+ * a token, or a start line or value holding CR, LF, NUL or a character above U+00FF, is a
+ * HeadError: such a value would add headers or requests of its own, so nothing is masked.
  */
 export function encodeHead(
-  head: string,
+  start: string,
+  headers: readonly (readonly [string, string])[],
+  own: string,
   out: Uint8Array,
   extra = 0,
+  skip?: ReadonlySet<string>,
 ): { buf: Uint8Array; written: number } {
+  if (BAD_HEAD_TEXT.test(start)) {
+    throw new HeadError(`bad characters in start line ${describe(start)}`);
+  }
+  let head = start + "\r\n";
+  for (let i = 0; i < headers.length; i++) {
+    const name = headers[i][0];
+    const value = headers[i][1];
+    if (skip?.has(name)) continue;
+    if (!TOKEN.test(name)) throw new HeadError(`header name ${describe(name)} is not a token`);
+    if (BAD_HEAD_TEXT.test(value)) {
+      throw new HeadError(`header ${name} holds CR, LF, NUL or a character above U+00FF`);
+    }
+    head += name + ": " + value + "\r\n";
+  }
+  head += own + "\r\n";
   if (out.length < head.length * 3 + extra) out = new Uint8Array(head.length * 3 + extra);
   const { read, written } = encoder.encodeInto(head, out);
   if (read === written) return { buf: out, written }; // pure ASCII, the usual case
-  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i) & 0xff;
+  // Checked above: every character is one byte.
+  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
   return { buf: out, written: head.length };
 }
 

@@ -38,15 +38,7 @@ export function webHandler(handler: WebHandler): ServerHandler {
     }
     const aborted = new AbortController();
     sreq.watchClient(() => aborted.abort());
-    const method = sreq.method;
-    // The body arrives decoded: its transfer coding is not the handler's business.
-    const headers = sreq.headers.filter(([name]) => name !== "transfer-encoding");
-    const req = new Request(url, {
-      method,
-      headers,
-      body: method === "GET" || method === "HEAD" ? null : sreq.body,
-      signal: aborted.signal,
-    });
+    const req = webRequest(sreq, url, aborted.signal);
     peers.set(req, sreq.remoteAddress);
     const info = {
       remoteAddr: { transport: "tcp", hostname: sreq.remoteAddress, port: 0 },
@@ -54,6 +46,19 @@ export function webHandler(handler: WebHandler): ServerHandler {
     } as Deno.ServeHandlerInfo<Deno.NetAddr>;
     return fromResponse(await handler(req, info));
   };
+}
+
+/** A plain request as a Request for `url` (GET and HEAD lose their body: Request has none). */
+export function webRequest(sreq: ServerRequest, url: URL, signal: AbortSignal): Request {
+  const method = sreq.method;
+  // The body arrives decoded: its transfer coding is not the handler's business.
+  const headers = sreq.headers.filter(([name]) => name !== "transfer-encoding");
+  return new Request(url, {
+    method,
+    headers,
+    body: method === "GET" || method === "HEAD" ? null : sreq.body,
+    signal,
+  });
 }
 
 /** A Response as a plain answer. */

@@ -18,7 +18,7 @@ import { parse as parseYaml } from "yaml";
 import type { FieldError } from "../common/function.ts";
 import { AUTH_TYPES, type AuthConfig, parseAuthConfig, validateAuthConfig } from "./auth/config.ts";
 import { Reader } from "./config_util.ts";
-import { type KafkaConfig, parseKafkaConfig } from "./kafka/config.ts";
+import { type KafkaConfig, type KafkaOverrides, parseKafkaConfig } from "./kafka/config.ts";
 import { type AsyncConfig, parseAsyncConfig } from "./async/config.ts";
 
 export interface Timeouts {
@@ -54,6 +54,8 @@ export interface Config {
   async: AsyncConfig;
   /** Largest request body the API accepts for function manifests (bytes). */
   maxManifestBytes: number;
+  /** Open connections on the API port beyond which new ones get 503; 0: the default. */
+  maxConnections: number;
 }
 
 export class ConfigError extends Error {
@@ -124,6 +126,7 @@ export function configFromObject(
     "autoscaling",
     "kafka",
     "max_manifest_bytes",
+    "max_connections",
     "async",
   ]);
   const t = r.obj(f2s.timeouts, "f2s.timeouts");
@@ -180,9 +183,10 @@ export function configFromObject(
       idleTimeout: r.duration(a.idle_timeout, "f2s.autoscaling.idle_timeout", 60_000),
       source: r.str(a.source, "f2s.autoscaling.source", "local") as "local" | "prometheus",
     },
-    kafka: parseKafkaConfig(root.kafka ?? f2s.kafka, kafkaPath, r),
+    kafka: parseKafkaConfig(root.kafka ?? f2s.kafka, kafkaPath, r, kafkaOverrides(env, r)),
     async: parseAsyncConfig(f2s.async, "f2s.async", r),
     maxManifestBytes: r.num(f2s.max_manifest_bytes, "f2s.max_manifest_bytes", 1 << 20, 1024),
+    maxConnections: r.num(f2s.max_connections, "f2s.max_connections", 0, 0, 1_000_000),
   };
   if (!["local", "prometheus"].includes(config.autoscaling.source)) {
     r.error("f2s.autoscaling.source", "must be local or prometheus");
@@ -242,10 +246,25 @@ function applyEnv(c: Config, env: Record<string, string | undefined>, r: Reader)
   }
   if ((v = get("F2S_JWT_SECRET"))) c.auth.token.jwtSecret = v;
   if ((v = get("F2S_AUTOSCALING_SOURCE"))) c.autoscaling.source = v as AutoscalingConfig["source"];
-  if ((v = get("F2S_KAFKA_ENABLED"))) c.kafka.enabled = bool("F2S_KAFKA_ENABLED", v);
-  if ((v = get("F2S_KAFKA_BROKERS"))) {
-    c.kafka.brokers = v.split(",").map((b) => b.trim()).filter(Boolean);
+}
+
+/** F2S_KAFKA_ENABLED and F2S_KAFKA_BROKERS, applied before the kafka section is checked. */
+function kafkaOverrides(env: Record<string, string | undefined>, r: Reader): KafkaOverrides {
+  const out: KafkaOverrides = {};
+  const enabled = env.F2S_KAFKA_ENABLED;
+  if (enabled !== undefined && enabled !== "") {
+    if (/^(1|true|yes)$/i.test(enabled)) out.enabled = true;
+    else if (/^(0|false|no)$/i.test(enabled)) out.enabled = false;
+    else r.error("env F2S_KAFKA_ENABLED", `must be true or false, got "${enabled}"`);
   }
+  const brokers = env.F2S_KAFKA_BROKERS;
+  if (brokers !== undefined && brokers !== "") {
+    out.brokers = {
+      values: brokers.split(",").map((b) => b.trim()).filter(Boolean),
+      path: "env F2S_KAFKA_BROKERS",
+    };
+  }
+  return out;
 }
 
 function asNum(v: string): number | string {

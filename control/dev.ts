@@ -5,7 +5,7 @@
  */
 
 import { resolve } from "node:path";
-import { helpText, intOption, type OptionTable, parseCommand } from "../common/cli.ts";
+import { helpText, intOption, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
 import { createLogger, setLogLevel } from "../common/log.ts";
 import { createAuth } from "./auth/auth.ts";
 import { ConfigError, loadConfig } from "./config.ts";
@@ -14,6 +14,7 @@ import { createMetrics } from "./metrics.ts";
 import { listen, untilShutdownSignal } from "./listen.ts";
 import { createPlatform } from "./platform.ts";
 import { createLocalRuntime } from "./runtime/local.ts";
+import { createPortPool, parsePortRange, type PortRange } from "./runtime/ports.ts";
 import { createFolderStore } from "./store/folder.ts";
 import { createUiHandler } from "./ui.ts";
 
@@ -52,6 +53,13 @@ const OPTIONS: OptionTable = {
     description:
       "Comma-separated folders where an image's function folder is looked up by name (default: the functions folder)",
   },
+  "instance-ports": {
+    type: "string",
+    env: "F2S_INSTANCE_PORTS",
+    value: "FROM-TO",
+    description:
+      "Ports instances may use (two each: fizzlet and app), e.g. 30000-30999 (default: any free port)",
+  },
   grace: {
     type: "string",
     env: "F2S_GRACE_MS",
@@ -61,7 +69,7 @@ const OPTIONS: OptionTable = {
   },
 };
 
-const USAGE = "f2s dev [--functions DIR] [--port PORT] [--config FILE]";
+const USAGE = "f2s dev [--functions DIR] [--port PORT] [--config FILE] [--instance-ports FROM-TO]";
 const DESCRIPTION =
   "Runs the whole F2S platform on this machine: functions from a folder of manifests run as local processes under the fizzlet.";
 
@@ -73,6 +81,12 @@ export async function main(args: string[]): Promise<number> {
   }
   const port = intOption(values, "port", 0, 65535);
   const grace = intOption(values, "grace", 0, 3_600_000);
+  let portRange: PortRange | undefined;
+  if (typeof values["instance-ports"] === "string") {
+    const parsed = parsePortRange(values["instance-ports"]);
+    if (typeof parsed === "string") throw new UsageError(`--instance-ports ${parsed}`);
+    portRange = parsed;
+  }
   const log = createLogger("dev");
   let config;
   try {
@@ -92,8 +106,13 @@ export async function main(args: string[]): Promise<number> {
     : [dir];
   const events = createEventLog();
   const metrics = createMetrics();
-  const store = await createFolderStore({ dir, events, imageDirs });
-  const runtime = createLocalRuntime({ imageDirs, events, gracePeriodMs: grace });
+  const runtime = createLocalRuntime({
+    imageDirs,
+    events,
+    gracePeriodMs: grace,
+    ports: createPortPool(portRange),
+  });
+  const store = await createFolderStore({ dir, events, imageDirs, check: runtime.check });
   const auth = await createAuth(config.auth);
   const platform = createPlatform({
     config,
@@ -106,7 +125,7 @@ export async function main(args: string[]): Promise<number> {
     asyncPath: resolve(dir, ".f2s", "async.db"),
   });
 
-  const server = listen(values.host as string, port, platform.handler, log);
+  const server = listen(values.host as string, port, platform.handler, log, config.maxConnections);
   const bound = server.addr.port;
   log.info("listening", { port: bound, host: values.host, functions: dir, runtime: "local" });
   console.log(`F2S dev listening on http://${values.host}:${bound} (functions from ${dir})`);

@@ -9,11 +9,22 @@ import { type Http1Server, serveHttp1 } from "../common/http1_server.ts";
 import { errorAnswer } from "../common/protocol.ts";
 import type { Handler } from "./api/server.ts";
 
-/** Serves `handler` on host:port (0 picks a free port); throws when it cannot listen. */
-export function listen(host: string, port: number, handler: Handler, log: Logger): Http1Server {
+/**
+ * Serves `handler` on host:port (0 picks a free port); throws when it cannot listen.
+ * `maxConnections` 0 leaves the cap at the server's default (common/open_files.ts).
+ */
+export function listen(
+  host: string,
+  port: number,
+  handler: Handler,
+  log: Logger,
+  maxConnections = 0,
+): Http1Server {
   return serveHttp1({
     hostname: host,
     port,
+    maxConnections: maxConnections || undefined,
+    log,
     onError: (e) => {
       log.error("request handler failed", { error: e });
       return errorAnswer(500, "internal error");

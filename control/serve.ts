@@ -288,7 +288,7 @@ export async function main(args: string[]): Promise<number> {
   };
   let server: Http1Server;
   try {
-    server = listen(values.host as string, port, platform.handler, log);
+    server = listen(values.host as string, port, platform.handler, log, config.maxConnections);
   } catch (e) {
     ignored.stop();
     operator.stop();

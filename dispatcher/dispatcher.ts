@@ -26,7 +26,7 @@ import { errorAnswer, type PlainAnswer, REQUEST_ID_HEADER } from "../common/prot
 import type { Timeouts } from "../control/config.ts";
 import type { EventLog } from "../control/events.ts";
 import type { Metrics } from "../control/metrics.ts";
-import type { Instance } from "../control/runtime/runtime.ts";
+import type { Instance, StartFailure } from "../control/runtime/runtime.ts";
 import {
   ClientGoneError,
   createForwarder,
@@ -97,8 +97,13 @@ interface FunctionSeries {
   byCode: Map<number, { inc(): void }>;
 }
 
+/** What a held request gets instead of a slot when its function's instance fails to start. */
+interface Failed {
+  failed: StartFailure;
+}
+
 interface Waiter {
-  release(slot: Slot | undefined, reason?: "removed"): void;
+  release(slot: Slot | undefined, reason?: "removed" | Failed): void;
   limit: number;
 }
 
@@ -207,12 +212,12 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   }
 
   function waitForSlot(fn: FunctionDef, limit: number, timeoutMs: number, signal: AbortSignal) {
-    return new Promise<Slot | "timeout" | "removed" | "aborted">((resolve) => {
+    return new Promise<Slot | Failed | "timeout" | "removed" | "aborted">((resolve) => {
       const queue = waiters.get(fn.name) ?? [];
       waiters.set(fn.name, queue);
       deps.metrics.held.inc({ function: fn.name });
       let settled = false;
-      const finish = (value: Slot | "timeout" | "removed" | "aborted") => {
+      const finish = (value: Slot | Failed | "timeout" | "removed" | "aborted") => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -244,6 +249,10 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       httpTimeout: fn.timeouts.httpTimeout ?? deps.timeouts.httpTimeout,
       scalingTimeout: fn.timeouts.scalingTimeout ?? deps.timeouts.scalingTimeout,
     };
+    // Once the answer has started, the exchange may run until maxDuration (streaming
+    // answers) instead of requestTimeout; unset, it is requestTimeout as before.
+    const maxDuration = fn.timeouts.maxDuration ?? timeouts.requestTimeout;
+    let answering = false;
     const requestLog = () => log.with({ function: fn.name, requestId: options.requestId });
     // One controller per request: the request timeout, the client going away and (while
     // waiting for headers) the http timeout all end the exchange through it.
@@ -260,8 +269,13 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     // One deadline per request: first it starts watching the client, then it ends the
     // request at request_timeout.
     const onDeadline = () => {
-      const left = timeouts.requestTimeout - (now() - started);
-      if (left <= 0) return exchange.abort(new UpstreamTimeoutError("request_timeout"));
+      const limit = answering ? maxDuration : timeouts.requestTimeout;
+      const left = limit - (now() - started);
+      if (left <= 0) {
+        return exchange.abort(
+          new UpstreamTimeoutError(answering ? "max_duration" : "request_timeout"),
+        );
+      }
       watchClient();
       requestTimer = deadlines.after(left, onDeadline);
     };
@@ -333,13 +347,21 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
               },
             );
           }
-          deps.wake(fn.name);
         }
         const remaining = timeouts.requestTimeout - (now() - started);
         const wait = noneReady ? Math.min(timeouts.scalingTimeout, remaining) : remaining;
         watchClient();
-        const got = await waitForSlot(fn, limit, wait, signal);
+        // Held first, then woken: a start that fails at once must find this request waiting.
+        const held = waitForSlot(fn, limit, wait, signal);
+        if (cold) deps.wake(fn.name);
+        const got = await held;
         if (got === "removed") return fail(404, `function "${fn.name}" was removed`);
+        if (typeof got === "object" && "failed" in got) {
+          return fail(503, `function "${fn.name}" could not start: ${got.failed.message}`, {
+            function: fn.name,
+            reason: got.failed.reason,
+          });
+        }
         if (got === "aborted") {
           return signal.reason instanceof ClientGoneError
             ? fail(499, "client closed the request")
@@ -404,6 +426,15 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         slot = undefined;
         continue;
       }
+      if (maxDuration !== timeouts.requestTimeout) {
+        answering = true;
+        requestTimer.cancel();
+        onDeadline();
+        if (exchange.signal.aborted) {
+          if (response.body instanceof ReadableStream) await response.body.cancel().catch(() => {});
+          return fail(504, `function "${fn.name}" did not answer within max_duration`);
+        }
+      }
       try {
         return passThrough(response, exchange.signal, finish);
       } catch (e) {
@@ -425,6 +456,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     instanceChanged(instance) {
       const gained = table.updateInstance(instance);
       if (instance.state === "gone") forwarder.forget(instance.url);
+      if (instance.failure && table.ready(instance.function).length === 0) {
+        // Nothing can serve the held requests: they get the reason now, not at scaling_timeout.
+        const failed = { failed: instance.failure };
+        for (const w of [...(waiters.get(instance.function) ?? [])]) w.release(undefined, failed);
+      }
       if (gained) {
         const since = coldSince.get(instance.function);
         if (since !== undefined) {

@@ -12,7 +12,7 @@
  * returned whole. The folder is removed afterwards, whatever happened.
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readUpTo } from "../common/read_limited.ts";
 import { readBodyWithin } from "./body_deadline.ts";
@@ -28,7 +28,7 @@ import {
 import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
-const STDERR_TAIL = 2000;
+export const STDERR_TAIL = 2000;
 /** stdout beyond this is refused rather than buffered (the answer is built in memory). */
 export const MAX_OUTPUT = 64 * 1024 * 1024;
 /** After the script exits, how long leftover pipes may stay open before we stop reading. */
@@ -36,7 +36,7 @@ const DRAIN_AFTER_EXIT = 1000;
 /** Pipes still open this long after the exit: something left the group holds them; sweep. */
 const SWEEP_AFTER_EXIT = 50;
 
-function killGroup(pid: number): void {
+export function killGroup(pid: number): void {
   try {
     Deno.kill(-pid, "SIGKILL");
   } catch {
@@ -142,6 +142,40 @@ async function receiveInput(
   return path;
 }
 
+/**
+ * How start.sh is run for one request: `start.sh <input>` (through `sh` when not executable,
+ * through `setsid` where present) in the function folder, with the request's variables; the
+ * options still lack stdio.
+ */
+export function scriptCommand(
+  script: string,
+  setsid: string | undefined,
+  req: Request,
+  requestId: string,
+  input: string,
+  marker: Marker,
+): [string, Deno.CommandOptions] {
+  const url = new URL(req.url);
+  const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
+  const argv = executable ? [script, input] : ["sh", script, input];
+  if (setsid) argv.unshift(setsid);
+  return [argv[0], {
+    args: argv.slice(1),
+    cwd: dirname(script),
+    env: {
+      F2S_METHOD: req.method,
+      F2S_PATH: url.pathname,
+      F2S_QUERY: url.search.slice(1),
+      F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
+      F2S_REQUEST_ID: requestId,
+      F2S_INPUT: input,
+      // Also the marker by which sweep.ts finds the request's detached processes.
+      [marker.name]: marker.value,
+    },
+    detached: !setsid,
+  }];
+}
+
 export interface CommandRunner {
   /** Reads the body (before a slot is taken); the handler it returns runs the script. */
   receive: Receiver;
@@ -154,7 +188,7 @@ export interface CommandRunner {
  * process group for a fraction of the cost of Deno's `detached` (which forks the whole
  * runtime instead of spawning).
  */
-function findSetsid(): string | undefined {
+export function findSetsid(): string | undefined {
   for (const path of ["/usr/bin/setsid", "/bin/setsid"]) {
     try {
       if (Deno.statSync(path).isFile) return path;
@@ -240,27 +274,12 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     signal.addEventListener("abort", onAbort, { once: true });
     running.add(folder);
     try {
-      const url = new URL(req.url);
-      const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
-      const argv = executable ? [script, input] : ["sh", script, input];
-      if (setsid) argv.unshift(setsid);
-      const child = new Deno.Command(argv[0], {
-        args: argv.slice(1),
-        cwd: dir,
-        env: {
-          F2S_METHOD: req.method,
-          F2S_PATH: url.pathname,
-          F2S_QUERY: url.search.slice(1),
-          F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
-          F2S_REQUEST_ID: requestId,
-          F2S_INPUT: input,
-          // Also the marker by which sweep.ts finds the request's detached processes.
-          [marker.name]: marker.value,
-        },
+      const [cmd, opts] = scriptCommand(script, setsid, req, requestId, input, marker);
+      const child = new Deno.Command(cmd, {
+        ...opts,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        detached: !setsid,
       }).spawn();
       pid = child.pid;
       if (signal.aborted) killAll();
@@ -349,7 +368,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
   }
 }
 
-function abortedResponse(ctx: RequestContext, stderr?: string): Response {
+export function abortedResponse(ctx: RequestContext, stderr?: string): Response {
   const reason = ctx.signal.reason;
   if (reason instanceof Timeout) {
     ctx.log.warn("script timed out; its processes killed", {

@@ -8,6 +8,7 @@ import { parseDuration } from "../common/duration.ts";
 import { APP_PORT, FIZZLET_PORT } from "../common/protocol.ts";
 
 export type ModeOption = "auto" | "proxy" | "command";
+export type InputOption = "file" | "stdin";
 
 export interface FizzletOptions {
   host: string;
@@ -23,12 +24,18 @@ export interface FizzletOptions {
   timeout: number;
   /** Command mode: how long the whole request body may take to arrive, in ms (else 408). */
   bodyTimeout: number;
+  /** Command mode: body to `input.json` + `start.sh input.json` (file), or streamed (stdin). */
+  input: InputOption;
+  /** Command mode with stdin: limit on a run whose answer has started streaming, in ms. */
+  maxDuration: number;
   /** Requests served at once; 0 means the mode's default (see `effectiveMaxInflight`). */
   maxInflight: number;
   /** Requests that may wait for a free slot; beyond that they get 429. */
   queue: number;
   /** Time in-flight requests get to finish after SIGTERM, in ms. */
   grace: number;
+  /** Open connections beyond this get 503; 0 means the default (common/open_files.ts). */
+  maxConnections: number;
 }
 
 export const OPTIONS: OptionTable = {
@@ -86,6 +93,21 @@ export const OPTIONS: OptionTable = {
     value: "DURATION",
     description: "Command mode: time the whole request body may take to arrive (else 408)",
   },
+  input: {
+    type: "string",
+    env: "F2S_INPUT",
+    default: "file",
+    value: "file|stdin",
+    description:
+      "Command mode: body in a file for start.sh (file), or piped to it, output streamed",
+  },
+  "max-duration": {
+    type: "string",
+    env: "F2S_MAX_DURATION",
+    default: "0",
+    value: "DURATION",
+    description: "Command mode, stdin: limit once the answer streams (0: the --timeout)",
+  },
   "max-inflight": {
     type: "string",
     env: "F2S_MAX_INFLIGHT",
@@ -106,6 +128,13 @@ export const OPTIONS: OptionTable = {
     default: "30s",
     value: "DURATION",
     description: "On SIGTERM, time in-flight requests get to finish",
+  },
+  "max-connections": {
+    type: "string",
+    env: "F2S_MAX_CONNECTIONS",
+    default: "0",
+    value: "N",
+    description: "Open connections; more get 503 (0: half the open-files limit, at most 10000)",
   },
 };
 
@@ -136,6 +165,10 @@ export function parseOptions(
   const mode = v.mode as string;
   if (mode !== "auto" && mode !== "proxy" && mode !== "command") {
     throw new UsageError(`--mode must be auto, proxy or command, got "${mode}"`);
+  }
+  const input = v.input as string;
+  if (input !== "file" && input !== "stdin") {
+    throw new UsageError(`--input must be file or stdin, got "${input}"`);
   }
   const appCommand = typeof v["app-command"] === "string" && v["app-command"].trim() !== ""
     ? v["app-command"]
@@ -169,9 +202,12 @@ export function parseOptions(
       appCommand,
       timeout: durationOption(v, "timeout", 1),
       bodyTimeout: durationOption(v, "body-timeout", 1),
+      input,
+      maxDuration: durationOption(v, "max-duration", 0),
       maxInflight: intOption(v, "max-inflight", 0, 100_000),
       queue: intOption(v, "queue", 0, 1_000_000),
       grace: durationOption(v, "grace", 0),
+      maxConnections: intOption(v, "max-connections", 0, 1_000_000),
     },
   };
 }

@@ -1,52 +1,65 @@
 /**
  * Reverse-proxy mode: every request goes to the app on 127.0.0.1:<app port> over pooled
  * keep-alive connections (common/http1.ts), and both bodies stream through with
- * backpressure (a 1 GiB upload or download never sits in memory). Hop-by-hop headers are
- * dropped both ways; X-Forwarded-* and the request id are added; Host stays the caller's.
- * The app unreachable is a 502, no response headers within the timeout a 504, both with a
- * JSON error body.
+ * backpressure (a 1 GiB upload or download never sits in memory). Requests arrive as plain
+ * data from common/http1_server.ts and go on as plain data: the method and target as
+ * received (an absolute-form target becomes its path and query; Host never contributes to
+ * the path), the header pairs minus hop-by-hop ones, and the body exactly as the server
+ * framed it, with its Content-Length when it had one (for every method, GET included), so
+ * a length never travels without its body. X-Forwarded-* and the request id are added;
+ * Host stays the caller's (the server validated it). The app unreachable is a 502, no
+ * response headers within the timeout a 504, both with a JSON error body.
  */
 
 import {
   connectionNamed,
-  errorResponse,
+  errorAnswer,
   forwardedResponseHeaders,
+  headerValue,
   NOT_FORWARDED,
   REQUEST_ID_HEADER,
-  responseWith,
 } from "../common/protocol.ts";
 import { createHttp1Client } from "../common/http1.ts";
 import { NOT_DELIVERED_HEADER, NotDeliveredError } from "../common/delivery.ts";
-import {
-  ClientGone,
-  type ModeHandler,
-  type RequestContext,
-  ShuttingDown,
-  Timeout,
-} from "./request.ts";
+import type { ServerRequest, ServerResponse } from "../common/http1_server.ts";
+import { HeadError } from "../common/http1_wire.ts";
+import { ClientGone, type RequestContext, ShuttingDown, Timeout } from "./request.ts";
 
 export interface Proxy {
-  handle: ModeHandler;
+  handle(req: ServerRequest, ctx: RequestContext): Promise<ServerResponse>;
   close(): void;
 }
 
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
-/** Start of the path in an absolute URL ("http://host:port/path?q" → index of "/path"). */
-function pathStart(url: string): number {
-  const i = url.indexOf("/", url.indexOf("//") + 2);
-  return i < 0 ? url.length : i;
+/**
+ * The origin-form of a request target: the target itself, or for an absolute-form one
+ * (`http://host/path?q`) what follows its authority, byte for byte.
+ */
+export function originForm(target: string): string {
+  if (target[0] === "/" || target === "*") return target;
+  const authority = target.indexOf("//") + 2;
+  let i = authority;
+  while (i < target.length && target[i] !== "/" && target[i] !== "?") i++;
+  if (i === target.length) return "/";
+  return target[i] === "?" ? `/${target.slice(i)}` : target.slice(i);
 }
 
 /** Request headers for the app: the client's, minus hop-by-hop ones, plus forwarding info. */
-function upstreamHeaders(req: Request, ctx: RequestContext, appPort: number): [string, string][] {
-  const named = connectionNamed(req.headers.get("connection"));
+function upstreamHeaders(
+  req: ServerRequest,
+  ctx: RequestContext,
+  appPort: number,
+): [string, string][] {
+  const named = connectionNamed(headerValue(req.headers, "connection"));
   const out: [string, string][] = [];
   let forwardedFor: string | undefined;
   let proto = false;
   let forwardedHost = false;
   let host: string | undefined;
-  for (const [name, value] of req.headers) {
+  let hasLength = false;
+  for (const pair of req.headers) {
+    const [name, value] = pair;
     if (NOT_FORWARDED.has(name) || named?.has(name)) continue;
     switch (name) {
       case "x-forwarded-for":
@@ -63,8 +76,16 @@ function upstreamHeaders(req: Request, ctx: RequestContext, appPort: number): [s
       case "host":
         host = value;
         break;
+      case "content-length":
+        // The server read exactly this many bytes into the body (one valid header only).
+        hasLength = true;
+        break;
     }
-    out.push([name, value]);
+    out.push(pair);
+  }
+  // A chunked body the server decoded whole goes on with its length.
+  if (req.body instanceof Uint8Array && !hasLength) {
+    out.push(["content-length", String(req.body.length)]);
   }
   if (host === undefined) out.push(["host", `127.0.0.1:${appPort}`]);
   out.push([REQUEST_ID_HEADER, ctx.requestId]);
@@ -77,56 +98,61 @@ function upstreamHeaders(req: Request, ctx: RequestContext, appPort: number): [s
   return out;
 }
 
-function failure(ctx: RequestContext, appPort: number, e: unknown): Response {
+function failure(ctx: RequestContext, appPort: number, e: unknown): ServerResponse {
   const reason = ctx.signal.reason;
   if (reason instanceof Timeout) {
     ctx.log.warn("app did not answer in time", {
       requestId: ctx.requestId,
       timeoutMs: ctx.timeout,
     });
-    return errorResponse(504, "app did not answer in time", { timeoutMs: ctx.timeout });
+    return errorAnswer(504, "app did not answer in time", { timeoutMs: ctx.timeout });
   }
-  if (reason instanceof ClientGone) return errorResponse(499, "client disconnected");
+  if (reason instanceof ClientGone) return errorAnswer(499, "client disconnected");
   if (reason instanceof ShuttingDown) {
-    return errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
+    return errorAnswer(503, "fizzlet is shutting down", undefined, [["retry-after", "1"]]);
   }
   const message = (e as Error).message;
+  if (e instanceof HeadError) {
+    ctx.log.warn("request refused: a header cannot be forwarded", {
+      requestId: ctx.requestId,
+      error: message,
+    });
+    return errorAnswer(400, "request header cannot be forwarded", message);
+  }
   ctx.log.warn("app unreachable", { requestId: ctx.requestId, appPort, error: message });
   // Delivery rule (common/delivery.ts): tell the dispatcher when it may send this elsewhere.
   const notDelivered: [string, string][] = e instanceof NotDeliveredError
     ? [[NOT_DELIVERED_HEADER, "1"]]
     : [];
-  return errorResponse(502, "app unreachable", { appPort, message }, notDelivered);
+  return errorAnswer(502, "app unreachable", { appPort, message }, notDelivered);
 }
 
 export function createProxy(appPort: number): Proxy {
   const client = createHttp1Client(appPort);
 
-  const handle: ModeHandler = async (req, ctx) => {
-    const url = req.url;
-    const start = pathStart(url);
+  const handle = async (req: ServerRequest, ctx: RequestContext): Promise<ServerResponse> => {
     try {
       const res = await client.request({
         method: req.method,
-        target: start < url.length ? url.slice(start) : "/",
+        target: originForm(req.target),
         headers: upstreamHeaders(req, ctx, appPort),
         body: req.body,
         signal: ctx.signal,
       });
       if (res.status < 200 || res.status > 599) {
         if (res.body instanceof ReadableStream) await res.body.cancel();
-        return errorResponse(502, "app answered with an unsupported status", res.status);
+        return errorAnswer(502, "app answered with an unsupported status", res.status);
       }
       let body = res.body;
       if (body !== null && NULL_BODY_STATUS.has(res.status)) {
         if (body instanceof ReadableStream) await body.cancel();
         body = null;
       }
-      return responseWith(
+      return {
+        status: res.status,
+        headers: forwardedResponseHeaders(res.headers, ctx.requestId, body instanceof Uint8Array),
         body,
-        res.status,
-        forwardedResponseHeaders(res.headers, ctx.requestId, body instanceof Uint8Array),
-      );
+      };
     } catch (e) {
       return failure(ctx, appPort, e);
     }

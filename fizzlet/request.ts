@@ -25,7 +25,7 @@ export interface RequestContext {
   log: Logger;
 }
 
-/** One mode's request handler: proxy or command. */
+/** Command mode's request handler (fizzlet/command.ts); proxy mode takes plain requests. */
 export type ModeHandler = (req: Request, ctx: RequestContext) => Promise<Response>;
 
 /**

@@ -3,6 +3,12 @@
  * hands every other request to the current mode (reverse proxy or start.sh), within the
  * in-flight limit and its bounded queue, under one deadline per request.
  *
+ * It runs on common/http1_server.ts, the control plane's server, not Deno.serve: requests
+ * arrive as plain data (method, target, header pairs, body as framed), so proxy mode
+ * forwards exactly what was received (Deno.serve hands a GET body over as null while its
+ * Content-Length stays, which desynchronised the app's connections), one header policy
+ * covers both hops, and the fizzlet's own paths come from the target, never from Host.
+ *
  * How the mode is chosen (`--mode auto`):
  * - With `--app-command`, or without a start.sh, the function is an app: the mode is
  *   "pending" (not ready; requests get 503 with Retry-After) until the app port accepts
@@ -19,23 +25,26 @@
 
 import { createLogger, type Logger } from "../common/log.ts";
 import {
-  errorResponse,
+  errorAnswer,
   FIZZLET_PATHS,
+  headerGetter,
   jsonResponse,
   REQUEST_ID_HEADER,
   requestIdFrom,
 } from "../common/protocol.ts";
+import { serveHttp1, type ServerRequest, type ServerResponse } from "../common/http1_server.ts";
+import { fromResponse, webRequest } from "../common/web_bridge.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
 import { createCommandRunner } from "./command.ts";
+import { createStdinRunner, Cut, streamDone } from "./command_stdin.ts";
+import { NOT_DELIVERED_HEADER } from "../common/delivery.ts";
 import { createLimiter, type Limiter } from "./limiter.ts";
 import { createMetrics, type FizzletMetrics } from "./metrics.ts";
 import { effectiveMaxInflight, type FizzletOptions } from "./options.ts";
 import { acceptsConnections } from "./probe.ts";
-import { createProxy } from "./proxy.ts";
+import { createProxy, originForm } from "./proxy.ts";
 import {
   CLIENT_GONE,
-  type ModeHandler,
-  type Received,
   type Receiver,
   type RequestContext,
   SHUTTING_DOWN,
@@ -69,11 +78,58 @@ async function fileExists(path: string): Promise<boolean> {
   }
 }
 
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start < 0) return "/";
-  const q = url.indexOf("?", start);
-  return q < 0 ? url.slice(start) : url.slice(start, q);
+/** Marks the fizzlet's own refusals: the function never saw the request (common/delivery.ts). */
+const NOT_DELIVERED: [string, string] = [NOT_DELIVERED_HEADER, "1"];
+
+/**
+ * A mode's work for one request, once it holds a slot. `done`, when given, is the end of an
+ * answer that streams on after the handler returned: the slot is held until then.
+ */
+type Run = (ctx: RequestContext) => Promise<ServerResponse & { done?: Promise<void> }>;
+
+/**
+ * What a mode does before it may take a slot: an early answer, or the work to run once it
+ * holds one and what to free afterwards.
+ */
+type Prepare = (
+  ctx: RequestContext,
+) => Promise<ServerResponse | { run: Run; release(): void }>;
+
+/**
+ * Command mode runs on Request/Response (fizzlet/command.ts): the script sees a Request, and
+ * its body is read whole (under --body-timeout) before the request takes a slot, so slow
+ * senders cannot hold the slots.
+ */
+function commandPrepare(req: ServerRequest, receive: Receiver): Prepare {
+  return async (ctx) => {
+    // A Request cannot carry a GET or HEAD body: refuse it rather than drop it unseen.
+    if ((req.method === "GET" || req.method === "HEAD") && req.body !== null) {
+      return errorAnswer(400, `a ${req.method} request with a body cannot run in command mode`);
+    }
+    // The URL's path and query come from the request target alone, never from Host.
+    const url = new URL(originForm(req.target), "http://fizzlet");
+    const wreq = webRequest(req, url, ctx.signal);
+    const got = await receive(wreq, ctx);
+    if (got instanceof Response) return await fromResponse(got);
+    return {
+      run: async (ctx) => {
+        const res = await got.handle(wreq, ctx);
+        const done = streamDone(res);
+        try {
+          return { ...await fromResponse(res), done };
+        } catch (e) {
+          // A streamed answer that failed before its headers went out can still say so.
+          if (!done) throw e;
+          await done;
+          return errorAnswer(500, "start.sh failed", {
+            error: (e as Error).message,
+            stderr: e instanceof Cut ? e.stderr : undefined,
+          });
+        }
+      },
+      release: got.release,
+    };
+  };
 }
 
 export async function startFizzlet(
@@ -95,9 +151,14 @@ export async function startFizzlet(
   metrics.setMode(mode);
 
   const proxy = createProxy(options.appPort);
-  const commands = hasScript
-    ? createCommandRunner(options.dir, { bodyTimeout: options.bodyTimeout })
-    : undefined;
+  const commands = !hasScript
+    ? undefined
+    : options.input === "stdin"
+    ? createStdinRunner(options.dir, {
+      bodyTimeout: options.bodyTimeout,
+      maxDuration: options.maxDuration || options.timeout,
+    })
+    : createCommandRunner(options.dir, { bodyTimeout: options.bodyTimeout });
   const limiters: Record<"proxy" | "command", Limiter | undefined> = {
     proxy: undefined,
     command: undefined,
@@ -118,52 +179,51 @@ export async function startFizzlet(
     metrics.setMode(next);
   };
 
-  /**
-   * Serves one function request with `handler`, or, for a mode with a `receive` step (command),
-   * with the handler that step returns once the whole body is in: the slot is taken only then,
-   * and the request's timeout starts only then (the body has its own, --body-timeout).
-   */
   const serveFunction = async (
-    req: Request,
-    handler: ModeHandler | undefined,
+    req: ServerRequest,
+    work: Run | Prepare,
     limiter: Limiter | undefined,
-    remoteAddress: string,
-    receive?: Receiver,
-  ): Promise<Response> => {
-    const requestId = requestIdFrom(req.headers);
+    prepared = false,
+  ): Promise<ServerResponse> => {
+    const requestId = requestIdFrom(headerGetter(req.headers));
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const onClientGone = () => controller.abort(CLIENT_GONE);
-    req.signal.addEventListener("abort", onClientGone);
+    // After the answer starts, a vanished client is noticed by the server writing it.
+    const unwatch = req.watchClient(() => controller.abort(CLIENT_GONE));
     active.add(controller);
     const ctx: RequestContext = {
       requestId,
-      remoteAddress,
+      remoteAddress: req.remoteAddress,
       signal: controller.signal,
       timeout: options.timeout,
       log,
     };
+    const idHeader: [string, string][] = [[REQUEST_ID_HEADER, requestId]];
     let entered = false;
-    let received: Received | undefined;
+    let release: (() => void) | undefined;
+    let done: Promise<void> | undefined;
     try {
-      if (receive) {
-        const got = await receive(req, ctx);
-        if (got instanceof Response) {
-          if (!got.headers.has(REQUEST_ID_HEADER)) got.headers.set(REQUEST_ID_HEADER, requestId);
+      let run = work as Run;
+      if (prepared) {
+        // The body is in before the slot is taken; the timeout counts from then.
+        const got = await (work as Prepare)(ctx);
+        if (!("run" in got)) {
+          if (!got.headers.some(([name]) => name === REQUEST_ID_HEADER)) {
+            got.headers.push(...idHeader);
+          }
           return got;
         }
-        received = got;
-        handler = got.handle;
+        ({ run, release } = got);
       }
       timer = setTimeout(() => controller.abort(TIMEOUT), options.timeout);
       if (limiter && !limiter.tryEnter()) {
         const waiting = limiter.wait(controller.signal);
         if (!waiting) {
           log.warn("queue full; request refused", { requestId, queue: options.queue });
-          return errorResponse(429, "too many requests", {
+          return errorAnswer(429, "too many requests", {
             maxInflight: limiter.max,
             queue: options.queue,
-          }, { "retry-after": "1", [REQUEST_ID_HEADER]: requestId });
+          }, [["retry-after", "1"], ...idHeader]);
         }
         queued++;
         metrics.queued.inc();
@@ -172,13 +232,14 @@ export async function startFizzlet(
         } catch {
           const reason = controller.signal.reason;
           if (reason === TIMEOUT) {
-            return errorResponse(504, "request waited in the queue past its timeout", {
+            return errorAnswer(504, "request waited in the queue past its timeout", {
               timeoutMs: options.timeout,
-            }, { [REQUEST_ID_HEADER]: requestId });
+            }, idHeader);
           }
-          return errorResponse(503, String(reason?.message ?? reason), undefined, {
-            "retry-after": "1",
-          });
+          return errorAnswer(503, String(reason?.message ?? reason), undefined, [
+            ["retry-after", "1"],
+            NOT_DELIVERED,
+          ]);
         } finally {
           queued--;
           metrics.queued.dec();
@@ -187,25 +248,30 @@ export async function startFizzlet(
       entered = true;
       inflight++;
       metrics.inflight.inc();
-      const res = await handler!(req, ctx);
-      if (!res.headers.has(REQUEST_ID_HEADER)) res.headers.set(REQUEST_ID_HEADER, requestId);
+      const { done: streamed, ...res } = await run(ctx);
+      done = streamed;
+      if (!res.headers.some(([name]) => name === REQUEST_ID_HEADER)) {
+        res.headers.push(...idHeader);
+      }
       return res;
     } catch (e) {
       log.error("request failed", { requestId, error: e });
-      return errorResponse(500, "fizzlet error", (e as Error).message, {
-        [REQUEST_ID_HEADER]: requestId,
-      });
+      return errorAnswer(500, "fizzlet error", (e as Error).message, idHeader);
     } finally {
       clearTimeout(timer);
-      received?.release();
-      active.delete(controller);
-      if (entered) {
-        inflight--;
-        metrics.inflight.dec();
-        limiter?.leave();
-      }
-      // After the answer starts, a vanished client is noticed by the response stream itself.
-      req.signal.removeEventListener("abort", onClientGone);
+      const after = () => {
+        release?.();
+        active.delete(controller);
+        if (entered) {
+          inflight--;
+          metrics.inflight.dec();
+          limiter?.leave();
+        }
+        unwatch();
+      };
+      // A streaming answer keeps its slot (and its abort on shutdown) until it has ended.
+      if (done) done.finally(after);
+      else after();
     }
   };
 
@@ -220,51 +286,58 @@ export async function startFizzlet(
     return { ready: true };
   };
 
-  const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
-    const path = pathOf(req.url);
+  const handler = async (req: ServerRequest): Promise<ServerResponse> => {
+    // The fizzlet's own paths, like the function's, come from the target alone, as sent.
+    const target = originForm(req.target);
+    const q = target.indexOf("?");
+    const path = q < 0 ? target : target.slice(0, q);
     if (path.startsWith("/f2s/")) {
       if (path === FIZZLET_PATHS.health) {
-        return jsonResponse({ status: "ok", mode, draining, inflight, queued });
+        return fromResponse(jsonResponse({ status: "ok", mode, draining, inflight, queued }));
       }
       if (path === FIZZLET_PATHS.ready) {
         const r = await readiness();
-        return jsonResponse({ ...r, mode }, r.ready ? 200 : 503);
+        return fromResponse(jsonResponse({ ...r, mode }, r.ready ? 200 : 503));
       }
       if (path === FIZZLET_PATHS.metrics) {
         const { body, contentType } = await metrics.render();
-        return new Response(body, { headers: { "content-type": contentType } });
+        return fromResponse(new Response(body, { headers: { "content-type": contentType } }));
       }
     }
     const started = performance.now();
-    let res: Response;
+    let res: ServerResponse;
     if (draining) {
-      res = errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
+      res = errorAnswer(503, "fizzlet is shutting down", undefined, [
+        ["retry-after", "1"],
+        NOT_DELIVERED,
+      ]);
     } else if (mode === "proxy") {
-      res = await serveFunction(req, proxy.handle, limiters.proxy, info.remoteAddr.hostname);
+      res = await serveFunction(req, (ctx) => proxy.handle(req, ctx), limiters.proxy);
     } else if (mode === "command" && commands) {
-      const addr = info.remoteAddr.hostname;
-      res = await serveFunction(req, undefined, limiters.command, addr, commands.receive);
+      res = await serveFunction(req, commandPrepare(req, commands.receive), limiters.command, true);
     } else {
-      res = errorResponse(503, "app not started yet", { appPort: options.appPort }, {
-        "retry-after": "1",
-      });
+      res = errorAnswer(503, "app not started yet", { appPort: options.appPort }, [
+        ["retry-after", "1"],
+        NOT_DELIVERED,
+      ]);
     }
     metrics.observe(res.status, (performance.now() - started) / 1000);
     return res;
   };
 
-  let resolveListening: (port: number) => void;
-  const listening = new Promise<number>((r) => resolveListening = r);
-  const server = Deno.serve({
+  const server = serveHttp1({
     hostname: options.host,
     port: options.port,
-    onListen: (addr) => resolveListening(addr.port),
+    maxConnections: options.maxConnections || undefined,
+    // Small bodies are read by the server before any mode sees them: same limit, same 408.
+    bodyTimeout: options.bodyTimeout,
+    log,
     onError: (e) => {
       log.error("unhandled error", { error: e });
-      return errorResponse(500, "fizzlet error", (e as Error)?.message);
+      return errorAnswer(500, "fizzlet error", (e as Error)?.message);
     },
   }, handler);
-  const port = await listening;
+  const port = server.addr.port;
   // The first log line: a parent that passed --port 0 reads the port from it.
   log.info("listening", {
     port,

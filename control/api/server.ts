@@ -31,6 +31,7 @@ import type { Runtime } from "../runtime/runtime.ts";
 import { type FunctionStore, StoreError } from "../store/store.ts";
 import type { AuthGate, Caller } from "./auth_gate.ts";
 import { BodyError, readManifest } from "./body.ts";
+import { readyCondition } from "./conditions.ts";
 import { invokeRefusal } from "./invoke_refusal.ts";
 import {
   endpointRefusal,
@@ -76,12 +77,17 @@ export function createApiHandler(deps: ApiDeps): Handler {
 
   function status(fn: FunctionDef) {
     const instances = deps.runtime.instances(fn.name);
+    const readyReplicas = instances.filter((i) => i.state === "ready").length;
+    const desiredReplicas = deps.runtime.desiredReplicas(fn.name) ?? 0;
     return {
-      readyReplicas: instances.filter((i) => i.state === "ready").length,
+      readyReplicas,
       replicas: instances.filter((i) => i.state !== "gone" && i.state !== "draining").length,
-      desiredReplicas: deps.runtime.desiredReplicas(fn.name) ?? 0,
+      desiredReplicas,
       inflight: deps.dispatcher.inflight(fn.name),
       invokeUrl: `/invoke${fn.endpoint}`,
+      conditions: [
+        readyCondition(readyReplicas, desiredReplicas, deps.runtime.failure?.(fn.name)),
+      ],
     };
   }
 
@@ -91,7 +97,22 @@ export function createApiHandler(deps: ApiDeps): Handler {
     const shown = caller && !deps.auth.can(caller, "functions:update", fn.name)
       ? redactEnv(manifest)
       : manifest;
-    return { ...shown, status: status(fn) };
+    // The uid is shown even when the manifest does not carry it (f2s dev makes one up).
+    const metadata = fn.uid ? { ...shown.metadata, uid: fn.uid } : shown.metadata;
+    return { ...shown, metadata, status: status(fn) };
+  }
+
+  /**
+   * `/functions/{ref}` takes a name or, as the original F2S's API did, a uid: a ref in
+   * UUID form is looked up as a uid first (a name may have that form too), any other ref
+   * as a name first.
+   */
+  function nameOf(ref: string): string {
+    if (UID_RE.test(ref) || !deps.store.get(ref)) {
+      const byUid = deps.store.list().find((f) => f.uid === ref || f.uid === ref.toLowerCase());
+      if (byUid) return byUid.name;
+    }
+    return ref;
   }
 
   /**
@@ -271,7 +292,7 @@ export function createApiHandler(deps: ApiDeps): Handler {
     if (fnPath) {
       let name: string;
       try {
-        name = decodeURIComponent(fnPath[1]);
+        name = nameOf(decodeURIComponent(fnPath[1]));
       } catch {
         return errorResponse(400, "the function name in the path is not valid percent-encoding");
       }
@@ -386,6 +407,8 @@ export function createApiHandler(deps: ApiDeps): Handler {
     return web(req);
   };
 }
+
+const UID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function isDryRun(url: URL): boolean {
   const v = url.searchParams.get("dryRun");

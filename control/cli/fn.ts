@@ -1,30 +1,41 @@
 /**
  * `f2s fn …`: the command-line client of a running control plane.
  *
- *   f2s fn list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data …]
+ *   f2s fn login | list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data …]
  *   f2s fn invoke ENDPOINT --async [--callback URL] | calls NAME
  *
- * The URL comes from `--url` or `F2S_URL`; credentials from `--user`/`F2S_USER`
- * (basic, "name:password") or `--token`/`F2S_TOKEN` (bearer).
+ * The URL comes from `--url`, `F2S_URL`, the stored login, else http://127.0.0.1:8080;
+ * credentials from `--user`/`F2S_USER` (basic, "name:password"), `--token`/`F2S_TOKEN`
+ * (bearer), else the token `f2s fn login` stored for that URL (login.ts).
+ *
+ * Exit codes: 0 done; 1 the control plane refused or the function failed; 2 wrong usage;
+ * 3 the control plane cannot be reached, or the URL is not an F2S control plane; 4 a local
+ * file cannot be read or is not YAML. Every failure is one line on stderr.
  */
 
 import { parseAllDocuments } from "yaml";
 import { helpText, type OptionTable, parseCommand, UsageError } from "../../common/cli.ts";
 import { showCalls } from "./calls.ts";
+import { REQUEST_ID_HEADER } from "../../common/protocol.ts";
+import { readLogin, writeLogin } from "./login.ts";
+
+const DEFAULT_URL = "http://127.0.0.1:8080";
+
+/** Exit codes (documented in docs/cli.md). */
+export const EXIT = { failed: 1, usage: 2, unreachable: 3, file: 4 } as const;
 
 const OPTIONS: OptionTable = {
   url: {
     type: "string",
     env: "F2S_URL",
-    default: "http://127.0.0.1:8080",
     value: "URL",
-    description: "Control plane URL",
+    description: `Control plane URL (default: the one f2s fn login stored, else ${DEFAULT_URL})`,
   },
   user: {
     type: "string",
     env: "F2S_USER",
     value: "NAME:PASSWORD",
-    description: "Basic auth credentials",
+    description: "Basic auth credentials (login: NAME, the password is read from stdin)",
   },
   token: { type: "string", env: "F2S_TOKEN", value: "JWT", description: "Bearer token" },
   file: {
@@ -77,7 +88,7 @@ const OPTIONS: OptionTable = {
 };
 
 const USAGE =
-  "f2s fn list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data BODY] [--async] | calls NAME";
+  "f2s fn login --user NAME | list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data BODY] [--async] | calls NAME";
 const DESCRIPTION = "Manage and invoke functions on a running F2S control plane.";
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -89,18 +100,21 @@ export async function main(args: string[]): Promise<number> {
     return help ? 0 : 2;
   }
   const [verb, ...rest] = positionals;
-  const client = createClient(values);
+  // login sends the user's name and password in its body, never as credentials.
+  const client = createClient(values, verb === "login");
   try {
     return await runVerb(verb, rest, client, values);
   } catch (e) {
     if (!(e instanceof CliError)) throw e;
     console.error(`f2s fn ${verb}: ${e.message}`);
-    return 1;
+    return e.code;
   }
 }
 
 function runVerb(verb: string, rest: string[], client: Client, values: Values): Promise<number> {
   switch (verb) {
+    case "login":
+      return login(client, values);
     case "list":
       return list(client, values);
     case "get":
@@ -114,7 +128,9 @@ function runVerb(verb: string, rest: string[], client: Client, values: Values): 
     case "calls":
       return showCalls(client, need(rest, "NAME"), String(values.output), failure);
     default:
-      throw new UsageError(`unknown verb "${verb}" (list, get, apply, delete, invoke, calls)`);
+      throw new UsageError(
+        `unknown verb "${verb}" (login, list, get, apply, delete, invoke, calls)`,
+      );
   }
 }
 
@@ -128,28 +144,122 @@ interface Client {
   request(path: string, init?: RequestInit): Promise<Response>;
 }
 
-function createClient(values: Values): Client {
-  const base = String(values.url).replace(/\/+$/, "");
-  const auth = values.token
+function createClient(values: Values, anonymous = false): Client {
+  const stored = readLogin();
+  const base = String(values.url ?? stored?.url ?? DEFAULT_URL).replace(/\/+$/, "");
+  let parsed: URL;
+  try {
+    parsed = new URL(base);
+  } catch {
+    throw new UsageError(`--url "${base}" is not a URL (e.g. ${DEFAULT_URL})`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new UsageError(`--url "${base}" must start with http:// or https://`);
+  }
+  // The stored token belongs to the stored URL only: never sent to another server.
+  const storedToken = stored?.url.replace(/\/+$/, "") === base ? stored.token : undefined;
+  const auth = anonymous
+    ? undefined
+    : values.token
     ? `Bearer ${values.token}`
     : values.user
     ? `Basic ${btoa(String(values.user))}`
+    : storedToken
+    ? `Bearer ${storedToken}`
     : undefined;
   return {
     base,
     async request(path, init = {}) {
       const headers = new Headers(init.headers);
       if (auth && !headers.has("authorization")) headers.set("authorization", auth);
+      let res: Response;
       try {
-        return await fetch(base + path, { ...init, headers });
+        res = await fetch(base + path, { ...init, headers });
       } catch (e) {
-        throw new CliError(`cannot reach the control plane at ${base}: ${(e as Error).message}`);
+        throw new CliError(unreachable(base, e), EXIT.unreachable);
       }
+      // Every answer of F2S's own routes is JSON (or YAML when asked) with a request id;
+      // anything else (an HTML page, another server) is not an F2S control plane.
+      const type = res.headers.get("content-type") ?? "";
+      const own = path.startsWith("/invoke/")
+        ? res.ok || res.headers.has(REQUEST_ID_HEADER)
+        : /json|yaml/.test(type) || res.status === 204;
+      if (!own) {
+        await res.body?.cancel();
+        throw new CliError(
+          `${base} does not look like an F2S control plane (${
+            init.method ?? "GET"
+          } ${path} answered ${res.status} ${
+            type || "without a content-type"
+          }); check --url or F2S_URL`,
+          EXIT.unreachable,
+        );
+      }
+      return res;
     },
   };
 }
 
-class CliError extends Error {}
+/** Why the control plane could not be reached, in one line, with what to check. */
+function unreachable(base: string, e: unknown): string {
+  // Deno's fetch says "fetch failed"; what happened is in its cause.
+  const cause = (e as Error)?.cause;
+  const text = `${(e as Error)?.message ?? e} ${cause instanceof Error ? cause.message : ""}`;
+  const why = /refused/i.test(text)
+    ? "connection refused: is f2s running there?"
+    : /dns|lookup|resolve|name or service/i.test(text)
+    ? "the host name does not resolve"
+    : /certificate|tls|ssl/i.test(text)
+    ? "TLS failed (certificate?)"
+    : /timed? ?out/i.test(text)
+    ? "the connection timed out"
+    : text.split("\n")[0];
+  return `cannot reach the control plane at ${base} (${why}); check --url or F2S_URL`;
+}
+
+class CliError extends Error {
+  constructor(message: string, readonly code: number = EXIT.failed) {
+    super(message);
+  }
+}
+
+/**
+ * `login`: signs in with a basic user's name and password (POST /auth/signin, token mode)
+ * and stores the URL and the token for the next commands.
+ */
+async function login(client: Client, values: Values): Promise<number> {
+  const user = values.user as string | undefined;
+  if (!user) throw new UsageError("login needs --user NAME (the password is read from stdin)");
+  let [username, password] = user.includes(":")
+    ? [user.slice(0, user.indexOf(":")), user.slice(user.indexOf(":") + 1)]
+    : [user, undefined];
+  if (password === undefined) {
+    if (Deno.stdin.isTerminal()) password = prompt("Password:") ?? "";
+    else password = (await new Response(Deno.stdin.readable).text()).replace(/\r?\n$/, "");
+  }
+  const res = await client.request("/auth/signin", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username, password }),
+  });
+  if (!res.ok) return failure(res);
+  const body = await res.json() as { token?: string; expiresAt?: string; user?: { name: string } };
+  if (typeof body.token !== "string") {
+    throw new CliError(`${client.base} answered the sign-in without a token`, EXIT.unreachable);
+  }
+  const file = await writeLogin({
+    url: client.base,
+    token: body.token,
+    user: body.user?.name ?? username,
+    expiresAt: body.expiresAt,
+  });
+  console.log(
+    `signed in to ${client.base} as ${body.user?.name ?? username}${
+      body.expiresAt ? ` until ${body.expiresAt}` : ""
+    } (stored in ${file})`,
+  );
+  return 0;
+}
 
 async function failure(res: Response): Promise<number> {
   const text = await res.text();
@@ -165,8 +275,11 @@ async function failure(res: Response): Promise<number> {
   } catch {
     // not JSON: show as is
   }
+  if (res.status === 401) {
+    message += " (sign in with f2s fn login --user NAME, or pass --user or --token)";
+  }
   console.error(`error (${res.status}): ${message}`);
-  return 1;
+  return EXIT.failed;
 }
 
 async function list(client: Client, values: Values): Promise<number> {
@@ -194,8 +307,15 @@ interface FunctionView {
   metadata: { name: string };
   spec: { endpoint: string; method: string };
   target: { containerImage: string; minReplicas: number };
-  status?: { readyReplicas: number; desiredReplicas: number };
+  status?: {
+    readyReplicas: number;
+    desiredReplicas: number;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+  };
 }
+
+/** Ready=False reasons of normal life; any other one means the function cannot start. */
+const NORMAL_REASONS = new Set(["Starting", "ScaledToZero"]);
 
 function printTable(rows: string[][]) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -216,13 +336,25 @@ async function get(client: Client, name: string, values: Values): Promise<number
 async function apply(client: Client, values: Values): Promise<number> {
   const file = values.file as string | undefined;
   if (!file) throw new UsageError("apply needs -f FILE");
-  const text = file === "-"
-    ? await new Response(Deno.stdin.readable).text()
-    : await Deno.readTextFile(file);
-  const docs = parseAllDocuments(text).map((d) => d.toJS()).filter((d) =>
-    d && d.kind === "Function"
-  );
-  if (docs.length === 0) throw new CliError(`${file} contains no Function manifest`);
+  let text: string;
+  try {
+    text = file === "-"
+      ? await new Response(Deno.stdin.readable).text()
+      : await Deno.readTextFile(file);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message;
+    throw new CliError(`cannot read ${file}: ${why}`, EXIT.file);
+  }
+  const parsed = parseAllDocuments(text);
+  const broken = parsed.find((d) => d.errors.length > 0);
+  if (broken) {
+    throw new CliError(
+      `${file} is not valid YAML: ${broken.errors[0].message.split("\n")[0]}`,
+      EXIT.file,
+    );
+  }
+  const docs = parsed.map((d) => d.toJS()).filter((d) => d && d.kind === "Function");
+  if (docs.length === 0) throw new CliError(`${file} contains no Function manifest`, EXIT.file);
   const wait = Number(values.wait);
   let status = 0;
   for (const doc of docs) {
@@ -273,6 +405,16 @@ async function waitReady(client: Client, name: string, seconds: number): Promise
           tty ? `\r${name} is ready (${ready}/${want})` : `${name} is ready (${ready}/${want})`,
         );
         return 0;
+      }
+      // Waiting would not help: say why at once (the control plane keeps retrying).
+      const failed = fn.status?.conditions?.find((c) =>
+        c.type === "Ready" && c.status === "False" && !NORMAL_REASONS.has(c.reason)
+      );
+      if (failed && ready === 0) {
+        console.error(
+          `${tty ? "\n" : ""}${name} cannot start: ${failed.reason}: ${failed.message}`,
+        );
+        return EXIT.failed;
       }
     } else await res.body?.cancel();
     await new Promise((r) => setTimeout(r, 250));

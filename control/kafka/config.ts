@@ -28,6 +28,12 @@ export interface KafkaAction {
   functions: string[];
   /** `key` defaults to the message's own key, `topic` to the listener's topic. */
   response: { key?: string; topic?: string };
+  /**
+   * The request's content-type for a message without a `content-type` header: a media
+   * type, or "auto" (application/json when the value parses as JSON, else
+   * application/octet-stream). The listener's setting is the default.
+   */
+  contentType: string;
 }
 
 export interface KafkaListener {
@@ -89,22 +95,47 @@ const SECTION_KEYS = [
 
 // Kafka's own rule for topic names (and group ids are kept to the same safe set).
 const TOPIC_RE = /^[A-Za-z0-9._-]{1,249}$/;
-const BROKER_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
-const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const BROKER_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/;
+/** A broker without a port listens on Kafka's own, as every Kafka client reads it. */
+export const DEFAULT_BROKER_PORT = 9092;
 
-export function parseKafkaConfig(raw: unknown, path: string, r: Reader): KafkaConfig {
+/**
+ * Environment overrides (F2S_KAFKA_ENABLED, F2S_KAFKA_BROKERS) replace the file's values
+ * before they are checked: a broken value in the file must not stop a start whose
+ * environment replaces it.
+ */
+export interface KafkaOverrides {
+  enabled?: boolean;
+  /** With the path their errors are reported under, e.g. "env F2S_KAFKA_BROKERS". */
+  brokers?: { values: string[]; path: string };
+}
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE_RE = new RegExp(`^${TOKEN}/${TOKEN}(\\s*;[\\x20-\\x7e]*)?$`);
+export const AUTO_CONTENT_TYPE = "auto";
+
+export function parseKafkaConfig(
+  raw: unknown,
+  path: string,
+  r: Reader,
+  overrides: KafkaOverrides = {},
+): KafkaConfig {
   const o: Obj = r.obj(raw, path);
   r.known(o, path, SECTION_KEYS);
-  const enabled = r.bool(o.enabled, `${path}.enabled`, false);
+  const enabled = overrides.enabled ?? r.bool(o.enabled, `${path}.enabled`, false);
 
-  const brokers = r.list(o.brokers, `${path}.brokers`).map((b, i) => {
-    const p = `${path}.brokers[${i}]`;
+  const brokerList = overrides.brokers?.values ?? r.list(o.brokers, `${path}.brokers`);
+  const brokersPath = overrides.brokers?.path ?? `${path}.brokers`;
+  const brokers = brokerList.map((b, i) => {
+    const p = `${brokersPath}[${i}]`;
     const s = r.str(b, p, "").trim();
     const m = BROKER_RE.exec(s);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
-      r.error(p, `"${s}" is not host:port`);
+    const port = m?.[2] === undefined ? DEFAULT_BROKER_PORT : Number(m[2]);
+    if (!m || port < 1 || port > 65535) {
+      r.error(p, `"${s}" is not host or host:port`);
+      return s;
     }
-    return s;
+    return `${m[1]}:${port}`;
   });
   if (enabled && brokers.length === 0) {
     r.error(`${path}.brokers`, "needs at least one broker when kafka is enabled");
@@ -179,11 +210,12 @@ export function parseKafkaConfig(raw: unknown, path: string, r: Reader): KafkaCo
 
 function parseListener(r: Reader, raw: unknown, p: string): KafkaListener {
   const lo = r.obj(raw, p);
-  r.known(lo, p, ["topic", "consumergroup", "dead_letter_topic", "actions"]);
+  r.known(lo, p, ["topic", "consumergroup", "dead_letter_topic", "contentType", "actions"]);
   const topic = topicName(r, lo.topic, `${p}.topic`);
   if (topic === undefined && lo.topic === undefined) r.error(`${p}.topic`, "is required");
+  const contentType = mediaType(r, lo.contentType, `${p}.contentType`, AUTO_CONTENT_TYPE);
   const actions = r.list(lo.actions, `${p}.actions`).map((a, j) =>
-    parseAction(r, a, `${p}.actions[${j}]`, j)
+    parseAction(r, a, `${p}.actions[${j}]`, j, contentType)
   );
   if (actions.length === 0) r.error(`${p}.actions`, "needs at least one action");
   const names = new Set<string>();
@@ -201,9 +233,15 @@ function parseListener(r: Reader, raw: unknown, p: string): KafkaListener {
   };
 }
 
-function parseAction(r: Reader, raw: unknown, ap: string, index: number): KafkaAction {
+function parseAction(
+  r: Reader,
+  raw: unknown,
+  ap: string,
+  index: number,
+  listenerContentType: string,
+): KafkaAction {
   const ao = r.obj(raw, ap);
-  r.known(ao, ap, ["name", "triggers", "f2sfunctions", "response"]);
+  r.known(ao, ap, ["name", "triggers", "f2sfunctions", "response", "contentType"]);
   const name = r.str(ao.name, `${ap}.name`, `action-${index}`);
   if (name.trim() === "") r.error(`${ap}.name`, "must not be empty");
   const triggers = r.list(ao.triggers, `${ap}.triggers`).map((t, k) =>
@@ -232,7 +270,17 @@ function parseAction(r: Reader, raw: unknown, ap: string, index: number): KafkaA
       key: scalar(r, response.key, `${rp}.key`),
       topic: topicName(r, response.topic, `${rp}.topic`),
     },
+    contentType: mediaType(r, ao.contentType, `${ap}.contentType`, listenerContentType),
   };
+}
+
+/** "auto" or a media type such as "application/json" or "text/plain; charset=utf-8". */
+function mediaType(r: Reader, v: unknown, path: string, dflt: string): string {
+  const s = r.str(v, path, dflt).trim();
+  if (s !== AUTO_CONTENT_TYPE && !MEDIA_TYPE_RE.test(s)) {
+    r.error(path, `"${s}" is not a media type (e.g. application/json) or auto`);
+  }
+  return s;
 }
 
 function parseTrigger(r: Reader, raw: unknown, tp: string): KafkaTrigger {

@@ -138,7 +138,7 @@ async function deliverOne(
   } else {
     for (;;) {
       attempts++;
-      const answer = await attempt(fn, message, requestId, deps);
+      const answer = await attempt(fn, message, requestId, route.action.contentType, deps);
       status = answer.status;
       body = answer.body;
       contentType = answer.contentType;
@@ -211,10 +211,12 @@ async function attempt(
   fn: FunctionDef,
   message: ConsumedMessage,
   requestId: string,
+  contentType: string,
   deps: DeliveryDeps,
 ): Promise<Answer> {
   try {
-    const res = await deps.invoke(fn, invocationRequest(fn, message, requestId), requestId);
+    const req = invocationRequest(fn, message, requestId, contentType);
+    const res = await deps.invoke(fn, req, requestId);
     const body = new Uint8Array(await res.arrayBuffer());
     return {
       status: res.status,

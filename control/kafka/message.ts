@@ -99,6 +99,7 @@ export function invocationRequest(
   fn: FunctionDef,
   message: ConsumedMessage,
   requestId: string,
+  contentType = "auto",
 ): Request {
   const headers = new Headers();
   for (const [name, value] of message.headers) {
@@ -115,12 +116,31 @@ export function invocationRequest(
   headers.set(KAFKA_HEADERS.offset, message.offset);
   const key = headerSafe(text(message.key));
   if (key !== undefined) headers.set(KAFKA_HEADERS.key, key);
+  if (!headers.has("content-type")) {
+    headers.set("content-type", contentTypeOf(message.value, contentType));
+  }
   return new Request(`http://kafka.f2s.internal${fn.endpoint}`, {
     method: methodFor(fn),
     headers,
     // Kafka's client hands out Node Buffers, which are Uint8Arrays over an ArrayBuffer.
     body: (message.value ?? new Uint8Array()) as Uint8Array<ArrayBuffer>,
   });
+}
+
+/**
+ * The content-type of a message that carries none: the configured one, or for "auto"
+ * JSON when the value parses as JSON (the original F2S handed values to `start.sh
+ * input.json`), else bytes.
+ */
+export function contentTypeOf(value: Uint8Array | null, configured: string): string {
+  if (configured !== "auto") return configured;
+  if (value === null || value.length === 0) return "application/octet-stream";
+  try {
+    JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(value));
+    return "application/json";
+  } catch {
+    return "application/octet-stream";
+  }
 }
 
 /** The record carrying a function's answer to the response topic. */

@@ -10,10 +10,17 @@ import { basename, isAbsolute, join } from "node:path";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { FIZZLET_PATHS } from "../../common/protocol.ts";
-import { freePort, selfCommand } from "../../common/self.ts";
+import { selfCommand } from "../../common/self.ts";
 import type { EventLog } from "../events.ts";
 import { instanceEnv } from "./instance_env.ts";
-import type { Instance, InstanceListener, InstanceState, Runtime } from "./runtime.ts";
+import { createPortPool, type PortPool } from "./ports.ts";
+import type {
+  Instance,
+  InstanceListener,
+  InstanceState,
+  Runtime,
+  StartFailure,
+} from "./runtime.ts";
 
 export interface LocalRuntimeOptions {
   /** Folders searched for an image's function folder when `target.local.dir` is not set. */
@@ -23,6 +30,8 @@ export interface LocalRuntimeOptions {
   gracePeriodMs?: number;
   /** How often a ready instance is probed again. */
   probeIntervalMs?: number;
+  /** Where instance ports come from (default: any free port). */
+  ports?: PortPool;
   log?: Logger;
 }
 
@@ -32,6 +41,10 @@ interface LocalInstance extends Instance {
   pid?: number;
   exited: Promise<void>;
   stopping: boolean;
+  /** The app's last line of output, quoted when it fails before being ready. */
+  lastOutput?: string;
+  /** Its fizzlet's and its app's port, given back to the pool when it is gone. */
+  ports: number[];
 }
 
 interface FunctionState {
@@ -41,22 +54,28 @@ interface FunctionState {
   crashes: number;
   restartAt: number;
   removed: boolean;
+  /** Why the last instance did not start; cleared when one is ready. */
+  failure?: StartFailure;
 }
 
 export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   const log = options.log ?? createLogger("runtime.local");
   const grace = options.gracePeriodMs ?? 10_000;
   const probeInterval = options.probeIntervalMs ?? 1000;
+  const ports = options.ports ?? createPortPool();
   const functions = new Map<string, FunctionState>();
   const instances = new Map<string, LocalInstance>();
   const listeners = new Set<InstanceListener>();
   let counter = 0;
   let closed = false;
 
-  function emit(inst: LocalInstance, state: InstanceState) {
-    if (inst.state === state) return;
+  function emit(inst: LocalInstance, state: InstanceState, failure?: StartFailure) {
+    if (inst.state === state && !failure) return;
     inst.state = state;
-    const snapshot: Instance = { id: inst.id, function: inst.function, url: inst.url, state };
+    notify({ id: inst.id, function: inst.function, url: inst.url, state, failure });
+  }
+
+  function notify(snapshot: Instance) {
     for (const l of listeners) {
       try {
         l(snapshot);
@@ -66,36 +85,86 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     }
   }
 
-  function resolveDir(fn: FunctionDef): string | undefined {
-    if (fn.local.dir) return fn.local.dir;
+  /** The function's folder, or the folders searched in vain. */
+  function resolveDir(fn: FunctionDef): { dir: string } | { searched: string[] } {
+    if (fn.local.dir) {
+      return existsSync(fn.local.dir) ? { dir: fn.local.dir } : { searched: [fn.local.dir] };
+    }
     // "registry/f2s-examples/nodejs:1.2" → "nodejs", looked up in every image folder.
     const name = basename(fn.image.replace(/[:@].*$/, ""));
-    for (const dir of options.imageDirs) {
-      const candidate = join(dir, name);
-      if (existsSync(candidate)) return candidate;
+    const searched = options.imageDirs.map((dir) => join(dir, name));
+    const dir = searched.find((candidate) => existsSync(candidate));
+    return dir ? { dir } : { searched };
+  }
+
+  function missingDirMessage(fn: FunctionDef, searched: string[]): string {
+    return fn.local.dir
+      ? `target.local.dir "${fn.local.dir}" does not exist`
+      : `no local folder for image "${fn.image}" (searched ${
+        searched.join(", ")
+      }): set target.local.dir or add a folder named after the image`;
+  }
+
+  /**
+   * An instance that will not become ready: the function's status says why, held requests
+   * get the reason at once (through the event), and the next try waits out a backoff.
+   */
+  function startFailed(st: FunctionState, id: string, reason: string, message: string) {
+    st.failure = { reason, message, at: new Date().toISOString() };
+    options.events.record("instance.failed", message, { function: st.fn.name, data: { reason } });
+    log.error(message, { function: st.fn.name, instance: id, reason });
+    st.crashes++;
+    st.restartAt = Date.now() + backoff(st.crashes);
+    scheduleReconcile(st.fn.name, backoff(st.crashes));
+    notify({ id, function: st.fn.name, url: "", state: "gone", failure: st.failure });
+  }
+
+  /** Watches an instance's log while it starts: its app exiting is a failure to start. */
+  function watchOutput(inst: LocalInstance, st: FunctionState, line: string) {
+    let entry: { msg?: unknown; line?: unknown; code?: unknown; error?: unknown };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      inst.lastOutput = line;
+      return;
     }
-    return undefined;
+    if (entry.msg === "app output") inst.lastOutput = String(entry.line);
+    const exited = entry.msg === "app exited; restarting";
+    if (inst.state !== "starting" || (!exited && entry.msg !== "app could not be started")) return;
+    const why = exited
+      ? `its app exited (code ${entry.code ?? "?"})`
+      : `its app could not be started (${entry.error})`;
+    const message = `instance ${inst.id} is not ready: ${why}` +
+      (inst.lastOutput ? `; last output: ${inst.lastOutput.slice(0, 300)}` : "");
+    st.failure = { reason: "AppExited", message, at: new Date().toISOString() };
+    options.events.record("instance.failed", message, {
+      function: inst.function,
+      data: { reason: "AppExited" },
+    });
+    emit(inst, "starting", st.failure);
   }
 
   function startInstance(st: FunctionState) {
     const fn = st.fn;
     const id = `${fn.name}-${++counter}`;
-    const dir = resolveDir(fn);
+    const found = resolveDir(fn);
     const ilog = log.with({ function: fn.name, instance: id });
-    if (!dir) {
-      const message =
-        `no local folder for image "${fn.image}": set target.local.dir or add a folder named after the image to ${
-          options.imageDirs.join(", ")
-        }`;
-      options.events.record("instance.failed", message, { function: fn.name });
-      ilog.error(message);
-      st.crashes++;
-      st.restartAt = Date.now() + backoff(st.crashes);
-      scheduleReconcile(fn.name, backoff(st.crashes));
-      return;
+    if ("searched" in found) {
+      return startFailed(st, id, "NoLocalFolder", missingDirMessage(fn, found.searched));
     }
-    const port = freePort();
-    const appPort = freePort();
+    const dir = found.dir;
+    const port = ports.take();
+    const appPort = port === undefined ? undefined : ports.take();
+    if (port === undefined || appPort === undefined) {
+      if (port !== undefined) ports.release(port);
+      const { from, to } = ports.range!;
+      return startFailed(
+        st,
+        id,
+        "NoFreePort",
+        `no two free ports left in --instance-ports ${from}-${to} for ${id}`,
+      );
+    }
     const args = [
       "fizzlet",
       "--host",
@@ -119,6 +188,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       generation: st.generation,
       exited: Promise.resolve(),
       stopping: false,
+      ports: [port, appPort],
     };
     try {
       // setsid: the instance gets its own session, so a terminal's Ctrl-C reaches only the
@@ -139,14 +209,16 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       }).spawn();
       inst.child = child;
       inst.pid = child.pid;
-      pipeLines(child.stdout, (line) => relay(line, fn.name, id));
-      pipeLines(child.stderr, (line) => relay(line, fn.name, id));
+      const onLine = (line: string) => {
+        watchOutput(inst, st, line);
+        relay(line, fn.name, id);
+      };
+      pipeLines(child.stdout, onLine);
+      pipeLines(child.stderr, onLine);
       inst.exited = child.status.then((status) => onExit(inst, status.code, status.signal));
     } catch (e) {
-      options.events.record("instance.failed", `could not start ${id}: ${e}`, {
-        function: fn.name,
-      });
-      return;
+      for (const p of inst.ports) ports.release(p);
+      return startFailed(st, id, "StartFailed", `could not start ${id}: ${e}`);
     }
     instances.set(id, inst);
     options.events.record("instance.starting", `instance ${id} starting on port ${port}`, {
@@ -180,6 +252,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
         failures = 0;
         if (inst.state === "starting") {
           st.crashes = 0;
+          st.failure = undefined;
           emit(inst, "ready");
           options.events.record("instance.ready", `instance ${inst.id} is ready`, {
             function: inst.function,
@@ -205,19 +278,28 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
 
   function onExit(inst: LocalInstance, code: number, signal: string | null) {
     instances.delete(inst.id);
+    for (const p of inst.ports) ports.release(p);
     const st = functions.get(inst.function);
+    let failure: StartFailure | undefined;
     if (!inst.stopping) {
       const message = `instance ${inst.id} exited unexpectedly (code ${code}${
         signal ? `, signal ${signal}` : ""
-      })`;
+      })${inst.lastOutput ? `; last output: ${inst.lastOutput.slice(0, 300)}` : ""}`;
       log.warn(message, { function: inst.function, instance: inst.id });
       options.events.record("instance.crashed", message, { function: inst.function });
       if (st && st.generation === inst.generation) {
         st.crashes++;
         st.restartAt = Date.now() + backoff(st.crashes);
+        if (inst.state === "starting") {
+          failure = st.failure = {
+            reason: "ExitedBeforeReady",
+            message,
+            at: new Date().toISOString(),
+          };
+        }
       }
     }
-    emit(inst, "gone");
+    emit(inst, "gone", failure);
     if (st && !st.removed) {
       scheduleReconcile(inst.function, st ? Math.max(0, st.restartAt - Date.now()) : 0);
     }
@@ -335,6 +417,13 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       );
     },
     desiredReplicas: (name) => functions.get(name)?.desired,
+    failure: (name) => functions.get(name)?.failure,
+    check(fn) {
+      const found = resolveDir(fn);
+      if (!("searched" in found)) return [];
+      const path = fn.local.dir ? "target.local.dir" : "target.containerImage";
+      return [{ path, message: missingDirMessage(fn, found.searched) }];
+    },
     instances(name) {
       return [...instances.values()]
         .filter((i) => name === undefined || i.function === name)

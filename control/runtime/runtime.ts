@@ -10,6 +10,19 @@ import type { FunctionDef } from "../../common/function.ts";
 /** starting → ready → draining → gone; an instance may also go straight to gone. */
 export type InstanceState = "starting" | "ready" | "draining" | "gone";
 
+/**
+ * Why a function's instances do not start, like Kubernetes' `Ready=False reason=…`: shown
+ * in the function's status, and the answer held requests get at once instead of waiting
+ * out scaling_timeout. Cleared when an instance becomes ready.
+ */
+export interface StartFailure {
+  /** CamelCase, e.g. NoLocalFolder, StartFailed, ExitedBeforeReady. */
+  reason: string;
+  message: string;
+  /** ISO time of the failure. */
+  at: string;
+}
+
 export interface Instance {
   /** Unique for the life of the runtime (process id, pod name). */
   id: string;
@@ -18,6 +31,8 @@ export interface Instance {
   /** Base URL of the instance's fizzlet, e.g. http://127.0.0.1:40123 or http://10.0.0.5:9092. */
   url: string;
   state: InstanceState;
+  /** On a "gone" event: the instance never became ready, and this is why. */
+  failure?: StartFailure;
 }
 
 export type InstanceListener = (instance: Instance) => void;
@@ -35,6 +50,13 @@ export interface Runtime {
   remove(name: string): Promise<void>;
   /** The replica count last asked for, or undefined for an unknown function. */
   desiredReplicas(name: string): number | undefined;
+  /** The last start failure of a function with no ready instance (undefined when fine). */
+  failure?(name: string): StartFailure | undefined;
+  /**
+   * Problems that would keep `fn` from ever starting here, found before it is stored (e.g.
+   * `f2s dev` has no folder for its image); an empty list when it can start.
+   */
+  check?(fn: FunctionDef): { path: string; message: string }[];
   /** Current instances, of one function or of all. */
   instances(name?: string): Instance[];
   /**

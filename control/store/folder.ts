@@ -5,6 +5,7 @@
  * loses nothing and a GitOps user can keep the folder in a repository.
  */
 
+import { createHash } from "node:crypto";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { stringify } from "yaml";
 import {
@@ -40,6 +41,11 @@ export interface FolderStoreOptions {
    * lie inside one of them or `dir`, after resolving symlinks and `..`.
    */
   imageDirs?: string[];
+  /**
+   * Problems that keep a function from running here (the runtime's check): writes through
+   * the API with any are refused with 400, so a mistake shows at apply, not at first call.
+   */
+  check?: (fn: FunctionDef) => FieldError[];
 }
 
 export async function createFolderStore(options: FolderStoreOptions): Promise<FunctionStore> {
@@ -107,6 +113,8 @@ export async function createFolderStore(options: FolderStoreOptions): Promise<Fu
     const fn = resolveLocalDir(parsed.fn, dirname(file));
     const errors = await hostErrors(fn, roots);
     if (errors.length > 0) throw new StoreError(400, "invalid function manifest", errors);
+    const problems = options.check?.(fn) ?? [];
+    if (problems.length > 0) throw new StoreError(400, "function cannot run here", problems);
     return { fn, manifest: manifestOf(parsed.fn) };
   }
 
@@ -174,15 +182,37 @@ function nameOf(manifest: unknown): string | undefined {
   return typeof name === "string" && /^[a-z0-9-]+$/.test(name) ? name : undefined;
 }
 
-/** The manifest as F2S writes it: the user's fields, normalized, without status. */
+/**
+ * The manifest as F2S writes it: the user's fields, normalized, without status, and without
+ * a uid that is only the derived one coming back (the API shows it; a file need not say it).
+ */
 function manifestOf(fn: FunctionDef): FunctionManifest {
-  return toManifest(fn);
+  const manifest = toManifest(fn);
+  if (manifest.metadata.uid === devUid(fn.namespace, fn.name)) delete manifest.metadata.uid;
+  return manifest;
 }
 
-/** `target.local.dir` is relative to the manifest's folder. */
+/**
+ * `target.local.dir` is relative to the manifest's folder. A function without
+ * `metadata.uid` gets one, as Kubernetes gives every resource one: the original F2S's API
+ * and Kafka actions address functions by uid. It is derived from namespace and name, so it
+ * stays the same across restarts and edits.
+ */
 function resolveLocalDir(fn: FunctionDef, base: string): FunctionDef {
-  if (!fn.local.dir || isAbsolute(fn.local.dir)) return fn;
-  return { ...fn, local: { ...fn.local, dir: resolve(base, fn.local.dir) } };
+  const uid = fn.uid ?? devUid(fn.namespace, fn.name);
+  if (!fn.local.dir || isAbsolute(fn.local.dir)) return { ...fn, uid };
+  return { ...fn, uid, local: { ...fn.local, dir: resolve(base, fn.local.dir) } };
+}
+
+/** A UUID (version 5 layout) from a SHA-1 of namespace and name. */
+export function devUid(namespace: string, name: string): string {
+  const h = createHash("sha1").update(`f2s.opensight.ch/function/${namespace}/${name}`).digest();
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const hex = Array.from(h.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
+    hex.slice(20)
+  }`;
 }
 
 async function* walk(dir: string): AsyncGenerator<string> {

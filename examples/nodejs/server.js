@@ -3,7 +3,8 @@
 //
 //   GET  /anything?x=1        echo: method, path, query, headers, body length
 //   ANY  /slow?ms=N           answers after N ms (timeouts, draining)
-//   GET  /stream?bytes=N      streams N bytes of 'x' (large downloads)
+//   GET  /stream?bytes=N      streams N bytes of 'x' (large downloads); &ms=M pauses M ms
+//                             between 64 KiB chunks (long-running streaming answers)
 //   ANY  /upload?hash=1       counts (and with hash=1 hashes) the body without keeping it
 //   ANY  /status?code=N       answers with status N
 
@@ -37,17 +38,20 @@ function consume(req, hash) {
   });
 }
 
-function stream(res, total) {
+function stream(res, total, pauseMs) {
   res.writeHead(200, { "content-type": "application/octet-stream", "content-length": total });
   let left = total;
   const pump = () => {
     while (left > 0) {
       const piece = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
       left -= piece.length;
-      if (!res.write(piece)) return res.once("drain", pump);
+      const more = res.write(piece);
+      if (pauseMs > 0 && left > 0) return setTimeout(pump, pauseMs);
+      if (!more) return res.once("drain", pump);
     }
     res.end();
   };
+  res.on("close", () => left = 0);
   pump();
 }
 
@@ -64,7 +68,7 @@ const server = http.createServer(async (req, res) => {
       }
       case "/stream":
         await consume(req, false);
-        return stream(res, Math.max(0, Number(query.bytes) || 0));
+        return stream(res, Math.max(0, Number(query.bytes) || 0), Number(query.ms) || 0);
       case "/upload": {
         const body = await consume(req, query.hash === "1");
         return json(res, 200, { bodyLength: body.length, sha256: body.sha256 });

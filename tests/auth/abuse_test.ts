@@ -187,7 +187,12 @@ Deno.test("scoped users cannot set host commands, take endpoints, or read env va
       "POST",
       "/functions",
       olga,
-      manifest("orders-z", "/orders-x/z", { local: undefined }),
+      // No target.local (olga may not set it): f2s dev finds the folder by the image's name,
+      // and refuses an image it has no folder for (tests/control/dev_test.ts).
+      manifest("orders-z", "/orders-x/z", {
+        local: undefined,
+        containerImage: "f2s-tests/echo:latest",
+      }),
     );
     assertEquals(mine.status, 201, mine.text);
     const dry = (m: unknown) => write(dev, "POST", "/functions?dryRun=true", admin, m);

@@ -2,6 +2,7 @@
 // manifest changes, CRUD persisted across a restart, error statuses, drain and shutdown.
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { processesMatching, startDev, waitFor } from "../harness/dev.ts";
+import { runF2s } from "../harness/cli.ts";
 import { copy } from "../harness/files.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
@@ -19,6 +20,7 @@ function manifest(
     min?: number;
     env?: Record<string, string>;
     dir?: string;
+    command?: string;
     timeouts?: Record<string, number>;
   } = {},
 ) {
@@ -36,7 +38,7 @@ function manifest(
       minReplicas: extra.min ?? 1,
       maxReplicas: 2,
       ...(extra.env ? { env: extra.env } : {}),
-      local: { dir: extra.dir ?? "./echo", command: "node server.js" },
+      local: { dir: extra.dir ?? "./echo", command: extra.command ?? "node server.js" },
     },
   };
 }
@@ -227,8 +229,9 @@ Deno.test("every error status: 400, 404, 405, 409, 413, 415, 503, 504", async ()
   );
   const post = { ...manifest("get-only"), spec: { endpoint: "/get-only", method: "GET" } };
   await Deno.writeTextFile(`${dir}/get-only.yaml`, JSON.stringify(post));
-  const broken = manifest("broken", { min: 0, dir: `${dir}/does-not-exist` });
-  await Deno.writeTextFile(`${dir}/broken.yaml`, yaml(broken));
+  // An app that never listens: its instance never becomes ready.
+  const neverReady = manifest("never-ready", { min: 0, command: "sleep 60" });
+  await Deno.writeTextFile(`${dir}/never-ready.yaml`, yaml(neverReady));
   const dev = await startDev({
     functionsDir: dir,
     config: "f2s:\n  timeouts: { scaling_timeout: 800 }\n  max_manifest_bytes: 2048\n",
@@ -298,9 +301,9 @@ Deno.test("every error status: 400, 404, 405, 409, 413, 415, 503, 504", async ()
     const names = (await json(await send("/functions"))).map((f: { metadata: { name: string } }) =>
       f.metadata.name
     ).sort();
-    assertEquals(names, ["broken", "echo", "get-only"]);
+    assertEquals(names, ["echo", "get-only", "never-ready"]);
     // 503: no instance becomes ready within scaling_timeout.
-    res = await send("/invoke/broken");
+    res = await send("/invoke/never-ready");
     assertEquals(res.status, 503);
     assertMatch((await json(res)).error, /scaling_timeout \(800 ms\)/);
     // 504: the function is slower than its http_timeout.
@@ -432,4 +435,154 @@ Deno.test("a changed definition rolls out without a moment with no ready instanc
   } finally {
     await cleanup(dir, dev);
   }
+});
+
+Deno.test("a function that cannot start says why: refused at apply, held requests fail at once, status and f2s fn get show it", async () => {
+  const dir = await functionsDir();
+  // Written to the folder by hand, so no API check stops them: they load and then fail.
+  const noFolder = manifest("no-folder", { min: 0, dir: `${dir}/does-not-exist` });
+  await Deno.writeTextFile(`${dir}/no-folder.yaml`, yaml(noFolder));
+  const crash = `node -e "console.error('boom: cannot find module x'); process.exit(3)"`;
+  await Deno.writeTextFile(
+    `${dir}/crashes.yaml`,
+    yaml(manifest("crashes", { min: 0, command: crash })),
+  );
+  // The default scaling_timeout (45 s): "at once" must mean far less than that.
+  const dev = await startDev({ functionsDir: dir });
+  const send = (path: string, init?: RequestInit) => fetch(dev.url + path, init);
+  try {
+    // Apply: an image with no folder is refused, naming the field and the folders searched.
+    const { local: _, ...target } = manifest("nowhere").target;
+    let res = await send("/functions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...manifest("nowhere"), target }),
+    });
+    let body = await json(res);
+    assertEquals(res.status, 400, JSON.stringify(body));
+    assertEquals(body.details[0].path, "target.containerImage");
+    assertMatch(body.details[0].message, new RegExp(`no local folder.*${dir}/nowhere`));
+    assertMatch(body.error, /target\.containerImage/);
+    res = await send("/functions/nowhere");
+    assertEquals(res.status, 404);
+    await res.body?.cancel();
+
+    // A folder that is gone: the held request gets 503 with the reason at once.
+    let started = Date.now();
+    res = await send("/invoke/no-folder");
+    body = await json(res);
+    assertEquals(res.status, 503);
+    assertEquals(body.details.reason, "NoLocalFolder");
+    assertMatch(
+      body.error,
+      /could not start: target\.local\.dir ".*does-not-exist" does not exist/,
+    );
+    assert(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    let condition = (await json(await send("/functions/no-folder"))).status.conditions[0];
+    assertEquals([condition.type, condition.status, condition.reason], [
+      "Ready",
+      "False",
+      "NoLocalFolder",
+    ]);
+
+    // An app that exits at start: the reason quotes its last output.
+    started = Date.now();
+    res = await send("/invoke/crashes");
+    body = await json(res);
+    assertEquals(res.status, 503, JSON.stringify(body));
+    assertEquals(body.details.reason, "AppExited");
+    assertMatch(body.error, /app exited \(code 3\).*boom: cannot find module x/);
+    assert(Date.now() - started < 20_000, `took ${Date.now() - started} ms`);
+    condition = (await json(await send("/functions/crashes"))).status.conditions[0];
+    assertEquals(condition.reason, "AppExited");
+
+    // `f2s fn apply` does not wait out its timeout for a function that cannot start.
+    const file = `${dir}/../${crypto.randomUUID()}-crash-on-apply.yaml`;
+    await Deno.writeTextFile(
+      file,
+      yaml(manifest("crash-on-apply", { min: 1, command: crash.replace("boom", "bang") })),
+    );
+    started = Date.now();
+    const applied = await runF2s(["fn", "apply", "-f", file, "--url", dev.url]);
+    await Deno.remove(file);
+    assertEquals(applied.code, 1, applied.stderr);
+    assertMatch(applied.stdout, /function\/crash-on-apply created/);
+    assertMatch(applied.stderr, /crash-on-apply cannot start: AppExited: .*bang: cannot find/);
+    assert(Date.now() - started < 30_000, `apply took ${Date.now() - started} ms`);
+    // `f2s fn get` shows the condition; a healthy function reads Ready=True.
+    const got = await runF2s(["fn", "get", "crashes", "--url", dev.url]);
+    assertEquals(got.code, 0, got.stderr);
+    assertMatch(got.stdout, /reason: AppExited/);
+    assertMatch(got.stdout, /boom: cannot find module x/);
+    await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 0 })));
+    await waitFor("echo loaded", async () => {
+      const r = await send("/functions/echo");
+      await r.body?.cancel();
+      return r.status === 200;
+    });
+    res = await send("/invoke/echo");
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+    condition = (await json(await send("/functions/echo"))).status.conditions[0];
+    assertEquals([condition.status, condition.reason], ["True", "InstancesReady"]);
+  } finally {
+    await cleanup(dir, dev);
+  }
+});
+
+/** `count` consecutive ports that are free right now, from a random start. */
+function freeRange(count: number): number {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const from = 20_000 + Math.floor(Math.random() * 30_000);
+    const listeners: Deno.Listener[] = [];
+    try {
+      for (let p = from; p < from + count; p++) {
+        listeners.push(Deno.listen({ hostname: "127.0.0.1", port: p }));
+      }
+      return from;
+    } catch {
+      // taken: try elsewhere
+    } finally {
+      for (const l of listeners) l.close();
+    }
+  }
+  throw new Error(`no ${count} free consecutive ports found`);
+}
+
+Deno.test("--instance-ports: instances listen only in the range; a full range says so", async () => {
+  const dir = await functionsDir();
+  const from = freeRange(3);
+  const to = from + 2;
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 0 })));
+  await Deno.writeTextFile(`${dir}/second.yaml`, yaml(manifest("second", { min: 0 })));
+  const dev = await startDev({ functionsDir: dir, args: ["--instance-ports", `${from}-${to}`] });
+  const send = (path: string) => fetch(dev.url + path);
+  try {
+    let res = await send("/invoke/echo");
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+    // Its fizzlet's port (from the event) and its app's (from its command line) are in range.
+    const events = await json(await send("/events?type=instance.starting&function=echo"));
+    const port = events[0].data.port;
+    assert(port >= from && port <= to, `fizzlet port ${port} not in ${from}-${to}`);
+    const appPorts = processesMatching(dir).flatMap((pid) => {
+      const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      const i = cmd.indexOf("--app-port");
+      return i >= 0 ? [Number(cmd[i + 1])] : [];
+    });
+    assert(appPorts.length > 0, "an instance with --app-port");
+    for (const p of appPorts) assert(p >= from && p <= to, `app port ${p} not in ${from}-${to}`);
+    // One port left: the second function cannot get two, and says so at once.
+    res = await send("/invoke/second");
+    const body = await json(res);
+    assertEquals(res.status, 503);
+    assertEquals(body.details.reason, "NoFreePort");
+    assertMatch(body.error, new RegExp(`--instance-ports ${from}-${to}`));
+  } finally {
+    await cleanup(dir, dev);
+  }
+  // A range that is not one is a usage error.
+  const out = await runF2s(["dev", "--functions", dir, "--instance-ports", "9000"]);
+  assertEquals(out.code, 2);
+  assertMatch(out.stderr, /--instance-ports "9000" is not FROM-TO/);
 });

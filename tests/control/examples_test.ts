@@ -1,5 +1,6 @@
 // `f2s dev` on the shipped examples: both modes end to end, large bodies streamed through
 // the dispatcher with flat memory, and the `f2s fn` client against the running platform.
+import { runF2s } from "../harness/cli.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { processesMatching, startDev, waitFor } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
@@ -81,13 +82,8 @@ Deno.test("both examples answer through f2s dev, and large bodies stream with fl
   }
 });
 
-async function fn(url: string, ...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "fn", "--url", url, ...args],
-    stdin: "null",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function fn(url: string, ...args: string[]) {
+  return runF2s(["fn", "--url", url, ...args]);
 }
 
 Deno.test("f2s fn: apply waits for readiness, list, get, invoke, delete, and clear errors", async () => {
@@ -123,7 +119,7 @@ Deno.test("f2s fn: apply waits for readiness, list, get, invoke, delete, and cle
     assertEquals(r.code, 1);
     assertMatch(r.stderr, /404.*"hello-node" not found/);
     r = await fn("http://127.0.0.1:1", "list");
-    assertEquals(r.code, 1);
+    assertEquals(r.code, 3); // unreachable: exit code 3 (docs/cli.md)
     assertMatch(r.stderr, /cannot reach the control plane/);
     r = await fn(dev.url, "frobnicate");
     assertEquals(r.code, 2);

@@ -187,6 +187,16 @@ Deno.test("an invalid config is refused with every unknown key and wrong type na
   assertThrows(() => parseConfig("a: [", "broken.yaml", {}), ConfigError, "not valid YAML");
 });
 
+Deno.test("f2s.max_connections: 0 by default (the server's own cap), a count, never negative", () => {
+  assertEquals(parseConfig("", "config.yaml", {}).maxConnections, 0);
+  assertEquals(parseConfig("f2s: { max_connections: 500 }", "config.yaml", {}).maxConnections, 500);
+  const err = assertThrows(
+    () => parseConfig("f2s: { max_connections: -1 }", "config.yaml", {}),
+    ConfigError,
+  ) as ConfigError;
+  assertEquals(err.errors.map((e) => e.path), ["f2s.max_connections"]);
+});
+
 Deno.test("redacted config hides every secret", () => {
   const c = parseConfig(SEED_CONFIG, "config.yaml", {});
   const text = JSON.stringify(redactConfig(c));

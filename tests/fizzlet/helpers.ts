@@ -5,6 +5,9 @@
  * test fails half-way.
  */
 
+import { Buffer } from "node:buffer";
+import type http from "node:http";
+
 const ROOT = new URL("../../", import.meta.url).pathname;
 const DENO = Deno.execPath();
 
@@ -56,7 +59,10 @@ export async function startFizzlet(run: FizzletRun): Promise<RunningFizzlet> {
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: run.dir,
-    env: { F2S_LOG_LEVEL: "info", ...run.env },
+    // The app port defaults to a free one, not 8080: in auto mode the fizzlet proxies to
+    // whatever listens there, and the host may run anything on 8080. An --app-port in
+    // `args` or F2S_APP_PORT in `env` still wins.
+    env: { F2S_LOG_LEVEL: "info", F2S_APP_PORT: String(freePort()), ...run.env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -175,6 +181,34 @@ export function freePort(): number {
   listener.close();
   return port;
 }
+
+/**
+ * Writes `total` bytes of 'a' to a node:http request, 1 MiB at a time as it drains (never
+ * held whole), then ends it.
+ */
+export function sendChunks(req: http.ClientRequest, total: number): void {
+  const chunk = Buffer.alloc(1024 * 1024, 97);
+  let sent = 0;
+  const pump = () => {
+    while (sent < total) {
+      const n = Math.min(chunk.length, total - sent);
+      sent += n;
+      if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+        return req.once("drain", pump);
+      }
+    }
+    req.end();
+  };
+  pump();
+}
+
+export const GiB = 1024 * 1024 * 1024;
+/**
+ * Far below 1 GiB, so a fizzlet that buffered either body fails. What it does use is the
+ * runtime (~60 MiB) plus garbage the V8 collector has not reclaimed yet (~100-250 MiB here,
+ * the same after 1 GiB as after 4 GiB).
+ */
+export const MEMORY_LIMIT = 450 * 1024 * 1024;
 
 /** Peak resident memory of a process in bytes (VmHWM). */
 export async function peakMemory(pid: number): Promise<number> {

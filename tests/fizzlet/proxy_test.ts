@@ -4,7 +4,6 @@
  * still getting proxy mode, and a crashed app being restarted.
  */
 
-import { Buffer } from "node:buffer";
 import http from "node:http";
 import { assert, assertEquals } from "../harness/assert.ts";
 import {
@@ -12,18 +11,13 @@ import {
   EXAMPLES,
   freePort,
   functionDir,
+  GiB,
+  MEMORY_LIMIT,
   peakMemory,
   type RunningFizzlet,
+  sendChunks,
   startFizzlet,
 } from "./helpers.ts";
-
-const GiB = 1024 * 1024 * 1024;
-/**
- * Far below 1 GiB, so a fizzlet that buffered either body fails. What it does use is the
- * runtime (~60 MiB) plus garbage the V8 collector has not reclaimed yet (~100-250 MiB here,
- * the same after 1 GiB as after 4 GiB).
- */
-const MEMORY_LIMIT = 450 * 1024 * 1024;
 
 function nodeApp(appPort: number, extra: string[] = []): Promise<RunningFizzlet> {
   return startFizzlet({
@@ -38,7 +32,6 @@ function nodeApp(appPort: number, extra: string[] = []): Promise<RunningFizzlet>
  * uploads crawl on delayed ACKs whatever the server does.
  */
 function upload(url: string, total: number): Promise<{ status: number; body: string }> {
-  const chunk = Buffer.alloc(1024 * 1024, 97);
   return new Promise((resolve, reject) => {
     const req = http.request(url, {
       method: "POST",
@@ -51,18 +44,7 @@ function upload(url: string, total: number): Promise<{ status: number; body: str
       res.on("error", reject);
     });
     req.on("error", reject);
-    let sent = 0;
-    const pump = () => {
-      while (sent < total) {
-        const n = Math.min(chunk.length, total - sent);
-        sent += n;
-        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-          return req.once("drain", pump);
-        }
-      }
-      req.end();
-    };
-    pump();
+    sendChunks(req, total);
   });
 }
 

@@ -26,6 +26,8 @@ export interface ControlPlaneOptions {
   env?: Record<string, string>;
   /** How long start-up may take. */
   timeoutMs?: number;
+  /** Runs the process under `ulimit -n` this low (through bash, which execs it). */
+  ulimitFiles?: number;
 }
 
 /**
@@ -44,8 +46,11 @@ export async function startControlPlane(
     await Deno.writeTextFile(configFile, options.config);
     argv.push("--config", configFile);
   }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: argv,
+  const limited = options.ulimitFiles !== undefined;
+  const child = new Deno.Command(limited ? "bash" : Deno.execPath(), {
+    args: limited
+      ? ["-c", `ulimit -n ${options.ulimitFiles} && exec "$0" "$@"`, Deno.execPath(), ...argv]
+      : argv,
     env: { F2S_LOG_LEVEL: "info", ...options.env },
     stdin: "null",
     stdout: "piped",

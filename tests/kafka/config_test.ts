@@ -48,6 +48,7 @@ Deno.test("the seed's kafka section loads with F2S's defaults", () => {
         triggers: [{ type: "key", name: undefined, filter: "equal", value: "test-key" }],
         functions: ["ffe4eb97-3716-479f-8cd4-f86d05bb8e99"],
         response: { key: "test-response", topic: undefined },
+        contentType: "auto",
       }],
     }],
   });
@@ -108,6 +109,66 @@ Deno.test("a disabled section needs no brokers or listeners", () => {
   assertEquals(parseConfig("", "c.yaml", {}).kafka.enabled, false);
 });
 
+Deno.test("a broker without a port is on 9092; env overrides replace the file's values before they are checked", () => {
+  // The original F2S's README: `brokers: [kafka-1.kafka]`.
+  const file = 'kafka: { enabled: true, brokers: [kafka-1.kafka, "[::1]", "h:19092"], ' +
+    "listeners: [{ topic: t, actions: [{ name: a, f2sfunctions: [fn] }] }] }";
+  assertEquals(parseConfig(file, "c.yaml", {}).kafka.brokers, [
+    "kafka-1.kafka:9092",
+    "[::1]:9092",
+    "h:19092",
+  ]);
+  const broken = file.replace("kafka-1.kafka", '"not a broker"');
+  assertThrows(() => parseConfig(broken, "c.yaml", {}), ConfigError);
+  // The environment's brokers replace the file's: its broken one no longer matters.
+  const env = { F2S_KAFKA_BROKERS: "127.0.0.1:1234, b2" };
+  assertEquals(parseConfig(broken, "c.yaml", env).kafka.brokers, ["127.0.0.1:1234", "b2:9092"]);
+  // Disabled by the environment: the section's requirements for an enabled one do not apply.
+  const disabled = parseConfig("kafka: { enabled: true }", "c.yaml", {
+    F2S_KAFKA_ENABLED: "false",
+  });
+  assertEquals(disabled.kafka.enabled, false);
+  // A broken environment value is reported under its own name.
+  const e = assertThrows(
+    () => parseConfig(file, "c.yaml", { F2S_KAFKA_BROKERS: "a b", F2S_KAFKA_ENABLED: "maybe" }),
+    ConfigError,
+  ) as ConfigError;
+  assertEquals(e.errors.map((x) => x.path).sort(), [
+    "env F2S_KAFKA_BROKERS[0]",
+    "env F2S_KAFKA_ENABLED",
+  ]);
+});
+
+Deno.test("contentType: auto by default, the listener's for its actions, an action's own wins", () => {
+  const c = parseConfig(
+    `kafka:
+  enabled: true
+  brokers: [h]
+  listeners:
+    - topic: a
+      actions: [{ name: x, f2sfunctions: [fn] }]
+    - topic: b
+      contentType: text/plain; charset=utf-8
+      actions:
+        - { name: x, f2sfunctions: [fn] }
+        - { name: y, f2sfunctions: [fn], contentType: application/octet-stream }
+`,
+    "c.yaml",
+    {},
+  ).kafka;
+  assertEquals(c.listeners[0].actions[0].contentType, "auto");
+  assertEquals(c.listeners[1].actions.map((a) => a.contentType), [
+    "text/plain; charset=utf-8",
+    "application/octet-stream",
+  ]);
+  assertEquals(
+    problems(
+      withListener(`{ topic: t, actions: [{ name: a, f2sfunctions: [f], contentType: json }] }`),
+    ),
+    ['kafka.listeners[0].actions[0].contentType: "json" is not a media type (e.g. application/json) or auto'],
+  );
+});
+
 /** The problems parseConfig reports for `kafka` (YAML flow style), as "path: message". */
 function problems(kafka: string): string[] {
   const e = assertThrows(
@@ -128,10 +189,11 @@ Deno.test("invalid kafka config is refused with the field named", async (t) => {
   const cases: [string, string, RegExp][] = [
     ["unknown section key", "{ consumer_group: x }", /^kafka\.consumer_group: is not a known key/],
     [
-      "broker without port",
-      '{ brokers: ["localhost"] }',
-      /^kafka\.brokers\[0\]: "localhost" is not host:port/,
+      "broker that is not host[:port]",
+      '{ brokers: ["local host:90x"] }',
+      /^kafka\.brokers\[0\]: "local host:90x" is not host or host:port/,
     ],
+    ["broker port out of range", '{ brokers: ["h:70000"] }', /^kafka\.brokers\[0\]: "h:70000"/],
     [
       "enabled without brokers",
       `{ enabled: true, listeners: [{ topic: t, actions: [${ACTION}] }] }`,

@@ -3,10 +3,10 @@
 // metrics), its answer produced to the response topic. Skipped, with the reason printed,
 // until the control plane starts the Kafka triggers (control/platform.ts or control/dev.ts).
 import { assert, assertEquals } from "../harness/assert.ts";
-import { processesMatching, startDev } from "../harness/dev.ts";
+import { startDev } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
-import { KAFKA_VERSIONS, startBroker } from "./broker.ts";
-import { createTopics, produce, readTopic, testKafka, waitFor } from "./helpers.ts";
+import { withDevAndBroker } from "./dev_broker.ts";
+import { createTopics, produce, readTopic, waitFor } from "./helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const ECHO = `${ROOT}tests/control/fixtures/echo`;
@@ -34,11 +34,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const broker = await startBroker({ version: KAFKA_VERSIONS["3.9"] });
-    const dir = await Deno.makeTempDir({ prefix: "f2s-kafka-dev-" });
-    let dev: Awaited<ReturnType<typeof startDev>> | undefined;
-    try {
-      const kafka = testKafka(broker.bootstrap);
+    await withDevAndBroker("f2s-kafka-dev-", async ({ broker, kafka, dir, started }) => {
       await createTopics(kafka, [{ topic: "dev-in" }, { topic: "dev-out" }]);
       await copy(ECHO, `${dir}/echo`);
       await Deno.writeTextFile(
@@ -56,9 +52,10 @@ Deno.test({
           },
         }),
       );
-      dev = await startDev({
-        functionsDir: dir,
-        config: `
+      const dev = started(
+        await startDev({
+          functionsDir: dir,
+          config: `
 f2s:
   kafka:
     enabled: true
@@ -74,7 +71,8 @@ f2s:
             f2sfunctions: [echo]
             response: { key: echoed, topic: dev-out }
 `,
-      });
+        }),
+      );
       const url = dev.url;
       await waitFor("kafka connected in /health", async () => {
         const health = await (await fetch(`${url}/health`)).json();
@@ -102,12 +100,6 @@ f2s:
         "both messages counted",
       );
       assert(/f2s_cold_starts_total\{function="echo"\} 1/.test(metrics), "a cold start");
-    } finally {
-      await dev?.stop();
-      await waitFor("no function process left", () => processesMatching(dir).length === 0, 20_000)
-        .catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      await broker.stop();
-    }
+    });
   },
 });

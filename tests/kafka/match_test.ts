@@ -5,6 +5,7 @@ import { firedRoutes, type Route } from "../../control/kafka/deliver.ts";
 import { triggerMatches } from "../../control/kafka/match.ts";
 import {
   type ConsumedMessage,
+  contentTypeOf,
   invocationRequest,
   MAX_HOPS,
   viewOf,
@@ -70,7 +71,7 @@ Deno.test("an action's triggers must all match; none means every message", () =>
 
 Deno.test("responses do not fire their own action, and response chains stop at MAX_HOPS", () => {
   const route = (id: string): Route => ({
-    action: { name: id, triggers: [], functions: ["f"], response: {} },
+    action: { name: id, triggers: [], functions: ["f"], response: {}, contentType: "auto" },
     id,
     responseTopic: "t",
   });
@@ -98,6 +99,28 @@ Deno.test("the request carries the value, usable headers and where the message c
     "x-f2s-kafka-partition": "2",
     "x-f2s-kafka-offset": "41",
     "x-f2s-kafka-key": "order/7",
+    "content-type": "application/octet-stream",
   });
   assertEquals(invocationRequest(testFunction("f", undefined, "PATCH"), m, "r").method, "PATCH");
+});
+
+Deno.test("a message without content-type: JSON values are application/json, unless configured", () => {
+  const f = testFunction("f");
+  const type = (value: string, configured?: string, headers: [string, string][] = []) =>
+    invocationRequest(f, message("k", value, headers), "r", configured).headers.get(
+      "content-type",
+    );
+  assertEquals(type('{"name":"F2S"}'), "application/json");
+  assertEquals(type("[1, 2]"), "application/json");
+  assertEquals(type("42"), "application/json");
+  assertEquals(type("not json"), "application/octet-stream");
+  assertEquals(type(""), "application/octet-stream");
+  assertEquals(type('{"a":1}', "text/plain"), "text/plain");
+  // The message's own header always wins.
+  assertEquals(type('{"a":1}', "auto", [["Content-Type", "text/csv"]]), "text/csv");
+  // Bytes that are not UTF-8 are never JSON.
+  assertEquals(
+    contentTypeOf(new Uint8Array([0x22, 0xff, 0x22]), "auto"),
+    "application/octet-stream",
+  );
 });

@@ -11,6 +11,7 @@ import {
 } from "../../control/auth/privileges.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { plainMessage } from "../../ui/js/api.js";
+import { startFailure } from "../../ui/js/views/status.js";
 import { niceCeil } from "../../ui/js/chart.js";
 import {
   emptyForm,
@@ -22,7 +23,7 @@ import {
 import { between, createMetricsPoller, functionStats, quantile } from "../../ui/js/metrics.js";
 import { allows, allowsSome, notAllowedMessage } from "../../ui/js/privileges.js";
 import { parsePrometheus } from "../../ui/js/prom.js";
-import { assert, assertEquals } from "../harness/assert.ts";
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -227,6 +228,29 @@ Deno.test("ui api: API error bodies in plain words", () => {
     "You need to sign in (token expired (exp is in the past))",
   );
   assertEquals(plainMessage(404, { error: 'function "x" not found' }), 'Function "x" not found.');
+  // A function that cannot start says why, with no advice to wait.
+  assertEquals(
+    plainMessage(503, {
+      error: 'function "x" could not start: no local folder for image "a/x:1"',
+      details: { function: "x", reason: "NoLocalFolder" },
+    }),
+    'Function "x" could not start: no local folder for image "a/x:1".',
+  );
+  assertMatch(plainMessage(503, { error: "shutting down" }), /busy.*Try again/);
+});
+
+Deno.test("ui status: a start failure shows, normal Ready=False reasons do not", () => {
+  const ready = (status: string, reason: string) => ({
+    conditions: [{ type: "Ready", status, reason, message: "m" }],
+  });
+  assertEquals(startFailure(ready("False", "NoLocalFolder")), {
+    reason: "NoLocalFolder",
+    message: "m",
+  });
+  assertEquals(startFailure(ready("False", "ScaledToZero")), undefined);
+  assertEquals(startFailure(ready("False", "Starting")), undefined);
+  assertEquals(startFailure(ready("True", "InstancesReady")), undefined);
+  assertEquals(startFailure({}), undefined);
 });
 
 Deno.test("ui form model: the examples survive manifest → form → manifest unchanged", async () => {

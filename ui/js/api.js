@@ -113,8 +113,11 @@ export function plainMessage(status, body) {
       return `${said} Choose another name or endpoint.`;
     case 413:
       return `That is too large for the control plane: ${said}`;
-    case 429:
     case 503:
+      // A function that cannot start says why; waiting would not help.
+      if (details && typeof details.reason === "string") return said;
+      return `The control plane is busy: ${said} Try again in a moment.`;
+    case 429:
       return `The control plane is busy: ${said} Try again in a moment.`;
     default:
       if (status >= 500) return `The control plane hit a problem (status ${status}): ${said}`;

@@ -18,7 +18,7 @@ import {
   timeAgo,
 } from "../format.js";
 import { can } from "../session.js";
-import { instancesBadge } from "./status.js";
+import { instancesBadge, startFailure } from "./status.js";
 import { asyncCallsSection } from "./async_calls.js";
 
 const REFRESH_MS = 2000;
@@ -109,6 +109,7 @@ export function render(ctx) {
           ` min ${t.minReplicas ?? 1}, max ${t.maxReplicas ?? 1}`,
         ),
       ],
+      ...problemRow(st),
       ["In flight", formatCount(st.inflight ?? 0)],
       ["Invocations", formatCount(stats?.invocations ?? 0)],
       [
@@ -357,4 +358,14 @@ export function render(ctx) {
     eventsBox,
   );
   return { title: name, node };
+}
+
+/** A row naming why the function does not start, when it does not. */
+function problemRow(status) {
+  const failure = startFailure(status);
+  if (!failure) return [];
+  return [[
+    "Problem",
+    h("span", { id: "start-failure", class: "problem" }, `${failure.reason}: ${failure.message}`),
+  ]];
 }

@@ -25,3 +25,16 @@ export function instancesBadge(ready, desired) {
     state === "idle" ? WORDS.idle : `${WORDS[state]} ${ready} / ${desired}`,
   );
 }
+
+/** Reasons of a Ready=False condition that are part of normal life, not a problem. */
+const NORMAL = new Set(["ScaledToZero", "Starting"]);
+
+/**
+ * The function's start failure from its `Ready` condition ({reason, message}), or
+ * undefined when it is fine: the real cause, shown instead of a long wait.
+ */
+export function startFailure(status) {
+  const ready = (status?.conditions ?? []).find((c) => c.type === "Ready");
+  if (!ready || ready.status !== "False" || NORMAL.has(ready.reason)) return undefined;
+  return { reason: ready.reason, message: ready.message };
+}

@@ -1,0 +1,226 @@
+/**
+ * Streaming command mode (`--input stdin`): each request runs `start.sh /dev/stdin` with the
+ * request body piped to its standard input as it arrives, and its standard output streamed
+ * back as the answer (chunked) as it is written, like of-watchdog's default mode, so a large
+ * body or answer never touches the disk nor sits whole in memory (both ends honour
+ * backpressure).
+ *
+ * The body cannot be read before the request takes a slot (it goes to the script), so a slow
+ * sender holds a slot, at most for --body-timeout: then the script is killed (408 when it had
+ * written nothing, else the connection is cut). Until the first byte of output the request
+ * timeout applies (504); after it, the answer may stream until --max-duration. A non-zero exit
+ * is a 500 with the tail of stderr when nothing was written yet; after that the connection is
+ * cut (the client sees a truncated chunked answer, as with of-watchdog). A script that exits
+ * without reading its input is fine: the rest of the body is dropped. As in file mode the
+ * script runs in its own session, and whatever it started is killed with it (sweep.ts).
+ */
+
+import { join } from "node:path";
+import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import { readBodyWithin } from "./body_deadline.ts";
+import { abortedResponse, findSetsid, killGroup, scriptCommand, STDERR_TAIL } from "./command.ts";
+import { createTail, forEachLine } from "./lines.ts";
+import type { Received, Receiver, RequestContext } from "./request.ts";
+import { type Marker, sweep, ticksNow } from "./sweep.ts";
+
+/** Answers still streaming after their handler returned: the slot is held until this ends. */
+const streaming = new WeakMap<Response, Promise<void>>();
+
+/** For a streamed answer, resolves when it has ended (and its processes are gone). */
+export function streamDone(res: Response): Promise<void> | undefined {
+  return streaming.get(res);
+}
+
+export interface StdinOptions {
+  /** How long the whole request body may take to arrive, in ms. */
+  bodyTimeout: number;
+  /** Limit on the whole run once output has started, in ms. */
+  maxDuration: number;
+}
+
+export interface StdinRunner {
+  receive: Receiver;
+  settled(): Promise<void>;
+}
+
+/** A streamed answer cut short: why, and the tail of stderr. */
+export class Cut extends Error {
+  constructor(message: string, readonly stderr: string) {
+    super(message);
+  }
+}
+
+export function createStdinRunner(dir: string, options: StdinOptions): StdinRunner {
+  const script = join(dir, "start.sh");
+  const setsid = findSetsid();
+  const running = new Set<string>();
+  const pending = new Set<Promise<void>>();
+  const track = (work: Promise<void>) => {
+    const tracked: Promise<void> = work.finally(() => pending.delete(tracked));
+    pending.add(tracked);
+  };
+
+  const run = async (req: Request, ctx: RequestContext): Promise<Response> => {
+    const { requestId, signal } = ctx;
+    if (signal.aborted) return abortedResponse(ctx);
+    const marker: Marker = { name: "F2S_REQUEST_DIR", value: `stdin-${crypto.randomUUID()}` };
+    const since = ticksNow();
+    running.add(marker.value);
+    const [cmd, opts] = scriptCommand(script, setsid, req, requestId, "/dev/stdin", marker);
+    const child = new Deno.Command(cmd, {
+      ...opts,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let killed = false;
+    const killAll = () => {
+      if (killed) return;
+      killed = true;
+      const n = sweep(child.pid, since, marker, running);
+      if (n > 0) ctx.log.debug("request processes killed", { requestId, killed: n });
+    };
+    // Why the run was cut short, if it was: the answer depends on it.
+    let cutBy: "body-timeout" | "max-duration" | "aborted" | undefined;
+    const cut = (why: typeof cutBy) => {
+      cutBy ??= why;
+      killAll();
+    };
+    const onAbort = () => cut("aborted");
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) cut("aborted");
+
+    const tail = createTail(STDERR_TAIL);
+    const stderrDone = forEachLine(child.stderr, (line, truncated) => {
+      tail.push(line + "\n");
+      ctx.log.info("script stderr", { requestId, line, truncated: truncated || undefined });
+    }).catch(() => {});
+
+    // The body goes to stdin as it arrives, one chunk at a time (write waits for the pipe).
+    const stdin = child.stdin.getWriter();
+    const pumped = (async () => {
+      let open = true;
+      const outcome = await readBodyWithin(req.body, options.bodyTimeout, signal, async (c) => {
+        if (!open) return;
+        try {
+          await stdin.write(c);
+        } catch {
+          // The script closed its input (or exited) without reading it all: drop the rest.
+          open = false;
+        }
+      }).catch(() => "aborted" as const);
+      if (outcome === "timeout") {
+        ctx.log.warn("request body not received in time", {
+          requestId,
+          bodyTimeoutMs: options.bodyTimeout,
+        });
+        cut("body-timeout");
+      }
+      await stdin.close().catch(() => {});
+    })();
+
+    const out = child.stdout.getReader();
+    const status = child.status;
+    const first = await out.read().catch(() => ({ done: true as const, value: undefined }));
+
+    const finish = async () => {
+      // Whatever the script left running dies with the request (sweep.ts).
+      killGroup(child.pid);
+      await status;
+      killAll();
+      await Promise.all([pumped, stderrDone]);
+      signal.removeEventListener("abort", onAbort);
+      running.delete(marker.value);
+    };
+
+    if (first.done) {
+      // Nothing written: the answer can still say what happened.
+      const exit = await status;
+      await finish();
+      if (cutBy === "body-timeout") {
+        return errorResponse(408, "request body not received in time", {
+          bodyTimeoutMs: options.bodyTimeout,
+        }, { connection: "close" });
+      }
+      if (signal.aborted) return abortedResponse(ctx, tail.text());
+      if (!exit.success) {
+        ctx.log.warn("script failed", { requestId, exitCode: exit.code, signal: exit.signal });
+        return errorResponse(500, "start.sh failed", {
+          exitCode: exit.code,
+          signal: exit.signal ?? undefined,
+          stderr: tail.text(),
+        }, { [REQUEST_ID_HEADER]: requestId });
+      }
+      return new Response(null, { headers: { [REQUEST_ID_HEADER]: requestId } });
+    }
+
+    // Output has started: from here the answer streams until the script ends, or it is cut.
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => resolveDone = r);
+    const maxTimer = setTimeout(() => {
+      ctx.log.warn("script ran past its maximum duration; cut", {
+        requestId,
+        maxDurationMs: options.maxDuration,
+      });
+      cut("max-duration");
+      out.cancel().catch(() => {});
+    }, options.maxDuration);
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(maxTimer);
+      track(finish().finally(resolveDone));
+    };
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(first.value);
+      },
+      async pull(controller) {
+        try {
+          const { done, value } = await out.read();
+          if (!done) return controller.enqueue(value);
+          const exit = await status;
+          if (cutBy || !exit.success) {
+            if (!cutBy) {
+              ctx.log.warn("script failed after writing; answer cut", {
+                requestId,
+                exitCode: exit.code,
+                signal: exit.signal,
+              });
+            }
+            controller.error(
+              new Cut(`start.sh ${cutBy ?? `exited with ${exit.code}`}`, tail.text()),
+            );
+          } else controller.close();
+        } catch (e) {
+          controller.error(e);
+        }
+        end();
+      },
+      cancel() {
+        // The client went away or the server gave up on the answer.
+        cut("aborted");
+        out.cancel().catch(() => {});
+        end();
+      },
+    });
+    const res = new Response(body, {
+      headers: { "content-type": "application/octet-stream", [REQUEST_ID_HEADER]: requestId },
+    });
+    streaming.set(res, done);
+    return res;
+  };
+
+  const receive: Receiver = (_req, _ctx) => {
+    const received: Received = { handle: run, release: () => {} };
+    return Promise.resolve(received);
+  };
+
+  return {
+    receive,
+    settled: async () => {
+      while (pending.size > 0) await Promise.all(pending);
+    },
+  };
+}
