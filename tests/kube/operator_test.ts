@@ -10,6 +10,7 @@ import { createKubeClient, type KubeClient } from "../../control/kube/client.ts"
 import { connectionFromKubeconfig } from "../../control/kube/connection.ts";
 import { createInformer } from "../../control/kube/informer.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
+import { runF2s } from "../harness/cli.ts";
 import { startCluster } from "../cluster/harness.ts";
 import type { KubeObject } from "../cluster/kube.ts";
 import {
@@ -597,6 +598,47 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
         },
       );
 
+      await step(
+        "a request for a function that cannot start gets 503 with the reason at once; the API and f2s fn get show it",
+        async () => {
+          const stuck = /^(ErrImagePull|ImagePullBackOff)$/;
+          // The pods were already stuck before this request: it must not wait for news.
+          let sent = Date.now();
+          let res = await fetch(`${serve!.url}/invoke/badimage`);
+          let body = await res.json();
+          let took = Date.now() - sent;
+          assertEquals(res.status, 503, JSON.stringify(body));
+          assertMatch(body.details.reason, stuck);
+          assertMatch(body.error, /could not start: pod badimage-.*: container .*image/);
+          // scaling_timeout is 60 s here.
+          assert(took < 15_000, `held ${took} ms`);
+          console.log(`wrong image, already stuck: 503 after ${took} ms`);
+          const shown = await (await fetch(`${serve!.url}/functions/badimage`)).json();
+          const condition = shown.status.conditions[0];
+          assertEquals([condition.type, condition.status], ["Ready", "False"]);
+          assertMatch(condition.reason, stuck);
+          assertMatch(condition.message, /pod badimage-/);
+          const got = await runF2s(["fn", "get", "badimage", "--url", serve!.url]);
+          assertEquals(got.code, 0, got.stderr);
+          assertMatch(got.stdout, /reason: (ErrImagePull|ImagePullBackOff)/);
+
+          // Woken from zero: the request is held while the pod is made, then fails with it.
+          await apply(seedFunction("badzero", {
+            containerImage: "f2s-test-missing/nothing:2",
+            minReplicas: 0,
+          }));
+          await fnWhere("badzero", (_, c) => c?.reason === "ScaledToZero");
+          sent = Date.now();
+          res = await fetch(`${serve!.url}/invoke/badzero`);
+          body = await res.json();
+          took = Date.now() - sent;
+          assertEquals(res.status, 503, JSON.stringify(body));
+          assertMatch(body.details.reason, stuck);
+          assert(took < 30_000, `held ${took} ms`);
+          console.log(`wrong image, woken from zero: 503 after ${took} ms`);
+        },
+      );
+
       await step("a Function in another namespace is told it is ignored", async () => {
         await cluster.kubectl(["create", "namespace", "elsewhere"]);
         await cluster.kubectl(
@@ -627,10 +669,11 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
           "clock",
           "zero",
           "badimage",
+          "badzero",
           "--wait=false",
         ]);
         await eventually("everything to go", async () => {
-          for (const name of ["clock", "zero", "badimage"]) {
+          for (const name of ["clock", "zero", "badimage", "badzero"]) {
             if (await api.find(paths.fn(name))) return undefined;
             if (await api.find(paths.deployment(name))) return undefined;
             if (await api.find(paths.service(name))) return undefined;
