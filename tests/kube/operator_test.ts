@@ -628,14 +628,16 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
             minReplicas: 0,
           }));
           await fnWhere("badzero", (_, c) => c?.reason === "ScaledToZero");
+          assertEquals((await podsOf("badzero")).length, 0, "no pod before the request");
           sent = Date.now();
           res = await fetch(`${serve!.url}/invoke/badzero`);
           body = await res.json();
           took = Date.now() - sent;
           assertEquals(res.status, 503, JSON.stringify(body));
           assertMatch(body.details.reason, stuck);
+          assertMatch(body.error, /could not start: pod badzero-/);
           assert(took < 30_000, `held ${took} ms`);
-          console.log(`wrong image, woken from zero: 503 after ${took} ms`);
+          console.log(`wrong image, woken from zero: 503 after ${took} ms: ${body.error}`);
         },
       );
 
