@@ -11,7 +11,7 @@
  * that someone changed or deleted (drift).
  *
  * A function with no ready instance whose pods are stuck (wrong image, crash loop,
- * unschedulable) or whose Deployment cannot be written has a start failure, reported as the
+ * unschedulable) or whose Deployment cannot be created has a start failure, reported as the
  * local runtime does: `failure(name)` for its status and a "gone" event carrying it, which
  * fails held requests at once. The event is repeated while the failure lasts, because pods
  * stay stuck without news: a request held later must not wait out scaling_timeout.
@@ -272,7 +272,8 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   /** Sets or clears `name`'s start failure; a new one is announced at once. */
   function checkFailure(name: string) {
     const ready = [...(instances.get(name)?.values() ?? [])].some((i) => i.state === "ready");
-    const error = errors.get(name);
+    // An apply error counts only with no Deployment at all: an existing one may still start pods.
+    const error = deployments.get(name) ? undefined : errors.get(name);
     const problem = ready
       ? undefined
       : error

@@ -622,6 +622,26 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
           assertEquals(got.code, 0, got.stderr);
           assertMatch(got.stdout, /reason: (ErrImagePull|ImagePullBackOff)/);
 
+          // Fixed: the old version's stuck pod (kept until the new one is ready, maxUnavailable
+          // 0) no longer fails requests; one sent during the rollout waits for the new pod.
+          const oldHash = (await api.get(paths.deployment("badimage"))).metadata.annotations[
+            "f2s.opensight.ch/spec-hash"
+          ];
+          await apply(seedFunction("badimage", { containerImage: "f2s-test/clock:1" }));
+          await eventually("the fixed Deployment", async () => {
+            const d = await api.get(paths.deployment("badimage"));
+            return d.metadata.annotations["f2s.opensight.ch/spec-hash"] !== oldHash || undefined;
+          });
+          assert(
+            (await podsOf("badimage")).some((p) =>
+              p.metadata.annotations?.["f2s.opensight.ch/spec-hash"] === oldHash
+            ),
+            "the stuck pod of the old version is still there",
+          );
+          res = await fetch(`${serve!.url}/invoke/badimage`);
+          assertEquals(res.status, 200, await res.text());
+          await fnWhere("badimage", (_, c) => c?.status === "True");
+
           // Woken from zero: the request is held while the pod is made, then fails with it.
           await apply(seedFunction("badzero", {
             containerImage: "f2s-test-missing/nothing:2",
