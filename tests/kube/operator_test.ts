@@ -658,6 +658,27 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
           assertMatch(body.error, /could not start: pod badzero-/);
           assert(took < 30_000, `held ${took} ms`);
           console.log(`wrong image, woken from zero: 503 after ${took} ms: ${body.error}`);
+
+          // `f2s fn apply` does not wait out its timeout for a function that cannot start.
+          const file = await Deno.makeTempFile({ suffix: ".yaml" });
+          await Deno.writeTextFile(
+            file,
+            seedFunction("badapply", {
+              containerImage: "f2s-test-missing/nothing:3",
+              minReplicas: 1,
+            }),
+          );
+          sent = Date.now();
+          const applied = await runF2s(["fn", "apply", "-f", file, "--url", serve!.url]);
+          took = Date.now() - sent;
+          await Deno.remove(file);
+          assertEquals(applied.code, 1, applied.stderr);
+          assertMatch(applied.stdout, /function\/badapply created/);
+          assertMatch(
+            applied.stderr,
+            /badapply cannot start: (ErrImagePull|ImagePullBackOff): pod/,
+          );
+          assert(took < 30_000, `apply took ${took} ms`);
         },
       );
 
@@ -692,10 +713,11 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
           "zero",
           "badimage",
           "badzero",
+          "badapply",
           "--wait=false",
         ]);
         await eventually("everything to go", async () => {
-          for (const name of ["clock", "zero", "badimage", "badzero"]) {
+          for (const name of ["clock", "zero", "badimage", "badzero", "badapply"]) {
             if (await api.find(paths.fn(name))) return undefined;
             if (await api.find(paths.deployment(name))) return undefined;
             if (await api.find(paths.service(name))) return undefined;
