@@ -13,7 +13,7 @@
  * A function with no ready instance whose pods are stuck (wrong image, crash loop,
  * unschedulable) or whose Deployment cannot be created has a start failure, reported as the
  * local runtime does: `failure(name)` for its status and a "gone" event carrying it, which
- * fails held requests at once. The event is repeated while the failure lasts, because pods
+ * fails held requests at once (not for unschedulable pods: a node may yet be added). The event is repeated while the failure lasts, because pods
  * stay stuck without news: a request held later must not wait out scaling_timeout.
  */
 
@@ -299,6 +299,9 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   }
 
   function announce(name: string, { failure, id }: { failure: StartFailure; id: string }) {
+    // A pod waiting for a node is shown, but requests keep waiting: a node autoscaler may
+    // add one within scaling_timeout, and then they succeed.
+    if (failure.reason === "Unschedulable") return;
     notify({ id, function: name, url: "", state: "gone", failure });
   }
 
