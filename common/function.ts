@@ -7,6 +7,14 @@
  */
 
 import { parseDuration } from "./duration.ts";
+import {
+  ASYNC_DEFAULTS,
+  type AsyncSpec,
+  parseAsyncSpec,
+  parseSchedule,
+  type Schedule,
+  scheduleManifest,
+} from "./async_spec.ts";
 
 export const API_GROUP = "f2s.opensight.ch";
 export const API_VERSION = `${API_GROUP}/v1alpha1`;
@@ -31,6 +39,10 @@ export interface FunctionManifest {
       /** Limit on the whole exchange once the answer has started (streaming answers). */
       maxDuration?: number | string;
     };
+    /** Queued calls (`POST /async/invoke/...`): see common/async_spec.ts. */
+    async?: { maxRetries?: number; maxConcurrency?: number };
+    /** Invokes the function on a schedule through the async queue. */
+    schedule?: string | { cron: string; timeZone?: string };
   };
   target: {
     containerImage: string;
@@ -120,6 +132,8 @@ export interface FunctionDef {
     panicThreshold?: number;
   };
   local: { dir?: string; command?: string };
+  async: AsyncSpec;
+  schedule?: Schedule;
 }
 
 export interface FieldError {
@@ -227,6 +241,9 @@ export function parseFunction(input: unknown): ParseResult {
       }
     }
   }
+
+  const asyncSpec = parseAsyncSpec(spec?.async, err);
+  const schedule = parseSchedule(spec?.schedule, err);
 
   // The seed puts `target` beside `spec`; accept it inside `spec` too, as people write both.
   const targetRaw = input.target ?? spec?.target;
@@ -393,6 +410,8 @@ export function parseFunction(input: unknown): ParseResult {
       timeouts,
       scaling,
       local,
+      async: asyncSpec,
+      ...(schedule ? { schedule } : {}),
     },
   };
 }
@@ -442,6 +461,12 @@ export function toManifest(fn: FunctionDef): FunctionManifest {
   const spec: FunctionManifest["spec"] = { endpoint: fn.endpoint, method: fn.method };
   if (fn.description) spec.description = fn.description;
   if (Object.keys(fn.timeouts).length > 0) spec.timeouts = { ...fn.timeouts };
+  const a = fn.async ?? ASYNC_DEFAULTS;
+  if (a.maxRetries !== ASYNC_DEFAULTS.maxRetries) spec.async = { maxRetries: a.maxRetries };
+  if (a.maxConcurrency !== ASYNC_DEFAULTS.maxConcurrency) {
+    spec.async = { ...spec.async, maxConcurrency: a.maxConcurrency };
+  }
+  if (fn.schedule) spec.schedule = scheduleManifest(fn.schedule);
   const metadata: FunctionManifest["metadata"] = { name: fn.name, namespace: fn.namespace };
   if (fn.uid) metadata.uid = fn.uid;
   return { apiVersion: API_VERSION, kind: KIND, metadata, spec, target };
@@ -509,7 +534,7 @@ function envRefOf(
 const KNOWN_FIELDS: Record<string, readonly string[] | "*"> = {
   "": ["apiVersion", "kind", "metadata", "spec", "target", "status"],
   metadata: "*", // Kubernetes metadata: labels, annotations, resourceVersion, ...
-  spec: ["endpoint", "method", "description", "timeouts", "target"],
+  spec: ["endpoint", "method", "description", "timeouts", "target", "async", "schedule"],
   target: [
     "containerImage",
     "port",

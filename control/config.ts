@@ -18,6 +18,7 @@ import { parse as parseYaml } from "yaml";
 import { AUTH_TYPES, type AuthConfig, parseAuthConfig, validateAuthConfig } from "./auth/config.ts";
 import { ConfigError, Reader } from "../common/config_util.ts";
 import type { Timeouts } from "../dispatcher/needs.ts";
+import { type AsyncConfig, parseAsyncConfig } from "./async/config.ts";
 
 // Start-up (dev.ts, serve.ts) catches it from here, beside loadConfig.
 export { ConfigError };
@@ -43,6 +44,8 @@ export interface Config {
   auth: AuthConfig;
   autoscaling: AutoscalingConfig;
   kafka: KafkaConfig;
+  /** Queued calls and callbacks (control/async/). */
+  async: AsyncConfig;
   /** Largest request body the API accepts for function manifests (bytes). */
   maxManifestBytes: number;
   /** Open connections on the API port beyond which new ones get 503; 0: the default. */
@@ -109,6 +112,7 @@ export function configFromObject(
     "kafka",
     "max_manifest_bytes",
     "max_connections",
+    "async",
   ]);
   const t = r.obj(f2s.timeouts, "f2s.timeouts");
   r.known(t, "f2s.timeouts", ["request_timeout", "http_timeout", "scaling_timeout"]);
@@ -165,6 +169,7 @@ export function configFromObject(
       source: r.str(a.source, "f2s.autoscaling.source", "local") as "local" | "prometheus",
     },
     kafka: parseKafkaConfig(root.kafka ?? f2s.kafka, kafkaPath, r, kafkaOverrides(env, r)),
+    async: parseAsyncConfig(f2s.async, "f2s.async", r),
     maxManifestBytes: r.num(f2s.max_manifest_bytes, "f2s.max_manifest_bytes", 1 << 20, 1024),
     maxConnections: r.num(f2s.max_connections, "f2s.max_connections", 0, 0, 1_000_000),
   };

@@ -122,6 +122,7 @@ export async function main(args: string[]): Promise<number> {
     metrics,
     auth,
     ui: createUiHandler(),
+    asyncPath: resolve(dir, ".f2s", "async.db"),
   });
 
   const server = listen(values.host as string, port, platform.handler, log, config.maxConnections);

@@ -19,6 +19,7 @@ import type { PeerLoads } from "./autoscaler/peers.ts";
 import { createScaling } from "./autoscaler/scaling.ts";
 import { type KafkaTriggers, startKafkaTriggers } from "./kafka/triggers.ts";
 import { startReconciler } from "./reconciler.ts";
+import { type AsyncService, startAsync } from "./async/service.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import type { FunctionStore } from "./store/store.ts";
 
@@ -43,6 +44,8 @@ export interface PlatformDeps {
   isLeader?: () => boolean;
   /** The other control-plane replicas' load, for the local scaling source (`f2s serve`). */
   peers?: PeerLoads;
+  /** The async queue's file when config.yaml names none (`f2s dev`: in the functions folder). */
+  asyncPath?: string;
   /** Readiness for GET /ready (see ApiDeps); default always ready. */
   ready?: () => { ready: boolean; reason?: string };
 }
@@ -96,6 +99,21 @@ export function createPlatform(deps: PlatformDeps): Platform {
     return undefined;
   });
 
+  // Asynchronous calls and schedules run through the same dispatcher (control/async/).
+  const asyncCalls: AsyncService = startAsync({
+    config: {
+      ...config.async,
+      path: config.async.path ?? deps.asyncPath ??
+        `${Deno.env.get("TMPDIR") ?? "/tmp"}/f2s-async/async.db`,
+    },
+    auth: deps.auth ?? openGate,
+    dispatcher,
+    functions: () => store.list(),
+    events,
+    isLeader: deps.isLeader,
+    kafka: config.kafka,
+  });
+
   const handler = createApiHandler({
     config,
     store,
@@ -105,6 +123,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     metrics,
     auth: deps.auth ?? openGate,
     ui: deps.ui,
+    async: asyncCalls.api,
     ready: deps.ready,
     health: () => ({
       kafka: kafka?.health() ??
@@ -120,6 +139,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
       // Kafka first: it finishes and commits the messages in flight while the dispatcher
       // and the instances are still there to serve them.
       await (await kafkaStarted)?.stop();
+      await asyncCalls.stop(graceMs);
       scaling.stop();
       reconciler.stop();
       store.close();

@@ -254,6 +254,10 @@ export async function main(args: string[]): Promise<number> {
     ui: createUiHandler(),
     isLeader,
     peers,
+    // Per replica (the pod name in a cluster): replicas on one machine must not share it.
+    asyncPath: `${Deno.env.get("TMPDIR") ?? "/tmp"}/f2s-async-${
+      identity.replace(/[^A-Za-z0-9._-]/g, "_")
+    }/async.db`,
     ready: () => {
       if (leader.apiReachable()) return { ready: true };
       const silentFor = Math.round((Date.now() - leader.lastContact()) / 1000);

@@ -32,6 +32,7 @@ import { type FunctionStore, StoreError } from "../store/store.ts";
 import type { AuthGate, Caller } from "../auth/gate.ts";
 import { BodyError, readManifest } from "./body.ts";
 import { readyCondition } from "./conditions.ts";
+import { invokeRefusal } from "../auth/invoke_refusal.ts";
 import {
   endpointRefusal,
   localRefusal,
@@ -40,6 +41,7 @@ import {
   type Refusal,
   warningTexts,
 } from "./write_rules.ts";
+import type { AsyncApi } from "../async/api.ts";
 import openapi from "../../docs/openapi.json" with { type: "json" };
 
 export interface ApiDeps {
@@ -59,6 +61,8 @@ export interface ApiDeps {
   ready?: () => { ready: boolean; reason?: string };
   /** Serves the UI's files for paths the API does not own. */
   ui?: (req: Request, url: URL) => Promise<Response | undefined>;
+  /** Asynchronous calls: `/async/invoke/…`, `/calls/{id}`, `/functions/{name}/calls`. */
+  async?: AsyncApi;
   version?: string;
 }
 
@@ -201,25 +205,8 @@ export function createApiHandler(deps: ApiDeps): Handler {
       return errorAnswer(404, `no function at endpoint "${path.slice("/invoke".length)}"`);
     }
     const { fn, suffix } = match;
-    if (!deps.auth.can(caller, "functions:invoke", fn.name)) {
-      const privilege = "functions:invoke";
-      return errorAnswer(403, `missing privilege ${privilege} for function "${fn.name}"`, {
-        privilege,
-        function: fn.name,
-      });
-    }
-    if (
-      fn.method !== "ANY" && fn.method !== method && !(fn.method === "GET" && method === "HEAD")
-    ) {
-      return errorAnswer(
-        405,
-        `function "${fn.name}" accepts ${fn.method}, not ${method}`,
-        undefined,
-        [
-          ["allow", fn.method],
-        ],
-      );
-    }
+    const refusal = invokeRefusal(deps.auth, caller, fn, method);
+    if (refusal) return refusal;
     return deps.dispatcher.dispatch(fn, req, {
       requestId: requestIdFrom(headerGetter(req.headers)),
       suffix,
@@ -371,6 +358,9 @@ export function createApiHandler(deps: ApiDeps): Handler {
       }));
     }
 
+    const calls = await deps.async?.route(req, url);
+    if (calls) return calls;
+
     const ui = await deps.ui?.(req, url);
     if (ui) return ui;
     return errorResponse(404, `no route for ${method} ${path}`);
@@ -410,6 +400,9 @@ export function createApiHandler(deps: ApiDeps): Handler {
       } catch (e) {
         return internalError(url, e);
       }
+    }
+    if (url.pathname.startsWith("/async/invoke/") && deps.async) {
+      return deps.async.submit(req, url).catch((e) => internalError(url, e));
     }
     return web(req);
   };

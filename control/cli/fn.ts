@@ -2,6 +2,7 @@
  * `f2s fn …`: the command-line client of a running control plane.
  *
  *   f2s fn login | list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data …]
+ *   f2s fn invoke ENDPOINT --async [--callback URL] | calls NAME
  *
  * The URL comes from `--url`, `F2S_URL`, the stored login, else http://127.0.0.1:8080;
  * credentials from `--user`/`F2S_USER` (basic, "name:password"), `--token`/`F2S_TOKEN`
@@ -14,6 +15,7 @@
 
 import { parseAllDocuments } from "yaml";
 import { helpText, type OptionTable, parseCommand, UsageError } from "../../common/cli.ts";
+import { showCalls } from "./calls.ts";
 import { REQUEST_ID_HEADER } from "../../common/protocol.ts";
 import { readLogin, writeLogin } from "./login.ts";
 
@@ -61,6 +63,15 @@ const OPTIONS: OptionTable = {
     value: "'K: V'",
     description: "Extra header for invoke (repeatable)",
   },
+  async: {
+    type: "boolean",
+    description: "invoke: queue the call (POST /async/invoke/…) and print its id",
+  },
+  callback: {
+    type: "string",
+    value: "URL",
+    description: "invoke --async: where the answer is POSTed (X-Callback-Url)",
+  },
   wait: {
     type: "string",
     default: "60",
@@ -77,7 +88,7 @@ const OPTIONS: OptionTable = {
 };
 
 const USAGE =
-  "f2s fn login --user NAME | list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data BODY]";
+  "f2s fn login --user NAME | list | get NAME | apply -f FILE | delete NAME | invoke ENDPOINT [--data BODY] [--async] | calls NAME";
 const DESCRIPTION = "Manage and invoke functions on a running F2S control plane.";
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -114,8 +125,12 @@ function runVerb(verb: string, rest: string[], client: Client, values: Values): 
       return del(client, need(rest, "NAME"));
     case "invoke":
       return invoke(client, need(rest, "ENDPOINT"), values);
+    case "calls":
+      return showCalls(client, need(rest, "NAME"), String(values.output), failure);
     default:
-      throw new UsageError(`unknown verb "${verb}" (login, list, get, apply, delete, invoke)`);
+      throw new UsageError(
+        `unknown verb "${verb}" (login, list, get, apply, delete, invoke, calls)`,
+      );
   }
 }
 
@@ -433,7 +448,9 @@ async function invoke(client: Client, endpoint: string, values: Values): Promise
   }
   const method = (values.method as string | undefined) ?? (body !== undefined ? "POST" : "GET");
   const path = endpoint.startsWith("/") ? endpoint : `/${endpoint}`;
-  const res = await client.request(`/invoke${path}`, { method, headers, body });
+  if (values.callback) headers.set("x-callback-url", String(values.callback));
+  const prefix = values.async ? "/async/invoke" : "/invoke";
+  const res = await client.request(`${prefix}${path}`, { method, headers, body });
   const out = new Uint8Array(await res.arrayBuffer());
   if (!res.ok) {
     console.error(`error (${res.status}): ${new TextDecoder().decode(out)}`);

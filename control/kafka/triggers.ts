@@ -468,7 +468,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
  * a broker restarting) and recovered from, so they become warnings; INFO becomes debug.
  * F2S logs its own final failures as errors.
  */
-function kafkaLogCreator(log: Logger) {
+export function kafkaLogCreator(log: Logger) {
   return () => ({ level, namespace, log: entry }: LogEntry) => {
     const { message, timestamp: _t, logger: _l, stack: _s, ...fields } = entry;
     const line = { kafkajs: namespace, ...fields };

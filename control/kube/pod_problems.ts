@@ -22,6 +22,8 @@ const FAILING = new Set([
 export interface PodProblem {
   reason: string;
   message: string;
+  /** The stuck pod's name. */
+  pod?: string;
 }
 
 /** The first problem among `pods` (newest pod first), or undefined when none is stuck. */
@@ -44,6 +46,7 @@ export function podProblem(pods: KubeObject[]): PodProblem | undefined {
           : "";
         return {
           reason: waiting.reason,
+          pod: name,
           message: `pod ${name}: container ${c.name}: ${waiting.reason}${exit}` +
             (waiting.message ? `: ${waiting.message}` : ""),
         };
@@ -53,7 +56,11 @@ export function podProblem(pods: KubeObject[]): PodProblem | undefined {
       c.type === "PodScheduled"
     );
     if (scheduled?.status === "False" && scheduled.reason === "Unschedulable") {
-      return { reason: "Unschedulable", message: `pod ${name}: ${scheduled.message ?? ""}` };
+      return {
+        reason: "Unschedulable",
+        pod: name,
+        message: `pod ${name}: ${scheduled.message ?? ""}`,
+      };
     }
   }
   return undefined;

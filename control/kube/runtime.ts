@@ -9,13 +9,19 @@
  * (`reconcileAll`). `scale` is allowed everywhere, because waking a function from zero for a
  * held request is urgent and idempotent. The leader also puts back Deployments and Services
  * that someone changed or deleted (drift).
+ *
+ * A function with no ready instance whose pods are stuck (wrong image, crash loop,
+ * unschedulable) or whose Deployment cannot be created has a start failure, reported as the
+ * local runtime does: `failure(name)` for its status and a "gone" event carrying it, which
+ * fails held requests at once (not for unschedulable pods: a node may yet be added). The event is repeated while the failure lasts, because pods
+ * stay stuck without news: a request held later must not wait out scaling_timeout.
  */
 
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
 import { replicasFor } from "../reconciler.ts";
-import type { Instance, InstanceListener, Runtime } from "../runtime/runtime.ts";
+import type { Instance, InstanceListener, Runtime, StartFailure } from "../runtime/runtime.ts";
 import { type KubeClient, KubeError, type KubeObject, resourcePath } from "./client.ts";
 import { instancesFromSlices, sliceFunction } from "./endpoints.ts";
 import { createInformer, type Informer } from "./informer.ts";
@@ -27,6 +33,7 @@ import {
   MANAGED_SELECTOR,
   serviceFingerprint,
   serviceFor,
+  SPEC_HASH_ANNOTATION,
   withSpecHash,
 } from "./manifests.ts";
 import { paths } from "./paths.ts";
@@ -60,6 +67,8 @@ export interface KubeRuntimeOptions {
   /** Whether this replica may write (leader election); default always. */
   isLeader?: () => boolean;
   resyncMs?: number;
+  /** How often a lasting start failure is announced again to held requests (default 1 s). */
+  failureRepeatMs?: number;
   log?: Logger;
 }
 
@@ -84,6 +93,8 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   const instances = new Map<string, Map<string, Instance>>();
   const listeners = new Set<InstanceListener>();
   const changeListeners = new Set<(name: string) => void>();
+  /** Current start failures, with the stuck pod's name as the failing instance. */
+  const failures = new Map<string, { failure: StartFailure; id: string }>();
 
   const informer = (path: string, what: string, labelSelector?: string): Informer =>
     createInformer({
@@ -107,6 +118,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   let podsWatched = false;
 
   function changed(name: string) {
+    checkFailure(name);
     for (const l of changeListeners) {
       try {
         l(name);
@@ -236,6 +248,63 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
     );
   }
 
+  function notify(inst: Instance) {
+    for (const l of listeners) {
+      try {
+        l({ ...inst });
+      } catch (e) {
+        log.error("instance listener failed", { error: e });
+      }
+    }
+  }
+
+  /** Why the current version's pods are stuck; an older version's do not count (a fix rolls out). */
+  function stuckPods(name: string): PodProblem | undefined {
+    const hash = deployments.get(name)?.metadata?.annotations?.[SPEC_HASH_ANNOTATION];
+    return podProblem(
+      pods.list().filter((p) =>
+        p.metadata?.labels?.[FUNCTION_LABEL] === name &&
+        (!hash || p.metadata?.annotations?.[SPEC_HASH_ANNOTATION] === hash)
+      ),
+    );
+  }
+
+  /** Sets or clears `name`'s start failure; a new one is announced at once. */
+  function checkFailure(name: string) {
+    const ready = [...(instances.get(name)?.values() ?? [])].some((i) => i.state === "ready");
+    // An apply error counts only with no Deployment at all: an existing one may still start pods.
+    const error = deployments.get(name) ? undefined : errors.get(name);
+    const problem = ready
+      ? undefined
+      : error
+      ? { reason: "DeployFailed", message: `could not deploy: ${error}`, pod: undefined }
+      : stuckPods(name);
+    const before = failures.get(name);
+    if (!problem) {
+      failures.delete(name);
+      return;
+    }
+    if (before?.failure.reason === problem.reason && before.failure.message === problem.message) {
+      return;
+    }
+    const at = before?.failure.reason === problem.reason
+      ? before.failure.at
+      : new Date().toISOString();
+    const now = {
+      failure: { reason: problem.reason, message: problem.message, at },
+      id: problem.pod ?? `${name}/deployment`,
+    };
+    failures.set(name, now);
+    announce(name, now);
+  }
+
+  function announce(name: string, { failure, id }: { failure: StartFailure; id: string }) {
+    // A pod waiting for a node is shown, but requests keep waiting: a node autoscaler may
+    // add one within scaling_timeout, and then they succeed.
+    if (failure.reason === "Unschedulable") return;
+    notify({ id, function: name, url: "", state: "gone", failure });
+  }
+
   function refreshInstances(name: string) {
     const before = instances.get(name) ?? new Map<string, Instance>();
     const after = instancesFromSlices(name, slices.list());
@@ -249,13 +318,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
           { function: name, data: { instance: inst.id, url: inst.url } },
         );
       }
-      for (const l of listeners) {
-        try {
-          l({ ...inst });
-        } catch (e) {
-          log.error("instance listener failed", { error: e });
-        }
-      }
+      notify(inst);
     };
     if (after.size) instances.set(name, after);
     else instances.delete(name);
@@ -309,6 +372,13 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   });
   const initial = new Set(slices.list().map(sliceFunction).filter((n): n is string => !!n));
   for (const name of initial) refreshInstances(name);
+  for (const pod of pods.list()) {
+    const name = pod.metadata?.labels?.[FUNCTION_LABEL];
+    if (name && !failures.has(name)) checkFailure(name);
+  }
+  const repeat = setInterval(() => {
+    for (const [name, f] of failures) announce(name, f);
+  }, options.failureRepeatMs ?? 1_000);
 
   const runtime: KubeRuntime = {
     kind: "kubernetes",
@@ -343,10 +413,12 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       pendingScale.delete(name);
       errors.delete(name);
       drift.delete(name);
+      failures.delete(name);
       if (!isLeader()) return;
       await serialized(name, () => deleteObjects(name));
     },
     desiredReplicas,
+    failure: (name) => failures.get(name)?.failure,
     instances(name) {
       if (name !== undefined) return [...(instances.get(name)?.values() ?? [])];
       return [...instances.values()].flatMap((m) => [...m.values()]);
@@ -356,6 +428,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       return () => listeners.delete(listener);
     },
     async close() {
+      clearInterval(repeat);
       await Promise.all([
         deployments.stop(),
         services.stop(),
@@ -368,8 +441,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       ...new Set([...deployments.list(), ...services.list()].map((o) => o.metadata.name)),
     ],
     applyError: (name) => errors.get(name),
-    podProblem: (name) =>
-      podProblem(pods.list().filter((p) => p.metadata?.labels?.[FUNCTION_LABEL] === name)),
+    podProblem: stuckPods,
     onChange(listener) {
       changeListeners.add(listener);
       return () => changeListeners.delete(listener);

@@ -10,6 +10,7 @@ import { createKubeClient, type KubeClient } from "../../control/kube/client.ts"
 import { connectionFromKubeconfig } from "../../control/kube/connection.ts";
 import { createInformer } from "../../control/kube/informer.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
+import { runF2s } from "../harness/cli.ts";
 import { startCluster } from "../cluster/harness.ts";
 import type { KubeObject } from "../cluster/kube.ts";
 import {
@@ -597,6 +598,90 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
         },
       );
 
+      await step(
+        "a request for a function that cannot start gets 503 with the reason at once; the API and f2s fn get show it",
+        async () => {
+          const stuck = /^(ErrImagePull|ImagePullBackOff)$/;
+          // The pods were already stuck before this request: it must not wait for news.
+          let sent = Date.now();
+          let res = await fetch(`${serve!.url}/invoke/badimage`);
+          let body = await res.json();
+          let took = Date.now() - sent;
+          assertEquals(res.status, 503, JSON.stringify(body));
+          assertMatch(body.details.reason, stuck);
+          assertMatch(body.error, /could not start: pod badimage-.*: container .*image/);
+          // scaling_timeout is 60 s here.
+          assert(took < 15_000, `held ${took} ms`);
+          console.log(`wrong image, already stuck: 503 after ${took} ms`);
+          const shown = await (await fetch(`${serve!.url}/functions/badimage`)).json();
+          const condition = shown.status.conditions[0];
+          assertEquals([condition.type, condition.status], ["Ready", "False"]);
+          assertMatch(condition.reason, stuck);
+          assertMatch(condition.message, /pod badimage-/);
+          const got = await runF2s(["fn", "get", "badimage", "--url", serve!.url]);
+          assertEquals(got.code, 0, got.stderr);
+          assertMatch(got.stdout, /reason: (ErrImagePull|ImagePullBackOff)/);
+
+          // Fixed: the old version's stuck pod (kept until the new one is ready, maxUnavailable
+          // 0) no longer fails requests; one sent during the rollout waits for the new pod.
+          const oldHash = (await api.get(paths.deployment("badimage"))).metadata.annotations[
+            "f2s.opensight.ch/spec-hash"
+          ];
+          await apply(seedFunction("badimage", { containerImage: "f2s-test/clock:1" }));
+          await eventually("the fixed Deployment", async () => {
+            const d = await api.get(paths.deployment("badimage"));
+            return d.metadata.annotations["f2s.opensight.ch/spec-hash"] !== oldHash || undefined;
+          });
+          assert(
+            (await podsOf("badimage")).some((p) =>
+              p.metadata.annotations?.["f2s.opensight.ch/spec-hash"] === oldHash
+            ),
+            "the stuck pod of the old version is still there",
+          );
+          res = await fetch(`${serve!.url}/invoke/badimage`);
+          assertEquals(res.status, 200, await res.text());
+          await fnWhere("badimage", (_, c) => c?.status === "True");
+
+          // Woken from zero: the request is held while the pod is made, then fails with it.
+          await apply(seedFunction("badzero", {
+            containerImage: "f2s-test-missing/nothing:2",
+            minReplicas: 0,
+          }));
+          await fnWhere("badzero", (_, c) => c?.reason === "ScaledToZero");
+          assertEquals((await podsOf("badzero")).length, 0, "no pod before the request");
+          sent = Date.now();
+          res = await fetch(`${serve!.url}/invoke/badzero`);
+          body = await res.json();
+          took = Date.now() - sent;
+          assertEquals(res.status, 503, JSON.stringify(body));
+          assertMatch(body.details.reason, stuck);
+          assertMatch(body.error, /could not start: pod badzero-/);
+          assert(took < 30_000, `held ${took} ms`);
+          console.log(`wrong image, woken from zero: 503 after ${took} ms: ${body.error}`);
+
+          // `f2s fn apply` does not wait out its timeout for a function that cannot start.
+          const file = await Deno.makeTempFile({ suffix: ".yaml" });
+          await Deno.writeTextFile(
+            file,
+            seedFunction("badapply", {
+              containerImage: "f2s-test-missing/nothing:3",
+              minReplicas: 1,
+            }),
+          );
+          sent = Date.now();
+          const applied = await runF2s(["fn", "apply", "-f", file, "--url", serve!.url]);
+          took = Date.now() - sent;
+          await Deno.remove(file);
+          assertEquals(applied.code, 1, applied.stderr);
+          assertMatch(applied.stdout, /function\/badapply created/);
+          assertMatch(
+            applied.stderr,
+            /badapply cannot start: (ErrImagePull|ImagePullBackOff): pod/,
+          );
+          assert(took < 30_000, `apply took ${took} ms`);
+        },
+      );
+
       await step("a Function in another namespace is told it is ignored", async () => {
         await cluster.kubectl(["create", "namespace", "elsewhere"]);
         await cluster.kubectl(
@@ -627,10 +712,12 @@ target: { containerImage: "f2s-test/clock:1", env: { "1X": "y" } }
           "clock",
           "zero",
           "badimage",
+          "badzero",
+          "badapply",
           "--wait=false",
         ]);
         await eventually("everything to go", async () => {
-          for (const name of ["clock", "zero", "badimage"]) {
+          for (const name of ["clock", "zero", "badimage", "badzero", "badapply"]) {
             if (await api.find(paths.fn(name))) return undefined;
             if (await api.find(paths.deployment(name))) return undefined;
             if (await api.find(paths.service(name))) return undefined;

@@ -35,6 +35,7 @@ Deno.test("kube pod problems: stuck containers and unschedulable pods, newest fi
   });
   assertEquals(podProblem([crash]), {
     reason: "CrashLoopBackOff",
+    pod: "old",
     message:
       "pod old: container function: CrashLoopBackOff (exit code 1, Error, 4 restarts): back-off 40s",
   });
@@ -59,7 +60,11 @@ Deno.test("kube pod problems: stuck containers and unschedulable pods, newest fi
         message: "0/1 nodes are available: 1 Insufficient cpu.",
       }],
     })]),
-    { reason: "Unschedulable", message: "pod p: 0/1 nodes are available: 1 Insufficient cpu." },
+    {
+      reason: "Unschedulable",
+      pod: "p",
+      message: "pod p: 0/1 nodes are available: 1 Insufficient cpu.",
+    },
   );
 });
 

@@ -287,6 +287,16 @@ Deno.test({
         "ui-echo",
         "Echoes what it gets",
       ]);
+      // Asynchronous calls: one queued now shows up on the function page.
+      const queued = await fetch(`${server.url}/async/invoke/ui-echo/later`, {
+        method: "POST",
+        headers: { authorization: basic("roman", "admin-pass") },
+        body: "later",
+      });
+      const callId = queued.headers.get("x-call-id");
+      await queued.body?.cancel();
+      assertEquals(queued.status, 202);
+      await textOf(page, "#async-calls", new RegExp(`${callId}\\s*succeeded`));
 
       // Settings: the running configuration, secrets redacted.
       await page.click('#nav a[data-nav="settings"]');

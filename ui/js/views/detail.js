@@ -19,6 +19,7 @@ import {
 } from "../format.js";
 import { can } from "../session.js";
 import { instancesBadge, startFailure } from "./status.js";
+import { asyncCallsSection } from "./async_calls.js";
 
 const REFRESH_MS = 2000;
 const EVENTS_MS = 4000;
@@ -335,6 +336,8 @@ export function render(ctx) {
   refreshFunction();
   refreshEvents();
   drawCharts();
+  const asyncCalls = asyncCallsSection(name);
+  ctx.onDispose(asyncCalls.dispose);
 
   const node = h(
     "section",
@@ -351,6 +354,7 @@ export function render(ctx) {
       range,
     ),
     charts,
+    asyncCalls.node,
     eventsBox,
   );
   return { title: name, node };

@@ -1,0 +1,135 @@
+/**
+ * Assembles asynchronous calls for one control plane: the durable queue (control/async/
+ * store.ts), the worker that runs calls through the dispatcher, the scheduler (leader
+ * only) and the HTTP routes.
+ */
+
+import type { FunctionDef } from "../../common/function.ts";
+import { createLogger } from "../../common/log.ts";
+import type { Dispatcher } from "../../dispatcher/dispatcher.ts";
+import type { AuthGate } from "../auth/gate.ts";
+import type { EventLog } from "../events.ts";
+import { type AsyncApi, createAsyncApi } from "./api.ts";
+import type { AsyncConfig } from "./config.ts";
+import { startScheduler } from "./scheduler.ts";
+import { type CallStore, openCallStore } from "./store.ts";
+import { errorAnswer, errorResponse } from "../../common/protocol.ts";
+import { startWorker } from "./worker.ts";
+import { startKafkaQueue } from "./kafka_queue.ts";
+import type { KafkaConfig } from "../kafka/config.ts";
+
+export interface AsyncService {
+  api: AsyncApi;
+  /** Stops scheduling and taking calls; waits up to `ms` for running ones. */
+  stop(ms: number): Promise<void>;
+}
+
+export interface AsyncDeps {
+  config: AsyncConfig & { path: string };
+  auth: AuthGate;
+  dispatcher: Dispatcher;
+  functions(): FunctionDef[];
+  events: EventLog;
+  isLeader?: () => boolean;
+  /** With Kafka enabled, calls go through the shared `f2s-async` topic. */
+  kafka?: KafkaConfig;
+}
+
+export function startAsync(deps: AsyncDeps): AsyncService {
+  const log = createLogger("async");
+  let store: CallStore;
+  try {
+    store = openCallStore(deps.config.path);
+  } catch (e) {
+    // The rest of the platform works without the queue; async routes then answer 503.
+    log.error("the async queue cannot be opened; async calls are refused", {
+      path: deps.config.path,
+      error: e,
+    });
+    deps.events.record("async.error", `the async queue cannot be opened: ${e}`);
+    return { api: unavailableApi(String(e)), stop: () => Promise.resolve() };
+  }
+  const kafkaEnabled = deps.kafka?.enabled === true && deps.kafka.brokers.length > 0;
+  if (kafkaEnabled) {
+    // Unfinished calls left by the last process are uncommitted in Kafka, which delivers
+    // them again (maybe to another replica): running them here as well would double them.
+    const forgotten = store.forgetUnfinished();
+    if (forgotten > 0) log.info("unfinished calls left to Kafka's redelivery", { forgotten });
+  }
+  const byName = (name: string) => deps.functions().find((f) => f.name === name);
+  const waiting = new Map<string, () => void>();
+  const worker = startWorker({
+    onFinished: (id) => {
+      waiting.get(id)?.();
+      waiting.delete(id);
+    },
+    store,
+    config: deps.config,
+    resolve: byName,
+    dispatch: deps.dispatcher.dispatch,
+    events: deps.events,
+    log,
+  });
+  const kafka = kafkaEnabled
+    ? startKafkaQueue({
+      kafka: deps.kafka!,
+      topic: deps.config.kafkaTopic,
+      store,
+      queued: worker.poke,
+      finished: (id) =>
+        new Promise<void>((resolve) => {
+          waiting.set(id, resolve);
+          // Finished before we looked (a redelivered call this replica already ran).
+          const c = store.get(id);
+          if (c?.finishedAt !== undefined) {
+            waiting.delete(id);
+            resolve();
+          }
+        }),
+      log,
+    })
+    : undefined;
+  const scheduler = startScheduler({
+    store,
+    functions: deps.functions,
+    isLeader: deps.isLeader ?? (() => true),
+    queued: worker.poke,
+    log,
+    publish: kafka?.publish,
+    freshOnTakeover: deps.isLeader !== undefined,
+  });
+  const api = createAsyncApi({
+    config: deps.config,
+    store,
+    enqueue: kafka ? kafka.publish : (call) => void store.insert(call),
+    auth: deps.auth,
+    match: (path) => deps.dispatcher.table.match(path),
+    function: byName,
+    queued: worker.poke,
+  });
+  log.info("async queue open", { path: deps.config.path, ...store.counts() });
+  return {
+    api,
+    async stop(ms) {
+      scheduler.stop();
+      await kafka?.stop();
+      await worker.stop(ms);
+      // Calls consumed but not started stay uncommitted: the group delivers them again.
+      if (kafka) store.forgetUnfinished(kafka.pending());
+      store.close();
+    },
+  };
+}
+
+function unavailableApi(reason: string): AsyncApi {
+  const message = "asynchronous calls are unavailable: the queue cannot be opened";
+  return {
+    submit: () => Promise.resolve(errorAnswer(503, message, reason)),
+    route: (_req, url) =>
+      Promise.resolve(
+        /^\/calls\/|^\/functions\/[^/]+\/calls\/?$/.test(url.pathname)
+          ? errorResponse(503, message, reason)
+          : undefined,
+      ),
+  };
+}

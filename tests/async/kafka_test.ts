@@ -1,0 +1,125 @@
+// The async queue shared through a real Kafka broker: two `f2s dev` processes consume the
+// `f2s-async` topic in one consumer group; one is killed with -9 in the middle, and the
+// other finishes every accepted call (only calls running at the kill may run twice).
+import { assert, assertEquals } from "../harness/assert.ts";
+import { type ControlPlane, startDev, waitFor } from "../harness/dev.ts";
+import { type Broker, KAFKA_VERSIONS, startBroker } from "../kafka/broker.ts";
+import { cleanup, countById, killLeftovers, records, setup, submit } from "./helpers.ts";
+
+const CALLS = 1000;
+
+Deno.test({
+  name: "async through Kafka: 1,000 calls, two control planes, one killed with -9",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    let broker: Broker | undefined;
+    const s = await setup([{ name: "shared", maxReplicas: 2, async: { maxConcurrency: 20 } }]);
+    const planes: ControlPlane[] = [];
+    try {
+      broker = await startBroker({ version: KAFKA_VERSIONS["4"] });
+      const config = (n: number) =>
+        s.config.replace(`${s.dir}/queue/async.db`, `${s.dir}/queue-${n}/async.db`) +
+        `kafka:
+  enabled: true
+  brokers: ["${broker!.bootstrap}"]
+  consumergroup: f2s-async-test
+  session_timeout: 10s
+  heartbeat_interval: 1s
+  listeners:
+    - topic: async-test-unused
+      actions: [{ name: unused, f2sfunctions: [shared] }]
+`;
+      for (const n of [0, 1]) {
+        planes.push(await startDev({ functionsDir: s.dir, config: config(n), timeoutMs: 60_000 }));
+      }
+      const [a, b] = planes;
+      const ids: string[] = [];
+      for (let batch = 0; batch < CALLS / 50; batch++) {
+        const target = batch % 2 === 0 ? a : b;
+        ids.push(
+          ...await Promise.all(
+            Array.from({ length: 50 }, () => submit(target.url, "/shared/slow?ms=50")),
+          ),
+        );
+        if (batch === CALLS / 100) {
+          // Half submitted: kill b while it runs its share; a keeps accepting.
+          await waitFor("b ran some calls", async () => (await records(s)).length >= 50, 60_000);
+        }
+      }
+      // Every call went to both partitions' owners; kill b in the middle of the work.
+      await waitFor("a third done", async () => (await records(s)).length >= CALLS / 3, 120_000);
+      await b.stop("SIGKILL");
+      const doneAtKill = countById(await records(s)).size;
+      // b's partitions hold about half the calls: most of its share is still to do.
+      assert(doneAtKill < CALLS * 0.8, `${doneAtKill} calls already done at the kill`);
+      killLeftovers(s, [a.pid]); // b's orphaned instances, not a and its own
+      await waitFor(
+        "every accepted call ran",
+        async () => countById(await records(s)).size >= CALLS,
+        180_000,
+        500,
+      ).catch(async (e) => {
+        const counts = await (await fetch(`${a.url}/functions/shared/calls?limit=1`)).json();
+        console.error("a's queue", JSON.stringify(counts.counts));
+        await Deno.writeTextFile("/tmp/qb/a.log", a.logs().join("\n"));
+        const problems = a.logs().filter((l) => /"(warn|error)"/.test(l)).slice(-15);
+        throw new Error(
+          `${e.message}; ran ${countById(await records(s)).size}; a's last problems:\n` +
+            problems.join("\n"),
+        );
+      });
+      const seen = countById(await records(s));
+      for (const id of ids) assert((seen.get(id) ?? 0) >= 1, `call ${id} was lost`);
+      const duplicates = [...seen.values()].filter((n) => n > 1).length;
+      console.log(JSON.stringify({ calls: CALLS, doneAtKill, duplicates }));
+      // Only calls running at the kill run again: at most one per partition b consumed.
+      assert(duplicates <= 16, `${duplicates} calls ran twice`);
+      assertEquals(seen.size, CALLS);
+    } finally {
+      for (const p of planes) await p.stop("SIGKILL").catch(() => {});
+      await broker?.stop();
+      await cleanup(s);
+    }
+  },
+});
+
+Deno.test({
+  name: "schedule through Kafka: @every 1s ticks go through the shared topic, none twice",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    let broker: Broker | undefined;
+    const s = await setup([{ name: "ticker", schedule: "@every 1s" }]);
+    let plane: ControlPlane | undefined;
+    try {
+      broker = await startBroker({ version: KAFKA_VERSIONS["4"] });
+      plane = await startDev({
+        functionsDir: s.dir,
+        config: s.config + `kafka:
+  enabled: true
+  brokers: ["${broker.bootstrap}"]
+  consumergroup: f2s-schedule-test
+  listeners:
+    - topic: schedule-test-unused
+      actions: [{ name: unused, f2sfunctions: [ticker] }]
+`,
+        timeoutMs: 60_000,
+      });
+      const ticks = async () => (await records(s)).filter((r) => r.tick !== "-");
+      await waitFor("the first tick", async () => (await ticks()).length >= 1, 60_000);
+      const first = (await ticks()).length;
+      await new Promise((r) => setTimeout(r, 5_000));
+      const inFive = (await ticks()).length - first;
+      assert(inFive >= 4 && inFive <= 6, `${inFive} runs in 5 s`);
+      const times = (await ticks()).map((r) => r.tick);
+      assertEquals(new Set(times).size, times.length, "no tick ran twice");
+      const logs = plane.logs().join("\n");
+      assert(/joined the async consumer group/.test(logs), "ticks went through the topic");
+    } finally {
+      await plane?.stop();
+      await broker?.stop();
+      await cleanup(s);
+    }
+  },
+});
