@@ -121,7 +121,12 @@ interface Conn extends WireReader {
   /** Between a request's head and the end of its answer. */
   busy: boolean;
   onGone: (() => void)[];
+  /** The answer went out before the request's body was read: close by lingering. */
+  linger?: boolean;
 }
+
+/** How long a connection closed with its request body unread keeps draining (ms). */
+const LINGER_MS = 5_000;
 
 export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler): Http1Server {
   const deadlines = options.deadlines ?? sharedDeadlines;
@@ -184,7 +189,34 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     } catch {
       // A broken connection: nothing more to say on it.
     } finally {
+      if (c.linger && !c.closed && !stopping) await lingerClose(c);
       close(c);
+    }
+  }
+
+  /**
+   * Closes a connection whose request body was left unread the way nginx's lingering_close
+   * does: stop writing, then read and drop what the client still sends for a while. Closing
+   * with unread data makes the kernel send a reset, which can destroy the answer at the
+   * client before it has read it (a function that answers early, mid-upload).
+   */
+  async function lingerClose(c: Conn) {
+    try {
+      c.tcp.closeWrite();
+    } catch {
+      return;
+    }
+    const timer = deadlines.after(LINGER_MS, () => close(c));
+    const scratch = new Uint8Array(64 * 1024);
+    try {
+      const pending = c.pending;
+      c.pending = undefined;
+      if (pending && (await pending) === null) return;
+      while (!c.closed && (await c.tcp.read(scratch)) !== null);
+    } catch {
+      // Reset by the client, or closed when the time was up.
+    } finally {
+      timer.cancel();
     }
   }
 
@@ -334,7 +366,10 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     // A body the handler left unread (or broke) leaves the connection at an unknown point.
     const keepAlive = head.keepAlive && !stopping && !bodyBroken &&
       (bodyDone || head.framing === null);
-    if (!bodyDone && body instanceof ReadableStream) body.cancel().catch(() => {});
+    if (!bodyDone && body instanceof ReadableStream) {
+      c.linger = true;
+      body.cancel().catch(() => {});
+    }
     const kept = await writeAnswer(c, head.method, head.http10, keepAlive, response);
     c.busy = false;
     c.onGone.length = 0;

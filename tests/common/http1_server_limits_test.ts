@@ -126,3 +126,40 @@ Deno.test("encodeHead refuses CR, LF, NUL and characters above U+00FF; Latin-1 p
     [..."GET / HTTP/1.1\r\nx-a: caf\xe9\x9b\r\n\r\n"].map((c) => c.charCodeAt(0)),
   );
 });
+
+Deno.test("server: an answer sent before the upload ends still reaches a client that finishes uploading", async () => {
+  // The handler answers without reading the 8 MiB body. Closing with the body unread would
+  // make the kernel reset the connection, failing the client's upload and losing the answer;
+  // lingering (as nginx does) drains the rest, then closes.
+  const server = serveHttp1(
+    { hostname: "127.0.0.1", port: 0 },
+    () => ({ status: 413, headers: [], body: encoder.encode("too big for me") }),
+  );
+  const total = 8 * 1024 * 1024;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  try {
+    await conn.write(
+      encoder.encode(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${total}\r\n\r\n`),
+    );
+    // Let the answer go out and the server finish with the request before the rest arrives.
+    await new Promise((r) => setTimeout(r, 200));
+    const chunk = new Uint8Array(256 * 1024);
+    for (let sent = 0; sent < total; sent += chunk.length) {
+      let off = 0;
+      while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+    }
+    let text = "";
+    const buf = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    assert(text.startsWith("HTTP/1.1 413 "), `got ${text.slice(0, 60)}`);
+    assert(text.endsWith("too big for me"), text);
+    assert(/connection: close/i.test(text), text);
+  } finally {
+    conn.close();
+    await server.shutdown();
+  }
+});
