@@ -7,8 +7,7 @@
 import { helpText, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
 import { parseDuration } from "../common/duration.ts";
 import { createLogger } from "../common/log.ts";
-import { createKubeClient, KubeError } from "./kube/client.ts";
-import { ConnectionError, resolveConnection } from "./kube/connection.ts";
+import { commandClient, KubeError } from "./kube/client.ts";
 import { cleanup, CleanupError } from "./kube/uninstall.ts";
 import { OPTIONS as SERVE } from "./serve.ts";
 
@@ -50,17 +49,12 @@ export async function main(args: string[]): Promise<number> {
     console.error(`f2s cleanup: ${message}`);
     return 1;
   };
-  let connection;
-  try {
-    connection = resolveConnection({
-      kubeconfig: values.kubeconfig as string | undefined,
-      context: values.context as string | undefined,
-    });
-  } catch (e) {
-    if (e instanceof ConnectionError) return fail(e.message);
-    throw e;
-  }
-  const client = createKubeClient(connection);
+  const selected = commandClient({
+    kubeconfig: values.kubeconfig as string | undefined,
+    context: values.context as string | undefined,
+  });
+  if (typeof selected === "string") return fail(selected);
+  const { connection, client } = selected;
   try {
     const result = await cleanup({
       client,

@@ -16,8 +16,7 @@ import { createLogger, setLogLevel } from "../common/log.ts";
 import { createAuth } from "./auth/auth.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { createEventLog } from "./events.ts";
-import { createKubeClient, KubeError } from "./kube/client.ts";
-import { ConnectionError, resolveConnection } from "./kube/connection.ts";
+import { commandClient, KubeError } from "./kube/client.ts";
 import { createLeaderElection, validateTimings } from "./kube/leader.ts";
 import { startIgnoredFunctions } from "./kube/ignored.ts";
 import { startKubeEvents } from "./kube/kube_events.ts";
@@ -191,17 +190,12 @@ export async function main(args: string[]): Promise<number> {
   }
   if (config.debug) setLogLevel("debug");
 
-  let connection;
-  try {
-    connection = resolveConnection({
-      kubeconfig: values.kubeconfig as string | undefined,
-      context: values.context as string | undefined,
-    });
-  } catch (e) {
-    if (e instanceof ConnectionError) return fail(e.message);
-    throw e;
-  }
-  const client = createKubeClient(connection);
+  const selected = commandClient({
+    kubeconfig: values.kubeconfig as string | undefined,
+    context: values.context as string | undefined,
+  });
+  if (typeof selected === "string") return fail(selected);
+  const { connection, client } = selected;
   const events = createEventLog();
   const metrics = createMetrics();
 

@@ -19,7 +19,7 @@ import { HttpMethod, RequestContext } from "@kubernetes/client-node";
 import { Buffer } from "node:buffer";
 import type { RequestOptions as HttpsOptions } from "node:https";
 import { Agent, type Dispatcher } from "undici";
-import type { Connection } from "./connection.ts";
+import { type Connection, ConnectionError, resolveConnection } from "./connection.ts";
 import { CredentialError } from "./credentials.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -387,4 +387,21 @@ export function createKubeClient(conn: Connection): KubeClient {
     },
     close: () => transport.close(),
   };
+}
+
+/**
+ * The connection and client a command's `--kubeconfig`/`--context` flags select, or the
+ * message saying why there are none (for the command to print and exit with); other errors
+ * are thrown.
+ */
+export function commandClient(
+  flags: { kubeconfig?: string; context?: string },
+): { connection: Connection; client: KubeClient } | string {
+  try {
+    const connection = resolveConnection(flags);
+    return { connection, client: createKubeClient(connection) };
+  } catch (e) {
+    if (e instanceof ConnectionError) return e.message;
+    throw e;
+  }
 }
