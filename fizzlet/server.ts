@@ -181,9 +181,8 @@ export async function startFizzlet(
 
   const serveFunction = async (
     req: ServerRequest,
-    work: Run | Prepare,
+    work: { run: Run } | { prepare: Prepare },
     limiter: Limiter | undefined,
-    prepared = false,
   ): Promise<ServerResponse> => {
     const requestId = requestIdFrom(headerGetter(req.headers));
     const controller = new AbortController();
@@ -203,10 +202,10 @@ export async function startFizzlet(
     let release: (() => void) | undefined;
     let done: Promise<void> | undefined;
     try {
-      let run = work as Run;
-      if (prepared) {
+      let run: Run;
+      if ("prepare" in work) {
         // The body is in before the slot is taken; the timeout counts from then.
-        const got = await (work as Prepare)(ctx);
+        const got = await work.prepare(ctx);
         if (!("run" in got)) {
           if (!got.headers.some(([name]) => name === REQUEST_ID_HEADER)) {
             got.headers.push(...idHeader);
@@ -214,7 +213,7 @@ export async function startFizzlet(
           return got;
         }
         ({ run, release } = got);
-      }
+      } else run = work.run;
       timer = setTimeout(() => controller.abort(TIMEOUT), options.timeout);
       if (limiter && !limiter.tryEnter()) {
         const waiting = limiter.wait(controller.signal);
@@ -312,9 +311,10 @@ export async function startFizzlet(
         NOT_DELIVERED,
       ]);
     } else if (mode === "proxy") {
-      res = await serveFunction(req, (ctx) => proxy.handle(req, ctx), limiters.proxy);
+      res = await serveFunction(req, { run: (ctx) => proxy.handle(req, ctx) }, limiters.proxy);
     } else if (mode === "command" && commands) {
-      res = await serveFunction(req, commandPrepare(req, commands.receive), limiters.command, true);
+      const prepare = commandPrepare(req, commands.receive);
+      res = await serveFunction(req, { prepare }, limiters.command);
     } else {
       res = errorAnswer(503, "app not started yet", { appPort: options.appPort }, [
         ["retry-after", "1"],
