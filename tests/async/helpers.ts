@@ -5,6 +5,7 @@
 
 import { type ControlPlane, processesMatching, startDev, waitFor } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
+import { killGroup } from "../../fizzlet/command.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -144,16 +145,7 @@ export async function cleanup(s: Setup, server?: ControlPlane) {
  */
 export function killLeftovers(s: Setup, keep: number[] = []) {
   for (const pid of processesMatching(s.dir)) {
-    if (descendsFrom(pid, keep)) continue;
-    try {
-      Deno.kill(-pid, "SIGKILL");
-    } catch {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
+    if (!descendsFrom(pid, keep)) killGroup(pid);
   }
 }
 
