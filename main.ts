@@ -11,11 +11,11 @@ type Command = { summary: string; load: () => Promise<{ main(args: string[]): Pr
 const COMMANDS: Record<string, Command> = {
   serve: {
     summary: "Run the control plane on Kubernetes (API, dispatcher, operator)",
-    load: () => import("./control/serve.ts"),
+    load: () => import("./control/cli/serve.ts"),
   },
   dev: {
     summary: "Run the whole platform on this machine from a folder of Function manifests",
-    load: () => import("./control/dev.ts"),
+    load: () => import("./control/cli/dev.ts"),
   },
   fizzlet: {
     summary: "Run the sidecar that serves one function instance (port 9092)",
@@ -23,7 +23,7 @@ const COMMANDS: Record<string, Command> = {
   },
   cleanup: {
     summary: "Before uninstalling: stop the control plane, remove its Deployments and finalizers",
-    load: () => import("./control/cleanup.ts"),
+    load: () => import("./control/cli/cleanup.ts"),
   },
   fn: {
     summary:

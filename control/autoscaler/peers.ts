@@ -5,7 +5,7 @@
  *
  * Every replica reports, per function, its requests in flight (served or held), the integral
  * of its concurrency (request-ms, the same counter the Prometheus source reads) and how long
- * ago its last request ended (control/kube/load.ts carries the reports). Here the receiver
+ * ago its last request ended (control/autoscaler/kube_load.ts carries the reports). Here the receiver
  * keeps each peer's integral as samples stamped with its own clock when they arrived, so the
  * average over a window is the integral's growth over the window, exact however short the
  * requests were; after the last sample the peer's in-flight count is carried forward. A peer

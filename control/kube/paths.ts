@@ -7,6 +7,9 @@ import { resourcePath } from "./client.ts";
 
 export const FUNCTION_VERSION = "v1alpha1";
 
+/** Keeps a deleted Function until the leader has removed its Deployment and Service. */
+export const FINALIZER = "f2s.opensight.ch/cleanup";
+
 export const paths = {
   functions: (namespace: string, name?: string, subresource?: string) =>
     resourcePath({

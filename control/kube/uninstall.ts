@@ -11,8 +11,7 @@ import type { Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
 import { sleep } from "./informer.ts";
 import { MANAGED_SELECTOR } from "./manifests.ts";
-import { paths } from "./paths.ts";
-import { FINALIZER } from "./store.ts";
+import { FINALIZER, paths } from "./paths.ts";
 
 export interface CleanupOptions {
   client: KubeClient;

@@ -144,8 +144,8 @@ Deno.test("imports: the checks catch what they are meant to", () => {
     { from: "control/auth/auth.ts", to: "control/api/gate.ts" },
     { from: "control/api/gate.ts", to: "control/store/x.ts" },
     { from: "control/store/x.ts", to: "control/auth/privileges.ts" },
-    { from: "control/kube/runtime.ts", to: "control/events.ts" },
-    { from: "control/serve.ts", to: "control/kube/runtime.ts" },
+    { from: "control/runtime/kube.ts", to: "control/events.ts" },
+    { from: "control/cli/serve.ts", to: "control/runtime/kube.ts" },
   ];
   assertEquals(againstDirection(edges), [
     "dispatcher/dispatcher.ts → control/config.ts",

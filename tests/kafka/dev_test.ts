@@ -1,7 +1,7 @@
 // End to end: `f2s dev` with kafka enabled in its config.yaml, a real broker and a real
 // function process started from zero by the message (the dispatcher path: cold start,
 // metrics), its answer produced to the response topic. Skipped, with the reason printed,
-// until the control plane starts the Kafka triggers (control/platform.ts or control/dev.ts).
+// until the control plane starts the Kafka triggers (control/platform.ts or control/cli/dev.ts).
 import { assert, assertEquals } from "../harness/assert.ts";
 import { startDev } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
@@ -12,7 +12,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const ECHO = `${ROOT}tests/control/fixtures/echo`;
 
 async function controlPlaneStartsKafka(): Promise<boolean> {
-  for (const file of ["control/platform.ts", "control/dev.ts"]) {
+  for (const file of ["control/platform.ts", "control/cli/dev.ts"]) {
     const text = await Deno.readTextFile(`${ROOT}${file}`).catch(() => "");
     if (text.includes("startKafkaTriggers")) return true;
   }
@@ -23,7 +23,7 @@ const wired = await controlPlaneStartsKafka();
 if (!wired) {
   console.error(
     "tests/kafka/dev_test.ts: skipped, f2s dev does not start the Kafka triggers yet " +
-      "(no startKafkaTriggers in control/platform.ts or control/dev.ts)",
+      "(no startKafkaTriggers in control/platform.ts or control/cli/dev.ts)",
   );
 }
 

@@ -16,7 +16,7 @@
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { parseFunction } from "../../common/function.ts";
 import { deploymentFor } from "../../control/kube/manifests.ts";
-import { FINALIZER } from "../../control/kube/store.ts";
+import { FINALIZER } from "../../control/kube/paths.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { type Cluster, startCluster } from "../cluster/harness.ts";
 import { F2S_PROGRAM } from "../cluster/images.ts";

@@ -9,7 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { type FunctionDef, parseFunction, toManifest } from "../../common/function.ts";
 import type { KubeObject } from "../../control/kube/client.ts";
 import { ConnectionError, connectionFromKubeconfig } from "../../control/kube/connection.ts";
-import { instancesFromSlices } from "../../control/kube/endpoints.ts";
+import { instancesFromSlices } from "../../control/runtime/kube_endpoints.ts";
 import { isOlder } from "../../control/kube/informer.ts";
 import { microTime, validateTimings } from "../../control/kube/leader.ts";
 import {

@@ -5,18 +5,24 @@
  */
 
 import { resolve } from "node:path";
-import { helpText, intOption, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
-import { createLogger, setLogLevel } from "../common/log.ts";
-import { createAuth } from "./auth/auth.ts";
-import { ConfigError, loadConfig } from "./config.ts";
-import { createEventLog } from "./events.ts";
-import { createMetrics } from "./metrics.ts";
-import { listen, untilShutdownSignal } from "./listen.ts";
-import { createPlatform } from "./platform.ts";
-import { createLocalRuntime } from "./runtime/local.ts";
-import { createPortPool, parsePortRange, type PortRange } from "./runtime/ports.ts";
-import { createFolderStore } from "./store/folder.ts";
-import { createUiHandler } from "./ui.ts";
+import {
+  helpText,
+  intOption,
+  type OptionTable,
+  parseCommand,
+  UsageError,
+} from "../../common/cli.ts";
+import { createLogger, setLogLevel } from "../../common/log.ts";
+import { createAuth } from "../auth/auth.ts";
+import { ConfigError, loadConfig } from "../config.ts";
+import { createEventLog } from "../events.ts";
+import { createMetrics } from "../metrics.ts";
+import { listen, untilShutdownSignal } from "../listen.ts";
+import { createPlatform } from "../platform.ts";
+import { createLocalRuntime } from "../runtime/local.ts";
+import { createPortPool, parsePortRange, type PortRange } from "../runtime/ports.ts";
+import { createFolderStore } from "../store/folder.ts";
+import { createUiHandler } from "../ui.ts";
 
 const OPTIONS: OptionTable = {
   functions: {

@@ -5,8 +5,8 @@
  */
 
 import { FIZZLET_PORT } from "../../common/protocol.ts";
-import type { Instance, InstanceState } from "../runtime/runtime.ts";
-import type { KubeObject } from "./client.ts";
+import type { Instance, InstanceState } from "./runtime.ts";
+import type { KubeObject } from "../kube/client.ts";
 
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 

@@ -4,11 +4,11 @@
  * still exists) leaves no namespace stuck in Terminating. See control/kube/uninstall.ts.
  */
 
-import { helpText, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
-import { parseDuration } from "../common/duration.ts";
-import { createLogger } from "../common/log.ts";
-import { commandClient, KubeError } from "./kube/client.ts";
-import { cleanup, CleanupError } from "./kube/uninstall.ts";
+import { helpText, type OptionTable, parseCommand, UsageError } from "../../common/cli.ts";
+import { parseDuration } from "../../common/duration.ts";
+import { createLogger } from "../../common/log.ts";
+import { commandClient, KubeError } from "../kube/client.ts";
+import { cleanup, CleanupError } from "../kube/uninstall.ts";
 import { OPTIONS as SERVE } from "./serve.ts";
 
 // Reaching the cluster and finding F2S's objects: exactly as `f2s serve` does.

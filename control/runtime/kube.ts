@@ -21,10 +21,10 @@ import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
 import { replicasFor } from "../reconciler.ts";
-import type { Instance, InstanceListener, Runtime, StartFailure } from "../runtime/runtime.ts";
-import { type KubeClient, KubeError, type KubeObject, resourcePath } from "./client.ts";
-import { instancesFromSlices, sliceFunction } from "./endpoints.ts";
-import { createInformer, type Informer } from "./informer.ts";
+import type { Instance, InstanceListener, Runtime, StartFailure } from "./runtime.ts";
+import { type KubeClient, KubeError, type KubeObject, resourcePath } from "../kube/client.ts";
+import { instancesFromSlices, sliceFunction } from "./kube_endpoints.ts";
+import { createInformer, type Informer } from "../kube/informer.ts";
 import {
   deploymentFingerprint,
   deploymentFor,
@@ -35,9 +35,9 @@ import {
   serviceFor,
   SPEC_HASH_ANNOTATION,
   withSpecHash,
-} from "./manifests.ts";
-import { paths } from "./paths.ts";
-import { type PodProblem, podProblem } from "./pod_problems.ts";
+} from "../kube/manifests.ts";
+import { paths } from "../kube/paths.ts";
+import { type PodProblem, podProblem } from "../kube/pod_problems.ts";
 
 export interface KubeRuntime extends Runtime {
   /** The function's Deployment as last seen. */

@@ -14,11 +14,11 @@
  */
 
 import { createLogger, type Logger } from "../../common/log.ts";
-import type { ConcurrencyTracker } from "../autoscaler/concurrency.ts";
-import { loadReport, parseLoadReport, type PeerLoads } from "../autoscaler/peers.ts";
-import { type KubeClient, KubeError } from "./client.ts";
-import { backoff, leaseInformer } from "./leader.ts";
-import { paths } from "./paths.ts";
+import type { ConcurrencyTracker } from "./concurrency.ts";
+import { loadReport, parseLoadReport, type PeerLoads } from "./peers.ts";
+import { type KubeClient, KubeError } from "../kube/client.ts";
+import { backoff, leaseInformer } from "../kube/leader.ts";
+import { paths } from "../kube/paths.ts";
 
 export const LOAD_ANNOTATION_PREFIX = "load.f2s.opensight.ch/";
 

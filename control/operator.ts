@@ -7,13 +7,13 @@
  * Deployments themselves are the runtime's job (runtime.ts), driven by the reconciler.
  */
 
-import { normalizeEndpoint } from "../../common/function.ts";
-import { createLogger, type Logger } from "../../common/log.ts";
-import type { EventLog } from "../events.ts";
-import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
-import { paths } from "./paths.ts";
-import type { KubeRuntime } from "./runtime.ts";
-import { FINALIZER, type KubeFunctionStore } from "./store.ts";
+import { normalizeEndpoint } from "../common/function.ts";
+import { createLogger, type Logger } from "../common/log.ts";
+import type { EventLog } from "./events.ts";
+import { type KubeClient, KubeError, type KubeObject } from "./kube/client.ts";
+import { FINALIZER, paths } from "./kube/paths.ts";
+import type { KubeRuntime } from "./runtime/kube.ts";
+import type { KubeFunctionStore } from "./store/kube.ts";
 
 export interface OperatorOptions {
   client: KubeClient;

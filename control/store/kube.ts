@@ -21,13 +21,10 @@ import {
 } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
-import { conflictOf, type FunctionStore, StoreError, type StoreListener } from "../store/store.ts";
-import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
-import { createInformer } from "./informer.ts";
-import { paths } from "./paths.ts";
-
-/** Keeps a deleted Function until the leader has removed its Deployment and Service. */
-export const FINALIZER = "f2s.opensight.ch/cleanup";
+import { conflictOf, type FunctionStore, StoreError, type StoreListener } from "./store.ts";
+import { type KubeClient, KubeError, type KubeObject } from "../kube/client.ts";
+import { createInformer } from "../kube/informer.ts";
+import { FINALIZER, paths } from "../kube/paths.ts";
 
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
 

@@ -9,26 +9,32 @@
  * ~/.kube/config (control/kube/connection.ts).
  */
 
-import { helpText, intOption, type OptionTable, parseCommand, UsageError } from "../common/cli.ts";
-import { parseDuration } from "../common/duration.ts";
-import type { Http1Server } from "../common/http1_server.ts";
-import { createLogger, setLogLevel } from "../common/log.ts";
-import { createAuth } from "./auth/auth.ts";
-import { ConfigError, loadConfig } from "./config.ts";
-import { createEventLog } from "./events.ts";
-import { commandClient, KubeError } from "./kube/client.ts";
-import { createLeaderElection, validateTimings } from "./kube/leader.ts";
-import { startIgnoredFunctions } from "./kube/ignored.ts";
-import { startKubeEvents } from "./kube/kube_events.ts";
-import { startLoadExchange } from "./kube/load.ts";
-import { createPeerLoads } from "./autoscaler/peers.ts";
-import { startOperator } from "./kube/operator.ts";
-import { createKubeRuntime } from "./kube/runtime.ts";
-import { createKubeStore } from "./kube/store.ts";
-import { createMetrics } from "./metrics.ts";
-import { listen, untilShutdownSignal } from "./listen.ts";
-import { createPlatform } from "./platform.ts";
-import { createUiHandler } from "./ui.ts";
+import {
+  helpText,
+  intOption,
+  type OptionTable,
+  parseCommand,
+  UsageError,
+} from "../../common/cli.ts";
+import { parseDuration } from "../../common/duration.ts";
+import type { Http1Server } from "../../common/http1_server.ts";
+import { createLogger, setLogLevel } from "../../common/log.ts";
+import { createAuth } from "../auth/auth.ts";
+import { ConfigError, loadConfig } from "../config.ts";
+import { createEventLog } from "../events.ts";
+import { commandClient, KubeError } from "../kube/client.ts";
+import { createLeaderElection, validateTimings } from "../kube/leader.ts";
+import { startIgnoredFunctions } from "../kube/ignored.ts";
+import { startKubeEvents } from "../kube/kube_events.ts";
+import { startLoadExchange } from "../autoscaler/kube_load.ts";
+import { createPeerLoads } from "../autoscaler/peers.ts";
+import { startOperator } from "../operator.ts";
+import { createKubeRuntime } from "../runtime/kube.ts";
+import { createKubeStore } from "../store/kube.ts";
+import { createMetrics } from "../metrics.ts";
+import { listen, untilShutdownSignal } from "../listen.ts";
+import { createPlatform } from "../platform.ts";
+import { createUiHandler } from "../ui.ts";
 
 const DEFAULT_CONFIG = "/etc/f2s/config.yaml";
 
