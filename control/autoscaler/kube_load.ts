@@ -13,6 +13,7 @@
  * stops removes its own.
  */
 
+import { type Clock, realClock, type TimerId } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { ConcurrencyTracker } from "./concurrency.ts";
 import { loadReport, parseLoadReport, type PeerLoads } from "./peers.ts";
@@ -35,6 +36,8 @@ export interface LoadExchangeOptions {
   staleMs: number;
   /** Reports while busy at most this often (ms); default 1000. */
   publishMs?: number;
+  /** Must be the clock of `tracker` (default: the real one). */
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -60,6 +63,7 @@ export function replicaKey(identity: string): string {
 export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
   const { client, namespace, name, tracker, peers } = options;
   const log = options.log ?? createLogger("load", { lease: name });
+  const clock = options.clock ?? realClock;
   const publishMs = options.publishMs ?? 1000;
   const heartbeatMs = options.staleMs / 3;
   const own = LOAD_ANNOTATION_PREFIX + replicaKey(options.identity);
@@ -73,11 +77,11 @@ export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
   let lastGcAt = 0;
   let published: Record<string, [number, number, number | null]> = {};
   let inFlightWrite: Promise<void> | undefined;
-  let timer: ReturnType<typeof setInterval> | undefined;
+  let timer: TimerId;
 
   /** Everyone else's reports into `peers`; replicas whose annotation is gone are dropped. */
   function ingest() {
-    const now = Date.now();
+    const now = clock.now();
     const annotations: Record<string, string> = lease.get(name)?.metadata?.annotations ?? {};
     const present = new Set<string>();
     for (const [key, value] of Object.entries(annotations)) {
@@ -170,7 +174,7 @@ export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
 
   function step() {
     if (inFlightWrite) return;
-    const now = Date.now();
+    const now = clock.now();
     if (now < retryAt) return;
     const fns = loadReport(tracker, seq, now).fns;
     inFlightWrite = (async () => {
@@ -186,11 +190,11 @@ export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
       await lease.start();
       ingest();
       step();
-      timer = setInterval(step, Math.min(100, publishMs));
+      timer = clock.setInterval(step, Math.min(100, publishMs));
     },
     stats: () => ({ written, failed }),
     async stop() {
-      clearInterval(timer);
+      clock.clearInterval(timer);
       await inFlightWrite;
       if (written > 0) {
         await patch({ [own]: null }).catch((e) =>

@@ -13,7 +13,7 @@ import { type Clock, sleepOn, type TimerId } from "../../common/clock.ts";
 export interface FakeClock extends Clock {
   /** Moves time forward by `ms`, firing every timer due on the way; resolves when done. */
   advance(ms: number): Promise<void>;
-  /** Moves time to `at` (monotonic ms) the same way. */
+  /** Moves time to `at` (wall-clock, as `now()` reads) the same way; never back. */
   advanceTo(at: number): Promise<void>;
   /** Lets pending promise work settle without moving time. */
   settle(): Promise<void>;
@@ -90,7 +90,7 @@ export function createFakeClock(start = Date.UTC(2026, 0, 1)): FakeClock {
     },
     sleep: (ms, signal) => sleepOn(clock, ms, signal),
     advance: (ms) => advanceTo(t + ms),
-    advanceTo,
+    advanceTo: (at) => advanceTo(at - start),
     settle,
     get pending() {
       return timers.size;
