@@ -12,7 +12,9 @@
  * doubling to 1 s) until it answers 200 or the runtime reports on it.
  */
 
+import { type Clock, realClock } from "../common/clock.ts";
 import {
+  createDeadlines,
   type Deadline,
   type Deadlines,
   deadlines as sharedDeadlines,
@@ -66,8 +68,12 @@ export interface DispatcherDeps {
   metrics: DispatchMetrics;
   events: EventRecorder;
   table?: RoutingTable;
-  now?: () => number;
-  /** Timer for per-request timeouts (default: the process's shared one). */
+  /** Durations and timeouts run on it (default: the real one). */
+  clock?: Clock;
+  /**
+   * Timer for per-request timeouts: default the process's shared one on the real clock,
+   * a new one on any other clock.
+   */
   deadlines?: Deadlines;
   log?: Logger;
 }
@@ -106,8 +112,10 @@ interface Waiter {
 
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const table = deps.table ?? createRoutingTable();
-  const now = deps.now ?? (() => performance.now());
-  const deadlines = deps.deadlines ?? sharedDeadlines;
+  const clock = deps.clock ?? realClock;
+  const now = () => clock.monotonic();
+  const deadlines = deps.deadlines ??
+    (clock === realClock ? sharedDeadlines : createDeadlines(clock));
   const forwarder: Forwarder = createForwarder(deadlines);
   const log = deps.log ?? createLogger("dispatcher");
   const waiters = new Map<string, Waiter[]>();
@@ -217,7 +225,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       const finish = (value: Slot | Failed | "timeout" | "removed" | "aborted") => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
         const i = queue.indexOf(waiter);
         if (i >= 0) queue.splice(i, 1);
@@ -229,7 +237,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         release: (slot, reason) => finish(slot ?? reason ?? "timeout"),
       };
       const onAbort = () => finish("aborted");
-      const timer = setTimeout(() => finish("timeout"), Math.max(0, timeoutMs));
+      const timer = clock.setTimeout(() => finish("timeout"), Math.max(0, timeoutMs));
       signal.addEventListener("abort", onAbort);
       queue.push(waiter);
     });
@@ -493,11 +501,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       if (inflightTotal === 0) return Promise.resolve(true);
       return new Promise((resolve) => {
         const done = () => {
-          clearTimeout(timer);
+          clock.clearTimeout(timer);
           drainWaiters.delete(done);
           resolve(true);
         };
-        const timer = setTimeout(() => {
+        const timer = clock.setTimeout(() => {
           drainWaiters.delete(done);
           resolve(false);
         }, timeoutMs);
