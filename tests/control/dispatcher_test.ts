@@ -10,6 +10,7 @@ import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { freePort } from "../../common/self.ts";
 import { waitFor } from "../harness/poll.ts";
+import { createFakeClock } from "../harness/fake_clock.ts";
 
 function fn(extra: Record<string, unknown> = {}) {
   const r = parseFunction({
@@ -232,6 +233,40 @@ Deno.test("held requests are released as soon as an instance becomes ready", asy
   } finally {
     await backend.shutdown();
   }
+});
+
+Deno.test("on the fake clock: a held request waits scaling_timeout to the ms, then 503", async () => {
+  const clock = createFakeClock();
+  const d = createDispatcher({
+    // The real defaults: 45 s of holding would be 45 s of test without the fake clock.
+    timeouts: { requestTimeout: 120_000, httpTimeout: 60_000, scalingTimeout: 45_000 },
+    wake: () => {},
+    metrics: createMetrics({ processMetrics: false }),
+    events: createEventLog(),
+    clock,
+  });
+  const f = fn();
+  d.setFunction(f);
+  let answered: Response | undefined;
+  const pending = invoke(d, f, "held").then((r) => answered = r);
+  await clock.advance(44_999);
+  assertEquals(answered, undefined, "answered before scaling_timeout");
+  assertEquals(d.inflight("f"), 1);
+  await clock.advance(1);
+  await pending;
+  assertEquals(answered!.status, 503);
+  assert((await answered!.text()).includes("scaling_timeout (45000 ms)"));
+  assertEquals(d.inflight("f"), 0);
+  // drain() times out on the same clock.
+  const held = invoke(d, f, "again");
+  let drained: boolean | undefined;
+  d.drain(10_000).then((v) => drained = v);
+  await clock.advance(10_000);
+  assertEquals(drained, false);
+  await clock.advance(35_000);
+  assertEquals((await held).status, 503);
+  d.close();
+  assertEquals(clock.pending, 0, "no timer left behind");
 });
 
 Deno.test("per-instance concurrency limit queues the excess instead of overloading", async () => {
