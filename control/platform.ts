@@ -5,6 +5,7 @@
  * state → instances → routing table → dispatch → metrics → scaling decisions.
  */
 
+import type { Clock } from "../common/clock.ts";
 import { createLogger } from "../common/log.ts";
 import { createDispatcher, type Dispatcher } from "../dispatcher/dispatcher.ts";
 import type { AuthGate } from "./auth/gate.ts";
@@ -48,6 +49,11 @@ export interface PlatformDeps {
   asyncPath?: string;
   /** Readiness for GET /ready (see ApiDeps); default always ready. */
   ready?: () => { ready: boolean; reason?: string };
+  /**
+   * The time scaling, dispatch and async calls run on (default: the real one); the runtime
+   * is built before the platform and takes its clock itself.
+   */
+  clock?: Clock;
 }
 
 export function createPlatform(deps: PlatformDeps): Platform {
@@ -64,6 +70,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     metrics,
     isLeader: deps.isLeader,
     peers: deps.peers,
+    clock: deps.clock,
   });
   const dispatcher = createDispatcher({
     timeouts: config.timeouts,
@@ -71,6 +78,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     onLoad: scaling.onLoad,
     metrics,
     events,
+    clock: deps.clock,
   });
   const unsubscribeRuntime = runtime.subscribe((instance) => dispatcher.instanceChanged(instance));
   for (const instance of runtime.instances()) dispatcher.instanceChanged(instance);
@@ -112,6 +120,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     events,
     isLeader: deps.isLeader,
     kafka: config.kafka,
+    clock: deps.clock,
   });
 
   const handler = createApiHandler({

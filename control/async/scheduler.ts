@@ -6,6 +6,7 @@
  * ticks up to MAX_CATCH_UP are fired late) and none is doubled (the id exists already).
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { nextTick } from "../../common/async_spec.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import type { Logger } from "../../common/log.ts";
@@ -22,7 +23,7 @@ export interface SchedulerDeps {
   isLeader(): boolean;
   queued(): void;
   log: Logger;
-  now?: () => number;
+  clock?: Clock;
   /**
    * With Kafka: produces a tick's call to the shared topic (then the tick is recorded), so
    * a tick survives the leader's death. Without: the tick and its call are one local write.
@@ -37,7 +38,8 @@ export interface SchedulerDeps {
 }
 
 export function startScheduler(deps: SchedulerDeps): { stop(): void } {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? realClock;
+  const now = () => clock.now();
 
   let checking = false;
   let leading = false;
@@ -99,9 +101,9 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
     return added;
   }
 
-  const timer = setInterval(check, CHECK_MS);
+  const timer = clock.setInterval(check, CHECK_MS);
   check();
-  return { stop: () => clearInterval(timer) };
+  return { stop: () => clock.clearInterval(timer) };
 }
 
 function tickCall(fn: FunctionDef, tick: number) {

@@ -4,6 +4,7 @@
  * only) and the HTTP routes.
  */
 
+import type { Clock } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger } from "../../common/log.ts";
 import type { Dispatcher } from "../../dispatcher/dispatcher.ts";
@@ -33,6 +34,8 @@ export interface AsyncDeps {
   isLeader?: () => boolean;
   /** With Kafka enabled, calls go through the shared `f2s-async` topic. */
   kafka?: KafkaConfig;
+  /** Call times, retries and schedule ticks run on it (default: the real one). */
+  clock?: Clock;
 }
 
 export function startAsync(deps: AsyncDeps): AsyncService {
@@ -69,6 +72,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     dispatch: deps.dispatcher.dispatch,
     events: deps.events,
     log,
+    clock: deps.clock,
   });
   const kafka = kafkaEnabled
     ? startKafkaQueue({
@@ -97,6 +101,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     log,
     publish: kafka?.publish,
     freshOnTakeover: deps.isLeader !== undefined,
+    clock: deps.clock,
   });
   const api = createAsyncApi({
     config: deps.config,
@@ -106,6 +111,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     match: (path) => deps.dispatcher.table.match(path),
     function: byName,
     queued: worker.poke,
+    clock: deps.clock,
   });
   log.info("async queue open", { path: deps.config.path, ...store.counts() });
   return {

@@ -17,6 +17,7 @@
  * stay stuck without news: a request held later must not wait out scaling_timeout.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
@@ -69,6 +70,8 @@ export interface KubeRuntimeOptions {
   resyncMs?: number;
   /** How often a lasting start failure is announced again to held requests (default 1 s). */
   failureRepeatMs?: number;
+  /** Pending scale counts, drift windows and repeats run on it (default: the real one). */
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -85,6 +88,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   const { client, namespace, events } = options;
   const log = options.log ?? createLogger("runtime.kube", { namespace });
   const isLeader = options.isLeader ?? (() => true);
+  const clock = options.clock ?? realClock;
   const wanted = new Map<string, Wanted>();
   const pendingScale = new Map<string, { replicas: number; until: number }>();
   const errors = new Map<string, string>();
@@ -141,7 +145,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
 
   function desiredReplicas(name: string): number | undefined {
     const pending = pendingScale.get(name);
-    if (pending && Date.now() < pending.until) return pending.replicas;
+    if (pending && clock.monotonic() < pending.until) return pending.replicas;
     const d = deployments.get(name);
     if (d) return d.spec?.replicas ?? 1;
     return undefined;
@@ -218,7 +222,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
     const w = wanted.get(name);
     // While our own apply is queued or running, the live object is expected to lag.
     if (!w || !isLeader() || queues.has(name) || upToDate(w)) return;
-    const now = Date.now();
+    const now = clock.monotonic();
     const recent = (drift.get(name) ?? []).filter((t) => now - t < DRIFT_WINDOW_MS);
     if (recent.length >= DRIFT_LIMIT) {
       if (recent.length === DRIFT_LIMIT) {
@@ -289,7 +293,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
     }
     const at = before?.failure.reason === problem.reason
       ? before.failure.at
-      : new Date().toISOString();
+      : new Date(clock.now()).toISOString();
     const now = {
       failure: { reason: problem.reason, message: problem.message, at },
       id: problem.pod ?? `${name}/deployment`,
@@ -376,7 +380,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
     const name = pod.metadata?.labels?.[FUNCTION_LABEL];
     if (name && !failures.has(name)) checkFailure(name);
   }
-  const repeat = setInterval(() => {
+  const repeat = clock.setInterval(() => {
     for (const [name, f] of failures) announce(name, f);
   }, options.failureRepeatMs ?? 1_000);
 
@@ -388,7 +392,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       await serialized(fn.name, () => applyNow(fn.name));
     },
     async scale(name, replicas) {
-      pendingScale.set(name, { replicas, until: Date.now() + PENDING_SCALE_MS });
+      pendingScale.set(name, { replicas, until: clock.monotonic() + PENDING_SCALE_MS });
       changed(name);
       try {
         await client.request("PATCH", paths.deployments(namespace, name, "scale"), {
@@ -428,7 +432,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       return () => listeners.delete(listener);
     },
     async close() {
-      clearInterval(repeat);
+      clock.clearInterval(repeat);
       await Promise.all([
         deployments.stop(),
         services.stop(),
