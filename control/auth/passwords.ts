@@ -13,6 +13,7 @@
  * concurrent slow verifications are bounded so failed attempts cannot eat every core.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { BasicUser } from "./config.ts";
 import { passwordKind } from "./config.ts";
@@ -30,7 +31,7 @@ export interface PasswordChecker {
 }
 
 export interface CheckerOptions {
-  now?: () => number;
+  clock?: Clock;
   /** How long a successful check is remembered (ms). */
   cacheTtl?: number;
   /** Verifications with slow hashes running at once; more wait in line. */
@@ -57,7 +58,8 @@ export async function createPasswordChecker(
   users: BasicUser[],
   options: CheckerOptions = {},
 ): Promise<PasswordChecker> {
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? realClock;
+  const now = () => clock.now();
   const cacheTtl = options.cacheTtl ?? 60_000;
   const key = crypto.getRandomValues(new Uint8Array(32));
   const mac = (text: string) => createHmac("sha256", key).update(text, "utf8").digest();
