@@ -134,6 +134,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     ui: deps.ui,
     async: asyncCalls.api,
     ready: deps.ready,
+    clock: deps.clock,
     health: () => ({
       kafka: kafka?.health() ??
         { enabled: config.kafka.enabled, connected: false, detail: "starting" },
