@@ -45,7 +45,10 @@ export interface PrometheusSignalOptions {
    */
   local?: ConcurrencyTracker;
   fetch?: typeof fetch;
-  /** For the answer cache; its `now()` is Unix time, as Prometheus timestamps are. */
+  /**
+   * The answer cache runs on its monotonic time (default: the real clock). Last activity is
+   * compared as Unix time: Prometheus' timestamps, the tracker's and the autoscaler's now().
+   */
   clock?: Clock;
 }
 
