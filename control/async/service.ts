@@ -11,6 +11,7 @@ import type { AuthGate } from "../auth/gate.ts";
 import type { EventLog } from "../events.ts";
 import { type AsyncApi, createAsyncApi } from "./api.ts";
 import type { AsyncConfig } from "./config.ts";
+import type { SharedTicks } from "./kube_ticks.ts";
 import { startScheduler } from "./scheduler.ts";
 import { type CallStore, openCallStore } from "./store.ts";
 import { errorAnswer, errorResponse } from "../../common/protocol.ts";
@@ -31,6 +32,8 @@ export interface AsyncDeps {
   functions(): FunctionDef[];
   events: EventLog;
   isLeader?: () => boolean;
+  /** Several replicas (`f2s serve`): the record of fired schedule ticks they share. */
+  scheduleTicks?: SharedTicks;
   /** With Kafka enabled, calls go through the shared `f2s-async` topic. */
   kafka?: KafkaConfig;
 }
@@ -95,8 +98,9 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     isLeader: deps.isLeader ?? (() => true),
     queued: worker.poke,
     log,
+    events: deps.events,
     publish: kafka?.publish,
-    freshOnTakeover: deps.isLeader !== undefined,
+    shared: deps.scheduleTicks,
   });
   const api = createAsyncApi({
     config: deps.config,
