@@ -28,6 +28,7 @@ export const CATCH_UP_MS = 60_000;
 /** Past this many missed ticks, counting them one by one is not worth it. */
 const MAX_SCAN = 10_000;
 const CHECK_MS = 200;
+const MAX_BACKOFF_MS = 5_000;
 
 export interface SchedulerDeps {
   store: CallStore;
@@ -87,10 +88,12 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
 
   let checking = false;
   let leading = false;
+  let failures = 0;
+  let retryAt = 0;
   async function check() {
     const leader = deps.isLeader();
     if (!leader) leading = false;
-    if (!leader || checking) return;
+    if (!leader || checking || now() < retryAt) return;
     checking = true;
     // A new term reads the shared record afresh: another replica led meanwhile.
     if (!leading) deps.shared?.invalidate();
@@ -98,8 +101,13 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
     let added = 0;
     try {
       added = deps.shared ? await fireShared(deps.shared, now()) : await fireLocal(now());
+      failures = 0;
     } catch (e) {
-      deps.log.error("schedule tick failed", { error: e });
+      // The record cannot be read or written (API unreachable, RBAC): back off, not spin.
+      failures++;
+      const retryInMs = Math.min(MAX_BACKOFF_MS, CHECK_MS * 2 ** failures);
+      retryAt = now() + retryInMs;
+      deps.log.error("schedule tick failed", { failures, retryInMs, error: e });
     } finally {
       checking = false;
     }
