@@ -95,11 +95,11 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
     if (!leader) leading = false;
     if (!leader || checking || now() < retryAt) return;
     checking = true;
-    // A new term reads the shared record afresh: another replica led meanwhile.
-    if (!leading) deps.shared?.invalidate();
-    leading = true;
     let added = 0;
     try {
+      // A new term reads the shared record afresh: another replica led meanwhile.
+      if (!leading) deps.shared?.invalidate();
+      leading = true;
       added = deps.shared ? await fireShared(deps.shared, now()) : await fireLocal(now());
       failures = 0;
     } catch (e) {

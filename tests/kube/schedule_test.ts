@@ -136,7 +136,10 @@ Deno.test({
           "the first ticks at the app",
           async () => (await ticksAtApp(record)).length >= 3 ? true : undefined,
           90_000,
-        );
+        ).catch((e) => {
+          const tail = replicas.map((p) => p.logs().slice(-40).join("\n")).join("\n---\n");
+          throw new Error(`${e.message}\nlogs of the replicas:\n${tail}`);
+        });
         const lease = await api.get(paths.lease(SCHEDULES_LEASE));
         assert(ticksOf(lease).has("ticker"), "the tick is recorded on the shared Lease");
       });
