@@ -16,37 +16,34 @@ Deno.test("schedule: @every 1s for 10 s gives 10 ± 1 runs; a restart skips and 
     const inTen = (await ticks()).length - first;
     assert(inTen >= 9 && inTen <= 11, `${inTen} runs in 10 s`);
 
+    /**
+     * Stops f2s dev with `signal`, leaves it down 2.5 s (ticks fall due meanwhile), starts it
+     * again and waits for 4 more ticks; returns the ticks the app had seen when it stopped.
+     */
+    const restart = async (signal: Deno.Signal) => {
+      await server.stop(signal);
+      if (signal === "SIGKILL") killLeftovers(s);
+      const atStop = new Set((await ticks()).map((r) => r.tick));
+      await new Promise((r) => setTimeout(r, 2500));
+      server = await start(s);
+      const before = (await ticks()).length;
+      await waitFor(
+        `ticks after the restart (${signal})`,
+        async () => (await ticks()).length >= before + 4,
+        30_000,
+      );
+      return atStop;
+    };
+
     // A restart (the dev counterpart of a leader change): the next tick continues the series.
-    await server.stop();
-    await new Promise((r) => setTimeout(r, 2500));
-    server = await start(s);
-    const before = (await ticks()).length;
-    await waitFor(
-      "ticks after the restart",
-      async () => (await ticks()).length >= before + 4,
-      30_000,
-    );
-    await server.stop();
+    await restart("SIGTERM");
     const afterStop = (await ticks()).map((r) => Date.parse(r.tick));
     assertEquals(new Set(afterStop).size, afterStop.length, "no tick ran twice");
 
     // Killed with -9 (no chance to finish anything): the tick record and the queued call are
     // one SQLite transaction, so the restart continues the series as well. Only a call that
     // was running at the kill may run again (at-least-once delivery), and it is counted.
-    server = await start(s);
-    const beforeKill = (await ticks()).length;
-    await waitFor("ticks before the kill", async () => (await ticks()).length >= beforeKill + 3);
-    await server.stop("SIGKILL");
-    killLeftovers(s);
-    const atKill = new Set((await ticks()).map((r) => r.tick));
-    await new Promise((r) => setTimeout(r, 2500));
-    server = await start(s);
-    const beforeRestart = (await ticks()).length;
-    await waitFor(
-      "ticks after the kill",
-      async () => (await ticks()).length >= beforeRestart + 4,
-      30_000,
-    );
+    const atKill = await restart("SIGKILL");
     await server.stop();
 
     const all = (await ticks()).map((r) => r.tick);

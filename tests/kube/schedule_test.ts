@@ -15,6 +15,7 @@ import { startCluster } from "../cluster/harness.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import {
   eventually,
+  FAST_LEASE_ARGS,
   FIXTURES,
   installCrd,
   leaseHolder,
@@ -29,15 +30,6 @@ import {
 const gap = await platformGap();
 if (gap) console.warn(`SKIPPING tests/kube: ${gap}`);
 
-const LEASE = { duration: 3000, renew: 2000, retry: 500 };
-const SERVE_ARGS = [
-  "--lease-duration",
-  `${LEASE.duration}ms`,
-  "--renew-deadline",
-  `${LEASE.renew}ms`,
-  "--retry-period",
-  `${LEASE.retry}ms`,
-];
 const SCHEDULES_LEASE = "f2s-leader-schedules";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -67,7 +59,7 @@ Deno.test({
       const p = await startServe({
         kubeconfig: cluster.kubeconfig,
         identity,
-        args: SERVE_ARGS,
+        args: FAST_LEASE_ARGS,
         // Each replica's local queue file in this test's folder, not a shared /tmp.
         env: { TMPDIR: tmp },
       });
