@@ -1,10 +1,12 @@
 /**
- * Schedules across a leader change on the real test cluster: two `f2s serve` replicas, a
+ * Schedules across leader changes on the real test cluster: two `f2s serve` replicas, a
  * function on `@every 1s` whose app records the tick of every call it gets. The leader is
  * killed (-9) in the middle; the survivor takes over and fires the ticks that fell due
- * meanwhile, and the killed one restarts (as its container would) and runs what it had queued. Over a 10 s window around the kill: 10 ± 1 ticks at the app, none twice. And the
- * record both replicas share is a compare-and-swap: of two writers working from the same
- * read, one wins, the other is told so.
+ * meanwhile, and the killed one restarts (as its container would) and runs what it had queued.
+ * Over a 10 s window around the kill: 10 ± 1 ticks at the app, none twice. Then a leader
+ * frozen (SIGSTOP) past its lease and resumed, and a leader stopped (SIGTERM): no tick twice,
+ * at most one missing. And the record both replicas share is a compare-and-swap: of two
+ * writers working from the same read, one wins, the other is told so.
  */
 
 import { createKubeClient } from "../../control/kube/client.ts";
@@ -44,6 +46,30 @@ async function ticksAtApp(file: string): Promise<Line[]> {
     .filter(([, , tick]) => tick !== "-")
     .map(([, , tick, at]) => ({ tick: Date.parse(tick), at: Number(at) }));
 }
+
+/** What the app saw of the ticks in [from, to): each tick's count, those twice, those missing. */
+async function seen(file: string, from: number, to: number) {
+  const lines = await ticksAtApp(file);
+  const counts = new Map<number, number>();
+  for (const l of lines) counts.set(l.tick, (counts.get(l.tick) ?? 0) + 1);
+  const iso = (tick: number) => new Date(tick).toISOString();
+  const twice = [...counts].filter(([, n]) => n > 1).map(([tick]) => iso(tick));
+  const missing = [];
+  for (let tick = from; tick < to; tick += 1000) if (!counts.has(tick)) missing.push(iso(tick));
+  const inWindow = [...counts.keys()].filter((tick) => tick >= from && tick < to).length;
+  return { lines, twice, missing, inWindow };
+}
+
+/** Waits until the app saw a tick at or after `tick`. */
+function tickSeen(file: string, tick: number) {
+  return eventually(
+    `a tick at ${new Date(tick).toISOString()} or later at the app`,
+    async () => (await ticksAtApp(file)).some((l) => l.tick >= tick) ? true : undefined,
+    60_000,
+  );
+}
+
+const second = (ms: number) => Math.ceil(ms / 1000) * 1000;
 
 Deno.test({
   name: "kubernetes: a schedule survives a leader change with no tick skipped or doubled",
@@ -100,7 +126,7 @@ Deno.test({
         }
       });
 
-      const a = await start("sched-a");
+      let a = await start("sched-a");
       await eventually(
         "sched-a to lead",
         async () => (await leaseHolder(api)) === "sched-a" ? true : undefined,
@@ -149,29 +175,14 @@ Deno.test({
         const tookOverAfter = Date.now() - killedAt;
         // Its container restarts (same pod name, same emptyDir): a tick it had recorded and
         // queued but not yet run at the kill runs now, late, instead of being lost.
-        await start("sched-a");
+        a = await start("sched-a");
         // The window: 10 ticks, about 5 before the kill and 5 after it.
-        const from = Math.ceil((killedAt - 5_000) / 1000) * 1000;
+        const from = second(killedAt - 5_000);
         const to = from + 10_000;
-        await eventually(
-          "ticks up to the end of the window and beyond",
-          async () =>
-            (await ticksAtApp(record)).some((l) => l.tick >= to + 2000) ? true : undefined,
-          60_000,
-        );
+        await tickSeen(record, to + 2000);
 
-        const lines = await ticksAtApp(record);
-        const counts = new Map<number, number>();
-        for (const l of lines) counts.set(l.tick, (counts.get(l.tick) ?? 0) + 1);
-        const twice = [...counts].filter(([, n]) => n > 1).map(([tick]) =>
-          new Date(tick).toISOString()
-        );
+        const { lines, twice, missing, inWindow } = await seen(record, from, to);
         assertEquals(twice, [], "no tick reached the app twice");
-        const inWindow = [...counts.keys()].filter((tick) => tick >= from && tick < to).length;
-        const missing = [];
-        for (let tick = from; tick < to; tick += 1000) {
-          if (!counts.has(tick)) missing.push(new Date(tick).toISOString());
-        }
         const late = lines.filter((l) => l.tick >= killedAt).map((l) => l.at - l.tick);
         console.log(
           `@every 1s, leader killed -9 at ${new Date(killedAt).toISOString()}, taken over ` +
@@ -182,6 +193,50 @@ Deno.test({
         assert(inWindow >= 9 && inWindow <= 11, `${inWindow} ticks in 10 s`);
         const skipped = await (await fetch(`${b.url}/events?type=schedule.skipped`)).json();
         assertEquals(skipped, [], "a takeover within the catch-up bound skips nothing");
+      });
+
+      await step(
+        "a leader frozen past its lease (SIGSTOP) resumes without a tick twice",
+        async () => {
+          const frozenAt = Date.now();
+          Deno.kill(b.pid, "SIGSTOP");
+          try {
+            await eventually(
+              "sched-a to lead again",
+              async () => (await leaseHolder(api)) === "sched-a" ? true : undefined,
+              30_000,
+              25,
+            );
+            await sleep(1_000);
+          } finally {
+            Deno.kill(b.pid, "SIGCONT");
+          }
+          const resumedAt = Date.now();
+          await tickSeen(record, second(resumedAt) + 3000);
+          const { twice, missing } = await seen(record, second(frozenAt), second(resumedAt) + 3000);
+          console.log(
+            `leader frozen ${resumedAt - frozenAt} ms: missing ${missing.join(", ") || "none"}`,
+          );
+          assertEquals(twice, [], "no tick reached the app twice");
+          assert(missing.length <= 1, `ticks missing: ${missing}`);
+        },
+      );
+
+      await step("a leader that stops (SIGTERM) hands the series over", async () => {
+        const stoppedAt = Date.now();
+        assertEquals(await a.stop("SIGTERM"), 0);
+        await eventually(
+          "sched-b to lead again",
+          async () => (await leaseHolder(api)) === "sched-b" ? true : undefined,
+          30_000,
+          25,
+        );
+        const until = second(Date.now()) + 3000;
+        await tickSeen(record, until);
+        const { twice, missing } = await seen(record, second(stoppedAt), until);
+        console.log(`leader stopped (SIGTERM): missing ${missing.join(", ") || "none"}`);
+        assertEquals(twice, [], "no tick reached the app twice");
+        assert(missing.length <= 1, `ticks missing: ${missing}`);
       });
     } finally {
       for (const p of replicas) await p.stop("SIGKILL");
