@@ -83,6 +83,12 @@ export function dueTicks(
   return { fire, skipped };
 }
 
+interface Fired {
+  added: number;
+  /** Why some ticks could not be queued (the next round waits: back-off). */
+  failed?: unknown;
+}
+
 export function startScheduler(deps: SchedulerDeps): { stop(): void } {
   const now = deps.now ?? Date.now;
 
@@ -93,20 +99,24 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
   async function check() {
     const leader = deps.isLeader();
     if (!leader) leading = false;
-    if (!leader || checking || now() < retryAt) return;
+    if (!leader || checking || Date.now() < retryAt) return;
     checking = true;
     let added = 0;
     try {
       // A new term reads the shared record afresh: another replica led meanwhile.
       if (!leading) deps.shared?.invalidate();
       leading = true;
-      added = deps.shared ? await fireShared(deps.shared, now()) : await fireLocal(now());
+      const fired = deps.shared
+        ? await fireShared(deps.shared, now())
+        : { added: await fireLocal(now()) };
+      added = fired.added;
+      if (fired.failed !== undefined) throw fired.failed;
       failures = 0;
     } catch (e) {
       // The record cannot be read or written (API unreachable, RBAC): back off, not spin.
       failures++;
       const retryInMs = Math.min(MAX_BACKOFF_MS, CHECK_MS * 2 ** failures);
-      retryAt = now() + retryInMs;
+      retryAt = Date.now() + retryInMs;
       deps.log.error("schedule tick failed", { failures, retryInMs, error: e });
     } finally {
       checking = false;
@@ -132,11 +142,16 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
     return fire;
   }
 
-  /** One compare-and-swap moves every function's record, then the ticks are enqueued. */
-  async function fireShared(shared: SharedTicks, t: number): Promise<number> {
+  /**
+   * One compare-and-swap moves every function's record, then the ticks are queued. A tick
+   * that cannot be queued (Kafka down, disk full) moves its function's record back to the
+   * tick before it, by compare-and-swap again, so a later round fires it; only if someone
+   * wrote in between is it lost (never doubled).
+   */
+  async function fireShared(shared: SharedTicks, t: number): Promise<Fired> {
     const record = await shared.current();
     const changes = new Map<string, number | null>();
-    const calls: NewCall[] = [];
+    const batches: { fn: FunctionDef; last: number; ticks: number[] }[] = [];
     const fns = scheduled();
     for (const fn of fns) {
       const last = record.get(fn.name);
@@ -148,34 +163,48 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
       const ticks = due(fn, last, t);
       if (ticks.length === 0) continue;
       changes.set(fn.name, ticks[ticks.length - 1]);
-      for (const tick of ticks) calls.push(tickCall(fn, tick));
+      batches.push({ fn, last, ticks });
     }
     // Functions deleted or no longer scheduled: their record goes (back, they start anew).
     const names = new Set(fns.map((fn) => fn.name));
     for (const name of record.keys()) if (!names.has(name)) changes.set(name, null);
-    if (changes.size === 0) return 0;
+    if (changes.size === 0) return { added: 0 };
     // The lease may have run out while we computed; the write is the fence in any case.
-    if (!deps.isLeader()) return 0;
-    if (!await shared.advance(changes)) return 0;
+    if (!deps.isLeader()) return { added: 0 };
+    if (!await shared.advance(changes)) return { added: 0 };
     let added = 0;
-    for (const call of calls) {
-      try {
-        if (deps.publish) await deps.publish(call);
-        else deps.store.insert(call);
-        added++;
-      } catch (e) {
-        // Recorded as fired, so no replica fires it again: this tick is lost, not doubled.
-        deps.log.error("a schedule tick was recorded but could not be queued", {
-          function: call.function,
-          tick: call.id,
-          error: e,
-        });
-        deps.events?.record("schedule.lost", `tick ${call.id} could not be queued: ${e}`, {
-          function: call.function,
-        });
+    const back = new Map<string, number>();
+    let failed: unknown;
+    for (const { fn, last, ticks } of batches) {
+      for (let i = 0; i < ticks.length; i++) {
+        try {
+          const call = tickCall(fn, ticks[i]);
+          if (deps.publish) await deps.publish(call);
+          else if (!deps.store.insert(call)) continue;
+          added++;
+        } catch (e) {
+          failed = e;
+          back.set(fn.name, i > 0 ? ticks[i - 1] : last);
+          break;
+        }
       }
     }
-    return added;
+    if (back.size === 0) return { added };
+    const undone = await shared.advance(back).catch(() => false);
+    for (const [name, tick] of back) {
+      const fields = { function: name, after: new Date(tick).toISOString(), error: failed };
+      if (undone) deps.log.warn("schedule ticks could not be queued; trying again", fields);
+      else {
+        // Recorded as fired and the record moved on: no replica fires them again.
+        deps.log.error("schedule ticks were recorded but could not be queued", fields);
+        deps.events?.record(
+          "schedule.lost",
+          `ticks of ${name} after ${fields.after} could not be queued: ${failed}`,
+          { function: name },
+        );
+      }
+    }
+    return { added, failed };
   }
 
   async function fireLocal(t: number): Promise<number> {
