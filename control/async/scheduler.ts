@@ -128,18 +128,15 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
     return deps.functions().filter((fn) => fn.schedule);
   }
 
-  function due(fn: FunctionDef, last: number, t: number): number[] {
-    const { fire, skipped } = dueTicks(fn.schedule!, last, t);
-    if (skipped > 0) {
-      const message = `${skipped} ticks of ${fn.name}'s schedule were missed while no leader ` +
-        `ran and are skipped; the newest ${fire.length} are fired late`;
-      deps.log.warn("schedule ticks skipped", { function: fn.name, skipped, fired: fire.length });
-      deps.events?.record("schedule.skipped", message, {
-        function: fn.name,
-        data: { skipped, fired: fire.length, last: new Date(last).toISOString() },
-      });
-    }
-    return fire;
+  function noteSkipped(fn: FunctionDef, last: number, skipped: number, fired: number) {
+    if (skipped === 0) return;
+    const message = `${skipped} ticks of ${fn.name}'s schedule were missed while no leader ` +
+      `ran and are skipped; the newest ${fired} are fired late`;
+    deps.log.warn("schedule ticks skipped", { function: fn.name, skipped, fired });
+    deps.events?.record("schedule.skipped", message, {
+      function: fn.name,
+      data: { skipped, fired, last: new Date(last).toISOString() },
+    });
   }
 
   /**
@@ -151,7 +148,7 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
   async function fireShared(shared: SharedTicks, t: number): Promise<Fired> {
     const record = await shared.current();
     const changes = new Map<string, number | null>();
-    const batches: { fn: FunctionDef; last: number; ticks: number[] }[] = [];
+    const batches: { fn: FunctionDef; last: number; ticks: number[]; skipped: number }[] = [];
     const fns = scheduled();
     for (const fn of fns) {
       const last = record.get(fn.name);
@@ -160,10 +157,10 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
         changes.set(fn.name, t);
         continue;
       }
-      const ticks = due(fn, last, t);
+      const { fire: ticks, skipped } = dueTicks(fn.schedule!, last, t);
       if (ticks.length === 0) continue;
       changes.set(fn.name, ticks[ticks.length - 1]);
-      batches.push({ fn, last, ticks });
+      batches.push({ fn, last, ticks, skipped });
     }
     // Functions deleted or no longer scheduled: their record goes (back, they start anew).
     const names = new Set(fns.map((fn) => fn.name));
@@ -175,7 +172,8 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
     let added = 0;
     const back = new Map<string, number>();
     let failed: unknown;
-    for (const { fn, last, ticks } of batches) {
+    for (const { fn, last, ticks, skipped } of batches) {
+      noteSkipped(fn, last, skipped, ticks.length);
       for (let i = 0; i < ticks.length; i++) {
         try {
           const call = tickCall(fn, ticks[i]);
@@ -227,7 +225,9 @@ export function startScheduler(deps: SchedulerDeps): { stop(): void } {
       return 0;
     }
     let added = 0;
-    for (const tick of due(fn, last, t)) {
+    const { fire, skipped } = dueTicks(fn.schedule!, last, t);
+    noteSkipped(fn, last, skipped, fire.length);
+    for (const tick of fire) {
       if (deps.publish) {
         await deps.publish(tickCall(fn, tick));
         deps.store.recordTick(fn.name, tick);

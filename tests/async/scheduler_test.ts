@@ -167,3 +167,41 @@ Deno.test("scheduler: a tick that cannot be queued is fired later, not lost", as
     assertEquals(events.list({ type: "schedule.lost" }), []);
   });
 });
+
+Deno.test("scheduler: a record older than the catch-up bound fires the last minute, skips the rest with one event", async () => {
+  await withStore(async (path) => {
+    const now = fastClock();
+    const start = now();
+    const record: Record = { version: 0, ticks: new Map([["ticker", start - 600_000]]) };
+    const events = createEventLog();
+    const fired: number[] = [];
+    const store = openCallStore(path);
+    const scheduler = startScheduler({
+      store,
+      functions: () => [ticker()],
+      isLeader: () => true,
+      queued: () => {},
+      log: createLogger("test"),
+      events,
+      now,
+      shared: memoryTicks(record),
+      publish: (call: NewCall) => {
+        fired.push(call.createdAt);
+        return Promise.resolve();
+      },
+    });
+    try {
+      await waitFor("the catch-up", () => fired.length >= 61, 10_000, 50);
+    } finally {
+      scheduler.stop();
+      await sleep(100);
+      store.close();
+    }
+    const skipped = events.list({ type: "schedule.skipped" });
+    assertEquals(skipped.length, 1, JSON.stringify(skipped));
+    const first = Math.min(...fired);
+    assertEquals(skipped[0].data?.skipped, (first - (start - 600_000)) / 1000 - 1);
+    assert(first >= start - 60_000 - 1000, `caught up from ${new Date(first).toISOString()}`);
+    contiguous(fired);
+  });
+});
