@@ -7,7 +7,7 @@ import { assert, assertEquals } from "../harness/assert.ts";
 import { waitFor } from "../harness/dev.ts";
 import { createLogger } from "../../common/log.ts";
 import { parseFunction } from "../../common/function.ts";
-import { createEventLog } from "../../control/events.ts";
+import { createEventLog, type EventLog } from "../../control/events.ts";
 import type { SharedTicks } from "../../control/async/kube_ticks.ts";
 import { startScheduler } from "../../control/async/scheduler.ts";
 import { type NewCall, openCallStore } from "../../control/async/store.ts";
@@ -87,34 +87,62 @@ function contiguous(ticks: number[]) {
   }
 }
 
+interface TickerOptions {
+  path: string;
+  shared: SharedTicks;
+  now: () => number;
+  /** Where the published ticks go (shared by replicas). */
+  fired: number[];
+  events?: EventLog;
+  /** While true, publishing fails (the broker is down). */
+  failing?: () => boolean;
+}
+
+/** A scheduler of `ticker` that publishes into `fired`, on its own SQLite queue. */
+function startTicker(o: TickerOptions) {
+  const store = openCallStore(o.path);
+  let refused = 0;
+  const scheduler = startScheduler({
+    store,
+    functions: () => [ticker()],
+    isLeader: () => true,
+    queued: () => {},
+    log: createLogger("test", { queue: o.path }),
+    events: o.events,
+    now: o.now,
+    shared: o.shared,
+    publish: (call: NewCall) => {
+      if (o.failing?.()) {
+        refused++;
+        return Promise.reject(new Error("the broker is down"));
+      }
+      o.fired.push(call.createdAt);
+      return Promise.resolve();
+    },
+  });
+  return {
+    refused: () => refused,
+    async stop() {
+      scheduler.stop();
+      await sleep(100);
+      store.close();
+    },
+  };
+}
+
 Deno.test("scheduler: two replicas both leading share the record; no tick twice, none missing", async () => {
   await withStore(async (path) => {
     const record: Record = { version: 0, ticks: new Map() };
     const now = fastClock();
     const fired: number[] = [];
     const views = [memoryTicks(record), memoryTicks(record)];
-    const stores = [openCallStore(`${path}.a`), openCallStore(`${path}.b`)];
-    const schedulers = views.map((shared, i) =>
-      startScheduler({
-        store: stores[i],
-        functions: () => [ticker()],
-        isLeader: () => true,
-        queued: () => {},
-        log: createLogger("test", { replica: i }),
-        now,
-        shared,
-        publish: (call: NewCall) => {
-          fired.push(call.createdAt);
-          return Promise.resolve();
-        },
-      })
+    const replicas = views.map((shared, i) =>
+      startTicker({ path: `${path}.${i}`, shared, now, fired })
     );
     try {
       await waitFor("30 ticks", () => fired.length >= 30, 20_000, 50);
     } finally {
-      for (const s of schedulers) s.stop();
-      await sleep(100);
-      for (const s of stores) s.close();
+      for (const r of replicas) await r.stop();
     }
     assertEquals(new Set(fired).size, fired.length, "no tick twice");
     contiguous(fired);
@@ -130,37 +158,23 @@ Deno.test("scheduler: a tick that cannot be queued is fired later, not lost", as
     const events = createEventLog();
     const fired: number[] = [];
     let failing = false;
-    let refused = 0;
-    const store = openCallStore(path);
-    const scheduler = startScheduler({
-      store,
-      functions: () => [ticker()],
-      isLeader: () => true,
-      queued: () => {},
-      log: createLogger("test"),
-      events,
-      now: fastClock(),
+    const ticker = startTicker({
+      path,
       shared: memoryTicks(record),
-      publish: (call: NewCall) => {
-        if (failing) {
-          refused++;
-          return Promise.reject(new Error("the broker is down"));
-        }
-        fired.push(call.createdAt);
-        return Promise.resolve();
-      },
+      now: fastClock(),
+      fired,
+      events,
+      failing: () => failing,
     });
     try {
       await waitFor("the first ticks", () => fired.length >= 3, 20_000, 50);
       failing = true;
-      await waitFor("ticks refused", () => refused >= 2, 20_000, 50);
+      await waitFor("ticks refused", () => ticker.refused() >= 2, 20_000, 50);
       const down = fired.length;
       failing = false;
       await waitFor("ticks after the outage", () => fired.length >= down + 10, 30_000, 50);
     } finally {
-      scheduler.stop();
-      await sleep(100);
-      store.close();
+      await ticker.stop();
     }
     assertEquals(new Set(fired).size, fired.length, "no tick twice");
     contiguous(fired);
@@ -175,27 +189,11 @@ Deno.test("scheduler: a record older than the catch-up bound fires the last minu
     const record: Record = { version: 0, ticks: new Map([["ticker", start - 600_000]]) };
     const events = createEventLog();
     const fired: number[] = [];
-    const store = openCallStore(path);
-    const scheduler = startScheduler({
-      store,
-      functions: () => [ticker()],
-      isLeader: () => true,
-      queued: () => {},
-      log: createLogger("test"),
-      events,
-      now,
-      shared: memoryTicks(record),
-      publish: (call: NewCall) => {
-        fired.push(call.createdAt);
-        return Promise.resolve();
-      },
-    });
+    const ticker = startTicker({ path, shared: memoryTicks(record), now, fired, events });
     try {
       await waitFor("the catch-up", () => fired.length >= 61, 10_000, 50);
     } finally {
-      scheduler.stop();
-      await sleep(100);
-      store.close();
+      await ticker.stop();
     }
     const skipped = events.list({ type: "schedule.skipped" });
     assertEquals(skipped.length, 1, JSON.stringify(skipped));
