@@ -9,9 +9,8 @@
  */
 
 import type { Logger } from "../../common/log.ts";
-import { replicaKey } from "../autoscaler/kube_load.ts";
 import { type KubeClient, KubeError, type KubeObject } from "../kube/client.ts";
-import { paths } from "../kube/paths.ts";
+import { annotationKey, paths } from "../kube/paths.ts";
 
 export const TICK_ANNOTATION_PREFIX = "tick.f2s.opensight.ch/";
 
@@ -80,7 +79,7 @@ export function createKubeTicks(o: KubeTicksOptions): SharedTicks {
       const base = lease === undefined ? await read() : lease;
       const annotations: Record<string, string> = { ...base?.metadata?.annotations };
       for (const [fn, tick] of changes) {
-        const key = TICK_ANNOTATION_PREFIX + replicaKey(fn);
+        const key = TICK_ANNOTATION_PREFIX + annotationKey(fn);
         if (tick === null) delete annotations[key];
         else {
           annotations[key] = JSON.stringify(
