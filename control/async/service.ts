@@ -12,6 +12,7 @@ import type { AuthGate } from "../auth/gate.ts";
 import type { EventLog } from "../events.ts";
 import { type AsyncApi, createAsyncApi } from "./api.ts";
 import type { AsyncConfig } from "./config.ts";
+import type { SharedTicks } from "./kube_ticks.ts";
 import { startScheduler } from "./scheduler.ts";
 import { type CallStore, openCallStore } from "./store.ts";
 import { errorAnswer, errorResponse } from "../../common/protocol.ts";
@@ -32,6 +33,8 @@ export interface AsyncDeps {
   functions(): FunctionDef[];
   events: EventLog;
   isLeader?: () => boolean;
+  /** Several replicas (`f2s serve`): the record of fired schedule ticks they share. */
+  scheduleTicks?: SharedTicks;
   /** With Kafka enabled, calls go through the shared `f2s-async` topic. */
   kafka?: KafkaConfig;
   /** Call times, retries and schedule ticks run on it (default: the real one). */
@@ -99,8 +102,9 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     isLeader: deps.isLeader ?? (() => true),
     queued: worker.poke,
     log,
+    events: deps.events,
     publish: kafka?.publish,
-    freshOnTakeover: deps.isLeader !== undefined,
+    shared: deps.scheduleTicks,
     clock: deps.clock,
   });
   const api = createAsyncApi({
