@@ -23,6 +23,7 @@
  * started by `--app-command` is stopped last.
  */
 
+import { ConfigError } from "../common/config_util.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import {
   errorAnswer,
@@ -66,9 +67,6 @@ export interface Fizzlet {
 const FAST_PROBE = 150;
 const FAST_PROBE_FOR = 30_000;
 const SLOW_PROBE = 1000;
-
-/** The options cannot work together with what is on disk (e.g. command mode, no start.sh). */
-export class ConfigError extends Error {}
 
 async function fileExists(path: string): Promise<boolean> {
   try {
@@ -139,7 +137,11 @@ export async function startFizzlet(
   const script = `${options.dir}/start.sh`;
   const hasScript = await fileExists(script);
   if (options.mode === "command" && !hasScript) {
-    throw new ConfigError(`--mode command needs ${script}, which does not exist`);
+    // The options cannot work together with what is on disk.
+    throw new ConfigError("the fizzlet's options", [{
+      path: "--mode",
+      message: `command needs ${script}, which does not exist`,
+    }]);
   }
 
   const metrics = createMetrics();
