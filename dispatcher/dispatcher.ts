@@ -24,14 +24,13 @@ import { createLogger, type Logger } from "../common/log.ts";
 import type { ServerRequest } from "../common/http1_server.ts";
 import { errorAnswer, type PlainAnswer, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import type { DispatchMetrics, EventRecorder, Instance, StartFailure, Timeouts } from "./needs.ts";
+import { ClientGoneError, TimeoutError } from "../common/cut_short.ts";
 import {
-  ClientGoneError,
   createForwarder,
   type ForwardBody,
   type ForwardedResponse,
   type Forwarder,
   requestBody,
-  UpstreamTimeoutError,
 } from "./forward.ts";
 import { createRoutingTable, type RoutingTable, type Slot } from "./routing.ts";
 
@@ -270,7 +269,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       const left = limit - (now() - started);
       if (left <= 0) {
         return exchange.abort(
-          new UpstreamTimeoutError(answering ? "max_duration" : "request_timeout"),
+          new TimeoutError(answering ? "max_duration" : "request_timeout"),
         );
       }
       watchClient();
@@ -393,8 +392,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           caller: options.caller,
         });
       } catch (e) {
-        if (e instanceof UpstreamTimeoutError) {
-          const which = e.message === "request_timeout"
+        if (e instanceof TimeoutError) {
+          const which = e.limit === "request_timeout"
             ? `request_timeout (${timeouts.requestTimeout} ms)`
             : `http_timeout (${timeouts.httpTimeout} ms)`;
           return fail(504, `function "${fn.name}" did not answer within ${which}`);
@@ -435,7 +434,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       try {
         return passThrough(response, exchange.signal, finish);
       } catch (e) {
-        if (e instanceof UpstreamTimeoutError) {
+        if (e instanceof TimeoutError) {
           return fail(
             504,
             `function "${fn.name}" did not finish its answer within request_timeout`,

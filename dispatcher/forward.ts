@@ -10,6 +10,7 @@
  * answers while keeping their Content-Encoding, and costs more per request.
  */
 
+import { TimeoutError } from "../common/cut_short.ts";
 import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
 import { NOT_DELIVERED_HEADER, NotDeliveredError } from "../common/delivery.ts";
 import { createHttp1Client, type Http1Client } from "../common/http1.ts";
@@ -23,12 +24,6 @@ import {
   NOT_FORWARDED,
   REQUEST_ID_HEADER,
 } from "../common/protocol.ts";
-
-/** The http_timeout or request_timeout passed (message says which). */
-export class UpstreamTimeoutError extends Error {}
-
-/** The client went away before the answer was complete. */
-export class ClientGoneError extends Error {}
 
 /** A request body: bytes in memory (small, known length) or the caller's stream. */
 export type ForwardBody = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
@@ -106,7 +101,7 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
       const signal = options.exchange.signal;
       const timer = deadlines.after(
         options.httpTimeout,
-        () => options.exchange.abort(new UpstreamTimeoutError("http_timeout")),
+        () => options.exchange.abort(new TimeoutError("http_timeout")),
       );
       try {
         const res = await clientFor(base).request({

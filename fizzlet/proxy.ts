@@ -23,7 +23,8 @@ import { createHttp1Client } from "../common/http1.ts";
 import { NOT_DELIVERED_HEADER, NotDeliveredError } from "../common/delivery.ts";
 import type { ServerRequest, ServerResponse } from "../common/http1_server.ts";
 import { HeadError } from "../common/http1_wire.ts";
-import { ClientGone, type RequestContext, ShuttingDown, Timeout } from "./request.ts";
+import { ClientGoneError, ShuttingDownError, TimeoutError } from "../common/cut_short.ts";
+import type { RequestContext } from "./request.ts";
 
 export interface Proxy {
   handle(req: ServerRequest, ctx: RequestContext): Promise<ServerResponse>;
@@ -100,15 +101,15 @@ function upstreamHeaders(
 
 function failure(ctx: RequestContext, appPort: number, e: unknown): ServerResponse {
   const reason = ctx.signal.reason;
-  if (reason instanceof Timeout) {
+  if (reason instanceof TimeoutError) {
     ctx.log.warn("app did not answer in time", {
       requestId: ctx.requestId,
       timeoutMs: ctx.timeout,
     });
     return errorAnswer(504, "app did not answer in time", { timeoutMs: ctx.timeout });
   }
-  if (reason instanceof ClientGone) return errorAnswer(499, "client disconnected");
-  if (reason instanceof ShuttingDown) {
+  if (reason instanceof ClientGoneError) return errorAnswer(499, "client disconnected");
+  if (reason instanceof ShuttingDownError) {
     return errorAnswer(503, "fizzlet is shutting down", undefined, [["retry-after", "1"]]);
   }
   const message = (e as Error).message;
