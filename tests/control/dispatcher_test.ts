@@ -5,7 +5,7 @@ import { type FunctionDef, parseFunction } from "../../common/function.ts";
 import { serveHttp1 } from "../../common/http1_server.ts";
 import { fromRequest, toResponse } from "../../common/web_bridge.ts";
 import { createDispatcher, type Dispatcher } from "../../dispatcher/dispatcher.ts";
-import { encodeIdentity } from "../../dispatcher/forward.ts";
+import { encodeIdentity } from "../../common/forward_headers.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { freePort } from "../../common/self.ts";
