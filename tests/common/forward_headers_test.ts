@@ -16,6 +16,14 @@ type Pairs = [string, string][];
 const HOP: HopInfo = { requestId: "r1", fallbackHost: "10.0.0.5:8080", clientAddress: "1.2.3.4" };
 const BOB = { name: "bob", group: "ops" };
 
+/** What either hop adds for a plain request to a.example from 1.2.3.4. */
+const ADDED: Pairs = [
+  ["x-request-id", "r1"],
+  ["x-forwarded-for", "1.2.3.4"],
+  ["x-forwarded-proto", "http"],
+  ["x-forwarded-host", "a.example"],
+];
+
 interface Row {
   name: string;
   policy: HeaderPolicy;
@@ -47,10 +55,7 @@ const ROWS: Row[] = [
     sent: [
       ["host", "a.example"],
       ["accept", "*/*"],
-      ["x-request-id", "r1"],
-      ["x-forwarded-for", "1.2.3.4"],
-      ["x-forwarded-proto", "http"],
-      ["x-forwarded-host", "a.example"],
+      ...ADDED,
     ],
   },
   {
@@ -67,10 +72,7 @@ const ROWS: Row[] = [
     sent: [
       ["host", "a.example"],
       ["x-kept", "k"],
-      ["x-request-id", "r1"],
-      ["x-forwarded-for", "1.2.3.4"],
-      ["x-forwarded-proto", "http"],
-      ["x-forwarded-host", "a.example"],
+      ...ADDED,
     ],
   },
   {
@@ -123,10 +125,7 @@ const ROWS: Row[] = [
     sent: [
       ["host", "a.example"],
       ["authorization", "Bearer t"],
-      ["x-request-id", "r1"],
-      ["x-forwarded-for", "1.2.3.4"],
-      ["x-forwarded-proto", "http"],
-      ["x-forwarded-host", "a.example"],
+      ...ADDED,
     ],
   },
   {
@@ -140,10 +139,7 @@ const ROWS: Row[] = [
     hop: { caller: { name: "Tomáš", group: "ops" } },
     sent: [
       ["host", "a.example"],
-      ["x-request-id", "r1"],
-      ["x-forwarded-for", "1.2.3.4"],
-      ["x-forwarded-proto", "http"],
-      ["x-forwarded-host", "a.example"],
+      ...ADDED,
       ["x-f2s-caller", "Tom%C3%A1%C5%A1"],
       ["x-f2s-group", "ops"],
     ],
@@ -162,10 +158,7 @@ const ROWS: Row[] = [
       ["x-f2s-caller", "bob"],
       ["x-f2s-group", "ops"],
       ["authorization", "Bearer app-token"],
-      ["x-request-id", "r1"],
-      ["x-forwarded-for", "1.2.3.4"],
-      ["x-forwarded-proto", "http"],
-      ["x-forwarded-host", "a.example"],
+      ...ADDED,
     ],
   },
   {
@@ -188,10 +181,7 @@ const ROWS: Row[] = [
     sent: [
       ["host", "a.example"],
       ["content-length", "5"],
-      ["x-request-id", "r1"],
-      ["x-forwarded-for", "1.2.3.4"],
-      ["x-forwarded-proto", "http"],
-      ["x-forwarded-host", "a.example"],
+      ...ADDED,
     ],
   },
   {
@@ -203,10 +193,7 @@ const ROWS: Row[] = [
     sent: [
       ["host", "a.example"],
       ["content-length", "5"],
-      ["x-request-id", "r1"],
-      ["x-forwarded-for", "1.2.3.4"],
-      ["x-forwarded-proto", "http"],
-      ["x-forwarded-host", "a.example"],
+      ...ADDED,
       ["x-f2s-caller", "bob"],
       ["x-f2s-group", "ops"],
     ],
