@@ -264,6 +264,38 @@ Deno.test("per-instance concurrency limit queues the excess instead of overloadi
   }
 });
 
+Deno.test("held requests end at once when their function cannot start or is removed", async () => {
+  const metrics = createMetrics({ processMetrics: false });
+  const d = setup(() => {}, metrics);
+  const f = fn();
+  d.setFunction(f);
+  const held = async () =>
+    /f2s_held_requests\{function="f"\} (\d+)/.exec(await metrics.registry.metrics())?.[1];
+  const started = performance.now();
+  const failing = [invoke(d, f, "s1"), invoke(d, f, "s2")];
+  await waitFor("two held requests", async () => (await held()) === "2");
+  d.instanceChanged({
+    id: "x",
+    function: "f",
+    url: `http://127.0.0.1:${freePort()}`,
+    state: "gone",
+    failure: { reason: "StartFailed", message: "no such image", at: new Date().toISOString() },
+  });
+  for (const r of await Promise.all(failing)) {
+    assertEquals(r.status, 503);
+    assert((await r.text()).includes("could not start: no such image"));
+  }
+  const removed = invoke(d, f, "r1");
+  await waitFor("one held request", async () => (await held()) === "1");
+  d.removeFunction("f");
+  const r = await removed;
+  assertEquals(r.status, 404);
+  await r.body?.cancel();
+  // scaling_timeout is 2 s: all of it took far less, and nothing is left held or in flight.
+  assert(performance.now() - started < 1500, "held requests waited out scaling_timeout");
+  assertEquals(d.inflight("f"), 0);
+});
+
 Deno.test("a draining instance gets no new requests but finishes the ones it has", async () => {
   const backend = serve(async (req) => {
     await new Promise((r) => setTimeout(r, new URL(req.url).pathname === "/slow" ? 300 : 0));
