@@ -4,7 +4,7 @@
  * (owner references cannot cross namespaces); writes each Function's status (Ready
  * condition with reason and message, observed generation, ready and desired replicas,
  * invoke URL); and removes Deployments and Services no function wants any more. The
- * Deployments themselves are the runtime's job (runtime.ts), driven by the reconciler.
+ * Deployments themselves are the runtime's job (runtime.ts), driven by control/follow_store.ts.
  */
 
 import { type Clock, realClock, type TimerId } from "../common/clock.ts";
@@ -86,8 +86,11 @@ export function startOperator(options: OperatorOptions): Operator {
         dirty.clear();
         if (!isLeader()) continue;
         await Promise.all(names.map((name) =>
-          reconcile(name).catch((e) => {
-            log.warn("could not reconcile function", { function: name, error: e });
+          syncResource(name).catch((e) => {
+            log.warn("could not bring the Function resource up to date", {
+              function: name,
+              error: e,
+            });
             // Conflicts resolve with the next watch event; other errors are retried later.
             if (!(e instanceof KubeError && e.status === 409)) {
               clock.setTimeout(() => mark(name), 2_000);
@@ -101,7 +104,8 @@ export function startOperator(options: OperatorOptions): Operator {
     });
   }
 
-  async function reconcile(name: string) {
+  /** Brings one Function resource up to date: finalizer, status, and cleanup once deleted. */
+  async function syncResource(name: string) {
     const r = store.resource(name);
     if (!r) return;
     const finalizers: string[] = r.metadata.finalizers ?? [];
@@ -246,7 +250,7 @@ export function startOperator(options: OperatorOptions): Operator {
   return {
     onStartedLeading() {
       (async () => {
-        await runtime.reconcileAll(true);
+        await runtime.applyWanted(true);
         markAll();
         await collectGarbage();
       })().catch((e) => log.error("taking over failed", { error: e }));

@@ -19,7 +19,7 @@ import type { ConcurrencyTracker } from "./autoscaler/concurrency.ts";
 import type { PeerLoads } from "./autoscaler/peers.ts";
 import { createScaling } from "./autoscaler/scaling.ts";
 import { type KafkaTriggers, startKafkaTriggers } from "./kafka/triggers.ts";
-import { startReconciler } from "./reconciler.ts";
+import { followStore } from "./follow_store.ts";
 import { type AsyncService, startAsync } from "./async/service.ts";
 import type { SharedTicks } from "./async/kube_ticks.ts";
 import type { Runtime } from "./runtime/runtime.ts";
@@ -85,7 +85,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
   });
   const unsubscribeRuntime = runtime.subscribe((instance) => dispatcher.instanceChanged(instance));
   for (const instance of runtime.instances()) dispatcher.instanceChanged(instance);
-  const reconciler = startReconciler({ store, runtime, dispatcher, events });
+  const storeFollower = followStore({ store, runtime, dispatcher, events });
   scaling.start();
 
   // Kafka triggers invoke through the same dispatcher path as HTTP. They start in the
@@ -155,7 +155,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
       await (await kafkaStarted)?.stop();
       await asyncCalls.stop(graceMs);
       scaling.stop();
-      reconciler.stop();
+      storeFollower.stop();
       store.close();
       const drained = await dispatcher.drain(graceMs);
       if (!drained) {

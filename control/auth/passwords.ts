@@ -15,6 +15,7 @@
 
 import { type Clock, realClock } from "../../common/clock.ts";
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { createCountLimiter } from "../../common/limiter.ts";
 import type { BasicUser } from "./config.ts";
 import { passwordKind } from "./config.ts";
 
@@ -215,23 +216,26 @@ function argon2Class(stored: string): string {
 }
 
 /**
- * Runs at most `max` tasks at once and lets `queued` more wait; beyond that resolves
- * null at once (the caller answers "busy" rather than queueing without bound).
+ * Runs at most `max` tasks at once and lets `queued` more wait (common/limiter.ts); beyond
+ * that resolves null at once (the caller answers "busy" rather than queueing without bound).
  */
 function createLimiter(max: number, queued: number) {
-  let running = 0;
-  const waiting: (() => void)[] = [];
+  const limiter = createCountLimiter(max, queued);
+  // Waits here end only with a slot: no timeout, and nothing aborts them.
+  const never = new AbortController().signal;
   return async function <T>(task: () => Promise<T>): Promise<T | null> {
-    if (running < max) running++;
-    else if (waiting.length >= queued) return null;
-    // A finishing task hands its slot over directly, so `running` never exceeds `max`.
-    else await new Promise<void>((resolve) => waiting.push(resolve));
+    let slot = limiter.tryAcquire();
+    if (!slot) {
+      const waiting = limiter.acquire(never);
+      if (waiting === "full") return null;
+      const got = await waiting;
+      if (typeof got !== "object" || !("inflight" in got)) return null;
+      slot = got;
+    }
     try {
       return await task();
     } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else running--;
+      limiter.release(slot);
     }
   };
 }

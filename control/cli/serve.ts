@@ -1,6 +1,6 @@
 /**
  * `f2s serve`: the control plane on Kubernetes. The same platform as `f2s dev` (API,
- * dispatcher, reconciler, autoscaler, Kafka), assembled from Kubernetes parts: Function
+ * dispatcher, store follower, autoscaler, Kafka), assembled from Kubernetes parts: Function
  * resources as the store, Deployments, Services and EndpointSlices as the runtime, and a
  * Lease that elects the one replica that writes to the cluster. Every replica serves the
  * API and dispatches invocations.

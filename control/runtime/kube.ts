@@ -6,7 +6,7 @@
  *
  * Every replica of the control plane runs this runtime, but only the leader writes: on the
  * others `apply` and `remove` only remember what is wanted, so a new leader can apply it all
- * (`reconcileAll`). `scale` is allowed everywhere, because waking a function from zero for a
+ * (`applyWanted`). `scale` is allowed everywhere, because waking a function from zero for a
  * held request is urgent and idempotent. The leader also puts back Deployments and Services
  * that someone changed or deleted (drift).
  *
@@ -21,7 +21,7 @@ import { type Clock, realClock } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
-import { replicasFor } from "../reconciler.ts";
+import { replicasFor } from "../follow_store.ts";
 import type { Instance, InstanceListener, Runtime, StartFailure } from "./runtime.ts";
 import { type KubeClient, KubeError, type KubeObject, resourcePath } from "../kube/client.ts";
 import { instancesFromSlices, sliceFunction } from "./kube_endpoints.ts";
@@ -55,7 +55,7 @@ export interface KubeRuntime extends Runtime {
    * Leader only: applies every function this replica knows (`force`), or only those whose
    * Deployment or Service is missing or differs from what F2S wants.
    */
-  reconcileAll(force: boolean): Promise<void>;
+  applyWanted(force: boolean): Promise<void>;
   /** Leader only: deletes what F2S manages for `name` although no function wants it. */
   removeOrphan(name: string): Promise<void>;
 }
@@ -357,7 +357,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   });
   const onResync = () => {
     if (isLeader()) {
-      runtime.reconcileAll(false).catch((e) => log.error("resync failed", { error: e }));
+      runtime.applyWanted(false).catch((e) => log.error("resync failed", { error: e }));
     }
   };
   deployments.onResync(onResync);
@@ -450,7 +450,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       changeListeners.add(listener);
       return () => changeListeners.delete(listener);
     },
-    async reconcileAll(force) {
+    async applyWanted(force) {
       if (!isLeader()) return;
       const work = [...wanted.values()]
         .filter((w) => force || !upToDate(w))

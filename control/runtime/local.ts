@@ -120,7 +120,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     log.error(message, { function: st.fn.name, instance: id, reason });
     st.crashes++;
     st.restartAt = clock.monotonic() + backoff(st.crashes);
-    scheduleReconcile(st.fn.name, backoff(st.crashes));
+    scheduleMatch(st.fn.name, backoff(st.crashes));
     notify({ id, function: st.fn.name, url: "", state: "gone", failure: st.failure });
   }
 
@@ -263,7 +263,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
             function: inst.function,
             data: { instance: inst.id },
           });
-          reconcile(inst.function);
+          matchDesired(inst.function);
         }
         delay = probeInterval;
       } else if (inst.state === "ready" && ++failures >= 3) {
@@ -306,7 +306,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     }
     emit(inst, "gone", failure);
     if (st && !st.removed) {
-      scheduleReconcile(inst.function, st ? Math.max(0, st.restartAt - clock.monotonic()) : 0);
+      scheduleMatch(inst.function, st ? Math.max(0, st.restartAt - clock.monotonic()) : 0);
     }
   }
 
@@ -339,19 +339,19 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   }
 
   const pending = new Map<string, TimerId>();
-  function scheduleReconcile(name: string, delayMs: number) {
+  function scheduleMatch(name: string, delayMs: number) {
     if (closed || pending.has(name)) return;
     pending.set(
       name,
       clock.setTimeout(() => {
         pending.delete(name);
-        reconcile(name);
+        matchDesired(name);
       }, delayMs),
     );
   }
 
   /** Moves the instances of one function toward what is desired. */
-  function reconcile(name: string) {
+  function matchDesired(name: string) {
     if (closed) return;
     const st = functions.get(name);
     const all = [...instances.values()].filter((i) => i.function === name && !i.stopping);
@@ -363,7 +363,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     const old = all.filter((i) => i.generation !== st.generation);
     if (current.length < st.desired) {
       const wait = st.restartAt - clock.monotonic();
-      if (wait > 0) scheduleReconcile(name, wait);
+      if (wait > 0) scheduleMatch(name, wait);
       else for (let i = current.length; i < st.desired; i++) startInstance(st);
     } else if (current.length > st.desired) {
       // Stop instances that are not ready first, then the newest.
@@ -402,14 +402,14 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
         }
         st.desired = replicas;
       }
-      reconcile(fn.name);
+      matchDesired(fn.name);
       return Promise.resolve();
     },
     scale(name, replicas) {
       const st = functions.get(name);
       if (!st) return Promise.reject(new Error(`function "${name}" is not applied`));
       st.desired = Math.max(0, replicas);
-      reconcile(name);
+      matchDesired(name);
       return Promise.resolve();
     },
     async remove(name) {
