@@ -7,6 +7,7 @@
 
 import { assert, assertEquals } from "../harness/assert.ts";
 import { createFakeClock, type FakeClock } from "../harness/fake_clock.ts";
+import { TICK_MS } from "../../common/deadlines.ts";
 import { type FunctionDef, parseFunction } from "../../common/function.ts";
 import { fromRequest, toResponse } from "../../common/web_bridge.ts";
 import { configFromObject } from "../../control/config.ts";
@@ -168,7 +169,9 @@ Deno.test("platform on the fake clock: wake from zero, held for the start, answe
     const scalingTimeout = config.timeouts.scalingTimeout;
     await clock.advance(scalingTimeout - 1);
     assertEquals(refused, undefined, "refused before scaling_timeout");
-    await clock.advance(1);
+    // Hold timeouts run on the coarse deadlines (common/deadlines.ts): a bucket of one tick, checked
+    // once a tick, so up to two ticks late.
+    await clock.advance(2 * TICK_MS);
     await stuck;
     assertEquals(refused!.status, 503);
     assert((await refused!.text()).includes(`scaling_timeout (${scalingTimeout} ms)`));
