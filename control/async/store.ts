@@ -259,21 +259,22 @@ export function openCallStore(path: string): CallStore {
       }),
     recordTick: (fn, tick) => void setTickSql.run(fn, tick),
     startTicks: (fn, tick) => void startTickSql.run(fn, tick),
-    counts(fn) {
-      const out: Record<CallState, number> = {
-        queued: 0,
-        running: 0,
-        succeeded: 0,
-        failed: 0,
-        "dead-lettered": 0,
-      };
-      for (const r of fn === undefined ? countSql.all() : countFnSql.all(fn)) {
-        out[r.state as CallState] = Number(r.n);
-      }
-      return out;
-    },
+    counts: (fn) => countsOf(fn === undefined ? countSql.all() : countFnSql.all(fn)),
     close: () => db.close(),
   };
+}
+
+/** Rows of (state, n) as a count for every state, zero for the missing ones. */
+export function countsOf(rows: Record<string, unknown>[]): Record<CallState, number> {
+  const out: Record<CallState, number> = {
+    queued: 0,
+    running: 0,
+    succeeded: 0,
+    failed: 0,
+    "dead-lettered": 0,
+  };
+  for (const r of rows) out[r.state as CallState] = Number(r.n);
+  return out;
 }
 
 function rowToCall(r: Record<string, SQLInputValue> | undefined): Call | undefined {

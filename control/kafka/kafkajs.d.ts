@@ -175,7 +175,12 @@ export interface Admin {
     clusterId: string;
   }>;
   createTopics(options: {
-    topics: { topic: string; numPartitions?: number; replicationFactor?: number }[];
+    topics: {
+      topic: string;
+      numPartitions?: number;
+      replicationFactor?: number;
+      configEntries?: { name: string; value: string }[];
+    }[];
     waitForLeaders?: boolean;
     timeout?: number;
   }): Promise<boolean>;
