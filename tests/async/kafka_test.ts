@@ -8,6 +8,37 @@ import { cleanup, countById, killLeftovers, records, setup, submit } from "./hel
 
 const CALLS = 1000;
 
+/** Waits until `url` answers GET /calls/{id} (the state topic reached it). */
+function readableAt(url: string, id: string, headers: HeadersInit = {}) {
+  return waitFor(
+    `call ${id} readable at ${url}`,
+    async () => {
+      const res = await fetch(`${url}/calls/${id}`, { headers });
+      await res.body?.cancel();
+      return res.status === 200;
+    },
+    30_000,
+    100,
+  );
+}
+
+/** The state of each call as `url` shows it ("404" for one it does not know). */
+async function statesAt(url: string, ids: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < ids.length; i += 50) {
+    out.push(
+      ...await Promise.all(
+        ids.slice(i, i + 50).map(async (id) => {
+          const res = await fetch(`${url}/calls/${id}`);
+          const body = await res.json();
+          return res.status === 200 ? String(body.state) : String(res.status);
+        }),
+      ),
+    );
+  }
+  return out;
+}
+
 Deno.test({
   name: "async through Kafka: 1,000 calls, two control planes, one killed with -9",
   sanitizeOps: false,
@@ -35,16 +66,20 @@ Deno.test({
       }
       const [a, b] = planes;
       const ids: string[] = [];
+      const acceptedByB: string[] = [];
       for (let batch = 0; batch < CALLS / 50; batch++) {
         const target = batch % 2 === 0 ? a : b;
-        ids.push(
-          ...await Promise.all(
-            Array.from({ length: 50 }, () => submit(target.url, "/shared/slow?ms=50")),
-          ),
+        const accepted = await Promise.all(
+          Array.from({ length: 50 }, () => submit(target.url, "/shared/slow?ms=50")),
         );
+        ids.push(...accepted);
+        if (target === b) acceptedByB.push(...accepted);
         if (batch === CALLS / 100) {
           // Half submitted: kill b while it runs its share; a keeps accepting.
           await waitFor("b ran some calls", async () => (await records(s)).length >= 50, 60_000);
+          // Each replica answers for the calls the other accepted (the shared call state).
+          await readableAt(b.url, ids[0]);
+          await readableAt(a.url, acceptedByB[0]);
         }
       }
       // Every call went to both partitions' owners; kill b in the middle of the work.
@@ -62,7 +97,6 @@ Deno.test({
       ).catch(async (e) => {
         const counts = await (await fetch(`${a.url}/functions/shared/calls?limit=1`)).json();
         console.error("a's queue", JSON.stringify(counts.counts));
-        await Deno.writeTextFile("/tmp/qb/a.log", a.logs().join("\n"));
         const problems = a.logs().filter((l) => /"(warn|error)"/.test(l)).slice(-15);
         throw new Error(
           `${e.message}; ran ${countById(await records(s)).size}; a's last problems:\n` +
@@ -76,6 +110,28 @@ Deno.test({
       // Only calls running at the kill run again: at most one per partition b consumed.
       assert(duplicates <= 16, `${duplicates} calls ran twice`);
       assertEquals(seen.size, CALLS);
+      // The survivor shows every call's final state, b's accepted ones too.
+      const t0 = Date.now();
+      const states = await waitFor(
+        "every call finished in a's view",
+        async () => {
+          const states = await statesAt(a.url, ids);
+          return states.every((s) => s === "succeeded") ? states : undefined;
+        },
+        60_000,
+        500,
+      ).catch(async (e) => {
+        const states = await statesAt(a.url, ids);
+        const tally = states.reduce<Record<string, number>>(
+          (m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }),
+          {},
+        );
+        throw new Error(`${e.message}: ${JSON.stringify(tally)}`);
+      });
+      assertEquals(states.length, CALLS);
+      const counts = (await (await fetch(`${a.url}/functions/shared/calls?limit=1`)).json()).counts;
+      assertEquals(counts.succeeded, CALLS, `a's counts: ${JSON.stringify(counts)}`);
+      console.log(JSON.stringify({ acceptedByB: acceptedByB.length, viewLagMs: Date.now() - t0 }));
     } finally {
       for (const p of planes) await p.stop("SIGKILL").catch(() => {});
       await broker?.stop();
