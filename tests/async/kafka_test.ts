@@ -4,9 +4,43 @@
 import { assert, assertEquals } from "../harness/assert.ts";
 import { type ControlPlane, startDev, waitFor } from "../harness/dev.ts";
 import { type Broker, KAFKA_VERSIONS, startBroker } from "../kafka/broker.ts";
-import { cleanup, countById, killLeftovers, records, setup, submit } from "./helpers.ts";
+import {
+  cleanup,
+  countById,
+  killLeftovers,
+  records,
+  type Setup,
+  setup,
+  submit,
+} from "./helpers.ts";
 
 const CALLS = 1000;
+
+/** Two `f2s dev` processes on the functions of `s`, sharing the broker, each its own queue file. */
+async function twoPlanes(s: Setup, broker: Broker, fn: string): Promise<ControlPlane[]> {
+  const config = (n: number) =>
+    s.config.replace(`${s.dir}/queue/async.db`, `${s.dir}/queue-${n}/async.db`) +
+    `kafka:
+  enabled: true
+  brokers: ["${broker.bootstrap}"]
+  consumergroup: f2s-async-test
+  session_timeout: 10s
+  heartbeat_interval: 1s
+  listeners:
+    - topic: async-test-unused
+      actions: [{ name: unused, f2sfunctions: [${fn}] }]
+`;
+  const planes: ControlPlane[] = [];
+  try {
+    for (const n of [0, 1]) {
+      planes.push(await startDev({ functionsDir: s.dir, config: config(n), timeoutMs: 60_000 }));
+    }
+  } catch (e) {
+    for (const p of planes) await p.stop("SIGKILL").catch(() => {});
+    throw e;
+  }
+  return planes;
+}
 
 /** Waits until `url` answers GET /calls/{id} (the state topic reached it). */
 function readableAt(url: string, id: string, headers: HeadersInit = {}) {
@@ -49,21 +83,7 @@ Deno.test({
     const planes: ControlPlane[] = [];
     try {
       broker = await startBroker({ version: KAFKA_VERSIONS["4"] });
-      const config = (n: number) =>
-        s.config.replace(`${s.dir}/queue/async.db`, `${s.dir}/queue-${n}/async.db`) +
-        `kafka:
-  enabled: true
-  brokers: ["${broker!.bootstrap}"]
-  consumergroup: f2s-async-test
-  session_timeout: 10s
-  heartbeat_interval: 1s
-  listeners:
-    - topic: async-test-unused
-      actions: [{ name: unused, f2sfunctions: [shared] }]
-`;
-      for (const n of [0, 1]) {
-        planes.push(await startDev({ functionsDir: s.dir, config: config(n), timeoutMs: 60_000 }));
-      }
+      planes.push(...await twoPlanes(s, broker, "shared"));
       const [a, b] = planes;
       const ids: string[] = [];
       const acceptedByB: string[] = [];
@@ -174,6 +194,82 @@ Deno.test({
       assert(/the async consumer joined its group/.test(logs), "ticks went through the topic");
     } finally {
       await plane?.stop();
+      await broker?.stop();
+      await cleanup(s);
+    }
+  },
+});
+
+const basic = (user: string, password: string) => ({
+  authorization: `Basic ${btoa(`${user}:${password}`)}`,
+});
+
+Deno.test({
+  name: "call state through Kafka: either replica answers for any call, same privileges",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    let broker: Broker | undefined;
+    const s = await setup(
+      [{ name: "orders" }],
+      `  auth:
+    global_config: { type: basic }
+    basic:
+      - { username: admin, password: admin-pass, group: admins }
+      - { username: olga, password: olga-pass, group: orders }
+      - { username: otto, password: otto-pass, group: orders }
+    authorization:
+      - { group: admins, privileges: [functions:invoke, settings:view] }
+      - { group: orders, privileges: ["functions:invoke:orders"] }
+`,
+    );
+    const planes: ControlPlane[] = [];
+    try {
+      broker = await startBroker({ version: KAFKA_VERSIONS["4"] });
+      planes.push(...await twoPlanes(s, broker, "orders"));
+      const [a, b] = planes;
+      const olga = basic("olga", "olga-pass");
+      const otto = basic("otto", "otto-pass");
+      const admin = basic("admin", "admin-pass");
+      const post = { method: "POST", headers: olga, body: "x" };
+      const atA = await submit(a.url, "/orders", post);
+      const atB = await submit(b.url, "/orders", post);
+      // Right after the 202 the accepting replica knows the call.
+      const first = await fetch(`${a.url}/calls/${atA}`, { headers: olga });
+      assertEquals(first.status, 200, await first.text());
+
+      for (const [url, id] of [[b.url, atA], [a.url, atB]]) {
+        const done = await waitFor(
+          `${id} finished, seen at ${url}`,
+          async () => {
+            const res = await fetch(`${url}/calls/${id}`, { headers: olga });
+            const body = await res.json();
+            return res.status === 200 && body.state === "succeeded" ? body : undefined;
+          },
+          60_000,
+          200,
+        );
+        assertEquals(JSON.parse(done.result.body).caller, "olga", "the result is shared too");
+        const other = await fetch(`${url}/calls/${id}`, { headers: otto });
+        await other.body?.cancel();
+        assertEquals(other.status, 404, "another caller does not see it on any replica");
+        const viewer = await fetch(`${url}/calls/${id}`, { headers: admin });
+        await viewer.body?.cancel();
+        assertEquals(viewer.status, 200, "settings:view sees it on any replica");
+      }
+      for (const p of planes) {
+        const mine = await (await fetch(`${p.url}/functions/orders/calls`, { headers: olga }))
+          .json();
+        assertEquals(mine.calls.map((c: { id: string }) => c.id).sort(), [atA, atB].sort());
+        const his = await (await fetch(`${p.url}/functions/orders/calls`, { headers: otto }))
+          .json();
+        assertEquals(his.calls.length, 0, "otto's list holds only his calls");
+        const all = await (await fetch(`${p.url}/functions/orders/calls`, { headers: admin }))
+          .json();
+        assertEquals(all.counts.succeeded, 2);
+      }
+    } finally {
+      for (const p of planes) await p.stop().catch(() => {});
       await broker?.stop();
       await cleanup(s);
     }
