@@ -10,13 +10,11 @@
  */
 
 import { Buffer } from "node:buffer";
-// @ts-types="../kafka/kafkajs.d.ts"
-import { Partitioners, type Producer } from "kafkajs";
 import type { Logger } from "../../common/log.ts";
 import type { KafkaConfig } from "../kafka/config.ts";
 import { type CallRecord, type CallView, recordOf } from "./call_view.ts";
 import type { Call, CallStore } from "./store.ts";
-import { asyncKafka, consumeForever, ensureTopic, sendAcked } from "./kafka_client.ts";
+import { asyncKafka, consumeForever, sendAcked, topicProducer } from "./kafka_client.ts";
 
 const PARTITIONS = 16;
 /** Kafka's default largest record is 1 MiB: a result is cut to fit with room to spare. */
@@ -45,24 +43,16 @@ export function startSharedCalls(deps: SharedCallsDeps): SharedCalls {
   const now = deps.now ?? Date.now;
   const kafka = asyncKafka(deps.kafka, "async-calls", log);
   const stopping = new AbortController();
-  const producer: Producer = kafka.producer({
-    createPartitioner: Partitioners.DefaultPartitioner,
-    allowAutoTopicCreation: false,
-  });
-  const ready = (async () => {
-    await ensureTopic(
-      kafka,
-      {
-        topic,
-        numPartitions: PARTITIONS,
-        configEntries: topicConfig(retention),
-      },
-      stopping.signal,
-      log,
-    );
-    await producer.connect();
-  })();
-  ready.catch((e) => log.error("the call-state topic is not ready", { topic, error: e }));
+  const { producer, ready } = topicProducer(
+    kafka,
+    {
+      topic,
+      numPartitions: PARTITIONS,
+      configEntries: topicConfig(retention),
+    },
+    stopping.signal,
+    log,
+  );
 
   // A group of its own, new at every start and never committed: every replica reads every
   // partition from the beginning (records already held are merged, not duplicated).

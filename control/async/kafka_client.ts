@@ -7,7 +7,14 @@
 
 import type { Buffer } from "node:buffer";
 // @ts-types="../kafka/kafkajs.d.ts"
-import { type Consumer, type EachMessagePayload, Kafka, logLevel, type Producer } from "kafkajs";
+import {
+  type Consumer,
+  type EachMessagePayload,
+  Kafka,
+  logLevel,
+  Partitioners,
+  type Producer,
+} from "kafkajs";
 import type { Logger } from "../../common/log.ts";
 import type { KafkaConfig } from "../kafka/config.ts";
 import { kafkaLogCreator } from "../kafka/triggers.ts";
@@ -27,13 +34,9 @@ export function asyncKafka(config: KafkaConfig, suffix: string, log: Logger): Ka
  * Creates the topic unless it exists. Several replicas may create it at once; losing that
  * race is fine, and the metadata may lag the creation: senders and consumers retry.
  */
-export async function ensureTopic(
+async function ensureTopic(
   kafka: Kafka,
-  topic: {
-    topic: string;
-    numPartitions: number;
-    configEntries?: { name: string; value: string }[];
-  },
+  topic: TopicSpec,
   signal: AbortSignal,
   log: Logger,
 ): Promise<void> {
@@ -51,6 +54,31 @@ export async function ensureTopic(
       await admin.disconnect().catch(() => {});
     }
   }
+}
+
+export interface TopicSpec {
+  topic: string;
+  numPartitions: number;
+  configEntries?: { name: string; value: string }[];
+}
+
+/** A producer to `spec`'s topic; `ready` resolves once the topic exists and it is connected. */
+export function topicProducer(
+  kafka: Kafka,
+  spec: TopicSpec,
+  signal: AbortSignal,
+  log: Logger,
+): { producer: Producer; ready: Promise<void> } {
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+  });
+  const ready = (async () => {
+    await ensureTopic(kafka, spec, signal, log);
+    await producer.connect();
+  })();
+  ready.catch((e) => log.error("an async topic is not ready", { topic: spec.topic, error: e }));
+  return { producer, ready };
 }
 
 /**

@@ -9,11 +9,9 @@
  */
 
 import { Buffer } from "node:buffer";
-// @ts-types="../kafka/kafkajs.d.ts"
-import { Partitioners, type Producer } from "kafkajs";
 import type { Logger } from "../../common/log.ts";
 import type { KafkaConfig } from "../kafka/config.ts";
-import { asyncKafka, consumeForever, ensureTopic, sendAcked } from "./kafka_client.ts";
+import { asyncKafka, consumeForever, sendAcked, topicProducer } from "./kafka_client.ts";
 import type { CallStore, NewCall } from "./store.ts";
 
 /** Partitions of a topic F2S creates: calls of a partition are taken one at a time. */
@@ -45,15 +43,12 @@ export function startKafkaQueue(deps: KafkaQueueDeps): KafkaQueue {
   const { log, topic } = deps;
   const kafka = asyncKafka(deps.kafka, "async", log);
   const stopping = new AbortController();
-  const producer: Producer = kafka.producer({
-    createPartitioner: Partitioners.DefaultPartitioner,
-    allowAutoTopicCreation: false,
-  });
-  const ready = (async () => {
-    await ensureTopic(kafka, { topic, numPartitions: PARTITIONS }, stopping.signal, log);
-    await producer.connect();
-  })();
-  ready.catch((e) => log.error("the async topic is not ready", { topic, error: e }));
+  const { producer, ready } = topicProducer(
+    kafka,
+    { topic, numPartitions: PARTITIONS },
+    stopping.signal,
+    log,
+  );
 
   const consuming = consumeForever({
     kafka,
