@@ -32,8 +32,11 @@ export interface KafkaQueueDeps {
   store: CallStore;
   /** New work in the local queue. */
   queued(): void;
-  /** True when the call was finished already (by a replica that died before committing). */
-  finishedElsewhere?(id: string): boolean;
+  /**
+   * What other replicas did with a call before it came here (redelivered after a crash):
+   * finished it (it is not run again), or made attempts (they count against the limit).
+   */
+  before?(id: string): { finished: boolean; attempts: number; nextAt: number } | undefined;
   /** Resolves when the local worker finished the call (any final state). */
   finished(id: string): Promise<void>;
   log: Logger;
@@ -73,11 +76,12 @@ export function startKafkaQueue(deps: KafkaQueueDeps): KafkaQueue {
 
   const uncommitted = new Set<string>();
   async function runHere(call: NewCall, heartbeat: () => Promise<void>) {
-    if (deps.finishedElsewhere?.(call.id)) {
+    const before = deps.before?.(call.id);
+    if (before?.finished) {
       log.info("a redelivered call was finished already; not run again", { callId: call.id });
       return;
     }
-    deps.store.insert(call);
+    deps.store.insert(call, Math.max(call.createdAt, before?.nextAt ?? 0), before?.attempts);
     uncommitted.add(call.id);
     const done = deps.finished(call.id);
     deps.queued();

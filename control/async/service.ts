@@ -101,10 +101,13 @@ export function startAsync(deps: AsyncDeps): AsyncService {
       topic: deps.config.kafkaTopic,
       store,
       queued: worker.poke,
-      // A call redelivered after a crash that some replica finished already (its final
-      // state was shared, its offset not committed) is not run again.
-      finishedElsewhere: (id) =>
-        store.get(id) === undefined && view?.get(id)?.finishedAt !== undefined,
+      // A call redelivered after a crash: if some replica finished it (its final state was
+      // shared, its offset not committed) it is not run again; attempts made go on counting.
+      before: (id) => {
+        const seen = store.get(id) === undefined ? view?.get(id) : undefined;
+        if (!seen) return undefined;
+        return { finished: seen.finishedAt !== undefined, ...seen };
+      },
       finished: (id) =>
         new Promise<void>((resolve) => {
           waiting.set(id, resolve);
