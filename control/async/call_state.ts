@@ -21,10 +21,14 @@ const PARTITIONS = 16;
 export const SHARED_RESULT_MAX = 512 << 10;
 /** Unfinished records this many retentions old are dropped (their replica never said more). */
 const STALE_RETENTIONS = 24;
+/** How long stopping waits for records not yet acknowledged. */
+const STOP_FLUSH_MS = 5_000;
 
 export interface SharedCalls {
   /** Applies the record to this replica's view at once, then publishes it (resolves on ack). */
   publish(record: CallRecord): Promise<void>;
+  /** Waits (up to `ms`) until every record published so far is acknowledged or failed. */
+  flush(ms: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -79,6 +83,15 @@ export function startSharedCalls(deps: SharedCallsDeps): SharedCalls {
   });
   consuming.catch((e) => log.error("the call-state consumer stopped", { error: e }));
 
+  const inFlight = new Set<Promise<void>>();
+  async function flush(ms: number) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([...inFlight]),
+      new Promise((r) => (timer = setTimeout(r, ms))),
+    ]);
+    clearTimeout(timer);
+  }
   const purge = setInterval(() => {
     try {
       const t = now();
@@ -92,16 +105,21 @@ export function startSharedCalls(deps: SharedCallsDeps): SharedCalls {
   return {
     publish(record) {
       view.apply(record);
-      return sendAcked(
+      const sent = sendAcked(
         producer,
         ready,
         topic,
         { key: record.id, value: encodeRecord(record) },
         stopping.signal,
       );
+      inFlight.add(sent);
+      sent.catch(() => {}).finally(() => inFlight.delete(sent));
+      return sent;
     },
+    flush,
     async stop() {
       clearInterval(purge);
+      await flush(STOP_FLUSH_MS);
       stopping.abort();
       await Promise.allSettled([producer.disconnect(), consuming]);
     },

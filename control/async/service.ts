@@ -162,8 +162,11 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     api,
     async stop(ms) {
       scheduler.stop();
-      await kafka?.stop();
+      // Running calls finish first, while the consumer is still in its group: their final
+      // states are shared and their offsets committed, so no other replica runs them again.
       await worker.stop(ms);
+      await shared?.flush(5_000);
+      await kafka?.stop();
       // Calls consumed but not started stay uncommitted: the group delivers them again.
       if (kafka) store.forgetUnfinished(kafka.pending());
       await shared?.stop();

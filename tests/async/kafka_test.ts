@@ -330,3 +330,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "async through Kafka: a replica stopped with SIGTERM mid-way runs no call twice",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    let broker: Broker | undefined;
+    const s = await setup([{ name: "shared", maxReplicas: 2, async: { maxConcurrency: 20 } }]);
+    const planes: ControlPlane[] = [];
+    try {
+      broker = await startBroker({ version: KAFKA_VERSIONS["4"] });
+      const [a, b] = await twoPlanes(s, broker, "shared", planes);
+      const ids: string[] = [];
+      for (let batch = 0; batch < 8; batch++) {
+        const target = batch % 2 === 0 ? a : b;
+        ids.push(
+          ...await Promise.all(
+            Array.from({ length: 50 }, () => submit(target.url, "/shared/slow?ms=100")),
+          ),
+        );
+      }
+      await waitFor("a quarter done", async () => (await records(s)).length >= 100, 120_000);
+      // b finishes what it runs, shares it and commits, and hands over the rest.
+      await b.stop();
+      const doneAtStop = countById(await records(s)).size;
+      assert(doneAtStop < 350, `${doneAtStop} calls already done at the stop`);
+      await waitFor(
+        "every accepted call ran",
+        async () => countById(await records(s)).size >= ids.length,
+        120_000,
+        500,
+      );
+      const seen = countById(await records(s));
+      const twice = [...seen.values()].filter((n) => n > 1).length;
+      console.log(JSON.stringify({ calls: ids.length, doneAtStop, twice }));
+      assertEquals(twice, 0, "calls b ran before or while stopping ran again");
+      const states = await waitFor(
+        "every call finished in a's view",
+        async () => {
+          const states = await statesAt(a.url, ids);
+          return states.every((s) => s === "succeeded") ? states : undefined;
+        },
+        60_000,
+        500,
+      );
+      assertEquals(states.length, ids.length);
+    } finally {
+      for (const p of planes) await p.stop("SIGKILL").catch(() => {});
+      await broker?.stop();
+      await cleanup(s);
+    }
+  },
+});
