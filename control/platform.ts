@@ -20,6 +20,7 @@ import { createScaling } from "./autoscaler/scaling.ts";
 import { type KafkaTriggers, startKafkaTriggers } from "./kafka/triggers.ts";
 import { startReconciler } from "./reconciler.ts";
 import { type AsyncService, startAsync } from "./async/service.ts";
+import type { SharedTicks } from "./async/kube_ticks.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import type { FunctionStore } from "./store/store.ts";
 
@@ -44,6 +45,8 @@ export interface PlatformDeps {
   isLeader?: () => boolean;
   /** The other control-plane replicas' load, for the local scaling source (`f2s serve`). */
   peers?: PeerLoads;
+  /** The schedule ticks fired, shared by the replicas (`f2s serve`: a Lease). */
+  scheduleTicks?: SharedTicks;
   /** The async queue's file when config.yaml names none (`f2s dev`: in the functions folder). */
   asyncPath?: string;
   /** Readiness for GET /ready (see ApiDeps); default always ready. */
@@ -111,6 +114,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     functions: () => store.list(),
     events,
     isLeader: deps.isLeader,
+    scheduleTicks: deps.scheduleTicks,
     kafka: config.kafka,
   });
 

@@ -11,6 +11,7 @@ import type { AuthGate } from "../auth/gate.ts";
 import type { EventLog } from "../events.ts";
 import { type AsyncApi, createAsyncApi } from "./api.ts";
 import type { AsyncConfig } from "./config.ts";
+import type { SharedTicks } from "./kube_ticks.ts";
 import { startScheduler } from "./scheduler.ts";
 import { type CallStore, type NewCall, openCallStore } from "./store.ts";
 import { type CallView, openCallView, queuedRecord, recordOf } from "./call_view.ts";
@@ -33,6 +34,8 @@ export interface AsyncDeps {
   functions(): FunctionDef[];
   events: EventLog;
   isLeader?: () => boolean;
+  /** Several replicas (`f2s serve`): the record of fired schedule ticks they share. */
+  scheduleTicks?: SharedTicks;
   /** With Kafka enabled, calls go through the shared `f2s-async` topic. */
   kafka?: KafkaConfig;
 }
@@ -144,8 +147,9 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     isLeader: deps.isLeader ?? (() => true),
     queued: worker.poke,
     log,
+    events: deps.events,
     publish: enqueue,
-    freshOnTakeover: deps.isLeader !== undefined,
+    shared: deps.scheduleTicks,
   });
   const api = createAsyncApi({
     config: deps.config,

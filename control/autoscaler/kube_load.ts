@@ -18,7 +18,7 @@ import type { ConcurrencyTracker } from "./concurrency.ts";
 import { loadReport, parseLoadReport, type PeerLoads } from "./peers.ts";
 import { type KubeClient, KubeError } from "../kube/client.ts";
 import { backoff, leaseInformer } from "../kube/leader.ts";
-import { paths } from "../kube/paths.ts";
+import { annotationKey, paths } from "../kube/paths.ts";
 
 export const LOAD_ANNOTATION_PREFIX = "load.f2s.opensight.ch/";
 
@@ -45,24 +45,12 @@ export interface LoadExchange {
   stop(): Promise<void>;
 }
 
-/** An annotation name part from a replica's identity: at most 63 of [A-Za-z0-9._-]. */
-export function replicaKey(identity: string): string {
-  let key = identity.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, "");
-  if (key.length > 63 || key !== identity) {
-    // Different identities must not share a key: add a hash of the original.
-    let h = 0;
-    for (const ch of identity) h = (Math.imul(h, 31) + ch.codePointAt(0)!) >>> 0;
-    key = `${key.slice(0, 54)}-${h.toString(16).padStart(8, "0")}`.replace(/^-/, "x");
-  }
-  return key || "replica";
-}
-
 export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
   const { client, namespace, name, tracker, peers } = options;
   const log = options.log ?? createLogger("load", { lease: name });
   const publishMs = options.publishMs ?? 1000;
   const heartbeatMs = options.staleMs / 3;
-  const own = LOAD_ANNOTATION_PREFIX + replicaKey(options.identity);
+  const own = LOAD_ANNOTATION_PREFIX + annotationKey(options.identity);
   const lease = leaseInformer(client, namespace, name, log);
   let seq = 0;
   let lastPublishAt = 0;

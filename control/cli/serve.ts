@@ -34,6 +34,7 @@ import { createKubeStore } from "../store/kube.ts";
 import { createMetrics } from "../metrics.ts";
 import { listen, untilShutdownSignal } from "../listen.ts";
 import { createPlatform } from "../platform.ts";
+import { createKubeTicks } from "../async/kube_ticks.ts";
 import { createUiHandler } from "../ui.ts";
 
 const DEFAULT_CONFIG = "/etc/f2s/config.yaml";
@@ -254,6 +255,13 @@ export async function main(args: string[]): Promise<number> {
     ui: createUiHandler(),
     isLeader,
     peers,
+    // Which schedule ticks were fired: on a Lease beside the leader's, written by CAS.
+    scheduleTicks: createKubeTicks({
+      client,
+      namespace,
+      name: `${values["lease-name"]}-schedules`,
+      log: createLogger("schedules", { identity }),
+    }),
     // Per replica (the pod name in a cluster): replicas on one machine must not share it.
     asyncPath: `${Deno.env.get("TMPDIR") ?? "/tmp"}/f2s-async-${
       identity.replace(/[^A-Za-z0-9._-]/g, "_")
