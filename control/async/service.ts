@@ -126,19 +126,14 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     : undefined;
   const enqueue = kafka && shared
     ? async (call: NewCall) => {
-      // The record is in this replica's view at once (a GET right after the 202 finds
-      // it); the other replicas learn of it from the topic.
-      const shown = shared.publish(queuedRecord(call)).catch((e) =>
+      await kafka.publish(call);
+      // In this replica's view at once (a GET right after the 202 finds it); the others
+      // learn of it from the topic, or from the runner's records if this one is lost. Only
+      // after the call is on its topic: a call that failed to queue (503) is shown nowhere,
+      // and a schedule tick queued again after a timeout is not marked as anything else.
+      shared.publish(queuedRecord(call)).catch((e) =>
         log.warn("an accepted call's state could not be shared", { callId: call.id, error: e })
       );
-      try {
-        await kafka.publish(call);
-      } catch (e) {
-        await shown;
-        await shared.publish({ ...notQueued(call), error: `not queued: ${e}` }).catch(() => {});
-        throw e;
-      }
-      await shown;
     }
     : undefined;
   const scheduler = startScheduler({
@@ -178,12 +173,6 @@ export function startAsync(deps: AsyncDeps): AsyncService {
       store.close();
     },
   };
-}
-
-/** The final record of a call whose work record never reached Kafka (the caller got a 503). */
-function notQueued(call: NewCall) {
-  const t = Date.now();
-  return { ...queuedRecord(call), state: "failed" as const, startedAt: t, finishedAt: t };
 }
 
 function unavailableApi(reason: string): AsyncApi {
