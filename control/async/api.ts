@@ -26,7 +26,8 @@ import type { AuthGate, Caller } from "../auth/gate.ts";
 import { invokeRefusal } from "../auth/invoke_refusal.ts";
 import { callbackRefusal } from "./callback.ts";
 import type { AsyncConfig } from "./config.ts";
-import type { Call, CallStore, NewCall } from "./store.ts";
+import type { CallStore, NewCall } from "./store.ts";
+import type { CallReader, CallRecord } from "./call_view.ts";
 
 export const CALLBACK_HEADER = "x-callback-url";
 export const CALL_ID_HEADER = "x-call-id";
@@ -34,6 +35,8 @@ export const CALL_ID_HEADER = "x-call-id";
 export interface AsyncApiDeps {
   config: AsyncConfig;
   store: CallStore;
+  /** Where GET /calls reads from: the shared view under Kafka, else `store`. */
+  calls?: CallReader;
   /** Makes the call durable: the local queue, or the Kafka topic shared by replicas. */
   enqueue(call: NewCall): void | Promise<void>;
   auth: AuthGate;
@@ -143,7 +146,9 @@ export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
     };
   }
 
-  function visible(caller: Caller, call: Call): boolean {
+  const calls: CallReader = deps.calls ?? deps.store;
+
+  function visible(caller: Caller, call: CallRecord): boolean {
     if (deps.auth.can(caller, "settings:view")) return true;
     if (deps.auth.type === "none") return true;
     return call.caller?.name === caller.name;
@@ -159,7 +164,7 @@ export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
     const caller = await deps.auth.authenticate(req);
     if (caller instanceof Response) return caller;
     if (one) {
-      const call = deps.store.get(one[1]);
+      const call = calls.get(one[1]);
       if (!call || !visible(caller, call)) return errorResponse(404, `no call "${one[1]}"`);
       return jsonResponse(callView(call, true));
     }
@@ -181,7 +186,7 @@ export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
     const fn = deps.function(name);
     return jsonResponse({
       function: name,
-      counts: all ? deps.store.counts(name) : undefined,
+      counts: all ? calls.counts(name) : undefined,
       schedule: fn?.schedule
         ? {
           expression: fn.schedule.text,
@@ -189,7 +194,7 @@ export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
           nextRuns: nextRuns(fn, 5, now()),
         }
         : undefined,
-      calls: deps.store.list(name, limit, mine).map((c) => callView(c, false)),
+      calls: calls.list(name, limit, mine).map((c) => callView(c, false)),
     });
   }
 
@@ -216,7 +221,7 @@ export function nextRuns(fn: FunctionDef, n: number, from: number): string[] {
 const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
 
 /** A call as the API shows it; the result (bounded when stored) only in the single view. */
-export function callView(c: Call, withResult: boolean) {
+export function callView(c: CallRecord, withResult: boolean) {
   const finished = c.finishedAt !== undefined;
   return {
     id: c.id,
@@ -244,7 +249,7 @@ export function callView(c: Call, withResult: boolean) {
   };
 }
 
-function resultView(c: Call) {
+function resultView(c: CallRecord) {
   const bytes = c.resultBody ?? new Uint8Array();
   let body: string;
   let encoding: "utf-8" | "base64" = "utf-8";

@@ -25,6 +25,8 @@ export interface AsyncConfig {
   callbacks: CallbackConfig;
   /** The topic calls go through when Kafka is enabled. */
   kafkaTopic: string;
+  /** The compacted topic every replica reads the state of every call from (Kafka enabled). */
+  kafkaCallsTopic: string;
 }
 
 export interface CallbackConfig {
@@ -49,6 +51,7 @@ export function parseAsyncConfig(raw: unknown, path: string, r: Reader): AsyncCo
     "retention",
     "callbacks",
     "kafka_topic",
+    "kafka_calls_topic",
   ]);
   const c = r.obj(a.callbacks, `${path}.callbacks`);
   r.known(c, `${path}.callbacks`, ["allow", "allow_networks", "max_attempts", "timeout"]);
@@ -71,6 +74,7 @@ export function parseAsyncConfig(raw: unknown, path: string, r: Reader): AsyncCo
     maxBodyBytes: r.num(a.max_body_bytes, `${path}.max_body_bytes`, 1 << 20, 0, 64 << 20),
     maxResultBytes: r.num(a.max_result_bytes, `${path}.max_result_bytes`, 256 << 10, 0, 16 << 20),
     kafkaTopic: r.str(a.kafka_topic, `${path}.kafka_topic`, "f2s-async"),
+    kafkaCallsTopic: r.str(a.kafka_calls_topic, `${path}.kafka_calls_topic`, "f2s-async-calls"),
     retention: r.duration(a.retention, `${path}.retention`, 3_600_000),
     callbacks: {
       allow: strings(c.allow, `${path}.callbacks.allow`),

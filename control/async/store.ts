@@ -55,8 +55,11 @@ export interface Outcome {
 }
 
 export interface CallStore {
-  /** Durable on return. False when a call with this id exists (schedule ticks). */
-  insert(call: NewCall, nextAt?: number): boolean;
+  /**
+   * Durable on return. False when a call with this id exists (schedule ticks). `attempts`
+   * made elsewhere count against the retry limit (a call Kafka redelivered after a crash).
+   */
+  insert(call: NewCall, nextAt?: number, attempts?: number): boolean;
   get(id: string): Call | undefined;
   /** Newest first; only `caller`'s calls when given. */
   list(fn: string, limit: number, caller?: string): Call[];
@@ -122,8 +125,8 @@ export function openCallStore(path: string): CallStore {
   db.exec(SCHEMA);
   const q = (sql: string) => db.prepare(sql);
   const insertSql = q(`INSERT OR IGNORE INTO calls (id, function, method, suffix, search,
-    headers, body, client, caller, caller_group, callback, source, state, next_at, created_at)
-    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?)`);
+    headers, body, client, caller, caller_group, callback, source, state, next_at, created_at,
+    attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?)`);
   const getSql = q("SELECT * FROM calls WHERE id = ?");
   const listSql = q("SELECT * FROM calls WHERE function = ? ORDER BY created_at DESC LIMIT ?");
   const listMineSql = q(
@@ -167,7 +170,7 @@ export function openCallStore(path: string): CallStore {
   const countSql = q("SELECT state, COUNT(*) AS n FROM calls GROUP BY state");
   const countFnSql = q("SELECT state, COUNT(*) AS n FROM calls WHERE function = ? GROUP BY state");
 
-  const insert = (c: NewCall, nextAt = c.createdAt) =>
+  const insert = (c: NewCall, nextAt = c.createdAt, attempts = 0) =>
     Number(
       insertSql.run(
         c.id,
@@ -184,6 +187,7 @@ export function openCallStore(path: string): CallStore {
         c.source,
         nextAt,
         c.createdAt,
+        attempts,
       ).changes,
     ) === 1;
 
@@ -259,21 +263,22 @@ export function openCallStore(path: string): CallStore {
       }),
     recordTick: (fn, tick) => void setTickSql.run(fn, tick),
     startTicks: (fn, tick) => void startTickSql.run(fn, tick),
-    counts(fn) {
-      const out: Record<CallState, number> = {
-        queued: 0,
-        running: 0,
-        succeeded: 0,
-        failed: 0,
-        "dead-lettered": 0,
-      };
-      for (const r of fn === undefined ? countSql.all() : countFnSql.all(fn)) {
-        out[r.state as CallState] = Number(r.n);
-      }
-      return out;
-    },
+    counts: (fn) => countsOf(fn === undefined ? countSql.all() : countFnSql.all(fn)),
     close: () => db.close(),
   };
+}
+
+/** Rows of (state, n) as a count for every state, zero for the missing ones. */
+export function countsOf(rows: Record<string, unknown>[]): Record<CallState, number> {
+  const out: Record<CallState, number> = {
+    queued: 0,
+    running: 0,
+    succeeded: 0,
+    failed: 0,
+    "dead-lettered": 0,
+  };
+  for (const r of rows) out[r.state as CallState] = Number(r.n);
+  return out;
 }
 
 function rowToCall(r: Record<string, SQLInputValue> | undefined): Call | undefined {

@@ -175,7 +175,12 @@ export interface Admin {
     clusterId: string;
   }>;
   createTopics(options: {
-    topics: { topic: string; numPartitions?: number; replicationFactor?: number }[];
+    topics: {
+      topic: string;
+      numPartitions?: number;
+      replicationFactor?: number;
+      configEntries?: { name: string; value: string }[];
+    }[];
     waitForLeaders?: boolean;
     timeout?: number;
   }): Promise<boolean>;
@@ -183,6 +188,16 @@ export interface Admin {
     { topic: string; partitions: { partition: number; offset: string }[] }[]
   >;
   describeGroups(groupIds: string[]): Promise<{ groups: GroupDescription[] }>;
+  /** `type` is kafkajs' ConfigResourceTypes (2: TOPIC). */
+  describeConfigs(options: {
+    resources: { type: number; name: string; configNames?: string[] }[];
+    includeSynonyms: boolean;
+  }): Promise<{
+    resources: {
+      resourceName: string;
+      configEntries: { configName: string; configValue: string }[];
+    }[];
+  }>;
 }
 
 export class Kafka {

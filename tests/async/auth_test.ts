@@ -3,29 +3,16 @@
 // caller's credentials are not stored, its identity reaches the function.
 import { assert, assertEquals } from "../harness/assert.ts";
 import { waitFor } from "../harness/dev.ts";
-import { cleanup, setup, start } from "./helpers.ts";
-
-const auth = (user: string, password: string) => ({
-  authorization: `Basic ${btoa(`${user}:${password}`)}`,
-});
+import { basicAuth, cleanup, ORDERS_AUTH, setup, start } from "./helpers.ts";
 
 Deno.test("async with auth: who may queue, who may see a call", async () => {
   const s = await setup(
     [{ name: "orders" }, { name: "billing" }],
-    `  auth:
-    global_config: { type: basic }
-    basic:
-      - { username: admin, password: admin-pass, group: admins }
-      - { username: olga, password: olga-pass, group: orders }
-      - { username: otto, password: otto-pass, group: orders }
-    authorization:
-      - { group: admins, privileges: [functions:invoke, settings:view] }
-      - { group: orders, privileges: ["functions:invoke:orders"] }
-`,
+    ORDERS_AUTH,
   );
   const server = await start(s);
   try {
-    const olga = auth("olga", "olga-pass");
+    const olga = basicAuth("olga", "olga-pass");
     const res = await fetch(`${server.url}/async/invoke/orders`, {
       method: "POST",
       headers: { ...olga, cookie: "session=secret" },
@@ -57,8 +44,8 @@ Deno.test("async with auth: who may queue, who may see a call", async () => {
     assertEquals(own.status, 200);
     const answer = JSON.parse(own.body.result.body);
     assertEquals(answer.caller, "olga", "the function learns who queued the call");
-    assertEquals((await view(auth("otto", "otto-pass"))).status, 404, "another caller");
-    assertEquals((await view(auth("admin", "admin-pass"))).status, 200, "settings:view");
+    assertEquals((await view(basicAuth("otto", "otto-pass"))).status, 404, "another caller");
+    assertEquals((await view(basicAuth("admin", "admin-pass"))).status, 200, "settings:view");
 
     // The database and its write-ahead log: what is on disk either way.
     let text = "";
@@ -71,7 +58,7 @@ Deno.test("async with auth: who may queue, who may see a call", async () => {
     assert(!text.includes("session=secret"), "the cookie was stored");
 
     const list = await fetch(`${server.url}/functions/orders/calls`, {
-      headers: auth("otto", "otto-pass"),
+      headers: basicAuth("otto", "otto-pass"),
     });
     assertEquals((await list.json()).calls.length, 0, "otto sees only his own calls");
   } finally {

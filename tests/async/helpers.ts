@@ -59,6 +59,22 @@ ${configExtra}`;
   return { dir, record, config };
 }
 
+/** Basic auth with an admin (settings:view) and two callers allowed to invoke "orders". */
+export const ORDERS_AUTH = `  auth:
+    global_config: { type: basic }
+    basic:
+      - { username: admin, password: admin-pass, group: admins }
+      - { username: olga, password: olga-pass, group: orders }
+      - { username: otto, password: otto-pass, group: orders }
+    authorization:
+      - { group: admins, privileges: [functions:invoke, settings:view] }
+      - { group: orders, privileges: ["functions:invoke:orders"] }
+`;
+
+export const basicAuth = (user: string, password: string) => ({
+  authorization: `Basic ${btoa(`${user}:${password}`)}`,
+});
+
 export function start(s: Setup): Promise<ControlPlane> {
   return startDev({ functionsDir: s.dir, config: s.config, timeoutMs: 60_000 });
 }
