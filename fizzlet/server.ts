@@ -32,6 +32,7 @@ import {
   REQUEST_ID_HEADER,
   requestIdFrom,
 } from "../common/protocol.ts";
+import { type Deadline, deadlines } from "../common/deadlines.ts";
 import { serveHttp1, type ServerRequest, type ServerResponse } from "../common/http1_server.ts";
 import { fromResponse, webRequest } from "../common/web_bridge.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
@@ -186,7 +187,7 @@ export async function startFizzlet(
   ): Promise<ServerResponse> => {
     const requestId = requestIdFrom(headerGetter(req.headers));
     const controller = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: Deadline | undefined;
     // After the answer starts, a vanished client is noticed by the server writing it.
     const unwatch = req.watchClient(() => controller.abort(CLIENT_GONE));
     active.add(controller);
@@ -214,7 +215,8 @@ export async function startFizzlet(
         }
         ({ run, release } = got);
       } else run = work.run;
-      timer = setTimeout(() => controller.abort(TIMEOUT), options.timeout);
+      // The shared deadlines, not a setTimeout per request (see common/deadlines.ts).
+      timer = deadlines.after(options.timeout, () => controller.abort(TIMEOUT));
       if (limiter && !limiter.tryEnter()) {
         const waiting = limiter.wait(controller.signal);
         if (!waiting) {
@@ -257,7 +259,7 @@ export async function startFizzlet(
       log.error("request failed", { requestId, error: e });
       return errorAnswer(500, "fizzlet error", (e as Error).message, idHeader);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
       const after = () => {
         release?.();
         active.delete(controller);
