@@ -327,19 +327,29 @@ export async function startFizzlet(
     return res;
   };
 
-  const server = serveHttp1({
+  const serverOptions = {
     hostname: options.host,
     port: options.port,
     maxConnections: options.maxConnections || undefined,
     // Small bodies are read by the server before any mode sees them: same limit, same 408.
     bodyTimeout: options.bodyTimeout,
     log,
-    onError: (e) => {
+    onError: (e: unknown) => {
       log.error("unhandled error", { error: e });
       return errorAnswer(500, "fizzlet error", (e as Error)?.message);
     },
-  }, handler);
-  const port = server.addr.port;
+  };
+  const servers = [serveHttp1(serverOptions, handler)];
+  // The same answers on a Unix socket too (f2s dev's dispatcher connects through it).
+  if (options.socket) {
+    removeSocket(options.socket);
+    servers.push(serveHttp1({ ...serverOptions, path: options.socket }, handler));
+  }
+  const server = {
+    shutdown: () => Promise.all(servers.map((s) => s.shutdown())),
+    finished: Promise.all(servers.map((s) => s.finished)),
+  };
+  const port = servers[0].addr.port;
   // The first log line: a parent that passed --port 0 reads the port from it.
   log.info("listening", {
     port,
@@ -406,6 +416,7 @@ export async function startFizzlet(
       }
       proxy.close();
       metrics.close();
+      if (options.socket) removeSocket(options.socket);
       await commands?.settled();
       if (app) await app.stop(Math.max(1000, options.grace - (Date.now() - began)));
       log.info("stopped", { tookMs: Date.now() - began });
@@ -421,4 +432,13 @@ export async function startFizzlet(
     metrics,
     stop,
   };
+}
+
+/** Removes a Unix socket left at `path` (by an earlier run); anything else there stays. */
+function removeSocket(path: string) {
+  try {
+    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
+  } catch {
+    // Nothing there.
+  }
 }
