@@ -6,8 +6,12 @@
  * a tenth of the dispatcher's CPU in `deno task bench dispatcher`; adding to and deleting
  * from a Set is far cheaper. A deadline fires at most one tick (10 ms) late, never early,
  * and the timer runs only while a deadline is pending, so idle processes and tests are
- * left with no timer behind.
+ * left with no timer behind. It runs on a `Clock` (common/clock.ts): its monotonic reading,
+ * so a wall-clock step neither fires deadlines early nor holds them back, and its intervals,
+ * so a test clock drives it too.
  */
+
+import { type Clock, realClock, type TimerId } from "./clock.ts";
 
 export const TICK_MS = 10;
 
@@ -28,16 +32,17 @@ interface Entry extends Deadline {
   bucket: Set<Entry> | undefined;
 }
 
-export function createDeadlines(now: () => number = () => performance.now()): Deadlines {
+export function createDeadlines(clock: Clock = realClock): Deadlines {
+  const now = () => clock.monotonic();
   // Buckets by tick number: a deadline at time t waits in bucket ceil(t / TICK_MS).
   const buckets = new Map<number, Set<Entry>>();
   let pending = 0;
-  let timer: ReturnType<typeof setInterval> | undefined;
+  let timer: TimerId | undefined;
   let done = 0; // the last tick whose bucket has fired
 
   function stopIfIdle() {
     if (pending === 0 && timer !== undefined) {
-      clearInterval(timer);
+      clock.clearInterval(timer);
       timer = undefined;
     }
   }
@@ -78,7 +83,7 @@ export function createDeadlines(now: () => number = () => performance.now()): De
     after(ms, fire) {
       if (timer === undefined) {
         done = Math.floor(now() / TICK_MS);
-        timer = setInterval(tick, TICK_MS);
+        timer = clock.setInterval(tick, TICK_MS);
       }
       const at = Math.max(done + 1, Math.ceil((now() + Math.max(0, ms)) / TICK_MS));
       let bucket = buckets.get(at);

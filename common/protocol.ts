@@ -139,13 +139,20 @@ const RESPONSE_NOT_FORWARDED = new Set<string>([
   "server",
 ]);
 
-/** Names listed in a Connection header (they are hop-by-hop too), lower-cased. */
-export function connectionNamed(value: string | null | undefined): Set<string> | undefined {
-  // The usual values name only hop-by-hop headers that are dropped anyway.
-  if (!value) return undefined;
+/**
+ * Adds the names one Connection field lists (they are hop-by-hop too), lower-cased, to
+ * `into`: a message may carry several Connection fields, and every one counts.
+ */
+export function connectionNamed(
+  value: string,
+  into?: Set<string>,
+): Set<string> | undefined {
   const lower = value.toLowerCase();
-  if (lower === "keep-alive" || lower === "close") return undefined;
-  return new Set(lower.split(",").map((n) => n.trim()));
+  // The usual values name only hop-by-hop headers that are dropped anyway.
+  if (lower === "keep-alive" || lower === "close") return into;
+  into ??= new Set();
+  for (const name of lower.split(",")) into.add(name.trim());
+  return into;
 }
 
 /**
@@ -163,7 +170,7 @@ export function forwardedResponseHeaders(
 ): [string, string][] {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i++) {
-    if (raw[i][0] === "connection") named = connectionNamed(raw[i][1]);
+    if (raw[i][0] === "connection") named = connectionNamed(raw[i][1], named);
   }
   const out: [string, string][] = [];
   for (let i = 0; i < raw.length; i++) {

@@ -3,6 +3,7 @@
  * ring, served at `GET /events` and written to the log. Each event is plain data.
  */
 
+import { type Clock, realClock } from "../common/clock.ts";
 import { createLogger } from "../common/log.ts";
 import type { EventRecorder } from "../dispatcher/needs.ts";
 
@@ -23,13 +24,18 @@ export interface EventLog extends EventRecorder {
   subscribe(listener: (event: PlatformEvent) => void): () => void;
 }
 
-export function createEventLog(capacity = 1000, now: () => Date = () => new Date()): EventLog {
+export function createEventLog(capacity = 1000, clock: Clock = realClock): EventLog {
   const ring: PlatformEvent[] = [];
   const log = createLogger("events");
   const listeners = new Set<(event: PlatformEvent) => void>();
   return {
     record(type, message, fields = {}) {
-      const event: PlatformEvent = { time: now().toISOString(), type, message, ...fields };
+      const event: PlatformEvent = {
+        time: new Date(clock.now()).toISOString(),
+        type,
+        message,
+        ...fields,
+      };
       ring.push(event);
       if (ring.length > capacity) ring.splice(0, ring.length - capacity);
       log.debug(message, { type, function: fields.function, ...fields.data });

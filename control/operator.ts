@@ -4,9 +4,10 @@
  * (owner references cannot cross namespaces); writes each Function's status (Ready
  * condition with reason and message, observed generation, ready and desired replicas,
  * invoke URL); and removes Deployments and Services no function wants any more. The
- * Deployments themselves are the runtime's job (runtime.ts), driven by the reconciler.
+ * Deployments themselves are the runtime's job (runtime.ts), driven by control/follow_store.ts.
  */
 
+import { type Clock, realClock, type TimerId } from "../common/clock.ts";
 import { normalizeEndpoint } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import type { EventLog } from "./events.ts";
@@ -27,6 +28,8 @@ export interface OperatorOptions {
   publicUrl?: string;
   /** Orphaned Deployments younger than this are left alone (the store may lag). */
   orphanGraceMs?: number;
+  /** Batching, retries and the orphan grace run on it (default: the real one). */
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -58,15 +61,16 @@ export function startOperator(options: OperatorOptions): Operator {
   const log = options.log ?? createLogger("operator", { namespace });
   const publicUrl = (options.publicUrl ?? "").replace(/\/+$/, "");
   const orphanGraceMs = options.orphanGraceMs ?? 30_000;
+  const clock = options.clock ?? realClock;
   const dirty = new Set<string>();
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: TimerId | undefined;
   let running: Promise<void> | undefined;
   let stopped = false;
 
   function mark(name: string | undefined) {
     if (!name || stopped) return;
     dirty.add(name);
-    if (!timer && !running) timer = setTimeout(flush, 20);
+    if (!timer && !running) timer = clock.setTimeout(flush, 20);
   }
 
   function markAll() {
@@ -82,11 +86,14 @@ export function startOperator(options: OperatorOptions): Operator {
         dirty.clear();
         if (!isLeader()) continue;
         await Promise.all(names.map((name) =>
-          reconcile(name).catch((e) => {
-            log.warn("could not reconcile function", { function: name, error: e });
+          syncResource(name).catch((e) => {
+            log.warn("could not bring the Function resource up to date", {
+              function: name,
+              error: e,
+            });
             // Conflicts resolve with the next watch event; other errors are retried later.
             if (!(e instanceof KubeError && e.status === 409)) {
-              setTimeout(() => mark(name), 2_000);
+              clock.setTimeout(() => mark(name), 2_000);
             }
           })
         ));
@@ -97,7 +104,8 @@ export function startOperator(options: OperatorOptions): Operator {
     });
   }
 
-  async function reconcile(name: string) {
+  /** Brings one Function resource up to date: finalizer, status, and cleanup once deleted. */
+  async function syncResource(name: string) {
     const r = store.resource(name);
     if (!r) return;
     const finalizers: string[] = r.metadata.finalizers ?? [];
@@ -201,7 +209,7 @@ export function startOperator(options: OperatorOptions): Operator {
     }
     const transition = previous?.status === condition.status && previous?.lastTransitionTime
       ? previous.lastTransitionTime
-      : new Date().toISOString().replace(/\.\d+Z$/, "Z");
+      : new Date(clock.now()).toISOString().replace(/\.\d+Z$/, "Z");
     return {
       observedGeneration: generation,
       readyReplicas: problem && !problem.lastValidServed ? 0 : ready,
@@ -218,7 +226,7 @@ export function startOperator(options: OperatorOptions): Operator {
 
   async function collectGarbage() {
     if (!isLeader()) return;
-    const now = Date.now();
+    const now = clock.now();
     for (const name of runtime.managedNames()) {
       if (store.get(name)) continue;
       const created = Date.parse(runtime.deployment(name)?.metadata?.creationTimestamp ?? "");
@@ -242,19 +250,19 @@ export function startOperator(options: OperatorOptions): Operator {
   return {
     onStartedLeading() {
       (async () => {
-        await runtime.reconcileAll(true);
+        await runtime.applyWanted(true);
         markAll();
         await collectGarbage();
       })().catch((e) => log.error("taking over failed", { error: e }));
     },
     async idle() {
       while (timer || running || dirty.size) {
-        await (running ?? new Promise((r) => setTimeout(r, 25)));
+        await (running ?? clock.sleep(25));
       }
     },
     stop() {
       stopped = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       for (const u of unsubscribe) u();
     },
   };

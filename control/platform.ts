@@ -5,6 +5,7 @@
  * state → instances → routing table → dispatch → metrics → scaling decisions.
  */
 
+import type { Clock } from "../common/clock.ts";
 import { createLogger } from "../common/log.ts";
 import { createDispatcher, type Dispatcher } from "../dispatcher/dispatcher.ts";
 import type { AuthGate } from "./auth/gate.ts";
@@ -18,8 +19,9 @@ import type { ConcurrencyTracker } from "./autoscaler/concurrency.ts";
 import type { PeerLoads } from "./autoscaler/peers.ts";
 import { createScaling } from "./autoscaler/scaling.ts";
 import { type KafkaTriggers, startKafkaTriggers } from "./kafka/triggers.ts";
-import { startReconciler } from "./reconciler.ts";
+import { followStore } from "./follow_store.ts";
 import { type AsyncService, startAsync } from "./async/service.ts";
+import type { SharedTicks } from "./async/kube_ticks.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import type { FunctionStore } from "./store/store.ts";
 
@@ -44,10 +46,17 @@ export interface PlatformDeps {
   isLeader?: () => boolean;
   /** The other control-plane replicas' load, for the local scaling source (`f2s serve`). */
   peers?: PeerLoads;
+  /** The schedule ticks fired, shared by the replicas (`f2s serve`: a Lease). */
+  scheduleTicks?: SharedTicks;
   /** The async queue's file when config.yaml names none (`f2s dev`: in the functions folder). */
   asyncPath?: string;
   /** Readiness for GET /ready (see ApiDeps); default always ready. */
   ready?: () => { ready: boolean; reason?: string };
+  /**
+   * The time scaling, dispatch and async calls run on (default: the real one); the runtime
+   * is built before the platform and takes its clock itself.
+   */
+  clock?: Clock;
 }
 
 export function createPlatform(deps: PlatformDeps): Platform {
@@ -64,6 +73,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     metrics,
     isLeader: deps.isLeader,
     peers: deps.peers,
+    clock: deps.clock,
   });
   const dispatcher = createDispatcher({
     timeouts: config.timeouts,
@@ -71,10 +81,11 @@ export function createPlatform(deps: PlatformDeps): Platform {
     onLoad: scaling.onLoad,
     metrics,
     events,
+    clock: deps.clock,
   });
   const unsubscribeRuntime = runtime.subscribe((instance) => dispatcher.instanceChanged(instance));
   for (const instance of runtime.instances()) dispatcher.instanceChanged(instance);
-  const reconciler = startReconciler({ store, runtime, dispatcher, events });
+  const storeFollower = followStore({ store, runtime, dispatcher, events });
   scaling.start();
 
   // Kafka triggers invoke through the same dispatcher path as HTTP. They start in the
@@ -111,7 +122,9 @@ export function createPlatform(deps: PlatformDeps): Platform {
     functions: () => store.list(),
     events,
     isLeader: deps.isLeader,
+    scheduleTicks: deps.scheduleTicks,
     kafka: config.kafka,
+    clock: deps.clock,
   });
 
   const handler = createApiHandler({
@@ -125,6 +138,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
     ui: deps.ui,
     async: asyncCalls.api,
     ready: deps.ready,
+    clock: deps.clock,
     health: () => ({
       kafka: kafka?.health() ??
         { enabled: config.kafka.enabled, connected: false, detail: "starting" },
@@ -141,7 +155,7 @@ export function createPlatform(deps: PlatformDeps): Platform {
       await (await kafkaStarted)?.stop();
       await asyncCalls.stop(graceMs);
       scaling.stop();
-      reconciler.stop();
+      storeFollower.stop();
       store.close();
       const drained = await dispatcher.drain(graceMs);
       if (!drained) {

@@ -12,26 +12,28 @@
  * doubling to 1 s) until it answers 200 or the runtime reports on it.
  */
 
+import { type Clock, realClock } from "../common/clock.ts";
 import {
+  createDeadlines,
   type Deadline,
   type Deadlines,
   deadlines as sharedDeadlines,
 } from "../common/deadlines.ts";
 import { NotDeliveredError } from "../common/delivery.ts";
+import { createLimiter, type Limiter } from "../common/limiter.ts";
 import { RequestBodyError } from "../common/http1.ts";
 import type { FunctionDef } from "../common/function.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import type { ServerRequest } from "../common/http1_server.ts";
 import { errorAnswer, type PlainAnswer, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import type { DispatchMetrics, EventRecorder, Instance, StartFailure, Timeouts } from "./needs.ts";
+import { ClientGoneError, TimeoutError } from "../common/cut_short.ts";
 import {
-  ClientGoneError,
   createForwarder,
   type ForwardBody,
   type ForwardedResponse,
   type Forwarder,
   requestBody,
-  UpstreamTimeoutError,
 } from "./forward.ts";
 import { createRoutingTable, type RoutingTable, type Slot } from "./routing.ts";
 
@@ -66,8 +68,12 @@ export interface DispatcherDeps {
   metrics: DispatchMetrics;
   events: EventRecorder;
   table?: RoutingTable;
-  now?: () => number;
-  /** Timer for per-request timeouts (default: the process's shared one). */
+  /** Durations and timeouts run on it (default: the real one). */
+  clock?: Clock;
+  /**
+   * Timer for per-request timeouts: default the process's shared one on the real clock,
+   * a new one on any other clock.
+   */
   deadlines?: Deadlines;
   log?: Logger;
 }
@@ -94,23 +100,25 @@ interface FunctionSeries {
   byCode: Map<number, { inc(): void }>;
 }
 
-/** What a held request gets instead of a slot when its function's instance fails to start. */
-interface Failed {
-  failed: StartFailure;
-}
+/** Why held requests of a function stop waiting before a slot or their time. */
+type WaitEnd = "removed" | { failed: StartFailure };
 
-interface Waiter {
-  release(slot: Slot | undefined, reason?: "removed" | Failed): void;
-  limit: number;
+/** One function's limiter over its instances' slots; `tried` excludes instances on a retry. */
+interface FunctionLimit {
+  limiter: Limiter<Slot, Set<string>, WaitEnd>;
+  /** containerConcurrency of the definition the latest request came with (0: no limit). */
+  perInstance: number;
 }
 
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const table = deps.table ?? createRoutingTable();
-  const now = deps.now ?? (() => performance.now());
-  const deadlines = deps.deadlines ?? sharedDeadlines;
+  const clock = deps.clock ?? realClock;
+  const now = () => clock.monotonic();
+  const deadlines = deps.deadlines ??
+    (clock === realClock ? sharedDeadlines : createDeadlines(clock));
   const forwarder: Forwarder = createForwarder(deadlines);
   const log = deps.log ?? createLogger("dispatcher");
-  const waiters = new Map<string, Waiter[]>();
+  const limits = new Map<string, FunctionLimit>();
   const inflightByFn = new Map<string, number>();
   const coldSince = new Map<string, number>();
   let inflightTotal = 0;
@@ -149,16 +157,19 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     if (inflightTotal === 0) { for (const done of drainWaiters) done(); }
   }
 
-  /** Hands free slots to held requests, first come first served. */
-  function releaseWaiters(name: string) {
-    const queue = waiters.get(name);
-    while (queue && queue.length > 0) {
-      const slot = table.pick(name, queue[0].limit);
-      if (!slot) return;
-      // Reserve it now: the waiter resumes later, and the next pick must see it taken.
-      slot.inflight++;
-      queue.shift()!.release(slot);
-    }
+  function limitOf(fn: FunctionDef): FunctionLimit {
+    let entry = limits.get(fn.name);
+    if (!entry) {
+      const name = fn.name;
+      const created: FunctionLimit = {
+        perInstance: fn.scaling.containerConcurrency,
+        limiter: createLimiter((tried) => table.pick(name, created.perInstance, tried), {
+          deadlines,
+        }),
+      };
+      limits.set(name, entry = created);
+    } else entry.perInstance = fn.scaling.containerConcurrency;
+    return entry;
   }
 
   function countReady(name: string) {
@@ -203,36 +214,9 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         function: instance.function,
         instance: instance.id,
       });
-      releaseWaiters(instance.function);
+      limits.get(instance.function)?.limiter.serve();
     });
     rechecks.add(timer);
-  }
-
-  function waitForSlot(fn: FunctionDef, limit: number, timeoutMs: number, signal: AbortSignal) {
-    return new Promise<Slot | Failed | "timeout" | "removed" | "aborted">((resolve) => {
-      const queue = waiters.get(fn.name) ?? [];
-      waiters.set(fn.name, queue);
-      deps.metrics.held.inc({ function: fn.name });
-      let settled = false;
-      const finish = (value: Slot | Failed | "timeout" | "removed" | "aborted") => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        const i = queue.indexOf(waiter);
-        if (i >= 0) queue.splice(i, 1);
-        deps.metrics.held.dec({ function: fn.name });
-        resolve(value);
-      };
-      const waiter: Waiter = {
-        limit,
-        release: (slot, reason) => finish(slot ?? reason ?? "timeout"),
-      };
-      const onAbort = () => finish("aborted");
-      const timer = setTimeout(() => finish("timeout"), Math.max(0, timeoutMs));
-      signal.addEventListener("abort", onAbort);
-      queue.push(waiter);
-    });
   }
 
   async function dispatch(
@@ -270,7 +254,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       const left = limit - (now() - started);
       if (left <= 0) {
         return exchange.abort(
-          new UpstreamTimeoutError(answering ? "max_duration" : "request_timeout"),
+          new TimeoutError(answering ? "max_duration" : "request_timeout"),
         );
       }
       watchClient();
@@ -288,10 +272,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       finished = true;
       requestTimer.cancel();
       stopWatching?.();
-      if (slot) {
-        slot.inflight--;
-        releaseWaiters(fn.name);
-      }
+      if (slot) limiter.release(slot);
       changeLoad(fn.name, -1);
       const m = series(fn.name);
       let counter = m.byCode.get(status);
@@ -308,7 +289,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       return errorAnswer(status, message, details, [[REQUEST_ID_HEADER, options.requestId]]);
     };
 
-    const limit = fn.scaling.containerConcurrency;
+    const { limiter } = limitOf(fn);
     let tried: Set<string> | undefined; // instances that refused the connection
     let body: ForwardBody = null;
     if (req.body !== null) {
@@ -319,9 +300,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       }
     }
     while (true) {
-      slot = table.pick(fn.name, limit, tried);
-      if (slot) slot.inflight++;
-      else {
+      slot = limiter.tryAcquire(tried);
+      if (!slot) {
         const ready = table.ready(fn.name);
         if (tried && ready.every((s) => tried!.has(s.instance.id))) {
           slot = undefined;
@@ -349,16 +329,12 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         const wait = noneReady ? Math.min(timeouts.scalingTimeout, remaining) : remaining;
         watchClient();
         // Held first, then woken: a start that fails at once must find this request waiting.
-        const held = waitForSlot(fn, limit, wait, signal);
+        const held = limiter.acquire(signal, wait);
+        if (held === "full") throw new Error("unreachable: the dispatcher's lines are unbounded");
+        deps.metrics.held.inc({ function: fn.name });
         if (cold) deps.wake(fn.name);
         const got = await held;
-        if (got === "removed") return fail(404, `function "${fn.name}" was removed`);
-        if (typeof got === "object" && "failed" in got) {
-          return fail(503, `function "${fn.name}" could not start: ${got.failed.message}`, {
-            function: fn.name,
-            reason: got.failed.reason,
-          });
-        }
+        deps.metrics.held.dec({ function: fn.name });
         if (got === "aborted") {
           return signal.reason instanceof ClientGoneError
             ? fail(499, "client closed the request")
@@ -379,6 +355,14 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
               `request_timeout (${timeouts.requestTimeout} ms) passed while all instances were busy`,
             );
         }
+        if ("ended" in got) {
+          const end = got.ended;
+          if (end === "removed") return fail(404, `function "${fn.name}" was removed`);
+          return fail(503, `function "${fn.name}" could not start: ${end.failed.message}`, {
+            function: fn.name,
+            reason: end.failed.reason,
+          });
+        }
         slot = got;
       }
       const target = joinPath(fn.targetPath, options.suffix) + options.search;
@@ -393,8 +377,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           caller: options.caller,
         });
       } catch (e) {
-        if (e instanceof UpstreamTimeoutError) {
-          const which = e.message === "request_timeout"
+        if (e instanceof TimeoutError) {
+          const which = e.limit === "request_timeout"
             ? `request_timeout (${timeouts.requestTimeout} ms)`
             : `http_timeout (${timeouts.httpTimeout} ms)`;
           return fail(504, `function "${fn.name}" did not answer within ${which}`);
@@ -419,7 +403,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           error: e.message,
         });
         (tried ??= new Set()).add(slot.instance.id);
-        slot.inflight--;
+        limiter.release(slot);
         slot = undefined;
         continue;
       }
@@ -435,7 +419,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       try {
         return passThrough(response, exchange.signal, finish);
       } catch (e) {
-        if (e instanceof UpstreamTimeoutError) {
+        if (e instanceof TimeoutError) {
           return fail(
             504,
             `function "${fn.name}" did not finish its answer within request_timeout`,
@@ -456,8 +440,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       else if (instance.socket) forwarder.viaSocket(instance.url, instance.socket);
       if (instance.failure && table.ready(instance.function).length === 0) {
         // Nothing can serve the held requests: they get the reason now, not at scaling_timeout.
-        const failed = { failed: instance.failure };
-        for (const w of [...(waiters.get(instance.function) ?? [])]) w.release(undefined, failed);
+        limits.get(instance.function)?.limiter.endWaits({ failed: instance.failure });
       }
       if (gained) {
         const since = coldSince.get(instance.function);
@@ -468,7 +451,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
             (now() - since) / 1000,
           );
         }
-        releaseWaiters(instance.function);
+        limits.get(instance.function)?.limiter.serve();
       }
       countReady(instance.function);
     },
@@ -479,8 +462,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       table.removeFunction(name);
       seriesByFn.delete(name);
       deps.metrics.inflight.remove(name);
-      for (const w of [...(waiters.get(name) ?? [])]) w.release(undefined, "removed");
-      waiters.delete(name);
+      limits.get(name)?.limiter.endWaits("removed");
+      limits.delete(name);
       coldSince.delete(name);
     },
     inflight: (name) => (name === undefined ? inflightTotal : inflightByFn.get(name) ?? 0),
@@ -494,11 +477,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       if (inflightTotal === 0) return Promise.resolve(true);
       return new Promise((resolve) => {
         const done = () => {
-          clearTimeout(timer);
+          clock.clearTimeout(timer);
           drainWaiters.delete(done);
           resolve(true);
         };
-        const timer = setTimeout(() => {
+        const timer = clock.setTimeout(() => {
           drainWaiters.delete(done);
           resolve(false);
         }, timeoutMs);

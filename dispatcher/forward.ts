@@ -10,25 +10,14 @@
  * answers while keeping their Content-Encoding, and costs more per request.
  */
 
+import { TimeoutError } from "../common/cut_short.ts";
 import { type Deadlines, deadlines as sharedDeadlines } from "../common/deadlines.ts";
 import { NOT_DELIVERED_HEADER, NotDeliveredError } from "../common/delivery.ts";
 import { createHttp1Client, type Http1Client } from "../common/http1.ts";
 import type { ServerRequest } from "../common/http1_server.ts";
 import { readUpTo } from "../common/read_limited.ts";
-import {
-  connectionNamed,
-  FIZZLET_PATHS,
-  forwardedResponseHeaders,
-  headerValue,
-  NOT_FORWARDED,
-  REQUEST_ID_HEADER,
-} from "../common/protocol.ts";
-
-/** The http_timeout or request_timeout passed (message says which). */
-export class UpstreamTimeoutError extends Error {}
-
-/** The client went away before the answer was complete. */
-export class ClientGoneError extends Error {}
+import { FROM_CLIENT, upstreamHeaders } from "../common/forward_headers.ts";
+import { FIZZLET_PATHS, forwardedResponseHeaders, headerValue } from "../common/protocol.ts";
 
 /** A request body: bytes in memory (small, known length) or the caller's stream. */
 export type ForwardBody = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
@@ -116,13 +105,19 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
       const signal = options.exchange.signal;
       const timer = deadlines.after(
         options.httpTimeout,
-        () => options.exchange.abort(new UpstreamTimeoutError("http_timeout")),
+        () => options.exchange.abort(new TimeoutError("http_timeout")),
       );
       try {
         const res = await clientFor(base).request({
           method: req.method,
           target,
-          headers: upstreamHeaders(req, base, body, options),
+          headers: upstreamHeaders(req.headers, body, FROM_CLIENT, {
+            requestId: options.requestId,
+            fallbackHost: base.replace(/^https?:\/\//, ""),
+            clientAddress: options.clientAddress,
+            protocol: options.protocol,
+            caller: options.caller,
+          }),
           body,
           signal,
         });
@@ -186,83 +181,4 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
       clients.clear();
     },
   };
-}
-
-/** The caller's headers minus hop-by-hop ones and forged identity, plus forwarding info. */
-function upstreamHeaders(
-  req: ServerRequest,
-  base: string,
-  body: ForwardBody,
-  options: ForwardOptions,
-): [string, string][] {
-  const named = connectionNamed(headerValue(req.headers, "connection"));
-  const out: [string, string][] = [];
-  let forwardedFor: string | undefined;
-  let host: string | undefined;
-  let hasLength = false;
-  for (const [name, value] of req.headers) {
-    if (NOT_FORWARDED.has(name) || named?.has(name)) continue;
-    switch (name) {
-      case "x-forwarded-for":
-        forwardedFor = value;
-        continue;
-      case REQUEST_ID_HEADER:
-      case "x-forwarded-host":
-      case "x-forwarded-proto":
-      // Identity headers come only from F2S, never from the client.
-      case "x-f2s-caller":
-      case "x-f2s-group":
-        continue;
-      case "authorization":
-        if (options.caller) continue;
-        break;
-      case "host":
-        host = value;
-        break;
-      case "content-length":
-        hasLength = true;
-        break;
-    }
-    out.push([name, value]);
-  }
-  if (body instanceof Uint8Array && !hasLength) out.push(["content-length", String(body.length)]);
-  if (host === undefined) out.push(["host", base.replace(/^https?:\/\//, "")]);
-  else out.push(["x-forwarded-host", host]);
-  out.push([REQUEST_ID_HEADER, options.requestId]);
-  if (options.clientAddress) {
-    out.push([
-      "x-forwarded-for",
-      forwardedFor ? `${forwardedFor}, ${options.clientAddress}` : options.clientAddress,
-    ]);
-  } else if (forwardedFor) out.push(["x-forwarded-for", forwardedFor]);
-  out.push(["x-forwarded-proto", options.protocol ?? "http"]);
-  if (options.caller) {
-    out.push(
-      ["x-f2s-caller", encodeIdentity(options.caller.name)],
-      ["x-f2s-group", encodeIdentity(options.caller.group)],
-    );
-  }
-  return out;
-}
-
-/** Names that travel as they are: visible ASCII except "%" (nearly every real name). */
-const PLAIN_IDENTITY = /^[\x21-\x24\x26-\x7e]*$/;
-const utf8 = new TextEncoder();
-
-/**
- * A caller or group name as an identity header value: its UTF-8 bytes, percent-encoded
- * (RFC 3986, upper-case hex) for every byte outside visible ASCII and for "%" itself, so
- * "Tomáš Černý" arrives as "Tom%C3%A1%C5%A1%20%C4%8Cern%C3%BD" and no name, whatever it
- * holds, can end the header or add one. Apps decode it with decodeURIComponent (or
- * urllib.parse.unquote); plain ASCII names arrive unchanged. See docs/auth.md.
- */
-export function encodeIdentity(name: string): string {
-  if (PLAIN_IDENTITY.test(name)) return name;
-  let out = "";
-  for (const byte of utf8.encode(name)) {
-    out += byte >= 0x21 && byte <= 0x7e && byte !== 0x25
-      ? String.fromCharCode(byte)
-      : "%" + byte.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out;
 }

@@ -7,12 +7,15 @@
  */
 
 import type { FunctionDef } from "../common/function.ts";
+import type { Counted } from "../common/limiter.ts";
 import type { Instance } from "./needs.ts";
 
-/** A ready instance and the requests the dispatcher has outstanding on it. */
-export interface Slot {
+/**
+ * A ready instance and the requests the dispatcher has outstanding on it (`inflight`,
+ * changed only by the function's limiter, common/limiter.ts).
+ */
+export interface Slot extends Counted {
   instance: Instance;
-  inflight: number;
 }
 
 export interface RoutingTable {

@@ -13,18 +13,12 @@
  */
 
 import { dirname, join } from "node:path";
+import { ClientGoneError, ShuttingDownError, TimeoutError } from "../common/cut_short.ts";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readUpTo } from "../common/read_limited.ts";
 import { readBodyWithin } from "./body_deadline.ts";
 import { createTail, forEachLine } from "./lines.ts";
-import {
-  ClientGone,
-  type Received,
-  type Receiver,
-  type RequestContext,
-  ShuttingDown,
-  Timeout,
-} from "./request.ts";
+import type { Received, Receiver, RequestContext } from "./request.ts";
 import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
@@ -370,7 +364,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
 
 export function abortedResponse(ctx: RequestContext, stderr?: string): Response {
   const reason = ctx.signal.reason;
-  if (reason instanceof Timeout) {
+  if (reason instanceof TimeoutError) {
     ctx.log.warn("script timed out; its processes killed", {
       requestId: ctx.requestId,
       timeoutMs: ctx.timeout,
@@ -380,9 +374,9 @@ export function abortedResponse(ctx: RequestContext, stderr?: string): Response 
       stderr: stderr || undefined,
     });
   }
-  if (reason instanceof ShuttingDown) {
+  if (reason instanceof ShuttingDownError) {
     return errorResponse(503, "fizzlet is shutting down", undefined, { "retry-after": "1" });
   }
-  if (reason instanceof ClientGone) return errorResponse(499, "client disconnected");
+  if (reason instanceof ClientGoneError) return errorResponse(499, "client disconnected");
   return errorResponse(500, "request aborted", String(reason));
 }

@@ -6,7 +6,8 @@
 import { UsageError } from "../common/cli.ts";
 import { createLogger } from "../common/log.ts";
 import { HELP, parseOptions } from "./options.ts";
-import { ConfigError, startFizzlet } from "./server.ts";
+import { ConfigError } from "../common/config_util.ts";
+import { startFizzlet } from "./server.ts";
 
 export async function main(args: string[]): Promise<number> {
   const parsed = parseOptions(args);

@@ -11,19 +11,14 @@
  * response headers within the timeout a 504, both with a JSON error body.
  */
 
-import {
-  connectionNamed,
-  errorAnswer,
-  forwardedResponseHeaders,
-  headerValue,
-  NOT_FORWARDED,
-  REQUEST_ID_HEADER,
-} from "../common/protocol.ts";
+import { errorAnswer, forwardedResponseHeaders } from "../common/protocol.ts";
+import { FROM_DISPATCHER, upstreamHeaders } from "../common/forward_headers.ts";
 import { createHttp1Client } from "../common/http1.ts";
 import { NOT_DELIVERED_HEADER, NotDeliveredError } from "../common/delivery.ts";
 import type { ServerRequest, ServerResponse } from "../common/http1_server.ts";
 import { HeadError } from "../common/http1_wire.ts";
-import { ClientGone, type RequestContext, ShuttingDown, Timeout } from "./request.ts";
+import { ClientGoneError, ShuttingDownError, TimeoutError } from "../common/cut_short.ts";
+import type { RequestContext } from "./request.ts";
 
 export interface Proxy {
   handle(req: ServerRequest, ctx: RequestContext): Promise<ServerResponse>;
@@ -45,70 +40,17 @@ export function originForm(target: string): string {
   return target[i] === "?" ? `/${target.slice(i)}` : target.slice(i);
 }
 
-/** Request headers for the app: the client's, minus hop-by-hop ones, plus forwarding info. */
-function upstreamHeaders(
-  req: ServerRequest,
-  ctx: RequestContext,
-  appPort: number,
-): [string, string][] {
-  const named = connectionNamed(headerValue(req.headers, "connection"));
-  const out: [string, string][] = [];
-  let forwardedFor: string | undefined;
-  let proto = false;
-  let forwardedHost = false;
-  let host: string | undefined;
-  let hasLength = false;
-  for (const pair of req.headers) {
-    const [name, value] = pair;
-    if (NOT_FORWARDED.has(name) || named?.has(name)) continue;
-    switch (name) {
-      case "x-forwarded-for":
-        forwardedFor = value;
-        continue;
-      case REQUEST_ID_HEADER:
-        continue;
-      case "x-forwarded-proto":
-        proto = true;
-        break;
-      case "x-forwarded-host":
-        forwardedHost = true;
-        break;
-      case "host":
-        host = value;
-        break;
-      case "content-length":
-        // The server read exactly this many bytes into the body (one valid header only).
-        hasLength = true;
-        break;
-    }
-    out.push(pair);
-  }
-  // A chunked body the server decoded whole goes on with its length.
-  if (req.body instanceof Uint8Array && !hasLength) {
-    out.push(["content-length", String(req.body.length)]);
-  }
-  if (host === undefined) out.push(["host", `127.0.0.1:${appPort}`]);
-  out.push([REQUEST_ID_HEADER, ctx.requestId]);
-  out.push([
-    "x-forwarded-for",
-    forwardedFor ? `${forwardedFor}, ${ctx.remoteAddress}` : ctx.remoteAddress,
-  ]);
-  if (!proto) out.push(["x-forwarded-proto", "http"]);
-  if (!forwardedHost && host !== undefined) out.push(["x-forwarded-host", host]);
-  return out;
-}
-
 function failure(ctx: RequestContext, appPort: number, e: unknown): ServerResponse {
   const reason = ctx.signal.reason;
-  if (reason instanceof Timeout) {
+  if (reason instanceof TimeoutError) {
     ctx.log.warn("app did not answer in time", {
       requestId: ctx.requestId,
       timeoutMs: ctx.timeout,
     });
     return errorAnswer(504, "app did not answer in time", { timeoutMs: ctx.timeout });
   }
-  if (reason instanceof ClientGone) return errorAnswer(499, "client disconnected");
-  if (reason instanceof ShuttingDown) {
+  if (reason instanceof ClientGoneError) return errorAnswer(499, "client disconnected");
+  if (reason instanceof ShuttingDownError) {
     return errorAnswer(503, "fizzlet is shutting down", undefined, [["retry-after", "1"]]);
   }
   const message = (e as Error).message;
@@ -135,7 +77,11 @@ export function createProxy(appPort: number): Proxy {
       const res = await client.request({
         method: req.method,
         target: originForm(req.target),
-        headers: upstreamHeaders(req, ctx, appPort),
+        headers: upstreamHeaders(req.headers, req.body, FROM_DISPATCHER, {
+          requestId: ctx.requestId,
+          fallbackHost: `127.0.0.1:${appPort}`,
+          clientAddress: ctx.remoteAddress,
+        }),
         body: req.body,
         signal: ctx.signal,
       });

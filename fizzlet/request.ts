@@ -4,15 +4,13 @@
  * shutdown), so each mode can answer 504, give up quietly, or clean up.
  */
 
+import { ClientGoneError, ShuttingDownError, TimeoutError } from "../common/cut_short.ts";
 import type { Logger } from "../common/log.ts";
 
-export class Timeout extends Error {}
-export class ClientGone extends Error {}
-export class ShuttingDown extends Error {}
-
-export const TIMEOUT = new Timeout("request timed out");
-export const CLIENT_GONE = new ClientGone("client disconnected");
-export const SHUTTING_DOWN = new ShuttingDown("fizzlet is shutting down");
+// One instance each: abort reasons are compared and never carry per-request data.
+export const TIMEOUT = new TimeoutError("timeout", "request timed out");
+export const CLIENT_GONE = new ClientGoneError();
+export const SHUTTING_DOWN = new ShuttingDownError("fizzlet is shutting down");
 
 export interface RequestContext {
   requestId: string;

@@ -23,6 +23,8 @@
  * started by `--app-command` is stopped last.
  */
 
+import { ConfigError } from "../common/config_util.ts";
+import { type Counted, type CountLimiter, createCountLimiter } from "../common/limiter.ts";
 import { createLogger, type Logger } from "../common/log.ts";
 import {
   errorAnswer,
@@ -39,7 +41,6 @@ import { type AppProcess, startApp } from "./app_process.ts";
 import { createCommandRunner } from "./command.ts";
 import { createStdinRunner, Cut, streamDone } from "./command_stdin.ts";
 import { NOT_DELIVERED_HEADER } from "../common/delivery.ts";
-import { createLimiter, type Limiter } from "./limiter.ts";
 import { createMetrics, type FizzletMetrics } from "./metrics.ts";
 import { effectiveMaxInflight, type FizzletOptions } from "./options.ts";
 import { acceptsConnections } from "./probe.ts";
@@ -67,9 +68,6 @@ export interface Fizzlet {
 const FAST_PROBE = 150;
 const FAST_PROBE_FOR = 30_000;
 const SLOW_PROBE = 1000;
-
-/** The options cannot work together with what is on disk (e.g. command mode, no start.sh). */
-export class ConfigError extends Error {}
 
 async function fileExists(path: string): Promise<boolean> {
   try {
@@ -140,7 +138,11 @@ export async function startFizzlet(
   const script = `${options.dir}/start.sh`;
   const hasScript = await fileExists(script);
   if (options.mode === "command" && !hasScript) {
-    throw new ConfigError(`--mode command needs ${script}, which does not exist`);
+    // The options cannot work together with what is on disk.
+    throw new ConfigError("the fizzlet's options", [{
+      path: "--mode",
+      message: `command needs ${script}, which does not exist`,
+    }]);
   }
 
   const metrics = createMetrics();
@@ -160,13 +162,13 @@ export async function startFizzlet(
       maxDuration: options.maxDuration || options.timeout,
     })
     : createCommandRunner(options.dir, { bodyTimeout: options.bodyTimeout });
-  const limiters: Record<"proxy" | "command", Limiter | undefined> = {
+  const limiters: Record<"proxy" | "command", CountLimiter | undefined> = {
     proxy: undefined,
     command: undefined,
   };
   for (const m of ["proxy", "command"] as const) {
     const max = effectiveMaxInflight(options.maxInflight, m);
-    if (Number.isFinite(max)) limiters[m] = createLimiter(max, options.queue);
+    if (Number.isFinite(max)) limiters[m] = createCountLimiter(max, options.queue);
   }
 
   let draining = false;
@@ -183,7 +185,7 @@ export async function startFizzlet(
   const serveFunction = async (
     req: ServerRequest,
     work: { run: Run } | { prepare: Prepare },
-    limiter: Limiter | undefined,
+    limiter: CountLimiter | undefined,
   ): Promise<ServerResponse> => {
     const requestId = requestIdFrom(headerGetter(req.headers));
     const controller = new AbortController();
@@ -199,6 +201,7 @@ export async function startFizzlet(
       log,
     };
     const idHeader: [string, string][] = [[REQUEST_ID_HEADER, requestId]];
+    let slot: Counted | undefined;
     let entered = false;
     let release: (() => void) | undefined;
     let done: Promise<void> | undefined;
@@ -217,9 +220,9 @@ export async function startFizzlet(
       } else run = work.run;
       // The shared deadlines, not a setTimeout per request (see common/deadlines.ts).
       timer = deadlines.after(options.timeout, () => controller.abort(TIMEOUT));
-      if (limiter && !limiter.tryEnter()) {
-        const waiting = limiter.wait(controller.signal);
-        if (!waiting) {
+      if (limiter && !(slot = limiter.tryAcquire())) {
+        const waiting = limiter.acquire(controller.signal);
+        if (waiting === "full") {
           log.warn("queue full; request refused", { requestId, queue: options.queue });
           return errorAnswer(429, "too many requests", {
             maxInflight: limiter.max,
@@ -229,8 +232,14 @@ export async function startFizzlet(
         queued++;
         metrics.queued.inc();
         try {
-          await waiting;
-        } catch {
+          const got = await waiting;
+          if (typeof got === "object" && "inflight" in got) slot = got;
+        } finally {
+          queued--;
+          metrics.queued.dec();
+        }
+        if (!slot) {
+          // The signal ended the wait: the request's timeout, or shutdown.
           const reason = controller.signal.reason;
           if (reason === TIMEOUT) {
             return errorAnswer(504, "request waited in the queue past its timeout", {
@@ -241,9 +250,6 @@ export async function startFizzlet(
             ["retry-after", "1"],
             NOT_DELIVERED,
           ]);
-        } finally {
-          queued--;
-          metrics.queued.dec();
         }
       }
       entered = true;
@@ -266,7 +272,7 @@ export async function startFizzlet(
         if (entered) {
           inflight--;
           metrics.inflight.dec();
-          limiter?.leave();
+          if (slot) limiter?.release(slot);
         }
         unwatch();
       };

@@ -17,7 +17,7 @@ export NO_COLOR=1
 # every other *_test.ts; a new test joins the fast lane unless it is listed here.
 EXTERNAL=(
   tests/cluster/ tests/kube/chart_test.ts tests/kube/ha_test.ts tests/kube/ha_scaling_test.ts
-  tests/kube/kubeconfig_test.ts tests/kube/operator_test.ts tests/autoscaler/original_metrics_test.ts
+  tests/kube/kubeconfig_test.ts tests/kube/operator_test.ts tests/kube/schedule_test.ts tests/autoscaler/original_metrics_test.ts
   tests/autoscaler/dashboard_test.ts tests/autoscaler/dev_test.ts tests/autoscaler/prometheus_test.ts
   tests/kafka/dev_test.ts tests/kafka/kafka39_test.ts tests/kafka/kafka4_test.ts
   tests/kafka/original_f2s_test.ts tests/ui/e2e_test.ts tests/fizzlet/pid1_test.ts tests/release/

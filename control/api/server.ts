@@ -4,6 +4,7 @@
  * document and the web UI. Every error is JSON `{error, details}` with a fitting status.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { stringify as stringifyYaml } from "yaml";
 import {
   formatErrors,
@@ -64,6 +65,8 @@ export interface ApiDeps {
   /** Asynchronous calls: `/async/invoke/…`, `/calls/{id}`, `/functions/{name}/calls`. */
   async?: AsyncApi;
   version?: string;
+  /** For the uptime in GET /health (default: the real one). */
+  clock?: Clock;
 }
 
 type Target = { pathname: string; search: string };
@@ -73,7 +76,8 @@ export type Handler = ServerHandler;
 
 export function createApiHandler(deps: ApiDeps): Handler {
   const log = createLogger("api");
-  const started = Date.now();
+  const clock = deps.clock ?? realClock;
+  const started = clock.now();
 
   function status(fn: FunctionDef) {
     const instances = deps.runtime.instances(fn.name);
@@ -227,7 +231,7 @@ export function createApiHandler(deps: ApiDeps): Handler {
         status: "ok",
         runtime: deps.runtime.kind,
         functions: deps.store.list().length,
-        uptimeSeconds: Math.round((Date.now() - started) / 1000),
+        uptimeSeconds: Math.round((clock.now() - started) / 1000),
         version: deps.version,
         ...deps.health?.(),
       });

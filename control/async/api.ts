@@ -6,6 +6,7 @@
  * other callers' calls cannot be probed).
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { nextTick } from "../../common/async_spec.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import type { ServerRequest } from "../../common/http1_server.ts";
@@ -40,7 +41,7 @@ export interface AsyncApiDeps {
   function(name: string): FunctionDef | undefined;
   /** A new call is queued: look for work now. */
   queued(): void;
-  now?: () => number;
+  clock?: Clock;
 }
 
 export interface AsyncApi {
@@ -61,7 +62,8 @@ const DROPPED = new Set<string>([
 const CREDENTIALS = new Set(["authorization", "cookie"]);
 
 export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? realClock;
+  const now = () => clock.now();
 
   async function submit(
     req: ServerRequest,

@@ -4,6 +4,7 @@
  * only) and the HTTP routes.
  */
 
+import type { Clock } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger } from "../../common/log.ts";
 import type { Dispatcher } from "../../dispatcher/dispatcher.ts";
@@ -11,6 +12,7 @@ import type { AuthGate } from "../auth/gate.ts";
 import type { EventLog } from "../events.ts";
 import { type AsyncApi, createAsyncApi } from "./api.ts";
 import type { AsyncConfig } from "./config.ts";
+import type { SharedTicks } from "./kube_ticks.ts";
 import { startScheduler } from "./scheduler.ts";
 import { type CallStore, openCallStore } from "./store.ts";
 import { errorAnswer, errorResponse } from "../../common/protocol.ts";
@@ -31,8 +33,12 @@ export interface AsyncDeps {
   functions(): FunctionDef[];
   events: EventLog;
   isLeader?: () => boolean;
+  /** Several replicas (`f2s serve`): the record of fired schedule ticks they share. */
+  scheduleTicks?: SharedTicks;
   /** With Kafka enabled, calls go through the shared `f2s-async` topic. */
   kafka?: KafkaConfig;
+  /** Call times, retries and schedule ticks run on it (default: the real one). */
+  clock?: Clock;
 }
 
 export function startAsync(deps: AsyncDeps): AsyncService {
@@ -69,6 +75,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     dispatch: deps.dispatcher.dispatch,
     events: deps.events,
     log,
+    clock: deps.clock,
   });
   const kafka = kafkaEnabled
     ? startKafkaQueue({
@@ -95,8 +102,10 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     isLeader: deps.isLeader ?? (() => true),
     queued: worker.poke,
     log,
+    events: deps.events,
     publish: kafka?.publish,
-    freshOnTakeover: deps.isLeader !== undefined,
+    shared: deps.scheduleTicks,
+    clock: deps.clock,
   });
   const api = createAsyncApi({
     config: deps.config,
@@ -106,6 +115,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     match: (path) => deps.dispatcher.table.match(path),
     function: byName,
     queued: worker.poke,
+    clock: deps.clock,
   });
   log.info("async queue open", { path: deps.config.path, ...store.counts() });
   return {

@@ -7,6 +7,7 @@
  * restart continues where the last process stopped (calls it left running run again).
  */
 
+import { type Clock, realClock, type TimerId } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { ASYNC_DEFAULTS } from "../../common/async_spec.ts";
 import type { ServerRequest } from "../../common/http1_server.ts";
@@ -25,7 +26,7 @@ export interface WorkerDeps {
   dispatch(fn: FunctionDef, req: ServerRequest, options: DispatchOptions): Promise<PlainAnswer>;
   events: EventLog;
   log: Logger;
-  now?: () => number;
+  clock?: Clock;
   /** A call reached a final state (the Kafka queue commits its offset then). */
   onFinished?: (id: string) => void;
 }
@@ -43,12 +44,13 @@ const IDLE_POLL_MS = 1000;
 
 export function startWorker(deps: WorkerDeps): Worker {
   const { store, config, log } = deps;
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? realClock;
+  const now = () => clock.now();
   const runningByFn = new Map<string, number>();
   const callbacksRunning = new Set<string>();
   const work = new Set<Promise<void>>();
   let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: TimerId;
   let scheduled = false;
   let lastPurge = 0;
 
@@ -72,7 +74,7 @@ export function startWorker(deps: WorkerDeps): Worker {
   function pump() {
     scheduled = false;
     if (stopped) return;
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
     const t = now();
     try {
       for (const name of store.dueFunctions(t)) {
@@ -112,7 +114,7 @@ export function startWorker(deps: WorkerDeps): Worker {
     }
     const next = store.nextDue();
     const wait = next === undefined ? IDLE_POLL_MS : Math.min(IDLE_POLL_MS, next - now());
-    timer = setTimeout(poke, Math.max(10, wait));
+    timer = clock.setTimeout(poke, Math.max(10, wait));
   }
 
   function backoff(attempt: number): number {
@@ -210,13 +212,10 @@ export function startWorker(deps: WorkerDeps): Worker {
         : runningByFn.get(fn) ?? 0,
     async stop(ms) {
       stopped = true;
-      clearTimeout(timer);
-      let t: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...work]),
-        new Promise((r) => (t = setTimeout(r, ms))),
-      ]);
-      clearTimeout(t);
+      clock.clearTimeout(timer);
+      const waited = new AbortController();
+      await Promise.race([Promise.allSettled([...work]), clock.sleep(ms, waited.signal)]);
+      waited.abort();
     },
   };
 }

@@ -10,6 +10,7 @@
  * and `oidc` (the issuer's tokens only). See docs/auth.md.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { AuthGate, AuthRequest } from "./gate.ts";
 import { peerOf } from "../../common/web_bridge.ts";
@@ -44,7 +45,7 @@ export interface Principal {
 export type Auth = AuthGate<Principal>;
 
 export interface AuthDeps {
-  now?: () => number;
+  clock?: Clock;
   /** Sign-in throttle settings (tests); the defaults suit production. */
   throttle?: ThrottleOptions;
   fetch?: typeof fetch;
@@ -60,7 +61,8 @@ const REALM = 'realm="f2s"';
  * (unknown type, token mode without a secret, ...), so start-up refuses it.
  */
 export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promise<Auth> {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? realClock;
+  const now = () => clock.now();
   const log = deps.log ?? createLogger("auth");
   const r = new Reader();
   if (!AUTH_TYPES.includes(config.type)) {
@@ -77,10 +79,10 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
   const privilegesOf = new Map(config.authorization.map((a) => [a.group, a.privileges]));
   const signinEnabled = type === "token" && !!config.token.jwtSecret;
   const passwords: PasswordChecker | undefined = type === "basic" || signinEnabled
-    ? await createPasswordChecker(config.basic, { now })
+    ? await createPasswordChecker(config.basic, { clock })
     : undefined;
   const tokens: TokenVerifier | undefined = type === "token" || type === "oidc"
-    ? createTokenVerifier(config, { now, fetch: deps.fetch })
+    ? createTokenVerifier(config, { clock, fetch: deps.fetch })
     : undefined;
   const warmUpError = await tokens?.warmUp();
   if (warmUpError) {
@@ -90,7 +92,7 @@ export async function createAuth(config: AuthConfig, deps: AuthDeps = {}): Promi
     });
   }
   const bearerScheme = type === "token" || type === "oidc";
-  const throttle = createSigninThrottle({ now, ...deps.throttle });
+  const throttle = createSigninThrottle({ clock, ...deps.throttle });
   const clientOf = clientAddressResolver(config.trustedProxies ?? []);
   const anonymous: Principal = {
     name: "anonymous",

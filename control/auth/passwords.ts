@@ -13,7 +13,9 @@
  * concurrent slow verifications are bounded so failed attempts cannot eat every core.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { createCountLimiter } from "../../common/limiter.ts";
 import type { BasicUser } from "./config.ts";
 import { passwordKind } from "./config.ts";
 
@@ -30,7 +32,7 @@ export interface PasswordChecker {
 }
 
 export interface CheckerOptions {
-  now?: () => number;
+  clock?: Clock;
   /** How long a successful check is remembered (ms). */
   cacheTtl?: number;
   /** Verifications with slow hashes running at once; more wait in line. */
@@ -57,7 +59,8 @@ export async function createPasswordChecker(
   users: BasicUser[],
   options: CheckerOptions = {},
 ): Promise<PasswordChecker> {
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? realClock;
+  const now = () => clock.now();
   const cacheTtl = options.cacheTtl ?? 60_000;
   const key = crypto.getRandomValues(new Uint8Array(32));
   const mac = (text: string) => createHmac("sha256", key).update(text, "utf8").digest();
@@ -213,23 +216,26 @@ function argon2Class(stored: string): string {
 }
 
 /**
- * Runs at most `max` tasks at once and lets `queued` more wait; beyond that resolves
- * null at once (the caller answers "busy" rather than queueing without bound).
+ * Runs at most `max` tasks at once and lets `queued` more wait (common/limiter.ts); beyond
+ * that resolves null at once (the caller answers "busy" rather than queueing without bound).
  */
 function createLimiter(max: number, queued: number) {
-  let running = 0;
-  const waiting: (() => void)[] = [];
+  const limiter = createCountLimiter(max, queued);
+  // Waits here end only with a slot: no timeout, and nothing aborts them.
+  const never = new AbortController().signal;
   return async function <T>(task: () => Promise<T>): Promise<T | null> {
-    if (running < max) running++;
-    else if (waiting.length >= queued) return null;
-    // A finishing task hands its slot over directly, so `running` never exceeds `max`.
-    else await new Promise<void>((resolve) => waiting.push(resolve));
+    let slot = limiter.tryAcquire();
+    if (!slot) {
+      const waiting = limiter.acquire(never);
+      if (waiting === "full") return null;
+      const got = await waiting;
+      if (typeof got !== "object" || !("inflight" in got)) return null;
+      slot = got;
+    }
     try {
       return await task();
     } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else running--;
+      limiter.release(slot);
     }
   };
 }

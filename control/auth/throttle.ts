@@ -13,8 +13,10 @@
  * after a quiet period, and the tables are bounded (the oldest entries go first).
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
+
 export interface ThrottleOptions {
-  now?: () => number;
+  clock?: Clock;
   /** Failures of one user name from one address before lockouts start. */
   pairLimit?: number;
   /** Failures from one address (any user name) before lockouts start. */
@@ -49,7 +51,8 @@ export interface SigninThrottle {
 }
 
 export function createSigninThrottle(options: ThrottleOptions = {}): SigninThrottle {
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? realClock;
+  const now = () => clock.now();
   const pairLimit = options.pairLimit ?? 5;
   const addressLimit = options.addressLimit ?? 30;
   const addressInflight = options.addressInflight ?? 2;

@@ -9,6 +9,7 @@
  * by the issuer's verifier, and an RS256 token cannot be checked against `jwt_secret`.
  */
 
+import { type Clock } from "../../common/clock.ts";
 import * as jose from "jose";
 import { createHash } from "node:crypto";
 import { type AuthConfig, HMAC_ALGORITHMS, type OidcConfig, SIGNIN_ISSUER } from "./config.ts";
@@ -36,7 +37,7 @@ export interface TokenVerifier {
 }
 
 export interface TokenDeps {
-  now: () => number;
+  clock: Clock;
   fetch?: typeof fetch;
 }
 
@@ -51,7 +52,7 @@ export function createTokenVerifier(config: AuthConfig, deps: TokenDeps): TokenV
   const verified = new Map<string, { identity: TokenIdentity; until: number }>();
   const remember = (key: string, identity: TokenIdentity) => {
     const expiry = identity.expiresAt ?? Infinity;
-    const until = Math.min(expiry + config.clockTolerance, deps.now() + VERIFIED_TTL);
+    const until = Math.min(expiry + config.clockTolerance, deps.clock.now() + VERIFIED_TTL);
     if (verified.size >= 1024) verified.delete(verified.keys().next().value!);
     verified.set(key, { identity, until });
   };
@@ -77,7 +78,7 @@ export function createTokenVerifier(config: AuthConfig, deps: TokenDeps): TokenV
     async verify(token) {
       const key = digest(token);
       const hit = verified.get(key);
-      if (hit && hit.until > deps.now()) return { ok: true, identity: hit.identity };
+      if (hit && hit.until > deps.clock.now()) return { ok: true, identity: hit.identity };
       if (hit) verified.delete(key);
       const outcome = await check(token);
       if (outcome.ok) remember(key, outcome.identity);
@@ -120,7 +121,7 @@ function hmacVerifier(config: AuthConfig, deps: TokenDeps) {
     const { payload } = await jose.jwtVerify(token, keyFor, {
       algorithms: HMAC_ALGORITHMS,
       clockTolerance: config.clockTolerance / 1000,
-      currentDate: new Date(deps.now()),
+      currentDate: new Date(deps.clock.now()),
     });
     if (payload.exp === undefined && !listed) {
       return refused(
@@ -154,7 +155,7 @@ function oidcVerifier(oidc: OidcConfig, clockTolerance: number, deps: TokenDeps)
         audience: oidc.audience.length > 0 ? oidc.audience : undefined,
         algorithms: oidc.algorithms,
         clockTolerance: clockTolerance / 1000,
-        currentDate: new Date(deps.now()),
+        currentDate: new Date(deps.clock.now()),
         requiredClaims: ["exp"],
       });
       return identityFrom(payload, "oidc", oidc.usernameClaim, oidc.groupClaim);

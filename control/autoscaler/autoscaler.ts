@@ -9,6 +9,7 @@
  * urgent, so any replica's dispatcher may ask for it.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { AutoscalingConfig } from "../config.ts";
@@ -18,18 +19,6 @@ import type { Runtime } from "../runtime/runtime.ts";
 import { decide, type KpaDecision, type KpaParams, type PanicState } from "./kpa.ts";
 import type { ConcurrencySignal } from "./signal.ts";
 
-export interface Clock {
-  now(): number;
-  setInterval(callback: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setInterval: (callback, ms) => setInterval(callback, ms),
-  clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
-};
-
 export interface AutoscalerDeps {
   runtime: Pick<Runtime, "scale" | "instances" | "desiredReplicas">;
   /** The functions to scale, read every tick. */
@@ -38,7 +27,7 @@ export interface AutoscalerDeps {
   config: AutoscalingConfig;
   events: EventLog;
   metrics: Metrics;
-  /** Must be the clock the signal's last-activity times use. */
+  /** Must be the clock the signal's last-activity times use (default: the real one). */
   clock?: Clock;
   /** Only the leader acts on decisions; default: always this one. */
   isLeader?: () => boolean;
@@ -102,7 +91,7 @@ interface FunctionState {
 }
 
 export function createAutoscaler(deps: AutoscalerDeps): Autoscaler {
-  const clock = deps.clock ?? systemClock;
+  const clock = deps.clock ?? realClock;
   const isLeader = deps.isLeader ?? (() => true);
   const log = deps.log ?? createLogger("autoscaler");
   const states = new Map<string, FunctionState>();

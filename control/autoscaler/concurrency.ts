@@ -13,6 +13,7 @@
  * which is what the Prometheus signal reads (see signal.ts).
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import type { Metrics } from "../metrics.ts";
 
 export interface ConcurrencyTracker {
@@ -37,8 +38,6 @@ export interface TrackerOptions {
   retentionMs?: number;
   /** Export the integral and last activity as Prometheus metrics. */
   metrics?: Metrics;
-  /** Unix time in ms for the last-activity metric (the tracker's clock may be monotonic). */
-  wallClock?: () => number;
 }
 
 const BUCKET_MS = 1000;
@@ -59,16 +58,17 @@ interface Series {
   lastActivity: number | undefined;
 }
 
+/**
+ * Times are the clock's wall-clock `now()`: the autoscaler compares last activity with its
+ * own `now()`, and the exported last activity is a Unix timestamp other replicas compare.
+ */
 export function createConcurrencyTracker(
-  now: () => number,
+  clock: Clock = realClock,
   options: TrackerOptions = {},
 ): ConcurrencyTracker {
+  const now = () => clock.now();
   const size = Math.ceil((options.retentionMs ?? 3_600_000) / BUCKET_MS) + 2;
   const series = new Map<string, Series>();
-  const wallClock = options.wallClock ?? Date.now;
-  // The exported last-activity is wall-clock time while the tracker may run on another
-  // clock: convert through the offset between the two at creation.
-  const wallOffset = wallClock() - now();
 
   function get(fn: string, t: number): Series {
     let s = series.get(fn);
@@ -140,7 +140,7 @@ export function createConcurrencyTracker(
       s.exported = s.integral;
       const active = s.current > 0 ? t : s.lastActivity;
       if (active !== undefined) {
-        m.lastActivity.set({ function: fn }, (active + wallOffset) / 1000);
+        m.lastActivity.set({ function: fn }, active / 1000);
       }
     }
   }

@@ -13,12 +13,13 @@
  * stops removes its own.
  */
 
+import { type Clock, realClock, type TimerId } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { ConcurrencyTracker } from "./concurrency.ts";
 import { loadReport, parseLoadReport, type PeerLoads } from "./peers.ts";
 import { type KubeClient, KubeError } from "../kube/client.ts";
 import { backoff, leaseInformer } from "../kube/leader.ts";
-import { paths } from "../kube/paths.ts";
+import { annotationKey, paths } from "../kube/paths.ts";
 
 export const LOAD_ANNOTATION_PREFIX = "load.f2s.opensight.ch/";
 
@@ -35,6 +36,8 @@ export interface LoadExchangeOptions {
   staleMs: number;
   /** Reports while busy at most this often (ms); default 1000. */
   publishMs?: number;
+  /** Must be the clock of `tracker` (default: the real one). */
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -45,24 +48,13 @@ export interface LoadExchange {
   stop(): Promise<void>;
 }
 
-/** An annotation name part from a replica's identity: at most 63 of [A-Za-z0-9._-]. */
-export function replicaKey(identity: string): string {
-  let key = identity.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, "");
-  if (key.length > 63 || key !== identity) {
-    // Different identities must not share a key: add a hash of the original.
-    let h = 0;
-    for (const ch of identity) h = (Math.imul(h, 31) + ch.codePointAt(0)!) >>> 0;
-    key = `${key.slice(0, 54)}-${h.toString(16).padStart(8, "0")}`.replace(/^-/, "x");
-  }
-  return key || "replica";
-}
-
 export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
   const { client, namespace, name, tracker, peers } = options;
   const log = options.log ?? createLogger("load", { lease: name });
+  const clock = options.clock ?? realClock;
   const publishMs = options.publishMs ?? 1000;
   const heartbeatMs = options.staleMs / 3;
-  const own = LOAD_ANNOTATION_PREFIX + replicaKey(options.identity);
+  const own = LOAD_ANNOTATION_PREFIX + annotationKey(options.identity);
   const lease = leaseInformer(client, namespace, name, log);
   let seq = 0;
   let lastPublishAt = 0;
@@ -73,11 +65,11 @@ export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
   let lastGcAt = 0;
   let published: Record<string, [number, number, number | null]> = {};
   let inFlightWrite: Promise<void> | undefined;
-  let timer: ReturnType<typeof setInterval> | undefined;
+  let timer: TimerId;
 
   /** Everyone else's reports into `peers`; replicas whose annotation is gone are dropped. */
   function ingest() {
-    const now = Date.now();
+    const now = clock.now();
     const annotations: Record<string, string> = lease.get(name)?.metadata?.annotations ?? {};
     const present = new Set<string>();
     for (const [key, value] of Object.entries(annotations)) {
@@ -170,7 +162,7 @@ export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
 
   function step() {
     if (inFlightWrite) return;
-    const now = Date.now();
+    const now = clock.now();
     if (now < retryAt) return;
     const fns = loadReport(tracker, seq, now).fns;
     inFlightWrite = (async () => {
@@ -186,11 +178,11 @@ export function startLoadExchange(options: LoadExchangeOptions): LoadExchange {
       await lease.start();
       ingest();
       step();
-      timer = setInterval(step, Math.min(100, publishMs));
+      timer = clock.setInterval(step, Math.min(100, publishMs));
     },
     stats: () => ({ written, failed }),
     async stop() {
-      clearInterval(timer);
+      clock.clearInterval(timer);
       await inFlightWrite;
       if (written > 0) {
         await patch({ [own]: null }).catch((e) =>

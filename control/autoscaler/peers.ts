@@ -12,6 +12,7 @@
  * that has not reported for `staleMs` (it died, or lost the API) no longer counts.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import type { ConcurrencyTracker } from "./concurrency.ts";
 import type { ConcurrencySignal } from "./signal.ts";
 
@@ -187,8 +188,9 @@ export function createPeerLoads(
 export function replicasSignal(
   tracker: ConcurrencyTracker,
   peers: PeerLoads,
-  now: () => number = Date.now,
+  clock: Clock = realClock,
 ): ConcurrencySignal {
+  const now = () => clock.now();
   return {
     source: "local",
     average: (fn, windowMs) =>

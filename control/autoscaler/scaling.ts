@@ -4,6 +4,7 @@
  * together the same way for `f2s dev`, `f2s serve` and tests.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import type { Config } from "../config.ts";
 import type { EventLog } from "../events.ts";
@@ -36,12 +37,15 @@ export function createScaling(deps: {
   isLeader?: () => boolean;
   /** The other replicas' load (`f2s serve`): the local source adds it to this one's. */
   peers?: PeerLoads;
+  /** The time every part reads (default: the real one; tests pass a fake). */
+  clock?: Clock;
 }): Scaling {
-  const tracker = createConcurrencyTracker(Date.now, { metrics: deps.metrics });
+  const clock = deps.clock ?? realClock;
+  const tracker = createConcurrencyTracker(clock, { metrics: deps.metrics });
   const signal = deps.config.autoscaling.source === "prometheus"
-    ? prometheusSignal({ url: deps.config.prometheus.url!, local: tracker })
+    ? prometheusSignal({ url: deps.config.prometheus.url!, local: tracker, clock })
     : deps.peers
-    ? replicasSignal(tracker, deps.peers)
+    ? replicasSignal(tracker, deps.peers, clock)
     : localSignal(tracker);
   const autoscaler = createAutoscaler({
     runtime: deps.runtime,
@@ -51,6 +55,7 @@ export function createScaling(deps: {
     events: deps.events,
     metrics: deps.metrics,
     isLeader: deps.isLeader,
+    clock,
     forget: (name) => tracker.forget(name),
   });
   return {

@@ -9,6 +9,7 @@
  * would mostly miss. Windows must span at least two scrapes for rate() to have two samples.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import type { ConcurrencyTracker } from "./concurrency.ts";
 
 export interface ConcurrencySignal {
@@ -44,10 +45,11 @@ export interface PrometheusSignalOptions {
    */
   local?: ConcurrencyTracker;
   fetch?: typeof fetch;
-  /** Unix time in ms (Prometheus timestamps are wall-clock). */
-  wallClock?: () => number;
-  /** The local tracker's clock, if it is not wall-clock time. */
-  localClock?: () => number;
+  /**
+   * The answer cache runs on its monotonic time (default: the real clock). Last activity is
+   * compared as Unix time: Prometheus' timestamps, the tracker's and the autoscaler's now().
+   */
+  clock?: Clock;
 }
 
 export function prometheusSignal(options: PrometheusSignalOptions): ConcurrencySignal {
@@ -55,14 +57,13 @@ export function prometheusSignal(options: PrometheusSignalOptions): ConcurrencyS
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 2000;
   const cacheMs = options.cacheMs ?? 500;
-  const wallClock = options.wallClock ?? Date.now;
-  const localClock = options.localClock ?? wallClock;
+  const clock = options.clock ?? realClock;
   // One query answers every function (`by (function)`): a round over many functions asks
   // Prometheus once per distinct window, not once per function.
   const cache = new Map<string, { at: number; values: Promise<Map<string, number>> }>();
 
   function byFunction(query: string): Promise<Map<string, number>> {
-    const now = localClock();
+    const now = clock.monotonic();
     const hit = cache.get(query);
     if (hit && now - hit.at < cacheMs) return hit.values;
     const values = vector(query);
@@ -127,9 +128,8 @@ export function prometheusSignal(options: PrometheusSignalOptions): ConcurrencyS
         "max by (function) (f2s_last_activity_timestamp_seconds)",
       );
       const seconds = values.get(fn);
-      // In the local tracker's clock, so it compares with what the autoscaler calls now.
-      const remote = seconds === undefined ? undefined : seconds * 1000 - wallClock() +
-        localClock();
+      // Unix time, as the autoscaler's now() and the local tracker's times are.
+      const remote = seconds === undefined ? undefined : seconds * 1000;
       const own = options.local?.lastActivity(fn);
       if (remote === undefined) return own;
       if (own === undefined) return remote;

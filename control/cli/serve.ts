@@ -1,6 +1,6 @@
 /**
  * `f2s serve`: the control plane on Kubernetes. The same platform as `f2s dev` (API,
- * dispatcher, reconciler, autoscaler, Kafka), assembled from Kubernetes parts: Function
+ * dispatcher, store follower, autoscaler, Kafka), assembled from Kubernetes parts: Function
  * resources as the store, Deployments, Services and EndpointSlices as the runtime, and a
  * Lease that elects the one replica that writes to the cluster. Every replica serves the
  * API and dispatches invocations.
@@ -34,6 +34,7 @@ import { createKubeStore } from "../store/kube.ts";
 import { createMetrics } from "../metrics.ts";
 import { listen, untilShutdownSignal } from "../listen.ts";
 import { createPlatform } from "../platform.ts";
+import { createKubeTicks } from "../async/kube_ticks.ts";
 import { createUiHandler } from "../ui.ts";
 
 const DEFAULT_CONFIG = "/etc/f2s/config.yaml";
@@ -254,6 +255,13 @@ export async function main(args: string[]): Promise<number> {
     ui: createUiHandler(),
     isLeader,
     peers,
+    // Which schedule ticks were fired: on a Lease beside the leader's, written by CAS.
+    scheduleTicks: createKubeTicks({
+      client,
+      namespace,
+      name: `${values["lease-name"]}-schedules`,
+      log: createLogger("schedules", { identity }),
+    }),
     // Per replica (the pod name in a cluster): replicas on one machine must not share it.
     asyncPath: `${Deno.env.get("TMPDIR") ?? "/tmp"}/f2s-async-${
       identity.replace(/[^A-Za-z0-9._-]/g, "_")

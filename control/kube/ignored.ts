@@ -9,6 +9,7 @@
  * namespace, and a minute-scale answer is enough for a misplaced resource.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { API_GROUP } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
@@ -33,6 +34,8 @@ export function startIgnoredFunctions(options: {
   namespace: string;
   isLeader: () => boolean;
   everyMs?: number;
+  /** Default: the real one. */
+  clock?: Clock;
   log?: Logger;
 }): IgnoredFunctions {
   const { client, namespace } = options;
@@ -111,6 +114,7 @@ export function startIgnoredFunctions(options: {
   }
 
   const sweep = () => running ?? (running = pass().finally(() => running = undefined));
-  const timer = setInterval(sweep, options.everyMs ?? 15_000);
-  return { sweep, stop: () => clearInterval(timer) };
+  const clock = options.clock ?? realClock;
+  const timer = clock.setInterval(sweep, options.everyMs ?? 15_000);
+  return { sweep, stop: () => clock.clearInterval(timer) };
 }

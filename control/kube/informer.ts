@@ -40,7 +40,7 @@ export interface Informer {
   get(name: string): KubeObject | undefined;
   list(): KubeObject[];
   onChange(listener: (change: Change) => void): () => void;
-  /** Called after every periodic re-list, to reconcile everything once more. */
+  /** Called after every periodic re-list, to look at everything once more. */
   onResync(listener: () => void): () => void;
   /** Takes an object returned by our own write, so readers see it before its event. */
   remember(object: KubeObject): void;

@@ -13,6 +13,7 @@
  * (doubling, up to a minute) rather than retrying against an API that does not answer.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog, PlatformEvent } from "../events.ts";
 import type { KubeClient, KubeObject } from "./client.ts";
@@ -68,7 +69,7 @@ export interface KubeEventsOptions {
   resource: (name: string) => KubeObject | undefined;
   identity: string;
   isLeader: () => boolean;
-  now?: () => number;
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -83,7 +84,8 @@ const REFILL_MS = 10_000;
 
 export function startKubeEvents(options: KubeEventsOptions): KubeEvents {
   const { client, namespace, identity } = options;
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? realClock;
+  const now = () => clock.now();
   const log = options.log ?? createLogger("kube-events", { namespace });
   const recent = new Map<string, { name: string; count: number; first: string; at: number }>();
   const buckets = new Map<string, { tokens: number; at: number }>();

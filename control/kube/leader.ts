@@ -12,6 +12,7 @@
  * The time of the last answer from the API (`lastContact`) tells readiness.
  */
 
+import { type Clock, realClock, type TimerId } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
 import { createInformer, type Informer } from "./informer.ts";
@@ -32,16 +33,11 @@ export interface LeaderElectionOptions {
   onStartedLeading?: () => void;
   onStoppedLeading?: () => void;
   log?: Logger;
-  /** Time and randomness, injectable for tests. */
-  clock?: ElectionClock;
+  /** Its `now()` is wall-clock: renew times are compared across replicas (default: real). */
+  clock?: Clock;
+  /** The jitter between retries (default Math.random). */
+  random?: () => number;
 }
-
-export interface ElectionClock {
-  now(): number;
-  random(): number;
-}
-
-const systemClock: ElectionClock = { now: () => Date.now(), random: Math.random };
 
 export interface LeaderElection {
   /** Starts watching the lease and competing for it (rejects when the lease cannot be read). */
@@ -160,7 +156,8 @@ export function leaseInformer(
 
 export function createLeaderElection(options: LeaderElectionOptions): LeaderElection {
   const { client, namespace, name, identity } = options;
-  const clock = options.clock ?? systemClock;
+  const clock = options.clock ?? realClock;
+  const random = options.random ?? Math.random;
   const log = options.log ?? createLogger("leader", { lease: name, identity });
   const durationSeconds = Math.max(1, Math.ceil(options.leaseDurationMs / 1000));
   // A request that hangs must not outlive the time the leader has to renew.
@@ -176,8 +173,8 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   let sent = 0;
   let failed = 0;
   let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  let timer: TimerId;
+  let deadlineTimer: TimerId;
   let running: Promise<void> | undefined;
 
   const lease = () => leases.get(name);
@@ -213,7 +210,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   }
 
   function stopLeading(why: string) {
-    clearTimeout(deadlineTimer);
+    clock.clearTimeout(deadlineTimer);
     if (!leading) return;
     leading = false;
     log.warn("stopped leading", { reason: why });
@@ -226,8 +223,8 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
 
   /** The leader stops acting at the renew deadline even while a request still hangs. */
   function armDeadline() {
-    clearTimeout(deadlineTimer);
-    deadlineTimer = setTimeout(() => {
+    clock.clearTimeout(deadlineTimer);
+    deadlineTimer = clock.setTimeout(() => {
       if (leading && clock.now() - lastRenew >= options.renewDeadlineMs) {
         stopLeading("renew deadline passed");
       }
@@ -238,7 +235,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     failures++;
     failed++;
     const retryInMs = Math.round(
-      planNext(state(), clock.now(), options, clock.random()).at - clock.now(),
+      planNext(state(), clock.now(), options, random()).at - clock.now(),
     );
     log.warn("lease attempt failed", { op, failures, retryInMs, error: e });
   }
@@ -324,7 +321,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     const current = lease();
     const holder = current?.spec?.holderIdentity;
     if (leading && holder && holder !== identity) return stopLeading(`lease taken by ${holder}`);
-    const plan = planNext(state(), clock.now(), options, clock.random());
+    const plan = planNext(state(), clock.now(), options, random());
     if (plan.at > clock.now()) return;
     if (plan.action === "read") return await read();
     if (leading) {
@@ -340,9 +337,9 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
 
   function schedule() {
     if (stopped) return;
-    clearTimeout(timer);
-    const plan = planNext(state(), clock.now(), options, clock.random());
-    timer = setTimeout(run, Math.max(0, plan.at - clock.now()));
+    clock.clearTimeout(timer);
+    const plan = planNext(state(), clock.now(), options, random());
+    timer = clock.setTimeout(run, Math.max(0, plan.at - clock.now()));
   }
 
   function run() {
@@ -375,7 +372,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     attempts: () => ({ sent, failed }),
     async stop() {
       stopped = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       await running;
       const current = lease();
       if (leading && current?.spec?.holderIdentity === identity) {

@@ -42,3 +42,16 @@ export const paths = {
       name,
     }),
 };
+
+/** An annotation name part from any name (a replica's identity, a function): at most 63 of
+ * [A-Za-z0-9._-]; different names never share a key. */
+export function annotationKey(identity: string): string {
+  let key = identity.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, "");
+  if (key.length > 63 || key !== identity) {
+    // Different identities must not share a key: add a hash of the original.
+    let h = 0;
+    for (const ch of identity) h = (Math.imul(h, 31) + ch.codePointAt(0)!) >>> 0;
+    key = `${key.slice(0, 54)}-${h.toString(16).padStart(8, "0")}`.replace(/^-/, "x");
+  }
+  return key || "replica";
+}

@@ -6,7 +6,7 @@
  *
  * Every replica of the control plane runs this runtime, but only the leader writes: on the
  * others `apply` and `remove` only remember what is wanted, so a new leader can apply it all
- * (`reconcileAll`). `scale` is allowed everywhere, because waking a function from zero for a
+ * (`applyWanted`). `scale` is allowed everywhere, because waking a function from zero for a
  * held request is urgent and idempotent. The leader also puts back Deployments and Services
  * that someone changed or deleted (drift).
  *
@@ -17,10 +17,11 @@
  * stay stuck without news: a request held later must not wait out scaling_timeout.
  */
 
+import { type Clock, realClock } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import type { EventLog } from "../events.ts";
-import { replicasFor } from "../reconciler.ts";
+import { replicasFor } from "../follow_store.ts";
 import type { Instance, InstanceListener, Runtime, StartFailure } from "./runtime.ts";
 import { type KubeClient, KubeError, type KubeObject, resourcePath } from "../kube/client.ts";
 import { instancesFromSlices, sliceFunction } from "./kube_endpoints.ts";
@@ -54,7 +55,7 @@ export interface KubeRuntime extends Runtime {
    * Leader only: applies every function this replica knows (`force`), or only those whose
    * Deployment or Service is missing or differs from what F2S wants.
    */
-  reconcileAll(force: boolean): Promise<void>;
+  applyWanted(force: boolean): Promise<void>;
   /** Leader only: deletes what F2S manages for `name` although no function wants it. */
   removeOrphan(name: string): Promise<void>;
 }
@@ -69,6 +70,8 @@ export interface KubeRuntimeOptions {
   resyncMs?: number;
   /** How often a lasting start failure is announced again to held requests (default 1 s). */
   failureRepeatMs?: number;
+  /** Pending scale counts, drift windows and repeats run on it (default: the real one). */
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -85,6 +88,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   const { client, namespace, events } = options;
   const log = options.log ?? createLogger("runtime.kube", { namespace });
   const isLeader = options.isLeader ?? (() => true);
+  const clock = options.clock ?? realClock;
   const wanted = new Map<string, Wanted>();
   const pendingScale = new Map<string, { replicas: number; until: number }>();
   const errors = new Map<string, string>();
@@ -141,7 +145,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
 
   function desiredReplicas(name: string): number | undefined {
     const pending = pendingScale.get(name);
-    if (pending && Date.now() < pending.until) return pending.replicas;
+    if (pending && clock.monotonic() < pending.until) return pending.replicas;
     const d = deployments.get(name);
     if (d) return d.spec?.replicas ?? 1;
     return undefined;
@@ -218,7 +222,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
     const w = wanted.get(name);
     // While our own apply is queued or running, the live object is expected to lag.
     if (!w || !isLeader() || queues.has(name) || upToDate(w)) return;
-    const now = Date.now();
+    const now = clock.monotonic();
     const recent = (drift.get(name) ?? []).filter((t) => now - t < DRIFT_WINDOW_MS);
     if (recent.length >= DRIFT_LIMIT) {
       if (recent.length === DRIFT_LIMIT) {
@@ -289,7 +293,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
     }
     const at = before?.failure.reason === problem.reason
       ? before.failure.at
-      : new Date().toISOString();
+      : new Date(clock.now()).toISOString();
     const now = {
       failure: { reason: problem.reason, message: problem.message, at },
       id: problem.pod ?? `${name}/deployment`,
@@ -353,7 +357,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
   });
   const onResync = () => {
     if (isLeader()) {
-      runtime.reconcileAll(false).catch((e) => log.error("resync failed", { error: e }));
+      runtime.applyWanted(false).catch((e) => log.error("resync failed", { error: e }));
     }
   };
   deployments.onResync(onResync);
@@ -376,7 +380,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
     const name = pod.metadata?.labels?.[FUNCTION_LABEL];
     if (name && !failures.has(name)) checkFailure(name);
   }
-  const repeat = setInterval(() => {
+  const repeat = clock.setInterval(() => {
     for (const [name, f] of failures) announce(name, f);
   }, options.failureRepeatMs ?? 1_000);
 
@@ -388,7 +392,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       await serialized(fn.name, () => applyNow(fn.name));
     },
     async scale(name, replicas) {
-      pendingScale.set(name, { replicas, until: Date.now() + PENDING_SCALE_MS });
+      pendingScale.set(name, { replicas, until: clock.monotonic() + PENDING_SCALE_MS });
       changed(name);
       try {
         await client.request("PATCH", paths.deployments(namespace, name, "scale"), {
@@ -428,7 +432,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       return () => listeners.delete(listener);
     },
     async close() {
-      clearInterval(repeat);
+      clock.clearInterval(repeat);
       await Promise.all([
         deployments.stop(),
         services.stop(),
@@ -446,7 +450,7 @@ export async function createKubeRuntime(options: KubeRuntimeOptions): Promise<Ku
       changeListeners.add(listener);
       return () => changeListeners.delete(listener);
     },
-    async reconcileAll(force) {
+    async applyWanted(force) {
       if (!isLeader()) return;
       const work = [...wanted.values()]
         .filter((w) => force || !upToDate(w))

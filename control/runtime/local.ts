@@ -7,6 +7,7 @@
 
 import { existsSync } from "node:fs";
 import { basename, isAbsolute, join } from "node:path";
+import { type Clock, realClock, type TimerId } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { FIZZLET_PATHS } from "../../common/protocol.ts";
@@ -32,6 +33,8 @@ export interface LocalRuntimeOptions {
   probeIntervalMs?: number;
   /** Where instance ports come from (default: any free port). */
   ports?: PortPool;
+  /** Probe pacing, restart back-off and kill timers run on it (default: the real one). */
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -52,6 +55,7 @@ interface FunctionState {
   desired: number;
   generation: number;
   crashes: number;
+  /** On the clock's monotonic time; 0: no wait. */
   restartAt: number;
   removed: boolean;
   /** Why the last instance did not start; cleared when one is ready. */
@@ -63,6 +67,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   const grace = options.gracePeriodMs ?? 10_000;
   const probeInterval = options.probeIntervalMs ?? 1000;
   const ports = options.ports ?? createPortPool();
+  const clock = options.clock ?? realClock;
   const functions = new Map<string, FunctionState>();
   const instances = new Map<string, LocalInstance>();
   const listeners = new Set<InstanceListener>();
@@ -123,12 +128,12 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
    * get the reason at once (through the event), and the next try waits out a backoff.
    */
   function startFailed(st: FunctionState, id: string, reason: string, message: string) {
-    st.failure = { reason, message, at: new Date().toISOString() };
+    st.failure = { reason, message, at: new Date(clock.now()).toISOString() };
     options.events.record("instance.failed", message, { function: st.fn.name, data: { reason } });
     log.error(message, { function: st.fn.name, instance: id, reason });
     st.crashes++;
-    st.restartAt = Date.now() + backoff(st.crashes);
-    scheduleReconcile(st.fn.name, backoff(st.crashes));
+    st.restartAt = clock.monotonic() + backoff(st.crashes);
+    scheduleMatch(st.fn.name, backoff(st.crashes));
     notify({ id, function: st.fn.name, url: "", state: "gone", failure: st.failure });
   }
 
@@ -149,7 +154,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       : `its app could not be started (${entry.error})`;
     const message = `instance ${inst.id} is not ready: ${why}` +
       (inst.lastOutput ? `; last output: ${inst.lastOutput.slice(0, 300)}` : "");
-    st.failure = { reason: "AppExited", message, at: new Date().toISOString() };
+    st.failure = { reason: "AppExited", message, at: new Date(clock.now()).toISOString() };
     options.events.record("instance.failed", message, {
       function: inst.function,
       data: { reason: "AppExited" },
@@ -251,7 +256,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   async function probe(inst: LocalInstance, st: FunctionState) {
     let delay = 5;
     let failures = 0;
-    const startedAt = performance.now();
+    const startedAt = clock.monotonic();
     while (!closed && !inst.stopping && instances.has(inst.id)) {
       let ok = false;
       try {
@@ -274,7 +279,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
             function: inst.function,
             data: { instance: inst.id },
           });
-          reconcile(inst.function);
+          matchDesired(inst.function);
         }
         delay = probeInterval;
       } else if (inst.state === "ready" && ++failures >= 3) {
@@ -286,9 +291,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       } else if (inst.state === "starting") {
         // A refused connection costs microseconds: probe often during the first seconds,
         // since a held request waits for exactly this moment (cold start).
-        delay = performance.now() - startedAt < 3000 ? 5 : Math.min(delay * 1.5, 200);
+        delay = clock.monotonic() - startedAt < 3000 ? 5 : Math.min(delay * 1.5, 200);
       }
-      await sleep(delay);
+      await clock.sleep(delay);
     }
   }
 
@@ -305,19 +310,19 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       options.events.record("instance.crashed", message, { function: inst.function });
       if (st && st.generation === inst.generation) {
         st.crashes++;
-        st.restartAt = Date.now() + backoff(st.crashes);
+        st.restartAt = clock.monotonic() + backoff(st.crashes);
         if (inst.state === "starting") {
           failure = st.failure = {
             reason: "ExitedBeforeReady",
             message,
-            at: new Date().toISOString(),
+            at: new Date(clock.now()).toISOString(),
           };
         }
       }
     }
     emit(inst, "gone", failure);
     if (st && !st.removed) {
-      scheduleReconcile(inst.function, st ? Math.max(0, st.restartAt - Date.now()) : 0);
+      scheduleMatch(inst.function, st ? Math.max(0, st.restartAt - clock.monotonic()) : 0);
     }
   }
 
@@ -330,9 +335,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       function: inst.function,
     });
     signalGroup(inst, "SIGTERM");
-    const killed = setTimeout(() => signalGroup(inst, "SIGKILL"), grace + 2000);
+    const killed = clock.setTimeout(() => signalGroup(inst, "SIGKILL"), grace + 2000);
     await inst.exited;
-    clearTimeout(killed);
+    clock.clearTimeout(killed);
   }
 
   function signalGroup(inst: LocalInstance, signal: Deno.Signal) {
@@ -349,20 +354,20 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     }
   }
 
-  const pending = new Map<string, ReturnType<typeof setTimeout>>();
-  function scheduleReconcile(name: string, delayMs: number) {
+  const pending = new Map<string, TimerId>();
+  function scheduleMatch(name: string, delayMs: number) {
     if (closed || pending.has(name)) return;
     pending.set(
       name,
-      setTimeout(() => {
+      clock.setTimeout(() => {
         pending.delete(name);
-        reconcile(name);
+        matchDesired(name);
       }, delayMs),
     );
   }
 
   /** Moves the instances of one function toward what is desired. */
-  function reconcile(name: string) {
+  function matchDesired(name: string) {
     if (closed) return;
     const st = functions.get(name);
     const all = [...instances.values()].filter((i) => i.function === name && !i.stopping);
@@ -373,8 +378,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     const current = all.filter((i) => i.generation === st.generation);
     const old = all.filter((i) => i.generation !== st.generation);
     if (current.length < st.desired) {
-      const wait = st.restartAt - Date.now();
-      if (wait > 0) scheduleReconcile(name, wait);
+      const wait = st.restartAt - clock.monotonic();
+      if (wait > 0) scheduleMatch(name, wait);
       else for (let i = current.length; i < st.desired; i++) startInstance(st);
     } else if (current.length > st.desired) {
       // Stop instances that are not ready first, then the newest.
@@ -413,14 +418,14 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
         }
         st.desired = replicas;
       }
-      reconcile(fn.name);
+      matchDesired(fn.name);
       return Promise.resolve();
     },
     scale(name, replicas) {
       const st = functions.get(name);
       if (!st) return Promise.reject(new Error(`function "${name}" is not applied`));
       st.desired = Math.max(0, replicas);
-      reconcile(name);
+      matchDesired(name);
       return Promise.resolve();
     },
     async remove(name) {
@@ -451,7 +456,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     },
     async close() {
       closed = true;
-      for (const t of pending.values()) clearTimeout(t);
+      for (const t of pending.values()) clock.clearTimeout(t);
       pending.clear();
       await Promise.all([...instances.values()].map((i) => stopInstance(i)));
       if (socketDir) await Deno.remove(socketDir, { recursive: true }).catch(() => {});
@@ -461,10 +466,6 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
 
 function backoff(crashes: number): number {
   return crashes <= 0 ? 0 : Math.min(100 * 2 ** (crashes - 1), 10_000);
-}
-
-function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** Calls `onLine` for every line of a process's output stream. */

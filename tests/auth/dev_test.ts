@@ -11,6 +11,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { basic, bearer, call } from "./helpers.ts";
 import { type ControlPlane, processesMatching, startDev, waitFor } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
+import { testFunction } from "../harness/manifest.ts";
 
 const ROOT_MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const ECHO = new URL("../control/fixtures/echo", import.meta.url).pathname;
@@ -18,18 +19,11 @@ const SECRET = "dev-e2e-jwt-secret-long-enough-for-hs256";
 const ISSUER = "https://idp.dev-e2e.test";
 
 function manifest(name: string, minReplicas: number): string {
-  return JSON.stringify({
-    apiVersion: "f2s.opensight.ch/v1alpha1",
-    kind: "Function",
-    metadata: { name, namespace: "f2s" },
-    spec: { endpoint: `/${name}`, method: "ANY" },
-    target: {
-      containerImage: `f2s-tests/${name}:latest`,
-      minReplicas,
-      maxReplicas: 1,
-      local: { dir: "./echo", command: "node server.js" },
-    },
-  });
+  return JSON.stringify(testFunction(name, {
+    minReplicas,
+    maxReplicas: 1,
+    local: { dir: "./echo", command: "node server.js" },
+  }));
 }
 
 /** A functions folder with orders-eu (one instance) and billing (scaled to zero). */

@@ -136,9 +136,3 @@ export function recordingLogger(): { log: Logger; lines: string[] } {
   };
   return { log: make({}), lines };
 }
-
-/** A clock tests can move: `now()` for deps, `advance(ms)` to let time pass. */
-export function movableClock(start = Date.now()) {
-  let t = start;
-  return { now: () => t, advance: (ms: number) => void (t += ms) };
-}

@@ -4,19 +4,12 @@
  * the privilege paths (401 / 403 naming the privilege / function-scoped patterns).
  */
 
+import { createFakeClock } from "../harness/fake_clock.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import bcrypt from "bcryptjs";
 import { argon2id } from "hash-wasm";
 import * as jose from "jose";
-import {
-  basic,
-  bearer,
-  call,
-  configFrom,
-  movableClock,
-  recordingLogger,
-  withServer,
-} from "./helpers.ts";
+import { basic, bearer, call, configFrom, recordingLogger, withServer } from "./helpers.ts";
 import { PRIVILEGES } from "../../control/auth/privileges.ts";
 
 // Every privilege, from the one list (control/auth/privileges.ts).
@@ -121,7 +114,7 @@ f2s:
 });
 
 Deno.test("mode token: sign in (basic header or JSON), use the token, see it expire", async () => {
-  const clock = movableClock();
+  const clock = createFakeClock(Date.now());
   const config = configFrom(`
 f2s:
   auth:
@@ -132,7 +125,7 @@ f2s:
     authorization:
       - { group: admins, privileges: ${ALL} }
 `);
-  await withServer(config, { now: clock.now, log: recordingLogger().log }, async (s) => {
+  await withServer(config, { clock, log: recordingLogger().log }, async (s) => {
     const type = await call(s.url, "GET", "/auth/type");
     assertEquals(type.json, {
       type: "token",
@@ -181,9 +174,9 @@ f2s:
     assertEquals((await call(s.url, "GET", "/auth/signin")).status, 405);
 
     // Within the clock tolerance after expiry the token still works, then it does not.
-    clock.advance(600_000 + 3000);
+    await clock.advance(600_000 + 3000);
     assertEquals((await call(s.url, "GET", "/functions", bearer(token))).status, 200);
-    clock.advance(5000);
+    await clock.advance(5000);
     const expired = await call(s.url, "GET", "/functions", bearer(token));
     assertEquals(expired.status, 401);
     assertMatch(expired.json.error, /expired/);

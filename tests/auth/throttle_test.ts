@@ -1,12 +1,12 @@
 /**
- * The sign-in throttle's rules on a movable clock (lockouts grow, end, are per address and
+ * The sign-in throttle's rules on the fake clock (lockouts grow, end, are per address and
  * user, and are forgotten), and which address counts as the client behind trusted proxies.
  */
 
 import { createSigninThrottle } from "../../control/auth/throttle.ts";
 import { clientAddressResolver } from "../../control/auth/client_address.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { movableClock } from "./helpers.ts";
+import { createFakeClock } from "../harness/fake_clock.ts";
 
 function failN(
   throttle: ReturnType<typeof createSigninThrottle>,
@@ -23,9 +23,9 @@ function failN(
   return refused;
 }
 
-Deno.test("throttle: lockouts per (address, user) double, end, and never spread to others", () => {
-  const clock = movableClock(1_000_000);
-  const throttle = createSigninThrottle({ now: clock.now });
+Deno.test("throttle: lockouts per (address, user) double, end, and never spread to others", async () => {
+  const clock = createFakeClock(1_000_000);
+  const throttle = createSigninThrottle({ clock });
   assertEquals(failN(throttle, 4, "10.0.0.1", "ana"), 0, "four failures pass");
   assertEquals(failN(throttle, 1, "10.0.0.1", "ana"), 0, "the fifth runs, then locks");
   const locked = throttle.admit("10.0.0.1", "ana");
@@ -38,7 +38,7 @@ Deno.test("throttle: lockouts per (address, user) double, end, and never spread 
   // Each further failure doubles the lockout, up to a minute.
   const waits: number[] = [];
   for (let i = 0; i < 10; i++) {
-    clock.advance(60_000);
+    await clock.advance(60_000);
     const a = throttle.admit("10.0.0.1", "ana");
     assert(a.ok);
     a.done(false);
@@ -48,22 +48,22 @@ Deno.test("throttle: lockouts per (address, user) double, end, and never spread 
   }
   assertEquals(waits, [2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000, 60000, 60000]);
   // A success clears the pair; quiet time forgets everything.
-  clock.advance(60_000);
+  await clock.advance(60_000);
   const ok = throttle.admit("10.0.0.1", "ana");
   assert(ok.ok);
   ok.done(true);
   assertEquals(failN(throttle, 4, "10.0.0.1", "ana"), 0);
 });
 
-Deno.test("throttle: one address trying many names is locked; at most 2 checks in flight", () => {
-  const clock = movableClock(1_000_000);
-  const throttle = createSigninThrottle({ now: clock.now });
+Deno.test("throttle: one address trying many names is locked; at most 2 checks in flight", async () => {
+  const clock = createFakeClock(1_000_000);
+  const throttle = createSigninThrottle({ clock });
   for (let i = 0; i < 29; i++) assertEquals(failN(throttle, 1, "10.0.0.9", `user-${i}`), 0);
   assertEquals(failN(throttle, 1, "10.0.0.9", "user-29"), 0);
   const next = throttle.admit("10.0.0.9", "someone-new");
   assert(!next.ok, "the address is locked for every name");
   assert(throttle.admit("10.0.0.10", "someone-new").ok, "other addresses are not");
-  clock.advance(16 * 60_000);
+  await clock.advance(16 * 60_000);
   // In flight: a third parallel check from one address is refused at once.
   const a = throttle.admit("10.0.0.9", "x");
   const b = throttle.admit("10.0.0.9", "y");
@@ -76,8 +76,8 @@ Deno.test("throttle: one address trying many names is locked; at most 2 checks i
 });
 
 Deno.test("throttle: the tables stay bounded under many addresses", () => {
-  const clock = movableClock(1_000_000);
-  const throttle = createSigninThrottle({ now: clock.now, maxEntries: 100 });
+  const clock = createFakeClock(1_000_000);
+  const throttle = createSigninThrottle({ clock, maxEntries: 100 });
   for (let i = 0; i < 10_000; i++) failN(throttle, 1, `10.1.${i >> 8}.${i & 255}`, "ana");
   assert(throttle.size() <= 200, `${throttle.size()} counters held`);
   assert(throttle.admit("10.9.9.9", "ana").ok);

@@ -3,11 +3,7 @@
 // metrics, leadership, wake from zero, the idle guard, signal failures and settings.
 
 import { assert, assertEquals } from "../harness/assert.ts";
-import {
-  type Clock,
-  createAutoscaler,
-  scalingParams,
-} from "../../control/autoscaler/autoscaler.ts";
+import { createAutoscaler, scalingParams } from "../../control/autoscaler/autoscaler.ts";
 import { createConcurrencyTracker } from "../../control/autoscaler/concurrency.ts";
 import { type ConcurrencySignal, localSignal } from "../../control/autoscaler/signal.ts";
 import type { AutoscalingConfig } from "../../control/config.ts";
@@ -15,6 +11,7 @@ import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { type FunctionDef, parseFunction } from "../../common/function.ts";
 import { countingRuntime } from "./replicas.ts";
+import { createFakeClock } from "../harness/fake_clock.ts";
 
 const CONFIG: AutoscalingConfig = {
   tick: 2000,
@@ -36,27 +33,6 @@ function fnDef(name: string, target: Record<string, unknown> = {}): FunctionDef 
   return r.fn;
 }
 
-function manualClock(start = 1_000_000) {
-  const timers = new Map<number, { cb: () => void; ms: number }>();
-  let next = 1;
-  const clock: Clock & { t: number; fire(): void; timers: typeof timers } = {
-    t: start,
-    now: () => clock.t,
-    setInterval(cb, ms) {
-      timers.set(next, { cb, ms });
-      return next++;
-    },
-    clearInterval(handle) {
-      timers.delete(handle as number);
-    },
-    fire() {
-      for (const t of timers.values()) t.cb();
-    },
-    timers,
-  };
-  return clock;
-}
-
 function setup(
   options: {
     fns?: FunctionDef[];
@@ -65,8 +41,8 @@ function setup(
     signal?: ConcurrencySignal;
   } = {},
 ) {
-  const clock = manualClock();
-  const tracker = createConcurrencyTracker(clock.now);
+  const clock = createFakeClock();
+  const tracker = createConcurrencyTracker(clock);
   const runtime = countingRuntime();
   const fns = options.fns ?? [fnDef("hello")];
   for (const f of fns) runtime.add(f.name, options.replicas ?? 1);
@@ -93,7 +69,7 @@ function setup(
 Deno.test("autoscaler: a decision is logged as an event and counted, with its inputs", async () => {
   const s = setup();
   s.tracker.change("hello", 15);
-  s.clock.t += 60_000;
+  await s.clock.advance(60_000);
   await s.scaler.tick();
   assertEquals(s.runtime.calls, [{ name: "hello", replicas: 2 }]);
   const [event] = s.events.list({ type: "scaling.decision" });
@@ -127,7 +103,7 @@ Deno.test("autoscaler: a decision is logged as an event and counted, with its in
   );
   assertEquals(s.scaler.explain("hello")?.to, 2);
   // Same load next tick: nothing to decide, nothing logged.
-  s.clock.t += 2000;
+  await s.clock.advance(2000);
   await s.scaler.tick();
   assertEquals(s.runtime.calls.length, 1);
   assertEquals(s.events.list({ type: "scaling.decision" }).length, 1);
@@ -135,14 +111,14 @@ Deno.test("autoscaler: a decision is logged as an event and counted, with its in
 
 Deno.test("autoscaler: a load step panics within one tick and the panic is logged", async () => {
   const s = setup();
-  s.clock.t += 60_000;
+  await s.clock.advance(60_000);
   await s.scaler.tick();
   s.tracker.change("hello", 60);
-  s.clock.t += 2000;
+  await s.clock.advance(2000);
   await s.scaler.tick();
   // 60 over 2 s of a 6 s panic window = 20 = twice the capacity of one instance at 10.
   assertEquals(s.runtime.desiredReplicas("hello"), 2);
-  s.clock.t += 2000;
+  await s.clock.advance(2000);
   await s.scaler.tick();
   assertEquals(s.runtime.desiredReplicas("hello"), 4);
   const panic = s.events.list({ type: "scaling.panic" });
@@ -159,7 +135,7 @@ Deno.test("autoscaler: only the leader acts, and a new leader starts afresh", as
   let leader = false;
   const s = setup({ leader: () => leader });
   s.tracker.change("hello", 50);
-  s.clock.t += 10_000;
+  await s.clock.advance(10_000);
   await s.scaler.tick();
   assertEquals(s.runtime.calls, []);
   assertEquals(s.events.list(), []);
@@ -181,7 +157,7 @@ Deno.test("autoscaler: wake scales from zero at once, once", async () => {
   s.scaler.wake("nobody");
   assertEquals(s.runtime.calls.length, 1);
   // The next tick keeps it: a request is in flight.
-  s.clock.t += 120_000;
+  await s.clock.advance(120_000);
   await s.scaler.tick();
   assertEquals(s.runtime.desiredReplicas("hello"), 1);
 });
@@ -197,18 +173,18 @@ Deno.test("autoscaler: never to zero with a request in flight, and not before th
   // A request that runs for ten minutes: the averages say little, it is still in flight.
   s.tracker.change("hello", 1);
   for (let i = 0; i < 300; i++) {
-    s.clock.t += 2000;
+    await s.clock.advance(2000);
     await s.scaler.tick();
   }
   assertEquals(s.runtime.calls, []);
   s.tracker.change("hello", -1);
-  const done = s.clock.t;
-  while (s.clock.t - done < 30_000 - 2000) {
-    s.clock.t += 2000;
+  const done = s.clock.now();
+  while (s.clock.now() - done < 30_000 - 2000) {
+    await s.clock.advance(2000);
     await s.scaler.tick();
-    assertEquals(s.runtime.desiredReplicas("hello"), 1, `at ${s.clock.t - done} ms idle`);
+    assertEquals(s.runtime.desiredReplicas("hello"), 1, `at ${s.clock.now() - done} ms idle`);
   }
-  s.clock.t = done + 30_000;
+  await s.clock.advanceTo(done + 30_000);
   await s.scaler.tick();
   assertEquals(s.runtime.calls, [{ name: "hello", replicas: 0 }]);
   const last = s.events.list({ type: "scaling.decision" }).at(-1)!;
@@ -218,17 +194,17 @@ Deno.test("autoscaler: never to zero with a request in flight, and not before th
 Deno.test("autoscaler: a wake during the idle period keeps the function up", async () => {
   const s = setup({ replicas: 0 });
   s.scaler.wake("hello"); // the request was dispatched elsewhere, not through this tracker
-  s.clock.t += 29_000;
+  await s.clock.advance(29_000);
   await s.scaler.tick();
   assertEquals(s.runtime.desiredReplicas("hello"), 1);
-  s.clock.t += 1000;
+  await s.clock.advance(1000);
   await s.scaler.tick();
   assertEquals(s.runtime.desiredReplicas("hello"), 0);
 });
 
 Deno.test("autoscaler: a failing signal keeps the count and says so once", async () => {
   let fail = true;
-  const tracker = createConcurrencyTracker(() => 0);
+  const tracker = createConcurrencyTracker(createFakeClock());
   const inner = localSignal(tracker);
   const signal: ConcurrencySignal = {
     source: "prometheus",
@@ -238,7 +214,7 @@ Deno.test("autoscaler: a failing signal keeps the count and says so once", async
   };
   const s = setup({ signal, replicas: 3 });
   for (let i = 0; i < 5; i++) {
-    s.clock.t += 2000;
+    await s.clock.advance(2000);
     await s.scaler.tick();
   }
   assertEquals(s.runtime.calls, []);
@@ -247,7 +223,7 @@ Deno.test("autoscaler: a failing signal keeps the count and says so once", async
   assert(errors[0].message.includes("keeping 3 instances"), errors[0].message);
   assert(errors[0].message.includes("connection refused"), errors[0].message);
   fail = false;
-  s.clock.t += 120_000;
+  await s.clock.advance(120_000);
   await s.scaler.tick();
   assertEquals(s.runtime.desiredReplicas("hello"), 0);
 });
@@ -256,7 +232,7 @@ Deno.test("autoscaler: a failing scale call is logged as an event", async () => 
   const s = setup();
   s.runtime.scale = () => Promise.reject(new Error("quota exceeded"));
   s.tracker.change("hello", 30);
-  s.clock.t += 60_000;
+  await s.clock.advance(60_000);
   await s.scaler.tick();
   const [error] = s.events.list({ type: "scaling.error" });
   assert(error.message.includes("could not scale hello to 3: quota exceeded"), error.message);
@@ -266,21 +242,25 @@ Deno.test("autoscaler: start ticks on the configured interval and stop ends it",
   const s = setup();
   s.scaler.start();
   s.scaler.start();
-  assertEquals([...s.clock.timers.values()].map((t) => t.ms), [2000]);
+  assertEquals(s.clock.pending, 1);
   s.tracker.change("hello", 40);
-  s.clock.t += 60_000;
-  s.clock.fire();
-  await s.scaler.tick(); // joins the round the timer started
+  await s.clock.advance(1999);
+  assertEquals(s.runtime.calls, [], "no round before the first tick");
+  // Only the interval's rounds run here: panic scales up within a few of them.
+  await s.clock.advance(60_000);
   assertEquals(s.runtime.desiredReplicas("hello"), 4);
   s.scaler.stop();
-  assertEquals(s.clock.timers.size, 0);
+  assertEquals(s.clock.pending, 0);
+  s.tracker.change("hello", -40);
+  await s.clock.advance(600_000);
+  assertEquals(s.runtime.desiredReplicas("hello"), 4, "stopped: no more rounds");
 });
 
 Deno.test("autoscaler: removed functions are forgotten, unapplied ones skipped", async () => {
   const fns = [fnDef("a"), fnDef("b")];
   const s = setup({ fns });
   s.tracker.change("a", 20);
-  s.clock.t += 60_000;
+  await s.clock.advance(60_000);
   await s.scaler.tick();
   assertEquals(await s.metric("f2s_desired_instances", 'function="a"'), 2);
   fns.splice(0, 1);

@@ -2,6 +2,7 @@
 // names only metrics the control plane exports, every F2S function metric is on it, and a
 // real Prometheus scraping a populated registry answers every panel's query with data.
 
+import { realClock } from "../../common/clock.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { startPrometheus } from "../harness/prometheus.ts";
 import { createConcurrencyTracker } from "../../control/autoscaler/concurrency.ts";
@@ -41,7 +42,7 @@ function metricNames(expr: string): string[] {
 /** A control plane's registry with a sample of everything, served like /metrics. */
 function populatedMetrics() {
   const metrics = createMetrics({ processMetrics: true });
-  const tracker = createConcurrencyTracker(Date.now, { metrics });
+  const tracker = createConcurrencyTracker(realClock, { metrics });
   const fn = { function: "demo" };
   metrics.invocations.inc({ ...fn, code: "200" }, 5);
   metrics.invocations.inc({ ...fn, code: "503" });

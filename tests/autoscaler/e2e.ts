@@ -6,6 +6,7 @@
 
 import { processesMatching, waitFor } from "../harness/dev.ts";
 import { copy } from "../harness/files.ts";
+import { testFunction } from "../harness/manifest.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -24,17 +25,10 @@ export function manifest(
   name: string,
   target: { minReplicas: number; maxReplicas: number; scaling?: Record<string, unknown> },
 ) {
-  return {
-    apiVersion: "f2s.opensight.ch/v1alpha1",
-    kind: "Function",
-    metadata: { name, namespace: "f2s" },
-    spec: { endpoint: `/${name}`, method: "ANY" },
-    target: {
-      containerImage: `f2s-tests/${name}:latest`,
-      ...target,
-      local: { dir: "./sleeper", command: "node server.js" },
-    },
-  };
+  return testFunction(name, {
+    ...target,
+    local: { dir: "./sleeper", command: "node server.js" },
+  });
 }
 
 /** config.yaml for fast scaling: every constant short so a test takes seconds. */

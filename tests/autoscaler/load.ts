@@ -13,6 +13,8 @@ export interface LoadStats {
   /** Requests started but not finished (0 after stop). */
   pending: number;
   slowestMs: number;
+  /** When the last request was sent (ms, Date.now); 0 before the first. */
+  lastSentAt: number;
 }
 
 export interface Load {
@@ -32,7 +34,14 @@ export function startLoad(options: {
 }): Load {
   const deadline = Date.now() + options.deadlineMs;
   const maxRequests = options.maxRequests ?? 100_000;
-  const stats: LoadStats = { sent: 0, ok: 0, failures: [], pending: 0, slowestMs: 0 };
+  const stats: LoadStats = {
+    sent: 0,
+    ok: 0,
+    failures: [],
+    pending: 0,
+    slowestMs: 0,
+    lastSentAt: 0,
+  };
   let wanted = 0;
   let running = 0;
   let stopped = false;
@@ -41,7 +50,7 @@ export function startLoad(options: {
   async function one() {
     stats.sent++;
     stats.pending++;
-    const started = Date.now();
+    const started = stats.lastSentAt = Date.now();
     try {
       const res = await fetch(options.url, {
         signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),

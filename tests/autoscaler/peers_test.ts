@@ -17,19 +17,17 @@ import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { parseFunction } from "../../common/function.ts";
 import { countingRuntime } from "./replicas.ts";
+import { createFakeClock, type FakeClock } from "../harness/fake_clock.ts";
 
 function assertAlmostEquals(actual: number, expected: number, epsilon: number) {
   assert(Math.abs(actual - expected) <= epsilon, `${actual} is not ${expected} ± ${epsilon}`);
 }
 
-function clock(start = 1_000_000) {
-  const c = { t: start, now: () => c.t };
-  return c;
-}
+const clock = () => createFakeClock(1_000_000);
 
 /** Replica B's tracker, reported to A's peer view every `everyMs`, as text. */
-function pair(c: { now: () => number }, staleMs = 15_000) {
-  const b = createConcurrencyTracker(c.now);
+function pair(c: FakeClock, staleMs = 15_000) {
+  const b = createConcurrencyTracker(c);
   const peers = createPeerLoads({ staleMs });
   let seq = 0;
   const report = () =>
@@ -37,7 +35,7 @@ function pair(c: { now: () => number }, staleMs = 15_000) {
   return { b, peers, report };
 }
 
-Deno.test("peers: a peer's integral gives its exact average, short requests included", () => {
+Deno.test("peers: a peer's integral gives its exact average, short requests included", async () => {
   const c = clock();
   const { b, peers, report } = pair(c);
   // 100 requests of 10 ms each per second on B for 10 s: concurrency 1 on average. B reports
@@ -46,7 +44,7 @@ Deno.test("peers: a peer's integral gives its exact average, short requests incl
     for (let i = 0; i < 100; i++) {
       b.change("f", 1);
       if (s === 0 && i === 0) report();
-      c.t += 10;
+      await c.advance(10);
       b.change("f", -1);
     }
     report();
@@ -58,29 +56,29 @@ Deno.test("peers: a peer's integral gives its exact average, short requests incl
   // Between reports a request in flight is carried forward.
   b.change("f", 1);
   report();
-  c.t += 500;
+  await c.advance(500);
   assertAlmostEquals(peers.average("f", 500, c.now()), 1, 1e-9);
   assertEquals(peers.lastActivity("f", c.now()), c.now(), "in flight: active now");
 });
 
-Deno.test("peers: a peer that stops reporting stops counting; a restart starts over", () => {
+Deno.test("peers: a peer that stops reporting stops counting; a restart starts over", async () => {
   const c = clock();
   const { b, peers, report } = pair(c, 15_000);
   b.change("f", 2);
   report();
-  c.t += 1_000;
+  await c.advance(1_000);
   report();
-  c.t += 15_000;
+  await c.advance(15_000);
   assertEquals(peers.inflight("f", c.now()), 2);
   assertEquals(peers.fresh(c.now()), ["b"]);
-  c.t += 1;
+  await c.advance(1);
   assertEquals(peers.inflight("f", c.now()), 0);
   assertEquals(peers.average("f", 6_000, c.now()), 0);
   assertEquals(peers.lastActivity("f", c.now()), undefined);
   assertEquals(peers.fresh(c.now()), []);
   // Same name, smaller integral: a new process; its history is not subtracted from the old.
   peers.record("b", { seq: 99, fns: { f: [0, 5, 0] } }, c.now());
-  c.t += 1_000;
+  await c.advance(1_000);
   assertEquals(peers.average("f", 6_000, c.now()), 0);
   peers.forget("b");
   assertEquals(peers.lastSeen().size, 0);
@@ -109,7 +107,7 @@ const CONFIG: AutoscalingConfig = {
 
 Deno.test("peers: the leader never scales to zero what another replica serves", async () => {
   const c = clock();
-  const a = createConcurrencyTracker(c.now);
+  const a = createConcurrencyTracker(c);
   const { b, peers, report } = pair(c);
   const fn = parseFunction({
     metadata: { name: "slowfn" },
@@ -123,22 +121,22 @@ Deno.test("peers: the leader never scales to zero what another replica serves", 
   const scaler = createAutoscaler({
     runtime,
     functions: () => [fn.fn],
-    signal: replicasSignal(a, peers, c.now),
+    signal: replicasSignal(a, peers, c),
     config: CONFIG,
     events,
     metrics: createMetrics({ processMetrics: false }),
-    clock: { now: c.now, setInterval: () => 0, clearInterval: () => {} },
+    clock: c,
   });
   // One request per second of 2 s each, all on B, for 75 s; B reports every second.
   const ends: number[] = [];
   const second = async (request: boolean) => {
     if (request) {
       b.change("slowfn", 1);
-      ends.push(c.t + 2_000);
+      ends.push(c.now() + 2_000);
     }
     for (let ms = 0; ms < 1_000; ms += 250) {
-      c.t += 250;
-      while (ends.length && ends[0] <= c.t) {
+      await c.advance(250);
+      while (ends.length && ends[0] <= c.now()) {
         ends.shift();
         b.change("slowfn", -1);
       }

@@ -3,6 +3,7 @@
 // sums several control-plane replicas, and leads the autoscaler to the same decisions as
 // the local signal under the same load.
 
+import { realClock } from "../../common/clock.ts";
 import { assert, assertEquals, assertRejects } from "../harness/assert.ts";
 import { startPrometheus } from "../harness/prometheus.ts";
 import { createAutoscaler } from "../../control/autoscaler/autoscaler.ts";
@@ -20,7 +21,7 @@ import { countingRuntime } from "./replicas.ts";
 /** A control-plane replica's /metrics: a tracker exporting into its own registry. */
 function metricsServer() {
   const metrics = createMetrics({ processMetrics: false });
-  const tracker = createConcurrencyTracker(Date.now, { metrics });
+  const tracker = createConcurrencyTracker(realClock, { metrics });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     async () =>

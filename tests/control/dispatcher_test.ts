@@ -5,11 +5,12 @@ import { type FunctionDef, parseFunction } from "../../common/function.ts";
 import { serveHttp1 } from "../../common/http1_server.ts";
 import { fromRequest, toResponse } from "../../common/web_bridge.ts";
 import { createDispatcher, type Dispatcher } from "../../dispatcher/dispatcher.ts";
-import { encodeIdentity } from "../../dispatcher/forward.ts";
+import { encodeIdentity } from "../../common/forward_headers.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { freePort } from "../../common/self.ts";
 import { waitFor } from "../harness/poll.ts";
+import { createFakeClock } from "../harness/fake_clock.ts";
 
 function fn(extra: Record<string, unknown> = {}) {
   const r = parseFunction({
@@ -234,6 +235,40 @@ Deno.test("held requests are released as soon as an instance becomes ready", asy
   }
 });
 
+Deno.test("on the fake clock: a held request waits scaling_timeout to the ms, then 503", async () => {
+  const clock = createFakeClock();
+  const d = createDispatcher({
+    // The real defaults: 45 s of holding would be 45 s of test without the fake clock.
+    timeouts: { requestTimeout: 120_000, httpTimeout: 60_000, scalingTimeout: 45_000 },
+    wake: () => {},
+    metrics: createMetrics({ processMetrics: false }),
+    events: createEventLog(),
+    clock,
+  });
+  const f = fn();
+  d.setFunction(f);
+  let answered: Response | undefined;
+  const pending = invoke(d, f, "held").then((r) => answered = r);
+  await clock.advance(44_999);
+  assertEquals(answered, undefined, "answered before scaling_timeout");
+  assertEquals(d.inflight("f"), 1);
+  await clock.advance(1);
+  await pending;
+  assertEquals(answered!.status, 503);
+  assert((await answered!.text()).includes("scaling_timeout (45000 ms)"));
+  assertEquals(d.inflight("f"), 0);
+  // drain() times out on the same clock.
+  const held = invoke(d, f, "again");
+  let drained: boolean | undefined;
+  d.drain(10_000).then((v) => drained = v);
+  await clock.advance(10_000);
+  assertEquals(drained, false);
+  await clock.advance(35_000);
+  assertEquals((await held).status, 503);
+  d.close();
+  assertEquals(clock.pending, 0, "no timer left behind");
+});
+
 Deno.test("per-instance concurrency limit queues the excess instead of overloading", async () => {
   let concurrent = 0;
   let peak = 0;
@@ -262,6 +297,38 @@ Deno.test("per-instance concurrency limit queues the excess instead of overloadi
   } finally {
     await backend.shutdown();
   }
+});
+
+Deno.test("held requests end at once when their function cannot start or is removed", async () => {
+  const metrics = createMetrics({ processMetrics: false });
+  const d = setup(() => {}, metrics);
+  const f = fn();
+  d.setFunction(f);
+  const held = async () =>
+    /f2s_held_requests\{function="f"\} (\d+)/.exec(await metrics.registry.metrics())?.[1];
+  const started = performance.now();
+  const failing = [invoke(d, f, "s1"), invoke(d, f, "s2")];
+  await waitFor("two held requests", async () => (await held()) === "2");
+  d.instanceChanged({
+    id: "x",
+    function: "f",
+    url: `http://127.0.0.1:${freePort()}`,
+    state: "gone",
+    failure: { reason: "StartFailed", message: "no such image", at: new Date().toISOString() },
+  });
+  for (const r of await Promise.all(failing)) {
+    assertEquals(r.status, 503);
+    assert((await r.text()).includes("could not start: no such image"));
+  }
+  const removed = invoke(d, f, "r1");
+  await waitFor("one held request", async () => (await held()) === "1");
+  d.removeFunction("f");
+  const r = await removed;
+  assertEquals(r.status, 404);
+  await r.body?.cancel();
+  // scaling_timeout is 2 s: all of it took far less, and nothing is left held or in flight.
+  assert(performance.now() - started < 1500, "held requests waited out scaling_timeout");
+  assertEquals(d.inflight("f"), 0);
 });
 
 Deno.test("a draining instance gets no new requests but finishes the ones it has", async () => {

@@ -8,25 +8,19 @@
 
 import { assert, assertEquals } from "../harness/assert.ts";
 import { processesMatching, startDev, waitFor } from "../harness/dev.ts";
+import { testFunction } from "../harness/manifest.ts";
 
 const SECRET = "instance-env-test-jwt-secret-0123456789abcdef";
 const CANARY_NAME = `F2S_TEST_CANARY_${crypto.randomUUID().slice(0, 8).toUpperCase()}`;
 const CANARY_VALUE = `canary-${crypto.randomUUID()}`;
 
 function manifest(name: string, dir: string, local: Record<string, string>, env = {}) {
-  return JSON.stringify({
-    apiVersion: "f2s.opensight.ch/v1alpha1",
-    kind: "Function",
-    metadata: { name, namespace: "f2s" },
-    spec: { endpoint: `/${name}`, method: "ANY" },
-    target: {
-      containerImage: `f2s-tests/${name}:latest`,
-      minReplicas: 1,
-      maxReplicas: 1,
-      env,
-      local: { dir, ...local },
-    },
-  });
+  return JSON.stringify(testFunction(name, {
+    minReplicas: 1,
+    maxReplicas: 1,
+    env,
+    local: { dir, ...local },
+  }));
 }
 
 const CONFIG = `

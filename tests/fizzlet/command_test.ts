@@ -281,3 +281,30 @@ Deno.test("command: beyond max-inflight plus the queue, requests get 429 with Re
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("command: a request waiting in the queue at shutdown gets 503 marked not delivered", async () => {
+  const dir = await functionDir({ "start.sh": "#!/bin/sh\nsleep 5\necho done\n" });
+  const f = await startFizzlet({
+    dir,
+    removeOnFailure: [dir],
+    args: ["--max-inflight", "1", "--queue", "2", "--grace", "300ms"],
+  });
+  const health = async () => await (await fetch(`${f.url}/f2s/health`)).json();
+  try {
+    const running = fetch(`${f.url}/`, { method: "POST" });
+    await eventually(async () => (await health()).inflight === 1, 5000, "one running request");
+    const waiting = fetch(`${f.url}/`, { method: "POST" });
+    await eventually(async () => (await health()).queued === 1, 5000, "one queued request");
+    const stopped = f.stop();
+    const answer = await waiting;
+    assertEquals(answer.status, 503);
+    assertEquals(answer.headers.get("retry-after"), "1");
+    assertEquals(answer.headers.get("x-f2s-not-delivered"), "1");
+    assertEquals((await answer.json()).error, "fizzlet is shutting down");
+    await (await running).body?.cancel();
+    assertEquals(await stopped, 0);
+  } finally {
+    await f.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

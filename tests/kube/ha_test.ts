@@ -190,6 +190,7 @@ Deno.test({
           ["patch", "functions.f2s.opensight.ch", "--subresource=status", "-n", NS],
           ["update", "leases.coordination.k8s.io/f2s-leader", "-n", NS],
           ["patch", "leases.coordination.k8s.io/f2s-leader-load", "-n", NS],
+          ["update", "leases.coordination.k8s.io/f2s-leader-schedules", "-n", NS],
           ["create", "events.events.k8s.io", "-n", NS],
           ["create", "events", "-n", NS],
           ["watch", "pods", "-n", CONTAINERS_NS],

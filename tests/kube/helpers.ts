@@ -53,6 +53,16 @@ export function readyCondition(fn: KubeObject | undefined): KubeObject | undefin
 
 export type ServeProcess = ControlPlane;
 
+/** Election timings for tests that change leaders: lease 3 s, renew deadline 2 s, retry 0.5 s. */
+export const FAST_LEASE_ARGS = [
+  "--lease-duration",
+  "3s",
+  "--renew-deadline",
+  "2s",
+  "--retry-period",
+  "500ms",
+];
+
 export interface ServeOptions {
   kubeconfig: string;
   identity: string;

@@ -1,6 +1,7 @@
 /**
  * Desired state: follows the function store and tells the runtime what should exist and
- * the dispatcher what can be routed. It is the only place where definitions turn into
+ * the dispatcher what can be routed (the local runtime and the Kubernetes operator then
+ * move instances and resources toward it, each in its own way). It is the only place where definitions turn into
  * instances; the autoscaler changes replica counts through the runtime afterwards.
  */
 
@@ -11,7 +12,7 @@ import type { EventLog } from "./events.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import type { FunctionStore } from "./store/store.ts";
 
-export interface Reconciler {
+export interface StoreFollower {
   /** Stops following the store (instances stay; close the runtime to stop them). */
   stop(): void;
 }
@@ -22,13 +23,13 @@ export function replicasFor(fn: FunctionDef, current: number | undefined): numbe
   return Math.min(fn.maxReplicas, Math.max(fn.minReplicas, base));
 }
 
-export function startReconciler(deps: {
+export function followStore(deps: {
   store: FunctionStore;
   runtime: Runtime;
   dispatcher: Dispatcher;
   events: EventLog;
-}): Reconciler {
-  const log = createLogger("reconciler");
+}): StoreFollower {
+  const log = createLogger("follow-store");
   const { store, runtime, dispatcher, events } = deps;
 
   const put = (fn: FunctionDef) => {
