@@ -163,7 +163,10 @@ export async function startWatchdog(
 ): Promise<RunningWatchdog> {
   if (bin.real && running) throw new Error("one of-watchdog at a time: stop the other first");
   const port = freePort();
-  const child = new Deno.Command(bin.path, {
+  // Its own process group (setsid), so stopping it also stops what it started (fprocess):
+  // killed alone, a watchdog leaves its child holding the pipes and the bench waiting.
+  const child = new Deno.Command("setsid", {
+    args: [bin.path],
     env: { exec_timeout: "30s", ...env, port: String(port) },
     cwd,
     stdin: "null",
@@ -175,7 +178,7 @@ export async function startWatchdog(
   const stop = () =>
     stopped ??= (async () => {
       try {
-        child.kill("SIGKILL");
+        Deno.kill(-child.pid, "SIGKILL");
       } catch {
         // Already gone.
       }

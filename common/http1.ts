@@ -12,7 +12,7 @@
  * request body into a Deno.TcpConn slows down quadratically with its size (1 GiB: 26 s),
  * through node:net it stays linear (1 GiB: about 4 s here).
  *
- * One client speaks to one trusted upstream (host and port); it never pipelines and does
+ * One client speaks to one trusted upstream (host and port, or a Unix socket); it never pipelines and does
  * not do upgrades. A request that fails before its answer is sent again (once, on a fresh
  * connection, after a pooled one broke) only as common/delivery.ts allows; when that rule
  * lets the caller send it elsewhere, the failure is a NotDeliveredError.
@@ -79,10 +79,22 @@ interface Transport {
   wrote: boolean;
 }
 
-/** Deno's TcpConn: the fast path, used for everything but long streamed uploads. */
-async function denoTransport(hostname: string, port: number): Promise<Transport> {
-  const tcp = await Deno.connect({ hostname, port });
-  tcp.setNoDelay(true);
+/** Where a client connects: a host and port, or a Unix socket (`path`). */
+interface Peer {
+  hostname: string;
+  port: number;
+  path?: string;
+}
+
+/** Deno's TcpConn (or UnixConn): the fast path, for everything but long streamed uploads. */
+async function denoTransport(peer: Peer): Promise<Transport> {
+  let tcp: Deno.Conn;
+  if (peer.path) tcp = await Deno.connect({ transport: "unix", path: peer.path });
+  else {
+    const conn = await Deno.connect({ hostname: peer.hostname, port: peer.port });
+    conn.setNoDelay(true);
+    tcp = conn;
+  }
   const transport: Transport = {
     read: (buf) => tcp.read(buf),
     // One write nearly always takes everything; the loop is only for what it left. A write
@@ -99,7 +111,7 @@ async function denoTransport(hostname: string, port: number): Promise<Transport>
   return transport;
 }
 
-async function writeAllTcp(tcp: Deno.TcpConn, data: Uint8Array): Promise<void> {
+async function writeAllTcp(tcp: Deno.Conn, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await tcp.write(data.subarray(off));
 }
@@ -109,8 +121,10 @@ async function writeAllTcp(tcp: Deno.TcpConn, data: Uint8Array): Promise<void> {
  * a Deno.serve request body through Deno.TcpConn writes slows down quadratically with the
  * size (1 GiB took 26 s here, 100 MiB 0.4 s), through node:net it stays linear (5 s).
  */
-async function nodeTransport(hostname: string, port: number): Promise<Transport> {
-  const socket = net.connect({ host: hostname, port, noDelay: true });
+async function nodeTransport(peer: Peer): Promise<Transport> {
+  const socket = peer.path
+    ? net.connect({ path: peer.path })
+    : net.connect({ host: peer.hostname, port: peer.port, noDelay: true });
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", resolve);
     socket.once("error", reject);
@@ -329,10 +343,18 @@ export interface Http1Client {
 
 export function createHttp1Client(
   port: number,
-  options: { maxIdle?: number; idleTimeout?: number; hostname?: string; deadlines?: Deadlines } =
-    {},
+  options: {
+    maxIdle?: number;
+    idleTimeout?: number;
+    hostname?: string;
+    /** A Unix socket to connect to instead of hostname and port. */
+    path?: string;
+    deadlines?: Deadlines;
+  } = {},
 ): Http1Client {
   const hostname = options.hostname ?? "127.0.0.1";
+  const peer: Peer = { hostname, port, path: options.path };
+  const where = options.path ?? `${hostname}:${port}`;
   const maxIdle = options.maxIdle ?? 256;
   const idleTimeout = options.idleTimeout ?? 30_000;
   const deadlines = options.deadlines ?? sharedDeadlines;
@@ -340,9 +362,7 @@ export function createHttp1Client(
   let closed = false;
 
   const connect = async (streaming = false): Promise<Conn> => {
-    const tcp = streaming
-      ? await nodeTransport(hostname, port)
-      : await denoTransport(hostname, port);
+    const tcp = streaming ? await nodeTransport(peer) : await denoTransport(peer);
     return {
       tcp,
       read: (buf) => tcp.read(buf),
@@ -365,7 +385,7 @@ export function createHttp1Client(
       return await connect(streaming);
     } catch (e) {
       throw new NotDeliveredError(
-        `cannot connect to ${hostname}:${port}: ${(e as Error).message}`,
+        `cannot connect to ${where}: ${(e as Error).message}`,
         written,
         { cause: e },
       );

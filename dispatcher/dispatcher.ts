@@ -437,6 +437,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     instanceChanged(instance) {
       const gained = table.updateInstance(instance);
       if (instance.state === "gone") forwarder.forget(instance.url);
+      else if (instance.socket) forwarder.viaSocket(instance.url, instance.socket);
       if (instance.failure && table.ready(instance.function).length === 0) {
         // Nothing can serve the held requests: they get the reason now, not at scaling_timeout.
         limits.get(instance.function)?.limiter.endWaits({ failed: instance.failure });

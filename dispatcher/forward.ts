@@ -70,6 +70,11 @@ export interface Forwarder {
   ): Promise<ForwardedResponse>;
   /** Asks the instance's fizzlet whether it is ready (GET /f2s/ready answers 200). */
   ready(base: string, signal: AbortSignal): Promise<boolean>;
+  /**
+   * Connects to the instance at `base` through this Unix socket instead (a fizzlet of
+   * `f2s dev` serves on both: on one machine the socket costs less CPU per request).
+   */
+  viaSocket(base: string, path: string): void;
   /** Drops the pooled connections to an instance that is gone. */
   forget(base: string): void;
   close(): void;
@@ -79,12 +84,17 @@ const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
 export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forwarder {
   const clients = new Map<string, Http1Client>();
+  const sockets = new Map<string, string>();
 
   function clientFor(base: string): Http1Client {
     let client = clients.get(base);
     if (!client) {
       const url = new URL(base);
-      client = createHttp1Client(Number(url.port || 80), { hostname: url.hostname, deadlines });
+      client = createHttp1Client(Number(url.port || 80), {
+        hostname: url.hostname,
+        path: sockets.get(base),
+        deadlines,
+      });
       clients.set(base, client);
     }
     return client;
@@ -155,9 +165,16 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
         return false;
       }
     },
+    viaSocket(base, path) {
+      if (sockets.get(base) === path) return;
+      sockets.set(base, path);
+      clients.get(base)?.close();
+      clients.delete(base);
+    },
     forget(base) {
       clients.get(base)?.close();
       clients.delete(base);
+      sockets.delete(base);
     },
     close() {
       for (const c of clients.values()) c.close();

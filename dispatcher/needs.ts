@@ -40,6 +40,8 @@ export interface Instance {
   function: string;
   /** Base URL of the instance's fizzlet, e.g. http://127.0.0.1:40123 or http://10.0.0.5:9092. */
   url: string;
+  /** A Unix socket the fizzlet serves on as well (`f2s dev`), used instead of `url`. */
+  socket?: string;
   state: InstanceState;
   /** On a "gone" event: the instance never became ready, and this is why. */
   failure?: StartFailure;

@@ -9,6 +9,7 @@
  */
 
 import type client from "prom-client";
+import { type CounterSeries, createCounter, createHistogram } from "../dispatcher/metric_series.ts";
 
 export interface Gauge {
   inc(): void;
@@ -84,18 +85,21 @@ function build(
   const registry = new prom.Registry();
   prom.collectDefaultMetrics({ register: registry, prefix: "f2s_fizzlet_" });
   const registers = [registry];
-  const requests = new prom.Counter({
+  // The hot path's two series are plain numbers exposed in prom-client's shape
+  // (dispatcher/metric_series.ts): prom-client's observe hashes labels on every call.
+  const requests = createCounter({
     name: "f2s_fizzlet_requests_total",
     help: "Requests answered by the fizzlet, by HTTP status code",
     labelNames: ["code"] as const,
     registers,
   });
-  const duration = new prom.Histogram({
+  const duration = createHistogram({
     name: "f2s_fizzlet_request_duration_seconds",
     help: "Time from request arrival until the response headers are sent",
+    labelNames: [] as const,
     buckets: BUCKETS,
     registers,
-  });
+  }).labels();
   new prom.Gauge({
     name: "f2s_fizzlet_inflight_requests",
     help: "Requests being served by the function right now",
@@ -121,8 +125,8 @@ function build(
       for (const m of ["proxy", "command", "pending"]) this.set({ mode: m }, m === mode() ? 1 : 0);
     },
   });
-  // Children per status code are cached: the hot path does no label lookups.
-  const byCode = new Map<number, client.Counter.Internal>();
+  // Series per status code are cached: the hot path does no label lookups.
+  const byCode = new Map<number, CounterSeries>();
   return {
     registry,
     observe(status, seconds) {

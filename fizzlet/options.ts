@@ -36,6 +36,8 @@ export interface FizzletOptions {
   grace: number;
   /** Open connections beyond this get 503; 0 means the default (common/open_files.ts). */
   maxConnections: number;
+  /** A Unix socket to serve on as well (`f2s dev` reaches its fizzlets through it). */
+  socket?: string;
 }
 
 export const OPTIONS: OptionTable = {
@@ -52,6 +54,12 @@ export const OPTIONS: OptionTable = {
     default: String(FIZZLET_PORT),
     value: "PORT",
     description: 'Port to listen on (0 picks a free one, logged as "listening")',
+  },
+  socket: {
+    type: "string",
+    env: "F2S_FIZZLET_SOCKET",
+    value: "PATH",
+    description: "Also serve on this Unix socket (f2s dev uses it: cheaper than TCP)",
   },
   "app-port": {
     type: "string",
@@ -208,6 +216,7 @@ export function parseOptions(
       queue: intOption(v, "queue", 0, 1_000_000),
       grace: durationOption(v, "grace", 0),
       maxConnections: intOption(v, "max-connections", 0, 1_000_000),
+      socket: typeof v.socket === "string" && v.socket !== "" ? v.socket : undefined,
     },
   };
 }

@@ -34,6 +34,7 @@ import {
   REQUEST_ID_HEADER,
   requestIdFrom,
 } from "../common/protocol.ts";
+import { type Deadline, deadlines } from "../common/deadlines.ts";
 import { serveHttp1, type ServerRequest, type ServerResponse } from "../common/http1_server.ts";
 import { fromResponse, webRequest } from "../common/web_bridge.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
@@ -188,7 +189,7 @@ export async function startFizzlet(
   ): Promise<ServerResponse> => {
     const requestId = requestIdFrom(headerGetter(req.headers));
     const controller = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: Deadline | undefined;
     // After the answer starts, a vanished client is noticed by the server writing it.
     const unwatch = req.watchClient(() => controller.abort(CLIENT_GONE));
     active.add(controller);
@@ -217,7 +218,8 @@ export async function startFizzlet(
         }
         ({ run, release } = got);
       } else run = work.run;
-      timer = setTimeout(() => controller.abort(TIMEOUT), options.timeout);
+      // The shared deadlines, not a setTimeout per request (see common/deadlines.ts).
+      timer = deadlines.after(options.timeout, () => controller.abort(TIMEOUT));
       if (limiter && !(slot = limiter.tryAcquire())) {
         const waiting = limiter.acquire(controller.signal);
         if (waiting === "full") {
@@ -263,7 +265,7 @@ export async function startFizzlet(
       log.error("request failed", { requestId, error: e });
       return errorAnswer(500, "fizzlet error", (e as Error).message, idHeader);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
       const after = () => {
         release?.();
         active.delete(controller);
@@ -331,19 +333,29 @@ export async function startFizzlet(
     return res;
   };
 
-  const server = serveHttp1({
+  const serverOptions = {
     hostname: options.host,
     port: options.port,
     maxConnections: options.maxConnections || undefined,
     // Small bodies are read by the server before any mode sees them: same limit, same 408.
     bodyTimeout: options.bodyTimeout,
     log,
-    onError: (e) => {
+    onError: (e: unknown) => {
       log.error("unhandled error", { error: e });
       return errorAnswer(500, "fizzlet error", (e as Error)?.message);
     },
-  }, handler);
-  const port = server.addr.port;
+  };
+  const servers = [serveHttp1(serverOptions, handler)];
+  // The same answers on a Unix socket too (f2s dev's dispatcher connects through it).
+  if (options.socket) {
+    removeSocket(options.socket);
+    servers.push(serveHttp1({ ...serverOptions, path: options.socket }, handler));
+  }
+  const server = {
+    shutdown: () => Promise.all(servers.map((s) => s.shutdown())),
+    finished: Promise.all(servers.map((s) => s.finished)),
+  };
+  const port = servers[0].addr.port;
   // The first log line: a parent that passed --port 0 reads the port from it.
   log.info("listening", {
     port,
@@ -410,6 +422,7 @@ export async function startFizzlet(
       }
       proxy.close();
       metrics.close();
+      if (options.socket) removeSocket(options.socket);
       await commands?.settled();
       if (app) await app.stop(Math.max(1000, options.grace - (Date.now() - began)));
       log.info("stopped", { tookMs: Date.now() - began });
@@ -425,4 +438,13 @@ export async function startFizzlet(
     metrics,
     stop,
   };
+}
+
+/** Removes a Unix socket left at `path` (by an earlier run); anything else there stays. */
+function removeSocket(path: string) {
+  try {
+    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
+  } catch {
+    // Nothing there.
+  }
 }

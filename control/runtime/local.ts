@@ -73,11 +73,24 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   const listeners = new Set<InstanceListener>();
   let counter = 0;
   let closed = false;
+  let socketDir: string | undefined;
+
+  /**
+   * A Unix socket path for an instance's fizzlet, which serves on it as well as on its
+   * port: the dispatcher uses it (on one machine it costs about half of a loopback TCP
+   * round trip's CPU, bench/RESULTS.md). None when the path would be too long for a socket.
+   */
+  function socketFor(id: string): string | undefined {
+    socketDir ??= Deno.makeTempDirSync({ prefix: "f2s-dev-" });
+    const path = join(socketDir, `${id}.sock`);
+    return path.length <= 100 ? path : undefined;
+  }
 
   function emit(inst: LocalInstance, state: InstanceState, failure?: StartFailure) {
     if (inst.state === state && !failure) return;
     inst.state = state;
-    notify({ id: inst.id, function: inst.function, url: inst.url, state, failure });
+    const { id, function: fn, url, socket } = inst;
+    notify({ id, function: fn, url, socket, state, failure });
   }
 
   function notify(snapshot: Instance) {
@@ -183,12 +196,15 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       "--grace",
       String(grace),
     ];
+    const socket = socketFor(id);
+    if (socket) args.push("--socket", socket);
     if (fn.local.command) args.push("--app-command", fn.local.command, "--mode", "proxy");
     const [cmd, ...rest] = selfCommand(args);
     const inst: LocalInstance = {
       id,
       function: fn.name,
       url: `http://127.0.0.1:${port}`,
+      socket,
       state: "starting",
       generation: st.generation,
       exited: Promise.resolve(),
@@ -231,7 +247,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       data: { instance: id, port, dir },
     });
     ilog.info("instance starting", { port, dir });
-    const snapshot: Instance = { id, function: fn.name, url: inst.url, state: "starting" };
+    const snapshot: Instance = { id, function: fn.name, url: inst.url, socket, state: "starting" };
     for (const l of listeners) l(snapshot);
     probe(inst, st);
   }
@@ -443,6 +459,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       for (const t of pending.values()) clock.clearTimeout(t);
       pending.clear();
       await Promise.all([...instances.values()].map((i) => stopInstance(i)));
+      if (socketDir) await Deno.remove(socketDir, { recursive: true }).catch(() => {});
     },
   };
 }
