@@ -281,3 +281,74 @@ Deno.test("command: beyond max-inflight plus the queue, requests get 429 with Re
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("command: hostile path, query and content type reach the script verbatim, never as shell code", async () => {
+  const marker = await Deno.makeTempDir({ prefix: "f2s-injection-" });
+  const dir = await functionDir({
+    "start.sh": '#!/bin/sh\nprintf "%s|%s|%s" "$F2S_PATH" "$F2S_QUERY" "$F2S_CONTENT_TYPE"\n',
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir, marker] });
+  try {
+    const evil = `'$(touch ${marker}/a)\`touch ${marker}/b\`;touch ${marker}/c`;
+    const type = `text/plain; x="${evil}"`;
+    // Raw bytes on the wire, so no client normalises the target.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port });
+    const target = `/p'$(id)\`id\`;x?q='${encodeURIComponent(evil)}'$HOME`;
+    await conn.write(new TextEncoder().encode(
+      `POST ${target} HTTP/1.1\r\nhost: x\r\ncontent-type: ${type}\r\ncontent-length: 2\r\n` +
+        "connection: close\r\n\r\nhi",
+    ));
+    const answer = new TextDecoder().decode(await readAll(conn));
+    const body = answer.slice(answer.indexOf("\r\n\r\n") + 4);
+    const url = new URL(target, "http://x");
+    assertEquals(body, `${url.pathname}|${url.search.slice(1)}|${type}`);
+    assertEquals([...Deno.readDirSync(marker)], [], "nothing in the values ran");
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(marker, { recursive: true });
+  }
+});
+
+Deno.test("command: a script that kills the shell that started it fails alone; the next request runs", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'if [ "$F2S_PATH" = /kill ]; then kill -9 $PPID; sleep 0.2; exit 0; fi',
+      // A forged answer line in the shell's pipe must not answer for a later request.
+      'if [ "$F2S_PATH" = /forge ]; then echo "x 1.0 0" > /proc/$PPID/fd/1; fi',
+      "echo ok",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--max-inflight", "1"] });
+  try {
+    const killed = await fetch(`${f.url}/kill`, { method: "POST" });
+    assertEquals(killed.status, 500);
+    assertEquals((await killed.json()).error, "start.sh could not be run");
+    for (const path of ["/forge", "/after", "/after"]) {
+      const res = await fetch(`${f.url}${path}`, { method: "POST" });
+      assertEquals([res.status, await res.text()], [200, "ok\n"], path);
+    }
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(16384);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  conn.close();
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
