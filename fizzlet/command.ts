@@ -386,6 +386,12 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     const { requestId, signal } = ctx;
     if (signal.aborted) return abortedResponse(ctx);
     const shell = await shells.acquire();
+    if (signal.aborted) {
+      // Gone while a shell was starting: it serves the next request instead.
+      shells.release(shell, () => {});
+      shells.clean(shell);
+      return abortedResponse(ctx);
+    }
     let pid: number | undefined;
     const since = ticksNow();
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
