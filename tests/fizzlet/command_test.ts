@@ -298,7 +298,7 @@ Deno.test("command: hostile path, query and content type reach the script verbat
       `POST ${target} HTTP/1.1\r\nhost: x\r\ncontent-type: ${type}\r\ncontent-length: 2\r\n` +
         "connection: close\r\n\r\nhi",
     ));
-    const answer = new TextDecoder().decode(await readAll(conn));
+    const answer = await new Response(conn.readable).text();
     const body = answer.slice(answer.indexOf("\r\n\r\n") + 4);
     const url = new URL(target, "http://x");
     assertEquals(body, `${url.pathname}|${url.search.slice(1)}|${type}`);
@@ -334,21 +334,3 @@ Deno.test("command: a script that kills the shell that started it fails alone; t
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buf = new Uint8Array(16384);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    chunks.push(buf.slice(0, n));
-  }
-  conn.close();
-  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
