@@ -169,15 +169,22 @@ export async function startWatchdog(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    // Its own group, so stop() also kills what it started: the stand-in's http-mode fprocess
+    // (`sleep 3600`) outlived it holding the stderr pipe, and the bench never exited.
+    detached: true,
   }).spawn();
   running = true;
   let stopped: Promise<void> | undefined;
   const stop = () =>
     stopped ??= (async () => {
       try {
-        child.kill("SIGKILL");
+        Deno.kill(-child.pid, "SIGKILL");
       } catch {
-        // Already gone.
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
       }
       await child.status;
       running = false;
