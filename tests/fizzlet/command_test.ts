@@ -334,3 +334,45 @@ Deno.test("command: a script that kills the shell that started it fails alone; t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("command: stdout past 64 MiB is a 500, never read into memory; small bodies get a folder in memory", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'if [ "$F2S_PATH" = /big ]; then head -c 67108865 /dev/zero; exit 0; fi',
+      'printf "%s" "$F2S_REQUEST_DIR"',
+    ].join("\n"),
+  });
+  const tmp = await Deno.makeTempDir({ prefix: "f2s-output-" });
+  const f = await startFizzlet({ dir, env: { TMPDIR: tmp }, removeOnFailure: [dir, tmp] });
+  try {
+    const big = await fetch(`${f.url}/big`, { method: "POST" });
+    assertEquals(big.status, 500);
+    assertEquals((await big.json()).error, "start.sh wrote more than the output limit");
+    const rss = Number(
+      /VmHWM:\s+(\d+)/.exec(await Deno.readTextFile(`/proc/${f.pid}/status`))?.[1] ?? 0,
+    );
+    console.log(`fizzlet peak memory: ${rss} kB`);
+    // About 55 MiB at rest; holding the output would add 64 MiB.
+    assert(rss < 100 * 1024, `the fizzlet's peak memory stayed below 100 MiB: ${rss} kB`);
+
+    const small = await (await fetch(`${f.url}/`, { method: "POST", body: "x" })).text();
+    let shm = false;
+    try {
+      shm = Deno.statSync("/dev/shm").isDirectory;
+    } catch {
+      // No /dev/shm here: the folder is in TMPDIR.
+    }
+    assert(small.startsWith(shm ? "/dev/shm/f2s-request-" : `${tmp}/f2s-request-`), small);
+    // A body of unknown length (chunked) goes to disk: it could be larger than memory allows.
+    const chunked = await (await fetch(`${f.url}/`, {
+      method: "POST",
+      body: ReadableStream.from([new TextEncoder().encode("x")]),
+    })).text();
+    assert(chunked.startsWith(`${tmp}/f2s-request-`), chunked);
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
