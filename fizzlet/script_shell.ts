@@ -22,8 +22,13 @@
 
 import { join } from "node:path";
 
-/** The shell's loop: each line is one request's command (see `commandLine`). */
-const LOOP = 'echo "ready $$"\nwhile IFS= read -r line; do eval "$line"; done';
+/**
+ * The shell's loop: each line is one request's command (see `commandLine`), run only when it
+ * starts with the token the fizzlet sent first. A script can write into its shell's input
+ * through /proc/<ppid>/fd/0 (same user), but not read the token from the shell's memory.
+ */
+const LOOP = 'IFS= read -r t; echo "ready $$"\n' +
+  'while IFS= read -r line; do case "$line" in "$t "*) eval "${line#"$t "}";; esac; done';
 
 /** A shell waiting for, or running, one script. */
 export interface ScriptShell {
@@ -117,8 +122,10 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
       if (line.startsWith(prefix)) return Number(line.slice(prefix.length));
     }
   };
+  const token = crypto.randomUUID();
   let pid: number;
   try {
+    await writer.write(encoder.encode(token + "\n"));
     const ready = await nextLine();
     if (!ready.startsWith("ready ")) throw new Error(`unexpected first line ${ready}`);
     pid = Number(ready.slice(6));
@@ -144,7 +151,7 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
     },
     run(argv, env) {
       const nonce = `${++counter}.${crypto.randomUUID()}`;
-      const line = commandLine(argv, env, stdout, stderr, nonce);
+      const line = `${token} ${commandLine(argv, env, stdout, stderr, nonce)}`;
       const written = writer.write(encoder.encode(line)).catch((e) => {
         usable = false;
         throw e;

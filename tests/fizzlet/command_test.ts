@@ -311,27 +311,36 @@ Deno.test("command: hostile path, query and content type reach the script verbat
 });
 
 Deno.test("command: a script that kills the shell that started it fails alone; the next request runs", async () => {
+  const marker = await Deno.makeTempDir({ prefix: "f2s-inject-" });
   const dir = await functionDir({
     "start.sh": [
       "#!/bin/sh",
       'if [ "$F2S_PATH" = /kill ]; then kill -9 $PPID; sleep 0.2; exit 0; fi',
-      // A forged answer line in the shell's pipe must not answer for a later request.
+      // A forged answer line in the shell's pipe must not answer for a later request, and a
+      // command written into its input must not run.
       'if [ "$F2S_PATH" = /forge ]; then echo "x 1.0 0" > /proc/$PPID/fd/1; fi',
+      `if [ "$F2S_PATH" = /inject ]; then echo "true; touch ${marker}/ran" > /proc/$PPID/fd/0; fi`,
       "echo ok",
     ].join("\n"),
   });
-  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--max-inflight", "1"] });
+  const f = await startFizzlet({
+    dir,
+    removeOnFailure: [dir, marker],
+    args: ["--max-inflight", "1"],
+  });
   try {
     const killed = await fetch(`${f.url}/kill`, { method: "POST" });
     assertEquals(killed.status, 500);
     assertEquals((await killed.json()).error, "start.sh could not be run");
-    for (const path of ["/forge", "/after", "/after"]) {
+    for (const path of ["/forge", "/after", "/inject", "/after", "/after"]) {
       const res = await fetch(`${f.url}${path}`, { method: "POST" });
       assertEquals([res.status, await res.text()], [200, "ok\n"], path);
     }
+    assertEquals([...Deno.readDirSync(marker)], [], "the written command did not run");
   } finally {
     assertEquals(await f.stop(), 0);
     await Deno.remove(dir, { recursive: true });
+    await Deno.remove(marker, { recursive: true });
   }
 });
 
