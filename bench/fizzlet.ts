@@ -1,6 +1,6 @@
 /**
- * `deno task bench fizzlet [--seconds N] [--connections N]`: what the fizzlet costs, as
- * ratios against references measured in the same run.
+ * `deno task bench fizzlet [--seconds N] [--connections N] [--only proxy|command]`: what the
+ * fizzlet costs, as ratios against references measured in the same run.
  *
  * Proxy mode: throughput and p50/p99 of GET through the fizzlet in front of examples/nodejs,
  * against the app hit directly, nginx (Debian package) proxying the same app, and
@@ -50,8 +50,13 @@ export async function run(args: string[]): Promise<void> {
     options: {
       seconds: { type: "string", default: "5" },
       connections: { type: "string", default: "50" },
+      only: { type: "string" },
     },
   });
+  const only = values.only;
+  if (only !== undefined && only !== "proxy" && only !== "command") {
+    throw new Error(`--only must be proxy or command, got "${only}"`);
+  }
   const seconds = Number(values.seconds);
   const connections = Number(values.connections);
   const work = await Deno.makeTempDir({ prefix: "f2s-bench-fizzlet-" });
@@ -77,11 +82,6 @@ export async function run(args: string[]): Promise<void> {
   const deno = Deno.execPath();
   try {
     const watchdog = await ensureWatchdog();
-    const nginx = await which("nginx");
-    const appPort = freePort();
-    spawn("node", ["server.js"], { PORT: String(appPort) }, `${ROOT}examples/nodejs`);
-    await waitForPort(appPort, "examples/nodejs");
-
     /** A fizzlet with these options on a free port, once it listens. */
     const fizzlet = async (what: string, options: string[]) => {
       const port = freePort();
@@ -90,147 +90,159 @@ export async function run(args: string[]): Promise<void> {
       await waitForPort(port, what);
       return port;
     };
-    const fizzletPort = await fizzlet("fizzlet", [
-      "--mode",
-      "proxy",
-      "--app-port",
-      String(appPort),
-      "--dir",
-      work,
-    ]);
+    const proxyPart = async () => {
+      const nginx = await which("nginx");
+      const appPort = freePort();
+      spawn("node", ["server.js"], { PORT: String(appPort) }, `${ROOT}examples/nodejs`);
+      await waitForPort(appPort, "examples/nodejs");
 
-    let nginxPort: number | undefined;
-    if (nginx) {
-      nginxPort = freePort();
-      await Deno.mkdir(`${work}/nginx/logs`, { recursive: true });
-      await Deno.writeTextFile(
-        `${work}/nginx/nginx.conf`,
-        `worker_processes 1;
-daemon off;
-pid ${work}/nginx/nginx.pid;
-error_log ${work}/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${work}/nginx/body;
-  proxy_temp_path ${work}/nginx/proxy;
-  upstream app { server 127.0.0.1:${appPort}; keepalive 256; }
-  server {
-    listen 127.0.0.1:${nginxPort};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      const fizzletPort = await fizzlet("fizzlet", [
+        "--mode",
+        "proxy",
+        "--app-port",
+        String(appPort),
+        "--dir",
+        work,
+      ]);
+
+      let nginxPort: number | undefined;
+      if (nginx) {
+        nginxPort = freePort();
+        await Deno.mkdir(`${work}/nginx/logs`, { recursive: true });
+        await Deno.writeTextFile(
+          `${work}/nginx/nginx.conf`,
+          `worker_processes 1;
+  daemon off;
+  pid ${work}/nginx/nginx.pid;
+  error_log ${work}/nginx/logs/error.log warn;
+  events { worker_connections 4096; }
+  http {
+    access_log off;
+    client_body_temp_path ${work}/nginx/body;
+    proxy_temp_path ${work}/nginx/proxy;
+    upstream app { server 127.0.0.1:${appPort}; keepalive 256; }
+    server {
+      listen 127.0.0.1:${nginxPort};
+      location / {
+        proxy_pass http://app;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      }
     }
   }
-}
-`,
-      );
-      spawn(nginx, ["-p", `${work}/nginx`, "-c", `${work}/nginx/nginx.conf`]);
-      await waitForPort(nginxPort, "nginx");
-    }
-
-    const opts = { connections, seconds };
-    const path = "/bench?x=1";
-    console.log(
-      `proxy mode: GET ${path} on examples/nodejs, ${connections} connections, ${seconds}s each`,
-    );
-    const rows: [string, LoadResult][] = [];
-    rows.push(["app direct", await load(`http://127.0.0.1:${appPort}${path}`, opts)]);
-    rows.push(["fizzlet", await load(`http://127.0.0.1:${fizzletPort}${path}`, opts)]);
-    if (nginxPort) rows.push(["nginx", await load(`http://127.0.0.1:${nginxPort}${path}`, opts)]);
-    // One of-watchdog at a time (it binds :8081): each is stopped before the next starts.
-    const httpWatchdog = await startWatchdog(watchdog, {
-      mode: "http",
-      upstream_url: `http://127.0.0.1:${appPort}`,
-      fprocess: "sleep 3600",
-    });
-    try {
-      rows.push([
-        `${watchdog.label} http`,
-        await load(`http://127.0.0.1:${httpWatchdog.port}${path}`, opts),
-      ]);
-    } finally {
-      await httpWatchdog.stop();
-    }
-    printTable(rows);
-    const byName = new Map(rows);
-    const f = byName.get("fizzlet")!;
-    for (const [name, r] of rows.slice(2)) {
-      console.log(
-        `fizzlet vs ${name}: throughput ${ratio(f.rps, r.rps)}, p50 ${ratio(f.p50Ms, r.p50Ms)}, ` +
-          `p99 ${ratio(f.p99Ms, r.p99Ms)}`,
-      );
-    }
-    if (!nginx) console.log("nginx not installed: run tests/deps/nginx.sh for that comparison");
-
-    // Command mode: one trivial script, measured directly and through each server.
-    const fnDir = `${work}/fn`;
-    await Deno.mkdir(fnDir);
-    await Deno.writeTextFile(`${fnDir}/start.sh`, "#!/bin/sh\necho '{\"ok\":true}'\n", {
-      mode: 0o755,
-    });
-    const direct = await timeScript(`${fnDir}/start.sh`, seconds);
-    const commandFizzlet = (input: string) =>
-      fizzlet(`fizzlet (command mode, --input ${input})`, [
-        "--mode",
-        "command",
-        "--input",
-        input,
-        "--dir",
-        fnDir,
-        "--queue",
-        "1000",
-      ]);
-    const cmdPort = await commandFizzlet("file");
-    const stdinPort = await commandFizzlet("stdin");
-    const post = {
-      method: "POST",
-      body: '{"name":"bench"}',
-      headers: { "content-type": "application/json" },
-      seconds,
-    };
-    const fork = await startWatchdog(watchdog, {
-      mode: "streaming",
-      fprocess: `${fnDir}/start.sh /dev/stdin`,
-    }, fnDir);
-    const cmdRows: [string, LoadResult][] = [];
-    try {
-      for (const connections of [1, 8]) {
-        cmdRows.push([
-          `fizzlet command, ${connections} conn`,
-          await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections }),
-        ]);
-        cmdRows.push([
-          `fizzlet stdin, ${connections} conn`,
-          await load(`http://127.0.0.1:${stdinPort}/`, { ...post, connections }),
-        ]);
-        cmdRows.push([
-          `${watchdog.label} fork, ${connections} conn`,
-          await load(`http://127.0.0.1:${fork.port}/`, { ...post, connections }),
-        ]);
+  `,
+        );
+        spawn(nginx, ["-p", `${work}/nginx`, "-c", `${work}/nginx/nginx.conf`]);
+        await waitForPort(nginxPort, "nginx");
       }
-    } finally {
-      await fork.stop();
-    }
-    console.log(
-      `\ncommand mode: trivial start.sh; run directly (sh loop) it takes ${direct.toFixed(2)} ms`,
-    );
-    printTable(cmdRows);
-    const at = new Map(cmdRows);
-    const wd = (c: number) => at.get(`${watchdog.label} fork, ${c} conn`)!;
-    for (const kind of ["command", "stdin"]) {
-      const fz = (c: number) => at.get(`fizzlet ${kind}, ${c} conn`)!;
+
+      const opts = { connections, seconds };
+      const path = "/bench?x=1";
       console.log(
-        `fizzlet ${kind}: overhead above running start.sh directly (p50, 1 conn) ` +
-          `${(fz(1).p50Ms - direct).toFixed(2)} ms vs ${watchdog.label} fork ${
-            (wd(1).p50Ms - direct).toFixed(2)
-          } ms; throughput vs ${watchdog.label} fork: 1 conn ${ratio(fz(1).rps, wd(1).rps)}, ` +
-          `8 conn ${ratio(fz(8).rps, wd(8).rps)} (goal ≥ 1.0)`,
+        `proxy mode: GET ${path} on examples/nodejs, ${connections} connections, ${seconds}s each`,
       );
-    }
+      const rows: [string, LoadResult][] = [];
+      rows.push(["app direct", await load(`http://127.0.0.1:${appPort}${path}`, opts)]);
+      rows.push(["fizzlet", await load(`http://127.0.0.1:${fizzletPort}${path}`, opts)]);
+      if (nginxPort) rows.push(["nginx", await load(`http://127.0.0.1:${nginxPort}${path}`, opts)]);
+      // One of-watchdog at a time (it binds :8081): each is stopped before the next starts.
+      const httpWatchdog = await startWatchdog(watchdog, {
+        mode: "http",
+        upstream_url: `http://127.0.0.1:${appPort}`,
+        fprocess: "sleep 3600",
+      });
+      try {
+        rows.push([
+          `${watchdog.label} http`,
+          await load(`http://127.0.0.1:${httpWatchdog.port}${path}`, opts),
+        ]);
+      } finally {
+        await httpWatchdog.stop();
+      }
+      printTable(rows);
+      const byName = new Map(rows);
+      const f = byName.get("fizzlet")!;
+      for (const [name, r] of rows.slice(2)) {
+        console.log(
+          `fizzlet vs ${name}: throughput ${ratio(f.rps, r.rps)}, p50 ${
+            ratio(f.p50Ms, r.p50Ms)
+          }, ` +
+            `p99 ${ratio(f.p99Ms, r.p99Ms)}`,
+        );
+      }
+      if (!nginx) console.log("nginx not installed: run tests/deps/nginx.sh for that comparison");
+    };
+    const commandPart = async () => {
+      // Command mode: one trivial script, measured directly and through each server.
+      const fnDir = `${work}/fn`;
+      await Deno.mkdir(fnDir);
+      await Deno.writeTextFile(`${fnDir}/start.sh`, "#!/bin/sh\necho '{\"ok\":true}'\n", {
+        mode: 0o755,
+      });
+      const direct = await timeScript(`${fnDir}/start.sh`, seconds);
+      const commandFizzlet = (input: string) =>
+        fizzlet(`fizzlet (command mode, --input ${input})`, [
+          "--mode",
+          "command",
+          "--input",
+          input,
+          "--dir",
+          fnDir,
+          "--queue",
+          "1000",
+        ]);
+      const cmdPort = await commandFizzlet("file");
+      const stdinPort = await commandFizzlet("stdin");
+      const post = {
+        method: "POST",
+        body: '{"name":"bench"}',
+        headers: { "content-type": "application/json" },
+        seconds,
+      };
+      const fork = await startWatchdog(watchdog, {
+        mode: "streaming",
+        fprocess: `${fnDir}/start.sh /dev/stdin`,
+      }, fnDir);
+      const cmdRows: [string, LoadResult][] = [];
+      try {
+        for (const connections of [1, 8]) {
+          cmdRows.push([
+            `fizzlet command, ${connections} conn`,
+            await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections }),
+          ]);
+          cmdRows.push([
+            `fizzlet stdin, ${connections} conn`,
+            await load(`http://127.0.0.1:${stdinPort}/`, { ...post, connections }),
+          ]);
+          cmdRows.push([
+            `${watchdog.label} fork, ${connections} conn`,
+            await load(`http://127.0.0.1:${fork.port}/`, { ...post, connections }),
+          ]);
+        }
+      } finally {
+        await fork.stop();
+      }
+      console.log(
+        `\ncommand mode: trivial start.sh; run directly (sh loop) it takes ${direct.toFixed(2)} ms`,
+      );
+      printTable(cmdRows);
+      const at = new Map(cmdRows);
+      const wd = (c: number) => at.get(`${watchdog.label} fork, ${c} conn`)!;
+      for (const kind of ["command", "stdin"]) {
+        const fz = (c: number) => at.get(`fizzlet ${kind}, ${c} conn`)!;
+        console.log(
+          `fizzlet ${kind}: overhead above running start.sh directly (p50, 1 conn) ` +
+            `${(fz(1).p50Ms - direct).toFixed(2)} ms vs ${watchdog.label} fork ${
+              (wd(1).p50Ms - direct).toFixed(2)
+            } ms; throughput vs ${watchdog.label} fork: 1 conn ${ratio(fz(1).rps, wd(1).rps)}, ` +
+            `8 conn ${ratio(fz(8).rps, wd(8).rps)} (goal ≥ 1.0)`,
+        );
+      }
+    };
+    if (only !== "command") await proxyPart();
+    if (only !== "proxy") await commandPart();
     console.log(`\n${watchdog.note}`);
   } finally {
     for (const child of children) {

@@ -172,6 +172,9 @@ export async function startWatchdog(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    // Its own group, so stop() also kills what it started: the stand-in's http-mode fprocess
+    // (`sleep 3600`) outlived it holding the stderr pipe, and the bench never exited.
+    detached: true,
   }).spawn();
   running = true;
   let stopped: Promise<void> | undefined;
@@ -180,7 +183,11 @@ export async function startWatchdog(
       try {
         Deno.kill(-child.pid, "SIGKILL");
       } catch {
-        // Already gone.
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
       }
       await child.status;
       running = false;

@@ -3,32 +3,62 @@
  *
  * The request body goes to a file in a private temporary folder made for this request
  * (`input.json` for JSON, which must parse, else `input.txt` for text/*, `input.bin` for
- * anything else), never onto the command line. The body is read whole before the request
- * takes a slot, within the body timeout (else 408), so slow senders cannot hold the few slots.
- * The script runs in its own session; a timeout, a vanished client or shutdown kills it
- * together with everything it started, also what left its group or session (sweep.ts).
- * Its stdout is the answer (JSON content type when it parses as JSON); a non-zero exit is a
- * 500 with the exit code and the tail of stderr. stderr is logged line by line, never
- * returned whole. The folder is removed afterwards, whatever happened.
+ * anything else), never onto the command line; the folder is in memory (/dev/shm) when the
+ * body is small and declared. The body is read whole before the request takes a slot, within
+ * the body timeout (else 408), so slow senders cannot hold the few slots.
+ * A long-lived shell started in its own session (script_shell.ts) starts the script, one
+ * request at a time per shell; a timeout, a vanished client or shutdown kills the script
+ * together with everything it started, also what left its group or session (sweep.ts), and so
+ * does the end of the request before the shell serves the next one.
+ * Its stdout (a file, read after the exit) is the answer (JSON content type when it parses as
+ * JSON; more than MAX_OUTPUT is a 500); a non-zero exit is a 500 with the exit code and the
+ * tail of stderr. stderr is logged line by line after the exit, never returned whole. The
+ * folder is removed afterwards, whatever happened.
  */
 
 import { dirname, join } from "node:path";
 import { ClientGoneError, ShuttingDownError, TimeoutError } from "../common/cut_short.ts";
+import { type Deadline, deadlines } from "../common/deadlines.ts";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
-import { readUpTo } from "../common/read_limited.ts";
 import { readBodyWithin } from "./body_deadline.ts";
 import { createTail, forEachLine } from "./lines.ts";
 import type { Received, Receiver, RequestContext } from "./request.ts";
+import { createShellPool } from "./script_shell.ts";
 import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
 export const STDERR_TAIL = 2000;
 /** stdout beyond this is refused rather than buffered (the answer is built in memory). */
 export const MAX_OUTPUT = 64 * 1024 * 1024;
-/** After the script exits, how long leftover pipes may stay open before we stop reading. */
-const DRAIN_AFTER_EXIT = 1000;
-/** Pipes still open this long after the exit: something left the group holds them; sweep. */
-const SWEEP_AFTER_EXIT = 50;
+/** Output files smaller than this are read synchronously (cheaper than a thread-pool trip). */
+const SYNC_READ = 256 * 1024;
+/** Stderr beyond this many bytes is logged from a stream rather than read whole. */
+const STDERR_WHOLE = 64 * 1024;
+
+/**
+ * How often a running script's output files are measured. They are files (script_shell.ts), so
+ * nothing stops a script at the limit by itself: without this a flood would fill the disk
+ * until the request's timeout. At disk speed a script writes at most a few hundred MB more.
+ */
+const OUTPUT_CHECK_MS = 50;
+
+/** Names of the signals sh reports as 128 + n (those a script is likely to die of). */
+const SIGNALS: Record<number, string> = {
+  1: "SIGHUP",
+  2: "SIGINT",
+  3: "SIGQUIT",
+  4: "SIGILL",
+  6: "SIGABRT",
+  7: "SIGBUS",
+  8: "SIGFPE",
+  9: "SIGKILL",
+  11: "SIGSEGV",
+  13: "SIGPIPE",
+  14: "SIGALRM",
+  15: "SIGTERM",
+  24: "SIGXCPU",
+  25: "SIGXFSZ",
+};
 
 export function killGroup(pid: number): void {
   try {
@@ -60,12 +90,64 @@ export function inputFileName(type: string): string {
   return "input.bin";
 }
 
-/** Reads stdout up to MAX_OUTPUT; true in `overflow` when the script wrote more. */
-async function collect(
-  stream: ReadableStream<Uint8Array>,
-): Promise<{ bytes: Uint8Array<ArrayBuffer>; overflow: boolean }> {
-  const bytes = await readUpTo(stream, MAX_OUTPUT);
-  return bytes ? { bytes, overflow: false } : { bytes: new Uint8Array(), overflow: true };
+/**
+ * Logs every line of the script's stderr (in `path`) with the request id; returns its tail.
+ * Usually empty; a large one is streamed, so memory stays flat whatever the script wrote.
+ */
+async function logStderr(path: string, ctx: RequestContext): Promise<string> {
+  const size = Deno.statSync(path).size;
+  if (size === 0) return "";
+  const tail = createTail(STDERR_TAIL);
+  // Up to the size seen now: something the script left running may still be appending.
+  const stream = size <= STDERR_WHOLE
+    ? ReadableStream.from([await readPrefix(path, size)])
+    : ReadableStream.from(chunksOf(path, size));
+  await forEachLine(stream, (line, truncated) => {
+    tail.push(line + "\n");
+    ctx.log.info("script stderr", {
+      requestId: ctx.requestId,
+      line,
+      truncated: truncated || undefined,
+    });
+  });
+  return tail.text();
+}
+
+/**
+ * The first `size` bytes of the file at `path` (fewer if it is shorter), in one array; small
+ * ones synchronously (a thread-pool round trip costs more than the read).
+ */
+async function readPrefix(path: string, size: number): Promise<Uint8Array<ArrayBuffer>> {
+  const out = new Uint8Array(size);
+  let at = 0;
+  if (size < SYNC_READ) {
+    using file = Deno.openSync(path);
+    while (at < size) {
+      const n = file.readSync(out.subarray(at));
+      if (n === null) break;
+      at += n;
+    }
+  } else {
+    using file = await Deno.open(path);
+    while (at < size) {
+      const n = await file.read(out.subarray(at));
+      if (n === null) break;
+      at += n;
+    }
+  }
+  return at === size ? out : out.slice(0, at);
+}
+
+/** The first `size` bytes of the file at `path`, in chunks. */
+async function* chunksOf(path: string, size: number): AsyncGenerator<Uint8Array> {
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(64 * 1024);
+  for (let left = size; left > 0;) {
+    const n = await file.read(buffer.subarray(0, Math.min(left, buffer.length)));
+    if (n === null) return;
+    left -= n;
+    yield buffer.slice(0, n);
+  }
 }
 
 /** Content type for the script's output: JSON when it parses as JSON, else text. */
@@ -136,10 +218,36 @@ async function receiveInput(
   return path;
 }
 
+/** `start.sh <input>`, through `sh` when it is not executable. */
+export function scriptArgv(script: string, input: string): string[] {
+  const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
+  return executable ? [script, input] : ["sh", script, input];
+}
+
+/** The request's variables for the script, the marker among them. */
+export function scriptEnv(
+  req: Request,
+  requestId: string,
+  input: string,
+  marker: Marker,
+): Record<string, string> {
+  const url = new URL(req.url);
+  return {
+    F2S_METHOD: req.method,
+    F2S_PATH: url.pathname,
+    F2S_QUERY: url.search.slice(1),
+    F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
+    F2S_REQUEST_ID: requestId,
+    F2S_INPUT: input,
+    // Also the marker by which sweep.ts finds the request's detached processes.
+    [marker.name]: marker.value,
+  };
+}
+
 /**
- * How start.sh is run for one request: `start.sh <input>` (through `sh` when not executable,
- * through `setsid` where present) in the function folder, with the request's variables; the
- * options still lack stdio.
+ * How start.sh is run for one request by Deno.Command (stdin mode): `start.sh <input>` in the
+ * function folder, in its own session (through `setsid` where present), with the request's
+ * variables; the options still lack stdio.
  */
 export function scriptCommand(
   script: string,
@@ -149,23 +257,12 @@ export function scriptCommand(
   input: string,
   marker: Marker,
 ): [string, Deno.CommandOptions] {
-  const url = new URL(req.url);
-  const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
-  const argv = executable ? [script, input] : ["sh", script, input];
+  const argv = scriptArgv(script, input);
   if (setsid) argv.unshift(setsid);
   return [argv[0], {
     args: argv.slice(1),
     cwd: dirname(script),
-    env: {
-      F2S_METHOD: req.method,
-      F2S_PATH: url.pathname,
-      F2S_QUERY: url.search.slice(1),
-      F2S_CONTENT_TYPE: req.headers.get("content-type") ?? "",
-      F2S_REQUEST_ID: requestId,
-      F2S_INPUT: input,
-      // Also the marker by which sweep.ts finds the request's detached processes.
-      [marker.name]: marker.value,
-    },
+    env: scriptEnv(req, requestId, input, marker),
     detached: !setsid,
   }];
 }
@@ -193,6 +290,23 @@ export function findSetsid(): string | undefined {
   return undefined;
 }
 
+/** Request folders go to memory (tmpfs) for bodies up to this size, declared up front. */
+const MEMORY_FOLDER_MAX = 1024 * 1024;
+
+/**
+ * /dev/shm when request folders can be made there, else undefined (the temp folder). Making,
+ * writing and removing a folder there costs a tenth of it on a disk (0.03 ms against 0.1 to
+ * 0.5 ms of the event loop, measured): the largest per-request cost after the spawn.
+ */
+function memoryFolders(): string | undefined {
+  try {
+    Deno.removeSync(Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "f2s-probe-" }));
+    return "/dev/shm";
+  } catch {
+    return undefined;
+  }
+}
+
 export interface CommandOptions {
   /** How long the whole request body may take to arrive, in ms. */
   bodyTimeout: number;
@@ -200,7 +314,7 @@ export interface CommandOptions {
 
 export function createCommandRunner(dir: string, options: CommandOptions): CommandRunner {
   const script = join(dir, "start.sh");
-  const setsid = findSetsid();
+  const shells = createShellPool(dir, findSetsid());
   const cleanups = new Set<Promise<void>>();
   /** Folders (markers) of the requests whose processes may run: a sweep spares those. */
   const running = new Set<string>();
@@ -209,12 +323,32 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     cleanups.add(tracked);
   };
 
+  const memory = memoryFolders();
+
   const receive: Receiver = async (req, ctx) => {
-    const folder = Deno.makeTempDirSync({ prefix: "f2s-request-" });
+    const size = req.body === null ? 0 : Number(req.headers.get("content-length") ?? NaN);
+    const inMemory = memory !== undefined && size <= MEMORY_FOLDER_MAX;
+    const folder = Deno.makeTempDirSync({
+      prefix: "f2s-request-",
+      dir: inMemory ? memory : undefined,
+    });
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
+      if (inMemory) {
+        // A few microseconds in memory, less than a trip to the thread pool.
+        try {
+          Deno.removeSync(folder, { recursive: true });
+        } catch (e) {
+          ctx.log.warn("could not remove request folder", {
+            requestId: ctx.requestId,
+            folder,
+            error: e,
+          });
+        }
+        return;
+      }
       // Removal runs after the answer is on its way; stop() waits for it via settled().
       track(
         Deno.remove(folder, { recursive: true }).catch((e) =>
@@ -253,91 +387,101 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   ): Promise<Response> => {
     const { requestId, signal } = ctx;
     if (signal.aborted) return abortedResponse(ctx);
+    const shell = await shells.acquire();
+    if (signal.aborted) {
+      // Gone while a shell was starting: it serves the next request instead.
+      shells.release(shell, () => {});
+      shells.clean(shell);
+      return abortedResponse(ctx);
+    }
     let pid: number | undefined;
-    let swept = false;
     const since = ticksNow();
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
-    // Kills the script and everything it started (sweep.ts); what it returns is logged.
+    // Kills the script and everything it started (sweep.ts); the shell itself is spared.
     const killAll = () => {
-      if (pid === undefined) return;
-      swept = true;
-      const killed = sweep(pid, since, marker, running);
+      const killed = sweep(pid ?? shell.pid, since, marker, running, shell.pid);
       if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
     };
     const onAbort = () => killAll();
     signal.addEventListener("abort", onAbort, { once: true });
     running.add(folder);
+    let flooded = false;
+    let watch: Deadline | undefined;
+    const measure = () => {
+      try {
+        const out = Deno.statSync(shell.stdout).size;
+        if (out > MAX_OUTPUT || Deno.statSync(shell.stderr).size > MAX_OUTPUT) {
+          flooded = true;
+          killAll();
+          return;
+        }
+      } catch {
+        return; // the shell is gone: its request ends anyway
+      }
+      watch = deadlines.after(OUTPUT_CHECK_MS, measure);
+    };
+    watch = deadlines.after(OUTPUT_CHECK_MS, measure);
     try {
-      const [cmd, opts] = scriptCommand(script, setsid, req, requestId, input, marker);
-      const child = new Deno.Command(cmd, {
-        ...opts,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      pid = child.pid;
-      if (signal.aborted) killAll();
-
-      const tail = createTail(STDERR_TAIL);
-      const stderrDone = forEachLine(child.stderr, (line, truncated) => {
-        tail.push(line + "\n");
-        ctx.log.info("script stderr", { requestId, line, truncated: truncated || undefined });
-      }).catch(() => {});
-      const stdout = collect(child.stdout).then((out) => {
-        if (out.overflow) killGroup(child.pid);
-        return out;
-      });
-      const status = await child.status;
-      // Whatever the script left running dies with the request: its group at once, the
-      // rest (sweep) when it holds the pipes, else after the answer.
-      killGroup(child.pid);
-      const outputs = Promise.all([stdout, stderrDone]).then(([out]) => out);
-      let drained = await within(outputs, SWEEP_AFTER_EXIT);
-      if (!drained) {
+      const job = shell.run(scriptArgv(script, input), scriptEnv(req, requestId, input, marker));
+      let code: number;
+      try {
+        pid = await job.started;
+        if (signal.aborted) killAll();
+        code = await job.exited;
+      } catch (e) {
         killAll();
-        drained = await within(outputs, DRAIN_AFTER_EXIT);
+        ctx.log.error("script shell failed", { requestId, error: e });
+        return errorResponse(500, "start.sh could not be run", (e as Error).message, {
+          [REQUEST_ID_HEADER]: requestId,
+        });
       }
-      if (!drained) {
-        // A process that escaped even the sweep still holds the pipes: stop waiting for it.
-        child.stdout.cancel().catch(() => {});
-        child.stderr.cancel().catch(() => {});
+      watch?.cancel();
+      if (flooded) {
+        ctx.log.warn("script output too large; its processes killed", {
+          requestId,
+          limitBytes: MAX_OUTPUT,
+        });
+        return errorResponse(500, "start.sh wrote more than the output limit", {
+          limitBytes: MAX_OUTPUT,
+        });
       }
-
-      if (signal.aborted) return abortedResponse(ctx, tail.text());
-      if (drained?.overflow) {
+      const tail = await logStderr(shell.stderr, ctx);
+      if (signal.aborted) return abortedResponse(ctx, tail);
+      const size = Deno.statSync(shell.stdout).size;
+      if (size > MAX_OUTPUT) {
         ctx.log.warn("script output too large", { requestId, limitBytes: MAX_OUTPUT });
         return errorResponse(500, "start.sh wrote more than the output limit", {
           limitBytes: MAX_OUTPUT,
         });
       }
-      if (!status.success) {
-        const details = {
-          exitCode: status.code,
-          signal: status.signal ?? undefined,
-          stderr: tail.text(),
-        };
-        ctx.log.warn("script failed", { requestId, exitCode: status.code, signal: status.signal });
-        return errorResponse(500, "start.sh failed", details, { [REQUEST_ID_HEADER]: requestId });
+      if (code !== 0) {
+        // sh reports a death by signal n as 128 + n.
+        const sig = code > 128 ? SIGNALS[code - 128] : undefined;
+        ctx.log.warn("script failed", { requestId, exitCode: code, signal: sig });
+        return errorResponse(500, "start.sh failed", {
+          exitCode: code,
+          signal: sig,
+          stderr: tail,
+        }, { [REQUEST_ID_HEADER]: requestId });
       }
-      const body: Uint8Array<ArrayBuffer> = drained?.bytes ?? new Uint8Array();
+      const body = size === 0 ? new Uint8Array() : size < SYNC_READ
+        // Small and synchronous on purpose: a thread-pool round trip costs more.
+        ? Deno.readFileSync(shell.stdout)
+        : await Deno.readFile(shell.stdout);
       const type = outputType(new TextDecoder().decode(body));
       return new Response(body, {
         headers: { "content-type": type, [REQUEST_ID_HEADER]: requestId },
       });
     } finally {
+      watch?.cancel();
       signal.removeEventListener("abort", onAbort);
-      if (!swept && pid !== undefined) {
-        // Off the answer's path: the answer need not wait for the scan of /proc.
-        track(
-          new Promise<void>((resolve) =>
-            setTimeout(() => {
-              killAll();
-              running.delete(folder);
-              resolve();
-            }, 0)
-          ),
-        );
-      } else running.delete(folder);
+      // Whatever the script left running dies before the shell runs the next request; off
+      // the answer's path, which need not wait for the scan of /proc.
+      shells.release(shell, () => {
+        killAll();
+        running.delete(folder);
+      });
+      track(new Promise<void>((resolve) => setTimeout(() => resolve(shells.clean(shell)), 0)));
     }
   };
 
@@ -345,21 +489,9 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     receive,
     settled: async () => {
       while (cleanups.size > 0) await Promise.all(cleanups);
+      await shells.close();
     },
   };
-}
-
-/** `promise`'s value, or undefined when `ms` pass first. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 export function abortedResponse(ctx: RequestContext, stderr?: string): Response {

@@ -146,13 +146,15 @@ function isSelf(pid: number): boolean {
 /**
  * Kills `root` (started at `since`, see ticksNow) and every process that belongs to its run,
  * marked with `marker`, but none marked as one of the `others` still going; returns how many
- * processes were killed.
+ * processes were killed. With `keep`, the run's session is that process's (a script shell
+ * running one request at a time, script_shell.ts): what is in it belongs, `keep` is spared.
  */
 export function sweep(
   root: number,
   since: number,
   marker: Marker,
   others: ReadonlySet<string> = new Set(),
+  keep?: number,
 ): number {
   const found = new Set<number>();
   const foreign = new Set<number>();
@@ -160,8 +162,10 @@ export function sweep(
     let added = false;
     for (const p of recentProcesses(candidates(root), since)) {
       if (found.has(p.pid) || foreign.has(p.pid)) continue;
+      if (p.pid === keep) continue;
       const linked = p.pid === root || p.session === root || p.pgrp === root ||
-        p.ppid === root || found.has(p.ppid);
+        p.ppid === root || found.has(p.ppid) ||
+        (keep !== undefined && (p.session === keep || p.pgrp === keep || p.ppid === keep));
       const mark = markerOf(p.pid, marker.name);
       if (mark !== undefined && mark !== marker.value && others.has(mark)) {
         foreign.add(p.pid);

@@ -308,3 +308,120 @@ Deno.test("command: a request waiting in the queue at shutdown gets 503 marked n
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("command: hostile path, query and content type reach the script verbatim, never as shell code", async () => {
+  const marker = await Deno.makeTempDir({ prefix: "f2s-injection-" });
+  const dir = await functionDir({
+    "start.sh": '#!/bin/sh\nprintf "%s|%s|%s" "$F2S_PATH" "$F2S_QUERY" "$F2S_CONTENT_TYPE"\n',
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir, marker] });
+  try {
+    const evil = `'$(touch ${marker}/a)\`touch ${marker}/b\`;touch ${marker}/c`;
+    const type = `text/plain; x="${evil}"`;
+    // Raw bytes on the wire, so no client normalises the target.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port });
+    const target = `/p'$(id)\`id\`;x?q='${encodeURIComponent(evil)}'$HOME`;
+    await conn.write(new TextEncoder().encode(
+      `POST ${target} HTTP/1.1\r\nhost: x\r\ncontent-type: ${type}\r\ncontent-length: 2\r\n` +
+        "connection: close\r\n\r\nhi",
+    ));
+    const answer = await new Response(conn.readable).text();
+    const body = answer.slice(answer.indexOf("\r\n\r\n") + 4);
+    const url = new URL(target, "http://x");
+    assertEquals(body, `${url.pathname}|${url.search.slice(1)}|${type}`);
+    assertEquals([...Deno.readDirSync(marker)], [], "nothing in the values ran");
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(marker, { recursive: true });
+  }
+});
+
+Deno.test("command: a script that kills the shell that started it fails alone; the next request runs", async () => {
+  const marker = await Deno.makeTempDir({ prefix: "f2s-inject-" });
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'if [ "$F2S_PATH" = /kill ]; then kill -9 $PPID; sleep 0.2; exit 0; fi',
+      // A forged answer line in the shell's pipe must not answer for a later request, and a
+      // command written into its input must not run.
+      'if [ "$F2S_PATH" = /forge ]; then echo "x 1.0 0" > /proc/$PPID/fd/1; fi',
+      `if [ "$F2S_PATH" = /inject ]; then echo "true; touch ${marker}/ran" > /proc/$PPID/fd/0; fi`,
+      "echo ok",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({
+    dir,
+    removeOnFailure: [dir, marker],
+    args: ["--max-inflight", "1"],
+  });
+  try {
+    const killed = await fetch(`${f.url}/kill`, { method: "POST" });
+    assertEquals(killed.status, 500);
+    assertEquals((await killed.json()).error, "start.sh could not be run");
+    for (const path of ["/forge", "/after", "/inject", "/after", "/after"]) {
+      const res = await fetch(`${f.url}${path}`, { method: "POST" });
+      assertEquals([res.status, await res.text()], [200, "ok\n"], path);
+    }
+    assertEquals([...Deno.readDirSync(marker)], [], "the written command did not run");
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(marker, { recursive: true });
+  }
+});
+
+Deno.test("command: stdout past 64 MiB is a 500, never read into memory; small bodies get a folder in memory", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'if [ "$F2S_PATH" = /big ]; then head -c 67108865 /dev/zero; exit 0; fi',
+      'if [ "$F2S_PATH" = /flood ]; then cat /dev/zero; fi',
+      'if [ "$F2S_PATH" = /flood-stderr ]; then cat /dev/zero >&2; fi',
+      'printf "%s" "$F2S_REQUEST_DIR"',
+    ].join("\n"),
+  });
+  const tmp = await Deno.makeTempDir({ prefix: "f2s-output-" });
+  const f = await startFizzlet({ dir, env: { TMPDIR: tmp }, removeOnFailure: [dir, tmp] });
+  try {
+    const big = await fetch(`${f.url}/big`, { method: "POST" });
+    assertEquals(big.status, 500);
+    assertEquals((await big.json()).error, "start.sh wrote more than the output limit");
+    const rss = Number(
+      /VmHWM:\s+(\d+)/.exec(await Deno.readTextFile(`/proc/${f.pid}/status`))?.[1] ?? 0,
+    );
+    console.log(`fizzlet peak memory: ${rss} kB`);
+    // A script that never stops writing (to stdout or stderr) is stopped near the limit, long
+    // before its timeout (60 s by default).
+    for (const path of ["/flood", "/flood-stderr"]) {
+      const started = performance.now();
+      const flood = await fetch(`${f.url}${path}`, { method: "POST" });
+      assertEquals(flood.status, 500, path);
+      assertEquals((await flood.json()).error, "start.sh wrote more than the output limit");
+      const seconds = (performance.now() - started) / 1000;
+      console.log(`${path} stopped after ${seconds.toFixed(2)} s`);
+      assert(seconds < 20, `${path} stopped after ${seconds.toFixed(1)} s`);
+    }
+    // About 55 MiB at rest; holding the output would add 64 MiB.
+    assert(rss < 100 * 1024, `the fizzlet's peak memory stayed below 100 MiB: ${rss} kB`);
+
+    const small = await (await fetch(`${f.url}/`, { method: "POST", body: "x" })).text();
+    let shm = false;
+    try {
+      shm = Deno.statSync("/dev/shm").isDirectory;
+    } catch {
+      // No /dev/shm here: the folder is in TMPDIR.
+    }
+    assert(small.startsWith(shm ? "/dev/shm/f2s-request-" : `${tmp}/f2s-request-`), small);
+    // A body of unknown length (chunked) goes to disk: it could be larger than memory allows.
+    const chunked = await (await fetch(`${f.url}/`, {
+      method: "POST",
+      body: ReadableStream.from([new TextEncoder().encode("x")]),
+    })).text();
+    assert(chunked.startsWith(`${tmp}/f2s-request-`), chunked);
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

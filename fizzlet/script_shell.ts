@@ -1,0 +1,244 @@
+/**
+ * Long-lived `sh` processes that start command-mode scripts, one request at a time each.
+ *
+ * Why: starting `setsid start.sh` with Deno.Command per request cost the fizzlet ~0.6 ms of
+ * main-thread time (the spawn blocks the event loop until the child has exec'd) and the
+ * `setsid` program ~0.8 ms of CPU more, three times of-watchdog's fork. A shell that is
+ * already running forks itself (small) and execs start.sh; the fizzlet only writes a line
+ * and reads two (bench/RESULTS.md has the figures).
+ *
+ * Each shell runs in its own session, made once when it starts, and serves one request at a
+ * time: everything in that session besides the shell belongs to the current request, so a
+ * sweep (sweep.ts, with the shell as `keep`) still kills the whole process tree. The script's
+ * stdin is /dev/null and its stdout and stderr go to files in the shell's private folder
+ * (0700), truncated per request; the shell's own pipes are never the script's.
+ *
+ * The line protocol: the fizzlet writes one `eval`-ed command line whose every value is
+ * single-quoted (nothing inside single quotes is special to sh) and refuses values with line
+ * breaks (a line break would split the line); the shell answers `p <nonce> <pid>` when the
+ * script started and `x <nonce> <status>` when it ended. Lines without the current nonce are
+ * ignored, so a script that writes into the shell's pipe cannot answer for a later request.
+ */
+
+import { join } from "node:path";
+
+/**
+ * The shell's loop: each line is one request's command (see `commandLine`), run only when it
+ * starts with the token the fizzlet sent first. A script can write into its shell's input
+ * through /proc/<ppid>/fd/0 (same user), but not read the token from the shell's memory.
+ */
+const LOOP = 'IFS= read -r t; echo "ready $$"\n' +
+  'while IFS= read -r line; do case "$line" in "$t "*) eval "${line#"$t "}";; esac; done';
+
+/** A shell waiting for, or running, one script. */
+export interface ScriptShell {
+  /** The shell's pid: also its session and process group. */
+  readonly pid: number;
+  /** The file the script's stdout goes to, and its stderr. */
+  readonly stdout: string;
+  readonly stderr: string;
+  /** False once the shell has exited or misbehaved: it must not be reused. */
+  readonly usable: boolean;
+  /**
+   * Starts `argv` with `env` (on top of the fizzlet's); `started` resolves with the script's
+   * pid, `exited` with its exit status as sh reports it (128 + n: killed by signal n). Both
+   * reject when the shell exits first.
+   */
+  run(
+    argv: string[],
+    env: Record<string, string>,
+  ): { started: Promise<number>; exited: Promise<number> };
+  /** Ends the shell (closing its input) and removes its folder. */
+  close(): Promise<void>;
+}
+
+/** Quotes `value` for sh: nothing inside single quotes is special but the quote itself. */
+export function shellQuote(value: string): string {
+  if (/[\n\r\0]/.test(value)) throw new Error("a line break or NUL cannot go to the script shell");
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The line that runs one script and reports its pid and exit status, tagged with `nonce`. */
+export function commandLine(
+  argv: string[],
+  env: Record<string, string>,
+  stdout: string,
+  stderr: string,
+  nonce: string,
+): string {
+  const assigns = Object.entries(env).map(([k, v]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`invalid variable name ${k}`);
+    return `${k}=${shellQuote(v)}`;
+  });
+  return `${assigns.join(" ")} ${argv.map(shellQuote).join(" ")} </dev/null >${
+    shellQuote(stdout)
+  } 2>${shellQuote(stderr)} & echo "p ${nonce} $!"; wait $!; echo "x ${nonce} $?"\n`;
+}
+
+/**
+ * Starts a shell in its own session (through `setsid`, the program, when given; else with
+ * Deno's `detached`), in `cwd`, and waits until it is ready.
+ */
+export async function startShell(cwd: string, setsid: string | undefined): Promise<ScriptShell> {
+  const folder = await Deno.makeTempDir({ prefix: "f2s-shell-" });
+  const child = new Deno.Command(setsid ?? "sh", {
+    args: setsid ? ["sh", "-c", LOOP] : ["-c", LOOP],
+    cwd,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+    detached: !setsid,
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.getReader();
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  let usable = true;
+  let counter = 0;
+  const nextLine = async (): Promise<string> => {
+    for (;;) {
+      const nl = buffered.indexOf("\n");
+      if (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        return line;
+      }
+      const { value, done } = await reader.read();
+      if (done) {
+        usable = false;
+        throw new Error("the script shell exited");
+      }
+      buffered += decoder.decode(value, { stream: true });
+      // A script that floods the shell's pipe must not grow this without bound.
+      if (buffered.length > 65536) buffered = buffered.slice(-4096);
+    }
+  };
+  /** The next line tagged `tag nonce`, its value. */
+  const expect = async (tag: string, nonce: string): Promise<number> => {
+    const prefix = `${tag} ${nonce} `;
+    for (;;) {
+      const line = await nextLine();
+      if (line.startsWith(prefix)) return Number(line.slice(prefix.length));
+    }
+  };
+  const token = crypto.randomUUID();
+  let pid: number;
+  try {
+    await writer.write(encoder.encode(token + "\n"));
+    const ready = await nextLine();
+    if (!ready.startsWith("ready ")) throw new Error(`unexpected first line ${ready}`);
+    pid = Number(ready.slice(6));
+  } catch (e) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Gone.
+    }
+    await child.status;
+    await Deno.remove(folder, { recursive: true }).catch(() => {});
+    throw new Error(`could not start the script shell: ${(e as Error).message}`);
+  }
+  const stdout = join(folder, "stdout");
+  const stderr = join(folder, "stderr");
+  let closing: Promise<void> | undefined;
+  return {
+    pid,
+    stdout,
+    stderr,
+    get usable() {
+      return usable;
+    },
+    run(argv, env) {
+      const nonce = `${++counter}.${crypto.randomUUID()}`;
+      const line = `${token} ${commandLine(argv, env, stdout, stderr, nonce)}`;
+      const written = writer.write(encoder.encode(line)).catch((e) => {
+        usable = false;
+        throw e;
+      });
+      const started = written.then(() => expect("p", nonce));
+      const exited = started.then(() => expect("x", nonce));
+      exited.catch(() => usable = false);
+      return { started, exited };
+    },
+    close() {
+      closing ??= (async () => {
+        usable = false;
+        await writer.close().catch(() => {});
+        // The loop ends at the end of its input; a shell stuck past that is killed.
+        const timer = setTimeout(() => {
+          try {
+            Deno.kill(-pid, "SIGKILL");
+          } catch {
+            // Gone.
+          }
+        }, 2000);
+        await reader.cancel().catch(() => {});
+        await child.status;
+        clearTimeout(timer);
+        await Deno.remove(folder, { recursive: true }).catch(() => {});
+      })();
+      return closing;
+    },
+  };
+}
+
+export interface ShellPool {
+  /** An idle shell, else one whose last request still awaits its cleanup (run now), else a new one. */
+  acquire(): Promise<ScriptShell>;
+  /**
+   * Gives `shell` back; `cleanup` (the sweep of what its request left running) must run before
+   * it serves again: at the latest when `clean(shell)` is called, sooner if a request needs it.
+   */
+  release(shell: ScriptShell, cleanup: () => void): void;
+  clean(shell: ScriptShell): void;
+  close(): Promise<void>;
+}
+
+/** Shells to hand out, started as needed (at most as many as requests run at once). */
+export function createShellPool(cwd: string, setsid: string | undefined): ShellPool {
+  const idle: ScriptShell[] = [];
+  const dirty = new Map<ScriptShell, () => void>();
+  const all = new Set<ScriptShell>();
+  let closed = false;
+  const clean = (shell: ScriptShell) => {
+    const cleanup = dirty.get(shell);
+    if (!cleanup) return;
+    dirty.delete(shell);
+    try {
+      cleanup();
+    } finally {
+      if (shell.usable && !closed) idle.push(shell);
+      else {
+        all.delete(shell);
+        shell.close().catch(() => {});
+      }
+    }
+  };
+  return {
+    async acquire() {
+      if (idle.length === 0) {
+        const [first] = dirty.keys();
+        if (first) clean(first);
+      }
+      const shell = idle.pop() ?? await startShell(cwd, setsid);
+      all.add(shell);
+      if (closed) {
+        await shell.close();
+        throw new Error("the fizzlet is stopping");
+      }
+      return shell;
+    },
+    release(shell, cleanup) {
+      dirty.set(shell, cleanup);
+    },
+    clean,
+    async close() {
+      closed = true;
+      for (const shell of [...dirty.keys()]) clean(shell);
+      idle.length = 0;
+      await Promise.all([...all].map((s) => s.close()));
+      all.clear();
+    },
+  };
+}
