@@ -5,7 +5,7 @@
  */
 
 import client from "prom-client";
-import { createCounter, createHistogram } from "../dispatcher/metric_series.ts";
+import { createCounter, createHistogram } from "../common/metric_series.ts";
 import type { DispatchMetrics } from "../dispatcher/needs.ts";
 
 /** The dispatcher's series (dispatcher/needs.ts) and the rest of the control plane's. */

@@ -6,7 +6,7 @@
  */
 
 import type client from "prom-client";
-import type { LabelledCounter, LabelledHistogram } from "./metric_series.ts";
+import type { LabelledCounter, LabelledHistogram } from "../common/metric_series.ts";
 
 export interface Timeouts {
   /** Whole request, from arrival to the last byte of the answer (ms). */

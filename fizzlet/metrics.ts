@@ -9,7 +9,7 @@
  */
 
 import type client from "prom-client";
-import { type CounterSeries, createCounter, createHistogram } from "../dispatcher/metric_series.ts";
+import { type CounterSeries, createCounter, createHistogram } from "../common/metric_series.ts";
 
 export interface Gauge {
   inc(): void;
@@ -86,7 +86,7 @@ function build(
   prom.collectDefaultMetrics({ register: registry, prefix: "f2s_fizzlet_" });
   const registers = [registry];
   // The hot path's two series are plain numbers exposed in prom-client's shape
-  // (dispatcher/metric_series.ts): prom-client's observe hashes labels on every call.
+  // (common/metric_series.ts): prom-client's observe hashes labels on every call.
   const requests = createCounter({
     name: "f2s_fizzlet_requests_total",
     help: "Requests answered by the fizzlet, by HTTP status code",

@@ -1,7 +1,7 @@
 // The dispatcher's own counter and histogram must expose exactly what prom-client's would.
 
 import client from "prom-client";
-import { createCounter, createHistogram } from "../../dispatcher/metric_series.ts";
+import { createCounter, createHistogram } from "../../common/metric_series.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { assert, assertEquals, assertThrows } from "../harness/assert.ts";
 

@@ -1,5 +1,5 @@
 /**
- * A counter and a histogram for the dispatcher's hot path, registered in a prom-client
+ * A counter and a histogram for the hot paths (the dispatcher's and the fizzlet's), registered in a prom-client
  * registry and exposed exactly like prom-client's own. prom-client validates and hashes
  * the labels on every `inc`/`observe`, even through a `labels(...)` child; here a child is
  * its numbers, so counting a request is a few additions.
