@@ -117,25 +117,27 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
       notify({ id, function: st.fn.name, url: "", state: "gone", failure: st.failure });
       return;
     }
-    let inst: MemoryInstance;
+    // The instance's requests arrive only once it exists (and is ready).
+    const own = (answer: (inst: MemoryInstance, req: Request) => Response | Promise<Response>) =>
+      webHandler((req) => answer(inst, req));
     const server = "url" in app ? undefined : serveHttp1(
       { hostname: "127.0.0.1", port: 0, log },
-      webHandler((req) => {
+      own((self, req) => {
         const path = new URL(req.url).pathname;
         if (path === FIZZLET_PATHS.ready || path === FIZZLET_PATHS.health) {
-          const ready = inst.state === "ready";
+          const ready = self.state === "ready";
           return new Response(ready ? "ready" : "not ready", { status: ready ? 200 : 503 });
         }
-        return app.handler(req, snapshot(inst));
+        return app.handler(req, snapshot(self));
       }),
     );
-    inst = {
+    const inst: MemoryInstance = {
       id,
       function: st.fn.name,
       generation: st.generation,
       state: "starting",
       server,
-      url: server ? `http://127.0.0.1:${server.addr.port}` : (app as { url: string }).url,
+      url: "url" in app ? app.url : `http://127.0.0.1:${server!.addr.port}`,
       stopping: false,
     };
     instances.set(id, inst);
