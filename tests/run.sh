@@ -20,7 +20,8 @@ EXTERNAL=(
   tests/kube/kubeconfig_test.ts tests/kube/operator_test.ts tests/autoscaler/original_metrics_test.ts
   tests/autoscaler/dashboard_test.ts tests/autoscaler/dev_test.ts tests/autoscaler/prometheus_test.ts
   tests/kafka/dev_test.ts tests/kafka/kafka39_test.ts tests/kafka/kafka4_test.ts
-  tests/kafka/original_f2s_test.ts tests/ui/e2e_test.ts tests/fizzlet/pid1_test.ts tests/release/
+  tests/kafka/original_f2s_test.ts tests/async/kafka_test.ts tests/ui/e2e_test.ts
+  tests/fizzlet/pid1_test.ts tests/release/
 )
 unit=0
 if [ "${1:-}" = "--unit" ]; then
