@@ -13,6 +13,7 @@ import { FIZZLET_PATHS } from "../../common/protocol.ts";
 import { selfCommand } from "../../common/self.ts";
 import type { EventLog } from "../events.ts";
 import { instanceEnv } from "./instance_env.ts";
+import { planInstances } from "./plan.ts";
 import { createPortPool, type PortPool } from "./ports.ts";
 import type {
   Instance,
@@ -354,24 +355,13 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       for (const inst of all) stopInstance(inst);
       return;
     }
-    const current = all.filter((i) => i.generation === st.generation);
-    const old = all.filter((i) => i.generation !== st.generation);
-    if (current.length < st.desired) {
+    const plan = planInstances(all, st.desired, st.generation);
+    if (plan.start > 0) {
       const wait = st.restartAt - Date.now();
       if (wait > 0) scheduleReconcile(name, wait);
-      else for (let i = current.length; i < st.desired; i++) startInstance(st);
-    } else if (current.length > st.desired) {
-      // Stop instances that are not ready first, then the newest.
-      const order = [...current].sort((a, b) =>
-        (a.state === "ready" ? 1 : 0) - (b.state === "ready" ? 1 : 0) || b.id.localeCompare(a.id)
-      );
-      for (const inst of order.slice(0, current.length - st.desired)) stopInstance(inst);
+      else for (let i = 0; i < plan.start; i++) startInstance(st);
     }
-    // A changed definition: old instances keep serving until the new ones are ready.
-    const readyCurrent = current.filter((i) => i.state === "ready").length;
-    if (old.length > 0 && readyCurrent >= st.desired) {
-      for (const inst of old) stopInstance(inst);
-    }
+    for (const inst of plan.stop) stopInstance(inst);
   }
 
   return {

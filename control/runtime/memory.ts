@@ -17,6 +17,7 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import { FIZZLET_PATHS } from "../../common/protocol.ts";
 import { webHandler } from "../../common/web_bridge.ts";
 import type { EventRecorder } from "../../dispatcher/needs.ts";
+import { planInstances } from "./plan.ts";
 import type {
   Instance,
   InstanceListener,
@@ -178,7 +179,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
     emit(inst, "gone");
   }
 
-  /** Moves the instances of one function toward what is desired (as local.ts does). */
+  /** Moves the instances of one function toward what is desired (plan.ts, as local.ts). */
   function reconcile(name: string) {
     if (closed) return;
     const st = functions.get(name);
@@ -187,19 +188,9 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
       for (const inst of all) stopInstance(inst);
       return;
     }
-    const current = all.filter((i) => i.generation === st.generation);
-    const old = all.filter((i) => i.generation !== st.generation);
-    for (let i = current.length; i < st.desired; i++) startInstance(st);
-    if (current.length > st.desired) {
-      const order = [...current].sort((a, b) =>
-        (a.state === "ready" ? 1 : 0) - (b.state === "ready" ? 1 : 0) || b.id.localeCompare(a.id)
-      );
-      for (const inst of order.slice(0, current.length - st.desired)) stopInstance(inst);
-    }
-    // A changed definition: old instances serve until the new ones are ready.
-    if (old.length > 0 && current.filter((i) => i.state === "ready").length >= st.desired) {
-      for (const inst of old) stopInstance(inst);
-    }
+    const plan = planInstances(all, st.desired, st.generation);
+    for (let i = 0; i < plan.start; i++) startInstance(st);
+    for (const inst of plan.stop) stopInstance(inst);
   }
 
   return {

@@ -12,6 +12,7 @@ import {
   asReceived,
   endToEnd,
   exchange,
+  inGroups,
   type Seen,
   startTargets,
   type Targets,
@@ -89,38 +90,19 @@ async function problemsOf(targets: Targets, c: typeof CORPUS[number]): Promise<s
   return problems;
 }
 
-/**
- * The cases run in groups side by side, each group on its own targets (a target's records
- * belong to one case at a time): most of a case is waiting for the fizzlet's connection to
- * stay quiet after its answers, and waits overlap.
- */
+/** Cases run in this many groups side by side (see inGroups). */
 const GROUPS = 4;
 
 Deno.test("wire corpus: F2S server and fizzlet answer as expected and never parse laxer than llhttp", async () => {
   if (CORPUS.length < 100) throw new Error(`corpus has only ${CORPUS.length} cases`);
-  const groups = Array.from(
-    { length: GROUPS },
-    (_, g) => CORPUS.filter((_, i) => i % GROUPS === g),
-  );
-  // Settled, not all: a group that fails to start must not end the test before the
-  // others have closed their targets.
-  const settled = await Promise.allSettled(groups.map(async (cases) => {
-    const targets = await startTargets();
+  const failures = (await inGroups(GROUPS, async (targets, group) => {
     const failed: string[] = [];
-    try {
-      for (const c of cases) {
-        const problems = await problemsOf(targets, c);
-        if (problems.length > 0) failed.push(`${c.name}:\n  ${problems.join("\n  ")}`);
-      }
-    } finally {
-      await targets.close();
+    for (const c of CORPUS.filter((_, i) => i % GROUPS === group)) {
+      const problems = await problemsOf(targets, c);
+      if (problems.length > 0) failed.push(`${c.name}:\n  ${problems.join("\n  ")}`);
     }
     return failed;
-  }));
-  const failures = settled.flatMap((r) => {
-    if (r.status === "rejected") throw r.reason;
-    return r.value;
-  });
+  })).flat();
   if (failures.length > 0) {
     throw new Error(`${failures.length} of ${CORPUS.length} cases failed:\n${failures.join("\n")}`);
   }

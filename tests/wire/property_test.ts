@@ -8,14 +8,7 @@
  */
 
 import fc from "fast-check";
-import {
-  asReceived,
-  endToEnd,
-  exchange,
-  type Seen,
-  startTargets,
-  type Targets,
-} from "./targets.ts";
+import { asReceived, endToEnd, exchange, inGroups, type Seen, type Targets } from "./targets.ts";
 import { bytesOf } from "./corpus.ts";
 
 const TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -97,31 +90,16 @@ function serialize([m, values]: Model): { bytes: string; clean: boolean } {
 
 const complete = (list: Seen[]) => list.filter((s) => s.complete);
 
-/**
- * The runs are spread over groups side by side, each on its own targets (a target's
- * records belong to one request at a time) with its own seed: most of a run is waiting for
- * the fizzlet's connection to stay quiet after its answer, and waits overlap.
- */
+/** Runs spread over this many groups side by side (see inGroups), each with its own seed. */
 const GROUPS = 4;
 const RUNS = 80;
 
 Deno.test("wire property: mutated requests are refused or handed on exactly as llhttp parses them", async () => {
-  // Settled, not all: a failing group must not end the test before the others have
-  // closed their targets.
-  const settled = await Promise.allSettled(
-    Array.from({ length: GROUPS }, async (_, group) => {
-      const targets = await startTargets();
-      try {
-        await fc.assert(
-          fc.asyncProperty(requestModel, (model) => check(targets, model)),
-          { numRuns: RUNS / GROUPS, examples: group === 0 ? [[HEAD_ENDS_EARLY]] : [] },
-        );
-      } finally {
-        await targets.close();
-      }
-    }),
-  );
-  for (const r of settled) if (r.status === "rejected") throw r.reason;
+  await inGroups(GROUPS, (targets, group) =>
+    fc.assert(
+      fc.asyncProperty(requestModel, (model) => check(targets, model)),
+      { numRuns: RUNS / GROUPS, examples: group === 0 ? [[HEAD_ENDS_EARLY]] : [] },
+    ));
 });
 
 /** A value of "\r\n" ends the head early: one good request, then a refused one. */

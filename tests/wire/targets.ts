@@ -123,6 +123,33 @@ export async function startTargets(): Promise<Targets> {
   };
 }
 
+/**
+ * Runs `work` in `groups` side by side, each on targets of its own (a target's records
+ * belong to one request at a time), and returns what each group returned. Most of an
+ * exchange through the fizzlet is waiting for its connection to stay quiet after the
+ * answers: the waits of different groups overlap. Every group's targets are closed before
+ * this returns, also when one group fails.
+ */
+export async function inGroups<T>(
+  groups: number,
+  work: (targets: Targets, group: number) => Promise<T>,
+): Promise<T[]> {
+  const settled = await Promise.allSettled(
+    Array.from({ length: groups }, async (_, group) => {
+      const targets = await startTargets();
+      try {
+        return await work(targets, group);
+      } finally {
+        await targets.close();
+      }
+    }),
+  );
+  return settled.map((r) => {
+    if (r.status === "rejected") throw r.reason;
+    return r.value;
+  });
+}
+
 export interface ExchangeOptions {
   /** Write the bytes in pieces, split at these offsets, `pauseMs` apart (default 5). */
   splits?: number[];

@@ -1,0 +1,36 @@
+/**
+ * How a runtime that keeps its own instances (local processes, in-memory servers) moves one
+ * function toward its desired count: how many to start, which to stop. Kept apart from
+ * either runtime so both roll out and scale down the same way: instances of an older
+ * definition serve until as many of the current one are ready; a scale-down stops the
+ * ones not ready first, then the newest.
+ */
+
+import type { InstanceState } from "./runtime.ts";
+
+export interface Planned {
+  id: string;
+  state: InstanceState;
+  /** The definition's generation the instance runs. */
+  generation: number;
+}
+
+export function planInstances<I extends Planned>(
+  running: I[],
+  desired: number,
+  generation: number,
+): { start: number; stop: I[] } {
+  const current = running.filter((i) => i.generation === generation);
+  const old = running.filter((i) => i.generation !== generation);
+  const stop: I[] = [];
+  if (current.length > desired) {
+    const order = [...current].sort((a, b) =>
+      (a.state === "ready" ? 1 : 0) - (b.state === "ready" ? 1 : 0) || b.id.localeCompare(a.id)
+    );
+    stop.push(...order.slice(0, current.length - desired));
+  }
+  if (old.length > 0 && current.filter((i) => i.state === "ready").length >= desired) {
+    stop.push(...old);
+  }
+  return { start: Math.max(0, desired - current.length), stop };
+}
