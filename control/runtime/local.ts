@@ -13,7 +13,7 @@ import { FIZZLET_PATHS } from "../../common/protocol.ts";
 import { selfCommand } from "../../common/self.ts";
 import type { EventLog } from "../events.ts";
 import { instanceEnv } from "./instance_env.ts";
-import { planInstances } from "./plan.ts";
+import { applyDesired, planInstances, scaleDesired } from "./plan.ts";
 import { createPortPool, type PortPool } from "./ports.ts";
 import type {
   Instance,
@@ -368,32 +368,27 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     kind: "local",
     apply(fn, replicas) {
       if (closed) return Promise.resolve();
-      const st = functions.get(fn.name);
-      if (!st) {
-        functions.set(fn.name, {
-          fn,
-          desired: replicas,
-          generation: 1,
-          crashes: 0,
-          restartAt: 0,
-          removed: false,
-        });
-      } else {
-        if (JSON.stringify(st.fn) !== JSON.stringify(fn)) {
-          st.fn = fn;
-          st.generation++;
-          st.crashes = 0;
-          st.restartAt = 0;
-        }
-        st.desired = replicas;
+      const fresh = () => ({
+        fn,
+        desired: replicas,
+        generation: 1,
+        crashes: 0,
+        restartAt: 0,
+        removed: false,
+      });
+      if (applyDesired(functions, fn, replicas, fresh)) {
+        // A new definition starts without the old one's crash backoff.
+        Object.assign(functions.get(fn.name)!, { crashes: 0, restartAt: 0 });
       }
       reconcile(fn.name);
       return Promise.resolve();
     },
     scale(name, replicas) {
-      const st = functions.get(name);
-      if (!st) return Promise.reject(new Error(`function "${name}" is not applied`));
-      st.desired = Math.max(0, replicas);
+      try {
+        scaleDesired(functions, name, replicas);
+      } catch (e) {
+        return Promise.reject(e);
+      }
       reconcile(name);
       return Promise.resolve();
     },

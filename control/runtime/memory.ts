@@ -17,7 +17,7 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import { FIZZLET_PATHS } from "../../common/protocol.ts";
 import { webHandler } from "../../common/web_bridge.ts";
 import type { EventRecorder } from "../../dispatcher/needs.ts";
-import { planInstances } from "./plan.ts";
+import { applyDesired, planInstances, scaleDesired } from "./plan.ts";
 import type {
   Instance,
   InstanceListener,
@@ -197,23 +197,21 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
     kind: "memory",
     apply(fn, replicas) {
       if (closed) return Promise.resolve();
-      const st = functions.get(fn.name);
-      if (!st) {
-        functions.set(fn.name, { fn, desired: replicas, generation: 1, starts: 0 });
-      } else {
-        if (JSON.stringify(st.fn) !== JSON.stringify(fn)) {
-          st.fn = fn;
-          st.generation++;
-        }
-        st.desired = replicas;
-      }
+      applyDesired(functions, fn, replicas, () => ({
+        fn,
+        desired: replicas,
+        generation: 1,
+        starts: 0,
+      }));
       reconcile(fn.name);
       return Promise.resolve();
     },
     scale(name, replicas) {
-      const st = functions.get(name);
-      if (!st) return Promise.reject(new Error(`function "${name}" is not applied`));
-      st.desired = Math.max(0, replicas);
+      try {
+        scaleDesired(functions, name, replicas);
+      } catch (e) {
+        return Promise.reject(e);
+      }
       reconcile(name);
       return Promise.resolve();
     },

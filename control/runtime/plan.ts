@@ -6,7 +6,45 @@
  * ones not ready first, then the newest.
  */
 
+import type { FunctionDef } from "../../common/function.ts";
 import type { InstanceState } from "./runtime.ts";
+
+/** What such a runtime keeps per applied function. */
+export interface Desired {
+  fn: FunctionDef;
+  desired: number;
+  /** Goes up with every changed definition; instances of older ones are replaced. */
+  generation: number;
+}
+
+/**
+ * Records `fn` with `replicas` (a new function gets `fresh()`); true when the definition
+ * changed, so its instances are to be replaced.
+ */
+export function applyDesired<D extends Desired>(
+  functions: Map<string, D>,
+  fn: FunctionDef,
+  replicas: number,
+  fresh: () => D,
+): boolean {
+  const st = functions.get(fn.name);
+  if (!st) {
+    functions.set(fn.name, fresh());
+    return false;
+  }
+  st.desired = replicas;
+  if (JSON.stringify(st.fn) === JSON.stringify(fn)) return false;
+  st.fn = fn;
+  st.generation++;
+  return true;
+}
+
+/** Sets the replica count of an applied function (runtime.scale); unknown ones throw. */
+export function scaleDesired(functions: Map<string, Desired>, name: string, replicas: number) {
+  const st = functions.get(name);
+  if (!st) throw new Error(`function "${name}" is not applied`);
+  st.desired = Math.max(0, replicas);
+}
 
 export interface Planned {
   id: string;
