@@ -118,7 +118,15 @@ export async function startTargets(): Promise<Targets> {
         // Gone already.
       }
       await node.status;
-      await server.shutdown();
+      // Bounded: a connection the server never finishes (a chunked body whose data comes in
+      // a later write, then a half-close, is held open today) must not hang the test for
+      // minutes and hide the failure that found it.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        server.shutdown(),
+        new Promise((r) => timer = setTimeout(r, 5000)),
+      ]);
+      clearTimeout(timer);
     },
   };
 }
