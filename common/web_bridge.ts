@@ -125,3 +125,19 @@ export function toResponse(res: ServerResponse): Response {
   const body = res.body instanceof Uint8Array ? res.body as Uint8Array<ArrayBuffer> : res.body;
   return responseWith(body, res.status, res.headers);
 }
+
+/**
+ * A plain handler as a fetch function, as Hono's `app.request()` is: tests call the API in
+ * this process through the very handler the HTTP/1.1 server runs, with no socket between.
+ */
+export function asFetch(
+  handler: ServerHandler,
+  remoteAddress = "127.0.0.1",
+): (input: Request | string | URL, init?: RequestInit) => Promise<Response> {
+  return async (input, init) => {
+    // A bare path is relative to a made-up host, as app.request("/functions") allows.
+    const target = input instanceof Request ? input : new URL(String(input), "http://f2s.test");
+    const req = new Request(target, init);
+    return toResponse(await handler(fromRequest(req, remoteAddress)));
+  };
+}

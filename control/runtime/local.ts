@@ -14,6 +14,7 @@ import { FIZZLET_PATHS } from "../../common/protocol.ts";
 import { selfCommand } from "../../common/self.ts";
 import type { EventLog } from "../events.ts";
 import { instanceEnv } from "./instance_env.ts";
+import { applyDesired, planInstances, scaleDesired } from "./plan.ts";
 import { createPortPool, type PortPool } from "./ports.ts";
 import type {
   Instance,
@@ -375,56 +376,40 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       for (const inst of all) stopInstance(inst);
       return;
     }
-    const current = all.filter((i) => i.generation === st.generation);
-    const old = all.filter((i) => i.generation !== st.generation);
-    if (current.length < st.desired) {
+    const plan = planInstances(all, st.desired, st.generation);
+    if (plan.start > 0) {
       const wait = st.restartAt - clock.monotonic();
       if (wait > 0) scheduleMatch(name, wait);
-      else for (let i = current.length; i < st.desired; i++) startInstance(st);
-    } else if (current.length > st.desired) {
-      // Stop instances that are not ready first, then the newest.
-      const order = [...current].sort((a, b) =>
-        (a.state === "ready" ? 1 : 0) - (b.state === "ready" ? 1 : 0) || b.id.localeCompare(a.id)
-      );
-      for (const inst of order.slice(0, current.length - st.desired)) stopInstance(inst);
+      else for (let i = 0; i < plan.start; i++) startInstance(st);
     }
-    // A changed definition: old instances keep serving until the new ones are ready.
-    const readyCurrent = current.filter((i) => i.state === "ready").length;
-    if (old.length > 0 && readyCurrent >= st.desired) {
-      for (const inst of old) stopInstance(inst);
-    }
+    for (const inst of plan.stop) stopInstance(inst);
   }
 
   return {
     kind: "local",
     apply(fn, replicas) {
       if (closed) return Promise.resolve();
-      const st = functions.get(fn.name);
-      if (!st) {
-        functions.set(fn.name, {
-          fn,
-          desired: replicas,
-          generation: 1,
-          crashes: 0,
-          restartAt: 0,
-          removed: false,
-        });
-      } else {
-        if (JSON.stringify(st.fn) !== JSON.stringify(fn)) {
-          st.fn = fn;
-          st.generation++;
-          st.crashes = 0;
-          st.restartAt = 0;
-        }
-        st.desired = replicas;
+      const fresh = () => ({
+        fn,
+        desired: replicas,
+        generation: 1,
+        crashes: 0,
+        restartAt: 0,
+        removed: false,
+      });
+      if (applyDesired(functions, fn, replicas, fresh)) {
+        // A new definition starts without the old one's crash backoff.
+        Object.assign(functions.get(fn.name)!, { crashes: 0, restartAt: 0 });
       }
       matchDesired(fn.name);
       return Promise.resolve();
     },
     scale(name, replicas) {
-      const st = functions.get(name);
-      if (!st) return Promise.reject(new Error(`function "${name}" is not applied`));
-      st.desired = Math.max(0, replicas);
+      try {
+        scaleDesired(functions, name, replicas);
+      } catch (e) {
+        return Promise.reject(e);
+      }
       matchDesired(name);
       return Promise.resolve();
     },

@@ -1,7 +1,8 @@
 /**
  * The runtime interface: how the control plane makes function instances exist and learns
  * about them. `f2s dev` implements it with local processes (local.ts), `f2s serve` with
- * Deployments and EndpointSlices. The dispatcher, the API and the autoscaler depend only on
+ * Deployments and EndpointSlices (kube.ts), tests and the bench with in-process servers
+ * (memory.ts). The dispatcher, the API and the autoscaler depend only on
  * this interface, so the same logic runs in both places and in tests.
  */
 
@@ -15,7 +16,7 @@ export type { Instance, InstanceState, StartFailure } from "../../dispatcher/nee
 export type InstanceListener = (instance: Instance) => void;
 
 export interface Runtime {
-  readonly kind: "local" | "kubernetes";
+  readonly kind: "local" | "kubernetes" | "memory";
   /**
    * Makes `fn` exist with `replicas` instances; called again with a changed definition it
    * replaces the instances (new ones first, old ones drained).

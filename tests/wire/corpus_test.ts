@@ -8,88 +8,101 @@
 
 import { assertEquals } from "../harness/assert.ts";
 import { bytesOf, CORPUS } from "./corpus.ts";
-import { asReceived, endToEnd, exchange, type Seen, startTargets } from "./targets.ts";
+import {
+  asReceived,
+  endToEnd,
+  exchange,
+  inGroups,
+  type Seen,
+  startTargets,
+  type Targets,
+} from "./targets.ts";
 
 /** Requests whose body arrived whole: the ones that count as delivered. */
 const delivered = (list: Seen[]) => list.filter((s) => s.complete);
 
+/** The problems of one case, sent to all three targets (none: as expected). */
+async function problemsOf(targets: Targets, c: typeof CORPUS[number]): Promise<string[]> {
+  const bytes = bytesOf(c.bytes);
+  const ref = await exchange(targets.refPort, bytes);
+  const refSeen = delivered(await targets.seen("ref"));
+  const f2s = await exchange(targets.f2sPort, bytes);
+  const f2sStarted = await targets.seen("f2s");
+  const f2sSeen = delivered(f2sStarted);
+  const viaFizzlet = await exchange(targets.fizzletPort, bytes, {
+    halfClose: false,
+    expected: c.expect.length,
+  });
+  const appStarted = await targets.seen("app");
+  const appSeen = delivered(appStarted);
+  const problems: string[] = [];
+  if (JSON.stringify(f2s) !== JSON.stringify(c.expect)) {
+    problems.push(
+      `server answered ${JSON.stringify(f2s)}, expected ${JSON.stringify(c.expect)}`,
+    );
+  }
+  if (JSON.stringify(viaFizzlet) !== JSON.stringify(c.expect)) {
+    problems.push(
+      `fizzlet answered ${JSON.stringify(viaFizzlet)}, expected ${JSON.stringify(c.expect)}`,
+    );
+  }
+  const okAnswers = c.expect.filter((s) => s === 200).length;
+  if (f2sSeen.length !== okAnswers || appSeen.length !== okAnswers) {
+    problems.push(
+      `${f2sSeen.length} requests reached the server's handler and ${appSeen.length} the app, expected ${okAnswers}`,
+    );
+  }
+  // A refused request never starts a handler, not even one that would fail later (a
+  // request cut short by the client may have: its body streams).
+  const cutShort = c.expect.length === 0;
+  if (!cutShort && (f2sStarted.length > okAnswers || appStarted.length > okAnswers)) {
+    problems.push(
+      `${f2sStarted.length} handlers and ${appStarted.length} app requests started for ${okAnswers} good requests`,
+    );
+  }
+  if (f2sSeen.length > refSeen.length || appSeen.length > refSeen.length) {
+    problems.push(
+      `llhttp accepted only ${refSeen.length} (node answered ${JSON.stringify(ref)})`,
+    );
+  }
+  f2sSeen.forEach((s, i) => {
+    if (!refSeen[i]) return;
+    const got = JSON.stringify(asReceived(s));
+    const want = JSON.stringify(asReceived(refSeen[i]));
+    if (got !== want) {
+      problems.push(`server's request ${i}: ${got}\n    llhttp parsed: ${want}`);
+    }
+  });
+  appSeen.forEach((s, i) => {
+    if (!refSeen[i]) return;
+    const want = endToEnd(refSeen[i]);
+    const got = endToEnd(s);
+    // An HTTP/1.0 request without Host gets one: the app is spoken to in HTTP/1.1.
+    if (!want.headers.some(([n]) => n === "host")) {
+      got.headers = got.headers.filter(([n]) => n !== "host");
+    }
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
+      problems.push(
+        `app's request ${i}: ${JSON.stringify(got)}\n    llhttp parsed: ${JSON.stringify(want)}`,
+      );
+    }
+  });
+  return problems;
+}
+
+/** Cases run in this many groups side by side (see inGroups). */
+const GROUPS = 4;
+
 Deno.test("wire corpus: F2S server and fizzlet answer as expected and never parse laxer than llhttp", async () => {
   if (CORPUS.length < 100) throw new Error(`corpus has only ${CORPUS.length} cases`);
-  const targets = await startTargets();
-  const failures: string[] = [];
-  try {
-    for (const c of CORPUS) {
-      const bytes = bytesOf(c.bytes);
-      const ref = await exchange(targets.refPort, bytes);
-      const refSeen = delivered(await targets.seen("ref"));
-      const f2s = await exchange(targets.f2sPort, bytes);
-      const f2sStarted = await targets.seen("f2s");
-      const f2sSeen = delivered(f2sStarted);
-      const viaFizzlet = await exchange(targets.fizzletPort, bytes, {
-        halfClose: false,
-        expected: c.expect.length,
-      });
-      const appStarted = await targets.seen("app");
-      const appSeen = delivered(appStarted);
-      const problems: string[] = [];
-      if (JSON.stringify(f2s) !== JSON.stringify(c.expect)) {
-        problems.push(
-          `server answered ${JSON.stringify(f2s)}, expected ${JSON.stringify(c.expect)}`,
-        );
-      }
-      if (JSON.stringify(viaFizzlet) !== JSON.stringify(c.expect)) {
-        problems.push(
-          `fizzlet answered ${JSON.stringify(viaFizzlet)}, expected ${JSON.stringify(c.expect)}`,
-        );
-      }
-      const okAnswers = c.expect.filter((s) => s === 200).length;
-      if (f2sSeen.length !== okAnswers || appSeen.length !== okAnswers) {
-        problems.push(
-          `${f2sSeen.length} requests reached the server's handler and ${appSeen.length} the app, expected ${okAnswers}`,
-        );
-      }
-      // A refused request never starts a handler, not even one that would fail later (a
-      // request cut short by the client may have: its body streams).
-      const cutShort = c.expect.length === 0;
-      if (!cutShort && (f2sStarted.length > okAnswers || appStarted.length > okAnswers)) {
-        problems.push(
-          `${f2sStarted.length} handlers and ${appStarted.length} app requests started for ${okAnswers} good requests`,
-        );
-      }
-      if (f2sSeen.length > refSeen.length || appSeen.length > refSeen.length) {
-        problems.push(
-          `llhttp accepted only ${refSeen.length} (node answered ${JSON.stringify(ref)})`,
-        );
-      }
-      f2sSeen.forEach((s, i) => {
-        if (!refSeen[i]) return;
-        const got = JSON.stringify(asReceived(s));
-        const want = JSON.stringify(asReceived(refSeen[i]));
-        if (got !== want) {
-          problems.push(`server's request ${i}: ${got}\n    llhttp parsed: ${want}`);
-        }
-      });
-      appSeen.forEach((s, i) => {
-        if (!refSeen[i]) return;
-        const want = endToEnd(refSeen[i]);
-        const got = endToEnd(s);
-        // An HTTP/1.0 request without Host gets one: the app is spoken to in HTTP/1.1.
-        if (!want.headers.some(([n]) => n === "host")) {
-          got.headers = got.headers.filter(([n]) => n !== "host");
-        }
-        if (JSON.stringify(got) !== JSON.stringify(want)) {
-          problems.push(
-            `app's request ${i}: ${JSON.stringify(got)}\n    llhttp parsed: ${
-              JSON.stringify(want)
-            }`,
-          );
-        }
-      });
-      if (problems.length > 0) failures.push(`${c.name}:\n  ${problems.join("\n  ")}`);
+  const failures = (await inGroups(GROUPS, async (targets, group) => {
+    const failed: string[] = [];
+    for (const c of CORPUS.filter((_, i) => i % GROUPS === group)) {
+      const problems = await problemsOf(targets, c);
+      if (problems.length > 0) failed.push(`${c.name}:\n  ${problems.join("\n  ")}`);
     }
-  } finally {
-    await targets.close();
-  }
+    return failed;
+  })).flat();
   if (failures.length > 0) {
     throw new Error(`${failures.length} of ${CORPUS.length} cases failed:\n${failures.join("\n")}`);
   }
