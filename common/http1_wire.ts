@@ -313,8 +313,13 @@ export function bodyStream(
         if (framing.chunked) {
           if (prefix) {
             for (const chunk of prefix) controller.enqueue(chunk);
+            const enqueued = prefix.length > 0;
             prefix = undefined;
-            if (controller.desiredSize !== null && controller.desiredSize <= 0) return;
+            // Returning without enqueueing would stall the reader: the stream calls pull
+            // again only after a chunk was taken (a size line with no data yet is empty).
+            if (enqueued && controller.desiredSize !== null && controller.desiredSize <= 0) {
+              return;
+            }
           }
           for (;;) {
             if (chunks.left > 0 && r.start === r.end) {
