@@ -134,3 +134,26 @@ Deno.test("wire: a bad chunk after the body started streaming is a 400, and no r
     await targets.close();
   }
 });
+
+Deno.test("wire: a chunk's data in a later write, then a half-close, is answered as llhttp answers it", async () => {
+  const targets = await startTargets();
+  try {
+    const first = "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n";
+    const bytes = bytesOf(first + "x\r\n0\r\n\r\n");
+    const options = { splits: [first.length], pauseMs: 100 };
+    const ref = await exchange(targets.refPort, bytes, options);
+    const refSeen = delivered(await targets.seen("ref"));
+    const direct = await exchange(targets.f2sPort, bytes, { ...options, timeoutMs: 5000 });
+    const f2sSeen = delivered(await targets.seen("f2s"));
+    const viaFizzlet = await exchange(targets.fizzletPort, bytes, {
+      ...options,
+      halfClose: false,
+      expected: 1,
+    });
+    assertEquals([ref, direct, viaFizzlet], [[200], [200], [200]], "node, server, fizzlet");
+    assertEquals(f2sSeen.map(asReceived), refSeen.map(asReceived), "what the handler received");
+    assertEquals(delivered(await targets.seen("app")).length, 1, "requests the app received whole");
+  } finally {
+    await targets.close();
+  }
+});

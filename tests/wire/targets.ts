@@ -118,9 +118,8 @@ export async function startTargets(): Promise<Targets> {
         // Gone already.
       }
       await node.status;
-      // Bounded: a connection the server never finishes (a chunked body whose data comes in
-      // a later write, then a half-close, is held open today) must not hang the test for
-      // minutes and hide the failure that found it.
+      // Bounded: a connection the server never finishes (as a chunked body whose data came
+      // in a later write once was) must not hang the test for minutes and hide the failure.
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         server.shutdown(),
