@@ -5,6 +5,7 @@
 
 import { serveHttp1 } from "../../common/http1_server.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
+import { closeQuietly, readToEnd } from "../harness/raw_client.ts";
 
 const encoder = new TextEncoder();
 const HEAD = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -37,20 +38,11 @@ async function exchange(port: number, parts: string[]): Promise<{ text: string; 
       await conn.write(encoder.encode(part));
     }
     await conn.closeWrite();
-    let text = "";
-    const buf = new Uint8Array(4096);
-    for (;;) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) return { text, ended: !timedOut };
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
+    const text = await readToEnd(conn);
+    return { text, ended: !timedOut };
   } finally {
     clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // closed on time-out
-    }
+    closeQuietly(conn);
   }
 }
 

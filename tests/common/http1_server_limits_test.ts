@@ -5,6 +5,7 @@
 import { serveHttp1 } from "../../common/http1_server.ts";
 import { encodeHead, HeadError } from "../../common/http1_wire.ts";
 import { assert, assertEquals, assertThrows } from "../harness/assert.ts";
+import { closeQuietly, readToEnd } from "../harness/raw_client.ts";
 
 const FIXTURE = new URL("./fixtures/plain_server.ts", import.meta.url).pathname;
 const encoder = new TextEncoder();
@@ -15,20 +16,10 @@ async function get(port: number, timeoutMs = 5000): Promise<string> {
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
     await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
-    let text = "";
-    const buf = new Uint8Array(4096);
-    for (;;) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) return text;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
+    return await readToEnd(conn);
   } finally {
     clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // closed
-    }
+    closeQuietly(conn);
   }
 }
 
