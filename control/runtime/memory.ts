@@ -2,7 +2,7 @@
  * A runtime whose instances live in this process: each is F2S's own HTTP/1.1 server on a
  * loopback port, answering with a handler the caller gives (the app and its fizzlet in
  * one function). No process is started, so tests of the platform, the API and the
- * reconciler run in milliseconds, and the bench measures the dispatcher alone. The
+ * store follower run in milliseconds, and the bench measures the dispatcher alone. The
  * dispatcher still forwards to the instance over a real connection: pooling, suspension
  * on a failed connection and retries are exercised as in `f2s dev`.
  *
@@ -163,7 +163,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
       st.failure = undefined;
       emit(inst, "ready");
       record("instance.ready", `instance ${id} is ready`, st.fn.name);
-      reconcile(st.fn.name);
+      matchDesired(st.fn.name);
     };
     // Ready after the injected latency; without one, still not within apply's own call,
     // as no real instance is ready at once either.
@@ -184,7 +184,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
   }
 
   /** Moves the instances of one function toward what is desired (plan.ts, as local.ts). */
-  function reconcile(name: string) {
+  function matchDesired(name: string) {
     if (closed) return;
     const st = functions.get(name);
     const all = [...instances.values()].filter((i) => i.function === name && !i.stopping);
@@ -207,7 +207,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
         generation: 1,
         starts: 0,
       }));
-      reconcile(fn.name);
+      matchDesired(fn.name);
       return Promise.resolve();
     },
     scale(name, replicas) {
@@ -216,7 +216,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
       } catch (e) {
         return Promise.reject(e);
       }
-      reconcile(name);
+      matchDesired(name);
       return Promise.resolve();
     },
     async remove(name) {
@@ -257,7 +257,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
         ? (st.failure = failureOf("ExitedBeforeReady", message))
         : undefined;
       emit(inst, "gone", failure);
-      reconcile(inst.function);
+      matchDesired(inst.function);
       await done;
     },
     starts: (name) => functions.get(name)?.starts ?? 0,
