@@ -163,17 +163,16 @@ export async function startWatchdog(
 ): Promise<RunningWatchdog> {
   if (bin.real && running) throw new Error("one of-watchdog at a time: stop the other first");
   const port = freePort();
-  // Its own process group (setsid), so stopping it also stops what it started (fprocess):
-  // killed alone, a watchdog leaves its child holding the pipes and the bench waiting.
-  const child = new Deno.Command("setsid", {
-    args: [bin.path],
+  // Its own session and process group (`detached`: setsid before exec), so stopping it also
+  // stops what it started: the stand-in's http-mode fprocess (`sleep 3600`) outlived it holding
+  // the stderr pipe, and the bench never exited. Not the `setsid` program as well: run by a
+  // group leader it forks, the watchdog lands outside the group and holds the pipe forever.
+  const child = new Deno.Command(bin.path, {
     env: { exec_timeout: "30s", ...env, port: String(port) },
     cwd,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    // Its own group, so stop() also kills what it started: the stand-in's http-mode fprocess
-    // (`sleep 3600`) outlived it holding the stderr pipe, and the bench never exited.
     detached: true,
   }).spawn();
   running = true;
