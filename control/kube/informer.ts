@@ -5,6 +5,7 @@
  * event cannot leave the copy wrong for long. Listeners get every change in order.
  */
 
+import { realClock } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
 
@@ -175,7 +176,7 @@ export function createInformer(options: InformerOptions): Informer {
         if (resyncWanted) continue;
         if (e instanceof KubeError && e.status === 410) resourceVersion = "";
         log.warn("watch failed; retrying", { error: e, retryInMs: backoff });
-        await sleep(backoff, stopped.signal);
+        await realClock.sleep(backoff, stopped.signal);
         backoff = Math.min(backoff * 2, 10_000);
       }
     }
@@ -215,18 +216,4 @@ export function createInformer(options: InformerOptions): Informer {
       emit({ type: "deleted", object: old, old });
     },
   };
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

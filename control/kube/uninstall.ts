@@ -7,9 +7,9 @@
  * Terminating for ever. The Function resources themselves stay (as the CRD does).
  */
 
+import { realClock } from "../../common/clock.ts";
 import type { Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
-import { sleep } from "./informer.ts";
 import { MANAGED_SELECTOR } from "./manifests.ts";
 import { FINALIZER, paths } from "./paths.ts";
 
@@ -108,7 +108,7 @@ async function leaderGone(o: CleanupOptions): Promise<void> {
           `"${o.controlPlane}"?) and would put the finalizers back: stop it and try again`,
       );
     }
-    await sleep(o.pollMs ?? 500);
+    await realClock.sleep(o.pollMs ?? 500);
   }
 }
 
