@@ -10,24 +10,16 @@ import type { Buffer } from "node:buffer";
 import {
   type Consumer,
   type EachMessagePayload,
-  Kafka,
-  logLevel,
+  type Kafka,
   Partitioners,
   type Producer,
 } from "kafkajs";
 import type { Logger } from "../../common/log.ts";
 import type { KafkaConfig } from "../kafka/config.ts";
-import { kafkaLogCreator } from "../kafka/triggers.ts";
+import { kafkaClient } from "../kafka/triggers.ts";
 
 export function asyncKafka(config: KafkaConfig, suffix: string, log: Logger): Kafka {
-  return new Kafka({
-    clientId: `${config.clientId}-${suffix}`,
-    brokers: config.brokers,
-    connectionTimeout: 3_000,
-    logLevel: logLevel.INFO,
-    logCreator: kafkaLogCreator(log),
-    retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 8 },
-  });
+  return kafkaClient(`${config.clientId}-${suffix}`, config.brokers, log);
 }
 
 /**

@@ -98,14 +98,7 @@ function start(deps: KafkaTriggersDeps): KafkaTriggers {
   const log = deps.log ?? createLogger("kafka");
   const stopping = new AbortController();
   const signal = stopping.signal;
-  const kafka = new Kafka({
-    clientId: deps.clientId ?? config.clientId,
-    brokers: config.brokers,
-    connectionTimeout: 3_000,
-    logLevel: logLevel.INFO,
-    logCreator: kafkaLogCreator(log),
-    retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 8 },
-  });
+  const kafka = kafkaClient(deps.clientId ?? config.clientId, config.brokers, log);
 
   const groups = new Map<string, GroupState>();
   let probeProblem: string | undefined = "connecting";
@@ -461,6 +454,22 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
     }),
   ]);
+}
+
+/**
+ * A kafkajs client as every Kafka part of F2S uses it (triggers, async calls, call state):
+ * short connection timeout and bounded retries, so a broker that is down shows as a health
+ * problem within seconds instead of a client retrying for minutes; its logs through ours.
+ */
+export function kafkaClient(clientId: string, brokers: string[], log: Logger): Kafka {
+  return new Kafka({
+    clientId,
+    brokers,
+    connectionTimeout: 3_000,
+    logLevel: logLevel.INFO,
+    logCreator: kafkaLogCreator(log),
+    retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 8 },
+  });
 }
 
 /**
