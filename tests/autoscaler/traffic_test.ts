@@ -8,65 +8,16 @@
 // whole run takes well under a second of real time.
 
 import { assert, assertEquals } from "../harness/assert.ts";
-import { createFakeClock, type FakeClock } from "../harness/fake_clock.ts";
+import { createFakeClock } from "../harness/fake_clock.ts";
+import { startingRuntime } from "../harness/starting_runtime.ts";
 import { createScaling } from "../../control/autoscaler/scaling.ts";
 import { configFromObject } from "../../control/config.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
-import type { Instance, InstanceListener, Runtime } from "../../control/runtime/runtime.ts";
 import { parseFunction } from "../../common/function.ts";
 
 const START_MS = 1000; // an instance is ready this long after it was asked for
 const REQUEST_MS = 1000; // every request takes this long once it has an instance
-
-/** Instances that start after START_MS on the fake clock and stop at once. */
-function slowStartRuntime(clock: FakeClock) {
-  const desired = new Map<string, number>();
-  const instances = new Map<string, Instance[]>();
-  const listeners = new Set<InstanceListener>();
-  const calls: { at: number; from: number; to: number }[] = [];
-  let next = 0;
-  const notify = (i: Instance) => listeners.forEach((l) => l(i));
-  const runtime: Pick<Runtime, "scale" | "instances" | "desiredReplicas" | "subscribe"> = {
-    scale(name, replicas) {
-      const list = instances.get(name) ?? [];
-      instances.set(name, list);
-      calls.push({ at: clock.now(), from: desired.get(name) ?? 0, to: replicas });
-      desired.set(name, replicas);
-      while (list.length < replicas) {
-        const inst: Instance = {
-          id: `${name}-${next++}`,
-          function: name,
-          url: "http://127.0.0.1:1",
-          state: "starting",
-        };
-        list.push(inst);
-        clock.setTimeout(() => {
-          if (inst.state !== "starting") return;
-          inst.state = "ready";
-          notify(inst);
-        }, START_MS);
-      }
-      // Scale-down takes the youngest first (starting ones before ready ones).
-      while (list.length > replicas) {
-        const inst = list.pop()!;
-        inst.state = "gone";
-        notify(inst);
-      }
-      return Promise.resolve();
-    },
-    desiredReplicas: (name) => desired.get(name),
-    instances: (name) =>
-      [...instances.entries()].filter(([n]) => !name || n === name)
-        .flatMap(([, l]) => l),
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-  };
-  desired.set("burst", 0);
-  return { runtime, calls };
-}
 
 /** Requests in flight per second at time `s` (seconds into the run). */
 function demand(s: number): number {
@@ -92,7 +43,8 @@ Deno.test("scaling: a 10-minute traffic pattern on the fake clock scales up, pan
     target: { containerImage: "x", minReplicas: 0, maxReplicas: 20 },
   });
   assert(fn.ok);
-  const { runtime, calls } = slowStartRuntime(clock);
+  const { runtime, scaled: calls } = startingRuntime(clock, { startMs: START_MS });
+  await runtime.apply(fn.fn, 0);
   const events = createEventLog();
   const scaling = createScaling({
     config,
@@ -142,7 +94,11 @@ Deno.test("scaling: a 10-minute traffic pattern on the fake clock scales up, pan
 
   // Every decision, in order, with its reason.
   const reasons = events.list({ type: "scaling.decision" }).map((e) => e.data?.reason);
-  const decisions = calls.map((c, i) => ({ ...c, at: at(c.at), reason: reasons[i] }));
+  const decisions = calls.map(({ name: _, ...c }, i) => ({
+    ...c,
+    at: at(t0 + c.at),
+    reason: reasons[i],
+  }));
   const log = JSON.stringify(decisions);
   assertEquals(reasons.length, calls.length, log);
 

@@ -6,7 +6,8 @@
 // in a fraction of a second, which is what one clock passed to every part buys.
 
 import { assert, assertEquals } from "../harness/assert.ts";
-import { createFakeClock, type FakeClock } from "../harness/fake_clock.ts";
+import { createFakeClock } from "../harness/fake_clock.ts";
+import { startingRuntime } from "../harness/starting_runtime.ts";
 import { TICK_MS } from "../../common/deadlines.ts";
 import { type FunctionDef, parseFunction } from "../../common/function.ts";
 import { fromRequest, toResponse } from "../../common/web_bridge.ts";
@@ -14,72 +15,9 @@ import { configFromObject } from "../../control/config.ts";
 import { createEventLog } from "../../control/events.ts";
 import { createMetrics } from "../../control/metrics.ts";
 import { createPlatform } from "../../control/platform.ts";
-import type { Instance, InstanceListener, Runtime } from "../../control/runtime/runtime.ts";
 import type { FunctionStore } from "../../control/store/store.ts";
 
 const START_MS = 1000;
-
-/**
- * Instances at `url` that are ready START_MS after being asked for (on the fake clock), except
- * those of "stuck", which never are.
- */
-function startingRuntime(clock: FakeClock, url: string) {
-  const desired = new Map<string, number>();
-  const list = new Map<string, Instance[]>();
-  const listeners = new Set<InstanceListener>();
-  const scaled: { at: number; to: number }[] = [];
-  let next = 0;
-  const notify = (i: Instance) => listeners.forEach((l) => l({ ...i }));
-  function setCount(name: string, replicas: number) {
-    desired.set(name, replicas);
-    const mine = list.get(name) ?? [];
-    list.set(name, mine);
-    while (mine.length < replicas) {
-      const inst: Instance = { id: `${name}-${next++}`, function: name, url, state: "starting" };
-      mine.push(inst);
-      notify(inst);
-      if (name === "stuck") continue;
-      clock.setTimeout(() => {
-        if (inst.state !== "starting") return;
-        inst.state = "ready";
-        notify(inst);
-      }, START_MS);
-    }
-    while (mine.length > replicas) {
-      const inst = mine.pop()!;
-      inst.state = "gone";
-      notify(inst);
-    }
-  }
-  const runtime: Runtime = {
-    kind: "local",
-    apply(fn, replicas) {
-      setCount(fn.name, replicas);
-      return Promise.resolve();
-    },
-    scale(name, replicas) {
-      if (!desired.has(name)) return Promise.reject(new Error(`${name} is not applied`));
-      if (name !== "stuck") scaled.push({ at: clock.monotonic(), to: replicas });
-      setCount(name, replicas);
-      return Promise.resolve();
-    },
-    remove(name) {
-      setCount(name, 0);
-      desired.delete(name);
-      return Promise.resolve();
-    },
-    desiredReplicas: (name) => desired.get(name),
-    instances: (name) =>
-      [...list.entries()].filter(([n]) => !name || n === name)
-        .flatMap(([, l]) => l.map((i) => ({ ...i }))),
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    close: () => Promise.resolve(),
-  };
-  return { runtime, scaled };
-}
 
 /** A store holding fixed definitions (writes are not part of this test). */
 function fixedStore(fns: FunctionDef[]): FunctionStore {
@@ -113,7 +51,12 @@ Deno.test("platform on the fake clock: wake from zero, held for the start, answe
     assert(parsed.ok);
     return parsed.fn;
   });
-  const { runtime, scaled } = startingRuntime(clock, `http://127.0.0.1:${upstream.addr.port}`);
+  const { runtime, scaled: calls } = startingRuntime(clock, {
+    startMs: START_MS,
+    url: `http://127.0.0.1:${upstream.addr.port}`,
+    never: ["stuck"],
+  });
+  const scaled = () => calls.filter((c) => c.name === "hello").map(({ at, to }) => ({ at, to }));
   const config = configFromObject({}, "defaults", {}); // idle timeout 60 s, tick 2 s
   const events = createEventLog(1000, clock);
   const platform = createPlatform({
@@ -135,7 +78,7 @@ Deno.test("platform on the fake clock: wake from zero, held for the start, answe
     )
       .then((r) => answer = toResponse(r));
     await clock.settle();
-    assertEquals(scaled, [{ at: 0, to: 1 }], "the request woke the function at once");
+    assertEquals(scaled(), [{ at: 0, to: 1 }], "the request woke the function at once");
     await clock.advance(START_MS - 1);
     assertEquals(answer, undefined, "answered before the instance was ready");
     await clock.advance(1);
@@ -155,7 +98,7 @@ Deno.test("platform on the fake clock: wake from zero, held for the start, answe
     assertEquals(runtime.desiredReplicas("hello"), 1, "went to zero before the idle timeout");
     await clock.advance(2 * config.autoscaling.tick);
     assertEquals(runtime.desiredReplicas("hello"), 0);
-    const zero = scaled.at(-1)!;
+    const zero = scaled().at(-1)!;
     assertEquals(zero.to, 0);
     assert(zero.at - idleFrom >= idle && zero.at - idleFrom <= idle + 2 * config.autoscaling.tick);
 
