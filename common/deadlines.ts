@@ -25,6 +25,11 @@ export interface Deadlines {
   after(ms: number, fire: () => void): Deadline;
   /** Deadlines pending (for tests and diagnostics). */
   readonly pending: number;
+  /**
+   * The monotonic time deadlines are measured on (ms): a holder of one long deadline can
+   * move its own due time forward with it instead of a new deadline each time.
+   */
+  now(): number;
 }
 
 interface Entry extends Deadline {
@@ -96,6 +101,7 @@ export function createDeadlines(clock: Clock = realClock): Deadlines {
     get pending() {
       return pending;
     },
+    now,
   };
 }
 

@@ -7,12 +7,10 @@
  */
 
 import {
-  ConnectionClosed,
   decodeLatin1,
   type Framing,
   indexOfHeadEnd,
   MAX_HEAD,
-  readMore,
   TOKEN,
   type WireReader,
 } from "./http1_wire.ts";
@@ -53,54 +51,62 @@ const ABSOLUTE = /^https?:\/\/[^/?#]+(?:[/?]|$)/i;
 const LF = 10;
 const CR = 13;
 
+/** How far a request head has been checked while its bytes arrive (see scanRequestHead). */
+export interface HeadScan {
+  /** Bytes past the reader's start already checked for bare LFs and the head's end. */
+  seen: number;
+  /** The request line was whole and has been checked. */
+  lineChecked: boolean;
+}
+
+export function newHeadScan(): HeadScan {
+  return { seen: 0, lineChecked: false };
+}
+
 /**
- * The next request head as text (without its blank line), reading as needed; null when
- * the stream ends before a head starts. Empty lines before the request line are skipped
- * (RFC 9112 section 2.2). Throws a RequestError for a head that can already be refused
- * (bare LF, bad request line, too large) and ConnectionClosed when the stream ends mid-head.
+ * The next request head as text (without its blank line) if it is all buffered, else
+ * undefined: read more into the buffer and call again with the same `scan`. Synchronous, so
+ * a server loop awaits only its reads (no async layer per request). Empty lines before the
+ * request line are skipped (RFC 9112 section 2.2). Throws a RequestError for a head that can
+ * already be refused (bare LF, bad request line, too large). `scan.seen` is relative to
+ * `r.start`, so it stays right when readMore moves the buffered bytes.
  */
-export async function readRequestHead(r: WireReader): Promise<string | null> {
-  let scanned = r.start;
-  let lineChecked = false;
-  for (;;) {
-    while (r.end - r.start >= 2 && r.buf[r.start] === CR && r.buf[r.start + 1] === LF) {
-      r.start += 2;
-    }
-    if (scanned < r.start) scanned = r.start;
-    const at = indexOfHeadEnd(r.buf, Math.max(r.start, scanned - 3), r.end);
-    const end = at >= 0 ? at + 2 : r.end;
-    // Every LF must end a CRLF: parsers that also take a bare LF would frame differently.
-    const live = r.buf.subarray(0, end);
-    for (let i = live.indexOf(LF, scanned); i >= 0; i = live.indexOf(LF, i + 1)) {
-      if (i === r.start || live[i - 1] !== CR) {
-        throw new RequestError(400, "bare LF in request head");
-      }
-    }
-    if (at >= 0) {
-      if (at - r.start > MAX_HEAD) throw new RequestError(431, "request head too large");
-      const text = decodeLatin1(r.buf.subarray(r.start, at));
-      r.start = at + 4;
-      return text;
-    }
-    if (!lineChecked) {
-      // A request line known to be bad (HTTP/0.9, say) is refused without waiting for more.
-      const eol = live.indexOf(CR, r.start);
-      if (eol >= 0 && eol + 1 < r.end) {
-        parseRequestLine(decodeLatin1(r.buf.subarray(r.start, eol)));
-        lineChecked = true;
-      } else if (r.end - r.start > MAX_REQUEST_LINE) {
-        throw new RequestError(414, "request line too long");
-      }
-    }
-    if (r.end - r.start > MAX_HEAD) throw new RequestError(431, "request head too large");
-    scanned = r.end;
-    const n = await readMore(r);
-    if (n === null) {
-      if (r.end === r.start) return null;
-      throw new ConnectionClosed("connection closed mid-head");
-    }
-    r.end += n;
+export function scanRequestHead(r: WireReader, scan: HeadScan): string | undefined {
+  while (r.end - r.start >= 2 && r.buf[r.start] === CR && r.buf[r.start + 1] === LF) {
+    r.start += 2;
+    scan.seen = scan.seen > 2 ? scan.seen - 2 : 0;
   }
+  const scanned = r.start + scan.seen;
+  const at = indexOfHeadEnd(r.buf, Math.max(r.start, scanned - 3), r.end);
+  const end = at >= 0 ? at + 2 : r.end;
+  // Every LF must end a CRLF: parsers that also take a bare LF would frame differently.
+  const live = r.buf.subarray(0, end);
+  for (let i = live.indexOf(LF, scanned); i >= 0; i = live.indexOf(LF, i + 1)) {
+    if (i === r.start || live[i - 1] !== CR) {
+      throw new RequestError(400, "bare LF in request head");
+    }
+  }
+  if (at >= 0) {
+    if (at - r.start > MAX_HEAD) throw new RequestError(431, "request head too large");
+    const text = decodeLatin1(r.buf.subarray(r.start, at));
+    r.start = at + 4;
+    scan.seen = 0;
+    scan.lineChecked = false;
+    return text;
+  }
+  if (!scan.lineChecked) {
+    // A request line known to be bad (HTTP/0.9, say) is refused without waiting for more.
+    const eol = live.indexOf(CR, r.start);
+    if (eol >= 0 && eol + 1 < r.end) {
+      parseRequestLine(decodeLatin1(r.buf.subarray(r.start, eol)));
+      scan.lineChecked = true;
+    } else if (r.end - r.start > MAX_REQUEST_LINE) {
+      throw new RequestError(414, "request line too long");
+    }
+  }
+  if (r.end - r.start > MAX_HEAD) throw new RequestError(431, "request head too large");
+  scan.seen = r.end - r.start;
+  return undefined;
 }
 
 interface RequestLine {

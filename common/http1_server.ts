@@ -32,18 +32,19 @@ import {
   encodeHead,
   fill,
   HeadError,
-  indexOfHeadEnd,
   LAST_CHUNK,
   newChunkState,
+  readMore,
   takeExactly,
   WireError,
   type WireReader,
 } from "./http1_wire.ts";
 import {
+  newHeadScan,
   parseRequestHead,
-  readRequestHead,
   RequestError,
   type RequestHead,
+  scanRequestHead,
 } from "./http1_request.ts";
 import { defaultMaxConnections } from "./open_files.ts";
 
@@ -130,6 +131,28 @@ interface Conn extends WireReader {
   onGone: (() => void)[];
   /** The answer went out before the request's body was read: close by lingering. */
   linger?: boolean;
+  /** When the head being waited for is due (monotonic ms); Infinity while not waiting. */
+  headDue: number;
+  /** The connection's one wait deadline (see waitForHead) and when it fires. */
+  waitTimer?: Deadline;
+  timerDue: number;
+  /** Per-connection callbacks, made once rather than for every request. */
+  onWaitTimer: () => void;
+  aheadRead: (n: number | null) => void;
+  aheadFailed: () => void;
+  watchClient: ServerRequest["watchClient"];
+}
+
+/** An answer ready to write: `whole` alone, or `head` then `bytes` or `stream`. */
+interface Prepared {
+  whole?: Uint8Array;
+  head?: Uint8Array;
+  bytes?: Uint8Array;
+  stream?: ReadableStream<Uint8Array>;
+  mode: "none" | "bytes" | "length" | "chunked" | "close";
+  /** The handler's content-length, for a stream written by length. */
+  declared?: string;
+  keepAlive: boolean;
 }
 
 /** How long a connection closed with its request body unread keeps draining (ms). */
@@ -153,6 +176,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
   function close(c: Conn) {
     if (c.closed) return;
     c.closed = true;
+    c.waitTimer?.cancel();
     try {
       c.tcp.close();
     } catch {
@@ -177,17 +201,68 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     if (c.start === c.end) c.start = c.end = 0;
     const read = c.end < c.buf.length ? c.read(c.buf.subarray(c.end)) : Promise.resolve(0);
     c.pending = read;
-    read.then((n) => {
-      if (n === null && c.busy) clientGone(c);
-    }, () => {
-      if (c.busy) clientGone(c);
-    });
+    read.then(c.aheadRead, c.aheadFailed);
+  }
+
+  /**
+   * Waiting for a head: the idle timeout when nothing of it has arrived, else the head
+   * timeout, from now. A connection keeps one deadline and moves its due time: a new
+   * deadline and its cancel for every keep-alive request cost more than the request's head
+   * parsing (two clock reads and a bucket's Set each).
+   */
+  function waitForHead(c: Conn, idle: boolean) {
+    const ms = idle ? idleTimeout : headTimeout;
+    const due = deadlines.now() + ms;
+    c.headDue = due;
+    if (c.waitTimer && c.timerDue <= due) return;
+    c.waitTimer?.cancel();
+    c.timerDue = due;
+    c.waitTimer = deadlines.after(ms, c.onWaitTimer);
+  }
+
+  /** The wait deadline fired: close if a head is still awaited past its due time. */
+  function waitTimerFired(c: Conn) {
+    c.waitTimer = undefined;
+    if (c.closed || c.headDue === Infinity) return;
+    const left = c.headDue - deadlines.now();
+    if (left <= 0) close(c);
+    else {
+      c.timerDue = c.headDue;
+      c.waitTimer = deadlines.after(left, c.onWaitTimer);
+    }
   }
 
   async function serveConn(c: Conn) {
+    const scan = newHeadScan();
     try {
       while (!c.closed && !stopping) {
-        const head = await nextHead(c);
+        // The next head: parsed at once when it is buffered, else read here (no async
+        // layer per request between the read and this loop).
+        let head: RequestHead | RequestError | null;
+        try {
+          const idle = c.start === c.end;
+          let text = scanRequestHead(c, scan);
+          if (text === undefined) {
+            waitForHead(c, idle);
+            do {
+              const n = await readMore(c);
+              if (n === null) {
+                // The client closed: between requests, or mid-head with no one to answer.
+                if (c.end !== c.start) throw new ConnectionClosed("connection closed mid-head");
+                break;
+              }
+              c.end += n;
+              text = scanRequestHead(c, scan);
+            } while (text === undefined);
+            c.headDue = Infinity;
+          }
+          head = text === undefined ? null : parseRequestHead(text);
+        } catch (e) {
+          c.headDue = Infinity;
+          if (e instanceof RequestError) head = e;
+          else if (e instanceof WireError) head = null;
+          else throw e;
+        }
         if (head === null) break;
         if (head instanceof RequestError) {
           await writeAnswer(c, "GET", false, false, errorAnswer(head.status, head.message));
@@ -226,27 +301,6 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       // Reset by the client, or closed when the time was up.
     } finally {
       timer.cancel();
-    }
-  }
-
-  /** The next request head; null when the client closes or stays idle too long. */
-  async function nextHead(c: Conn): Promise<RequestHead | RequestError | null> {
-    let timer: Deadline | undefined;
-    if (c.pending || indexOfHeadEnd(c.buf, c.start, c.end) < 0) {
-      const idle = c.start === c.end;
-      timer = deadlines.after(idle ? idleTimeout : headTimeout, () => close(c));
-    }
-    try {
-      const text = await readRequestHead(c);
-      if (text === null) return null;
-      return parseRequestHead(text);
-    } catch (e) {
-      if (e instanceof RequestError) return e;
-      // The client closed mid-head: there is no one to answer.
-      if (e instanceof WireError) return null;
-      throw e;
-    } finally {
-      timer?.cancel();
     }
   }
 
@@ -348,13 +402,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       headers: head.headers,
       body,
       remoteAddress: c.remoteAddress,
-      watchClient: (onGone) => {
-        c.onGone.push(onGone);
-        return () => {
-          const i = c.onGone.indexOf(onGone);
-          if (i >= 0) c.onGone.splice(i, 1);
-        };
-      },
+      watchClient: c.watchClient,
     };
     let response: ServerResponse;
     try {
@@ -379,25 +427,56 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       c.linger = true;
       body.cancel().catch(() => {});
     }
-    const kept = await writeAnswer(c, head.method, head.http10, keepAlive, response);
+    // The usual answer (head and a small body, one write) is written here rather than in
+    // sendAnswer: one async layer less per request.
+    const prepared = prepareAnswer(c, head.method, head.http10, keepAlive, response);
+    let kept = prepared.keepAlive;
+    if (prepared.whole) {
+      try {
+        const n = await c.tcp.write(prepared.whole);
+        if (n < prepared.whole.length) await writeRest(c, prepared.whole, n);
+      } catch {
+        close(c);
+        kept = false;
+      }
+    } else kept = await sendAnswer(c, prepared);
     c.busy = false;
     c.onGone.length = 0;
     return kept && keepAlive && !c.closed;
   }
 
   async function writeBytes(c: Conn, data: Uint8Array) {
-    let off = 0;
-    while (off < data.length) off += await c.tcp.write(off === 0 ? data : data.subarray(off));
+    const n = await c.tcp.write(data);
+    if (n < data.length) await writeRest(c, data, n);
+  }
+
+  /** The rest of a partial write. */
+  async function writeRest(c: Conn, data: Uint8Array, off: number) {
+    while (off < data.length) off += await c.tcp.write(data.subarray(off));
   }
 
   /** Writes the answer; false when the connection broke or must close. */
-  async function writeAnswer(
+  function writeAnswer(
     c: Conn,
     method: string,
     http10: boolean,
     keepAlive: boolean,
     res: ServerResponse,
   ): Promise<boolean> {
+    return sendAnswer(c, prepareAnswer(c, method, http10, keepAlive, res));
+  }
+
+  /**
+   * The answer's head encoded (with a small body after it when it fits: `whole`), its
+   * framing chosen. Synchronous, so that the usual answer is written by answer() itself.
+   */
+  function prepareAnswer(
+    c: Conn,
+    method: string,
+    http10: boolean,
+    keepAlive: boolean,
+    res: ServerResponse,
+  ): Prepared {
     const status = res.status;
     let declared: string | undefined;
     let hasDate = false;
@@ -409,7 +488,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     const bodyAllowed = status >= 200 && status !== 204 && status !== 304;
     const sendBody = bodyAllowed && method !== "HEAD";
     let body = res.body;
-    let mode: "none" | "bytes" | "length" | "chunked" | "close" = "none";
+    let mode: Prepared["mode"] = "none";
     if (body instanceof Uint8Array) {
       if (bodyAllowed) head += `content-length: ${body.length}\r\n`;
       if (sendBody && body.length > 0) mode = "bytes";
@@ -447,28 +526,36 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       // A handler's header that would break the head: the answer cannot go out as it is.
       log?.error("answer refused: a header cannot be written", { error: e, status });
       if (body instanceof ReadableStream) body.cancel().catch(() => {});
-      return writeAnswer(c, method, http10, false, errorAnswer(500, "internal error"));
+      return prepareAnswer(c, method, http10, false, errorAnswer(500, "internal error"));
     }
     const { buf, written } = encoded;
     if (buf.length <= SMALL_BODY) c.wbuf = buf;
+    const stream = body instanceof ReadableStream ? body : undefined;
+    if (!stream && (!bytes || written + bytes.length <= buf.length)) {
+      if (bytes) buf.set(bytes, written);
+      return { whole: buf.subarray(0, written + (bytes?.length ?? 0)), keepAlive, mode };
+    }
+    return { head: buf.subarray(0, written), bytes, stream, keepAlive, mode, declared };
+  }
+
+  /** Writes a prepared answer; false when the connection broke or must close. */
+  async function sendAnswer(c: Conn, p: Prepared): Promise<boolean> {
     try {
-      if (bytes && written + bytes.length <= buf.length) {
-        buf.set(bytes, written);
-        await writeBytes(c, buf.subarray(0, written + bytes.length));
-      } else {
-        await writeBytes(c, buf.subarray(0, written));
-        if (bytes) await writeBytes(c, bytes);
+      if (p.whole) await writeBytes(c, p.whole);
+      else {
+        await writeBytes(c, p.head!);
+        if (p.bytes) await writeBytes(c, p.bytes);
       }
-      if (body instanceof ReadableStream) {
-        const complete = await writeStream(c, body, mode, mode === "length" ? Number(declared) : 0);
-        if (!complete) return false;
+      if (p.stream) {
+        const length = p.mode === "length" ? Number(p.declared) : 0;
+        if (!(await writeStream(c, p.stream, p.mode, length))) return false;
       }
     } catch {
-      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      p.stream?.cancel().catch(() => {});
       close(c);
       return false;
     }
-    return keepAlive;
+    return p.keepAlive;
   }
 
   /** Streams a body out; false when it broke off or did not match its declared length. */
@@ -585,6 +672,23 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
         closed: false,
         busy: false,
         onGone: [],
+        headDue: Infinity,
+        timerDue: Infinity,
+        onWaitTimer: () => waitTimerFired(c),
+        // A read started ahead ended while an answer is being prepared: the client left.
+        aheadRead: (n) => {
+          if (n === null && c.busy) clientGone(c);
+        },
+        aheadFailed: () => {
+          if (c.busy) clientGone(c);
+        },
+        watchClient: (onGone) => {
+          c.onGone.push(onGone);
+          return () => {
+            const i = c.onGone.indexOf(onGone);
+            if (i >= 0) c.onGone.splice(i, 1);
+          };
+        },
       };
       conns.add(c);
       serveConn(c);
