@@ -336,3 +336,21 @@ Deno.test("server: a head sent too slowly and an idle keep-alive connection are 
     await server.shutdown();
   }
 });
+
+Deno.test("server: a pipelined head that outgrows the read buffer after an earlier request is answered", async () => {
+  // The first read fills the 8 KiB buffer: request one and most of request two's head.
+  // The buffer then grows and moves the unread bytes to its start; the head's end, 10
+  // bytes into the next read, must still be found there (it was skipped: the second
+  // request waited for the head timeout).
+  const server = start();
+  try {
+    const first = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    const prefix = "GET /b HTTP/1.1\r\nHost: x\r\nx-pad: ";
+    const pad = "p".repeat(8 * 1024 + 10 - first.length - prefix.length);
+    const { text } = await raw(server.addr.port, [first + prefix + pad + "\r\n\r\n"], 2000);
+    assertEquals(statuses(text), ["200", "200"]);
+    assert(text.includes("GET /b "), text.slice(-200));
+  } finally {
+    await server.shutdown();
+  }
+});
