@@ -100,16 +100,17 @@ export function indexOfHeadEnd(buf: Uint8Array, from: number, to: number): numbe
  * inside a head.
  */
 export async function readHeadText(r: WireReader): Promise<string | null> {
-  let scanned = r.start;
+  // Bytes past r.start already searched: relative, as readMore may move the buffered bytes.
+  let seen = 0;
   for (;;) {
-    const at = indexOfHeadEnd(r.buf, Math.max(r.start, scanned - 3), r.end);
+    const at = indexOfHeadEnd(r.buf, r.start + Math.max(0, seen - 3), r.end);
     if (at - r.start > MAX_HEAD) throw new WireError("head too large");
     if (at >= 0) {
       const text = decodeLatin1(r.buf.subarray(r.start, at));
       r.start = at + 4;
       return text;
     }
-    scanned = r.end;
+    seen = r.end - r.start;
     if (r.end - r.start > MAX_HEAD) throw new WireError("head too large");
     const n = await readMore(r);
     if (n === null) {
