@@ -155,6 +155,18 @@ interface Prepared {
   keepAlive: boolean;
 }
 
+/**
+ * A request body's reception: the handler's body stream reports to it while the handler
+ * reads. Bodyless requests share NO_BODY (never written to).
+ */
+interface Receiving {
+  done: boolean;
+  broken: boolean;
+  error: unknown;
+}
+
+const NO_BODY: Readonly<Receiving> = Object.freeze({ done: true, broken: false, error: undefined });
+
 /** How long a connection closed with its request body unread keeps draining (ms). */
 const LINGER_MS = 5_000;
 
@@ -325,27 +337,49 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     }
   }
 
-  /** Handles one request; false when the connection must close afterwards. */
-  async function answer(c: Conn, head: RequestHead): Promise<boolean> {
-    c.busy = true;
-    let bodyDone = head.framing === null;
-    let bodyBroken = false;
-    let bodyError: unknown;
-    let body: ServerRequest["body"] = null;
+  /**
+   * The body as the handler gets it; false when the request was refused (its answer is
+   * written). Synchronous for a small body already buffered with its head (the usual POST):
+   * no await, not even for a read started ahead of it, whose bytes come after these.
+   */
+  function receiveBody(
+    c: Conn,
+    head: RequestHead,
+    rx: Receiving,
+  ): ServerRequest["body"] | false | Promise<ServerRequest["body"] | false> {
+    const length = head.framing!.length;
+    if (
+      length !== undefined && length <= SMALL_BODY && !head.expectContinue &&
+      c.end - c.start >= length
+    ) {
+      const body = c.buf.slice(c.start, c.start + length);
+      c.start += length;
+      rx.done = true;
+      return body;
+    }
+    return receiveBodySlowly(c, head, rx);
+  }
+
+  async function receiveBodySlowly(
+    c: Conn,
+    head: RequestHead,
+    rx: Receiving,
+  ): Promise<ServerRequest["body"] | false> {
+    const framing = head.framing!;
     const sendContinue = async () => {
       if (head.expectContinue) await writeBytes(c, CONTINUE);
     };
     const hooks = {
       end: () => {
-        bodyDone = true;
+        rx.done = true;
         readAhead(c);
       },
       abort: (e?: unknown) => {
-        bodyBroken = true;
-        bodyError = e;
+        rx.broken = true;
+        rx.error = e;
       },
     };
-    if (head.framing?.chunked) {
+    if (framing.chunked) {
       await sendContinue();
       let start: ChunkedStart;
       try {
@@ -356,46 +390,56 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
         await writeAnswer(c, head.method, head.http10, false, refusal);
         return false;
       }
-      if (start.state.done) {
-        body = concat(start.prefix);
-        bodyDone = true;
-      } else {
-        body = bodyStream(c, head.framing, hooks, start);
-      }
-    } else if (head.framing && head.framing.length! <= SMALL_BODY) {
-      await sendContinue();
-      const length = head.framing.length!;
-      if (c.end - c.start >= length) body = await takeExactly(c, length);
-      else {
-        // A slow sender gets bodyTimeout, then a 408: no handler ever waits on its body.
-        let late!: () => void;
-        const lateness = new Promise<"late">((resolve) => late = () => resolve("late"));
-        const timer = deadlines.after(bodyTimeout, late);
-        const taking = takeExactly(c, length);
-        taking.catch(() => {}); // settles when the connection closes after a 408
-        try {
-          const got = await Promise.race([taking, lateness]);
-          if (got === "late") {
-            log?.warn("request body not received in time", {
-              timeoutMs: bodyTimeout,
-              remoteAddress: c.remoteAddress,
-            });
-            const refusal = errorAnswer(408, "request body not received in time", {
-              timeoutMs: bodyTimeout,
-            });
-            await writeAnswer(c, head.method, head.http10, false, refusal);
-            return false;
-          }
-          body = got;
-        } finally {
-          timer.cancel();
-        }
-      }
-      bodyDone = true;
-    } else if (head.framing) {
-      body = bodyStream(c, head.framing, { start: sendContinue, ...hooks });
+      if (!start.state.done) return bodyStream(c, framing, hooks, start);
+      rx.done = true;
+      return concat(start.prefix);
     }
-    if (bodyDone) readAhead(c);
+    const length = framing.length!;
+    if (length > SMALL_BODY) return bodyStream(c, framing, { start: sendContinue, ...hooks });
+    await sendContinue();
+    rx.done = true;
+    // Buffered bytes come first, even with a read started ahead (it adds the bytes after).
+    if (c.end - c.start >= length) {
+      const body = c.buf.slice(c.start, c.start + length);
+      c.start += length;
+      return body;
+    }
+    // A slow sender gets bodyTimeout, then a 408: no handler ever waits on its body.
+    let late!: () => void;
+    const lateness = new Promise<"late">((resolve) => late = () => resolve("late"));
+    const timer = deadlines.after(bodyTimeout, late);
+    const taking = takeExactly(c, length);
+    taking.catch(() => {}); // settles when the connection closes after a 408
+    try {
+      const got = await Promise.race([taking, lateness]);
+      if (got !== "late") return got;
+      log?.warn("request body not received in time", {
+        timeoutMs: bodyTimeout,
+        remoteAddress: c.remoteAddress,
+      });
+      const refusal = errorAnswer(408, "request body not received in time", {
+        timeoutMs: bodyTimeout,
+      });
+      await writeAnswer(c, head.method, head.http10, false, refusal);
+      return false;
+    } finally {
+      timer.cancel();
+    }
+  }
+
+  /** Handles one request; false when the connection must close afterwards. */
+  async function answer(c: Conn, head: RequestHead): Promise<boolean> {
+    c.busy = true;
+    let rx: Readonly<Receiving> = NO_BODY;
+    let body: ServerRequest["body"] = null;
+    if (head.framing !== null) {
+      rx = { done: false, broken: false, error: undefined };
+      const received = receiveBody(c, head, rx);
+      const got = received instanceof Promise ? await received : received;
+      if (got === false) return false;
+      body = got;
+    }
+    if (rx.done) readAhead(c);
     const request: ServerRequest = {
       method: head.method,
       target: head.target,
@@ -411,19 +455,18 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     } catch (e) {
       response = onError(e);
     }
-    if (bodyError instanceof WireError) {
+    if (rx.error instanceof WireError) {
       // The body broke: whatever the handler made of part of it is not the answer.
       if (response.body instanceof ReadableStream) response.body.cancel().catch(() => {});
-      if (bodyError instanceof ConnectionClosed) {
+      if (rx.error instanceof ConnectionClosed) {
         c.busy = false;
         return false; // the client left mid-body: no one to answer
       }
-      response = errorAnswer(400, `malformed request body: ${bodyError.message}`);
+      response = errorAnswer(400, `malformed request body: ${rx.error.message}`);
     }
     // A body the handler left unread (or broke) leaves the connection at an unknown point.
-    const keepAlive = head.keepAlive && !stopping && !bodyBroken &&
-      (bodyDone || head.framing === null);
-    if (!bodyDone && body instanceof ReadableStream) {
+    const keepAlive = head.keepAlive && !stopping && !rx.broken && rx.done;
+    if (!rx.done && body instanceof ReadableStream) {
       c.linger = true;
       body.cancel().catch(() => {});
     }

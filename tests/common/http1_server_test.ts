@@ -354,3 +354,19 @@ Deno.test("server: a pipelined head that outgrows the read buffer after an earli
     await server.shutdown();
   }
 });
+
+Deno.test("server: a pipelined request's small body already buffered is taken at once", async () => {
+  // After the GET a read is started ahead (to notice the client leaving); the POST's body
+  // is already in the buffer before it, so the POST is answered without waiting for that
+  // read (it waited until the client sent more or closed).
+  const server = start();
+  try {
+    const { text } = await raw(server.addr.port, [
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nhello",
+    ], 1500);
+    assertEquals(statuses(text), ["200", "200"]);
+    assert(text.includes("POST /b hello"), text);
+  } finally {
+    await server.shutdown();
+  }
+});
