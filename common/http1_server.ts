@@ -18,6 +18,14 @@
  * exhausted: backs off 5 ms doubling to 1 s, as Go's net/http does), and beyond
  * `maxConnections` open connections a new one gets 503 and is closed. No upgrades, no
  * HTTP/2, no TLS (a Kubernetes ingress terminates TLS in front of F2S).
+ *
+ * The hot path (a keep-alive request whose head comes in one read, a small answer) has as
+ * few awaits and allocations as it can: serveConn awaits the read itself and scans the head
+ * synchronously (scanRequestHead), a connection keeps one wait deadline whose due time it
+ * moves (not a deadline and a cancel per request), a small buffered body is taken without
+ * an await, and answer() writes head and body in one write it awaits itself. Measured with
+ * alternating wrk rounds against the previous server (-c32, 3 runs of 10 rounds, CPU per
+ * request): the dispatcher bench 35.0 → 33.7 µs, the fizzlet in proxy mode 34.8 → 33.5 µs.
  */
 
 import { errorAnswer, type PlainAnswer } from "./protocol.ts";
@@ -352,10 +360,8 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
       length !== undefined && length <= SMALL_BODY && !head.expectContinue &&
       c.end - c.start >= length
     ) {
-      const body = c.buf.slice(c.start, c.start + length);
-      c.start += length;
       rx.done = true;
-      return body;
+      return takeBuffered(c, length);
     }
     return receiveBodySlowly(c, head, rx);
   }
@@ -398,12 +404,7 @@ export function serveHttp1(options: Http1ServerOptions, handler: ServerHandler):
     if (length > SMALL_BODY) return bodyStream(c, framing, { start: sendContinue, ...hooks });
     await sendContinue();
     rx.done = true;
-    // Buffered bytes come first, even with a read started ahead (it adds the bytes after).
-    if (c.end - c.start >= length) {
-      const body = c.buf.slice(c.start, c.start + length);
-      c.start += length;
-      return body;
-    }
+    if (c.end - c.start >= length) return takeBuffered(c, length);
     // A slow sender gets bodyTimeout, then a 408: no handler ever waits on its body.
     let late!: () => void;
     const lateness = new Promise<"late">((resolve) => late = () => resolve("late"));
@@ -797,6 +798,16 @@ const OVERLOADED = encoder.encode(
   "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n" +
     `connection: close\r\ncontent-length: ${OVERLOADED_BODY.length}\r\n\r\n${OVERLOADED_BODY}`,
 );
+
+/**
+ * `length` bytes already buffered, taken even while a read started ahead is pending: that
+ * read adds the bytes after these.
+ */
+function takeBuffered(c: WireReader, length: number): Uint8Array<ArrayBuffer> {
+  const body = c.buf.slice(c.start, c.start + length);
+  c.start += length;
+  return body;
+}
 
 /** Chunks decoded before the handler, as one body. */
 function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
