@@ -370,3 +370,39 @@ Deno.test("server: a pipelined request's small body already buffered is taken at
     await server.shutdown();
   }
 });
+
+Deno.test("server: the idle timeout counts from each request's answer, not the connection's first", async () => {
+  // A connection keeps one wait deadline and moves its due time forward: requests every
+  // 200 ms for twice the 600 ms idle timeout keep it open; then it closes when idle.
+  const server = serveHttp1({ hostname: "127.0.0.1", port: 0, idleTimeout: 600 }, echo);
+  try {
+    const parts = Array.from({ length: 6 }, (_, i) => `GET /${i} HTTP/1.1\r\nhost: x\r\n\r\n`);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    let text = "";
+    const reading = (async () => {
+      const buf = new Uint8Array(64 * 1024);
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) return;
+        text += decoder.decode(buf.subarray(0, n));
+      }
+    })();
+    for (const part of parts) {
+      await conn.write(encoder.encode(part));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assertEquals(statuses(text).length, 6, "every request answered on the one connection");
+    const closedAt = await Promise.race([
+      reading.then(() => "closed"),
+      new Promise((r) => setTimeout(() => r("open"), 3000)),
+    ]);
+    assertEquals(closedAt, "closed", "an idle connection still closes");
+    try {
+      conn.close();
+    } catch {
+      // closed by the server
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
