@@ -3,7 +3,8 @@
  *
  * 1. Throughput and p50/p99 of wrk → dispatcher → static backend, as a ratio to
  *    wrk → nginx → the same backend (nginx serves the static file too), medians of
- *    alternating rounds.
+ *    alternating rounds. A minimal Deno proxy (bench/deno_floor.ts) takes its turn too:
+ *    what any proxy in TypeScript on this Deno costs here, F2S's code aside.
  *
  *   deno task bench dispatcher [SECONDS=5] [COLD_ROUNDS=10] [ROUNDS=3]
  * 2. Cold start from zero of a trivial function under `f2s dev`: time from the request to
@@ -66,8 +67,21 @@ async function throughput(seconds: number, rounds: number) {
   void args;
   const target = new Deno.Command(cmd, { args: targetArgs, stdout: "null", stderr: "null" })
     .spawn();
+  const floorPort = freePort();
+  const floor = new Deno.Command(cmd, {
+    args: [
+      "run",
+      "-A",
+      `${ROOT}bench/deno_floor.ts`,
+      String(floorPort),
+      String(backend.staticPort),
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
   try {
     await waitUp(`http://127.0.0.1:${port}/invoke/static`);
+    await waitUp(`http://127.0.0.1:${floorPort}/`);
     const opts = { connections: 32, seconds, warmup: 1 };
     const direct = await load(backendUrl + "/", opts);
     // The reference and the dispatcher take turns, round after round: this machine's load
@@ -75,12 +89,15 @@ async function throughput(seconds: number, rounds: number) {
     // both instead of charging it to whichever ran in a busy moment. The medians count.
     const nginxRuns: LoadResult[] = [];
     const f2sRuns: LoadResult[] = [];
+    const floorRuns: LoadResult[] = [];
     for (let round = 0; round < rounds; round++) {
       nginxRuns.push(await load(`http://127.0.0.1:${proxy.proxyPort}/`, opts));
       f2sRuns.push(await load(`http://127.0.0.1:${port}/invoke/static`, opts));
+      floorRuns.push(await load(`http://127.0.0.1:${floorPort}/`, opts));
     }
     const nginx = medianOf(nginxRuns);
     const f2s = medianOf(f2sRuns);
+    const deno = medianOf(floorRuns);
     console.log(
       `\nwrk, ${opts.connections} connections, ${seconds} s each, ${rounds} alternating rounds (${f2s.tool}); medians`,
     );
@@ -89,25 +106,42 @@ async function throughput(seconds: number, rounds: number) {
     console.log(row("static backend directly", direct, nginx));
     console.log(row("nginx → backend (reference)", nginx));
     console.log(row("f2s dispatcher → backend", f2s, nginx));
+    console.log(row("minimal Deno proxy (bench/deno_floor.ts) → backend", deno, nginx));
     // Each round's ratio compares neighbours in time; their median is the headline.
-    const ratios = f2sRuns.map((r, i) => r.rps / nginxRuns[i].rps);
-    const ratio = [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)];
-    console.log(`\nratio in each round: ${ratios.map((r) => r.toFixed(2)).join(", ")}`);
+    const medianRatio = (runs: LoadResult[]) => {
+      const ratios = runs.map((r, i) => r.rps / nginxRuns[i].rps);
+      return {
+        each: ratios.map((r) => r.toFixed(2)).join(", "),
+        median: [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)],
+      };
+    };
+    const ratio = medianRatio(f2sRuns);
+    const floorRatio = medianRatio(floorRuns);
+    console.log(`\nratio in each round: ${ratio.each} (minimal Deno proxy: ${floorRatio.each})`);
     console.log(
-      `dispatcher/nginx throughput ratio (median round): ${ratio.toFixed(2)} (target ≥ 0.70)`,
+      `dispatcher/nginx throughput ratio (median round): ${
+        ratio.median.toFixed(2)
+      } (goal ≥ 0.85); p99 ${(f2s.p99Ms / nginx.p99Ms).toFixed(2)} (goal ≤ 1.5)`,
     );
     console.log(
-      `dispatcher/nginx p50 latency ratio: ${(f2s.p50Ms / nginx.p50Ms).toFixed(2)}, p99: ${
-        (f2s.p99Ms / nginx.p99Ms).toFixed(2)
-      }`,
+      `minimal Deno proxy/nginx: throughput ${floorRatio.median.toFixed(2)}, p99 ${
+        (deno.p99Ms / nginx.p99Ms).toFixed(2)
+      }; dispatcher/minimal Deno proxy: throughput ${(f2s.rps / deno.rps).toFixed(2)}`,
     );
+    console.log(`dispatcher/nginx p50 latency ratio: ${(f2s.p50Ms / nginx.p50Ms).toFixed(2)}`);
     const errors = (runs: LoadResult[]) => runs.reduce((sum, r) => sum + r.errors, 0);
-    if (errors(f2sRuns) > 0 || errors(nginxRuns) > 0) {
-      console.log(`errors: f2s ${errors(f2sRuns)}, nginx ${errors(nginxRuns)}`);
+    if (errors(f2sRuns) > 0 || errors(nginxRuns) > 0 || errors(floorRuns) > 0) {
+      console.log(
+        `errors: f2s ${errors(f2sRuns)}, nginx ${errors(nginxRuns)}, minimal Deno proxy ${
+          errors(floorRuns)
+        }`,
+      );
     }
   } finally {
     target.kill("SIGTERM");
     await target.status;
+    floor.kill("SIGKILL");
+    await floor.status;
     await proxy.stop();
     await backend.stop();
   }

@@ -4,7 +4,9 @@
  *
  * - client → nginx → nginx → app: two proxy hops, the limit for F2S's two hops;
  * - client → nginx → of-watchdog (http mode) → app: an OpenFaaS-like chain;
- * - client → `f2s dev` → fizzlet → app (`/invoke/app/…`, one instance).
+ * - client → `f2s dev` → fizzlet → app (`/invoke/app/…`, one instance);
+ * - client → minimal Deno proxy → minimal Deno proxy → app (bench/deno_floor.ts): what two
+ *   hops in TypeScript on this Deno cost here, F2S's code aside.
  *
  * wrk, rounds alternating between the three (this machine's load drifts; alternating spreads
  * it over all), medians printed as a table with ratios to the nginx chain. Everything it
@@ -99,6 +101,22 @@ export async function run(args: string[]): Promise<void> {
     const front = await startNginx({ proxyTo: `http://127.0.0.1:${wd.port}` });
     stops.push(front.stop);
 
+    const floorPorts = [freePort(), freePort()];
+    for (const [i, port] of floorPorts.entries()) {
+      const upstream = i === 0 ? appPort : floorPorts[0];
+      const floor = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", `${ROOT}bench/deno_floor.ts`, String(port), String(upstream)],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      stops.push(async () => {
+        floor.kill("SIGKILL");
+        await floor.status;
+      });
+    }
+    await waitUp(`http://127.0.0.1:${floorPorts[1]}/`, "minimal Deno proxies");
+
     // f2s dev runs its own copy of the same app, started by its fizzlet.
     const fnDir = `${work}/functions/app`;
     await Deno.mkdir(fnDir, { recursive: true });
@@ -156,6 +174,10 @@ export async function run(args: string[]): Promise<void> {
         `http://127.0.0.1:${front.proxyPort}${path}`,
       ],
       ["client → f2s dev → fizzlet → node app", f2sUrl],
+      [
+        "client → minimal Deno proxy → minimal Deno proxy → node app",
+        `http://127.0.0.1:${floorPorts[1]}${path}`,
+      ],
     ];
     const loadBefore = await loadAverage();
     const runs: LoadResult[][] = chains.map(() => []);
@@ -193,6 +215,12 @@ export async function run(args: string[]): Promise<void> {
       } (goal ≤ 2); f2s/${watchdog.label} chain: ${
         (f2s.rps / medians[1].rps).toFixed(2)
       } (goal ≥ 1.3)`,
+    );
+    const floor = medians[3];
+    console.log(
+      `minimal Deno proxies/nginx chain: throughput ${(floor.rps / ref.rps).toFixed(2)}, p99 ${
+        (floor.p99Ms / ref.p99Ms).toFixed(2)
+      }; f2s/minimal Deno proxies: throughput ${(f2s.rps / floor.rps).toFixed(2)}`,
     );
     console.log(
       `load average (1 min) before ${loadBefore}, after ${await loadAverage()} on ${navigator.hardwareConcurrency} CPUs: above the CPU count, other work shared the machine`,

@@ -30,6 +30,7 @@ import {
   errorAnswer,
   FIZZLET_PATHS,
   headerGetter,
+  headerValue,
   jsonResponse,
   REQUEST_ID_HEADER,
   requestIdFrom,
@@ -255,11 +256,10 @@ export async function startFizzlet(
       entered = true;
       inflight++;
       metrics.inflight.inc();
-      const { done: streamed, ...res } = await run(ctx);
-      done = streamed;
-      if (!res.headers.some(([name]) => name === REQUEST_ID_HEADER)) {
-        res.headers.push(...idHeader);
-      }
+      // The answer goes out as it is: the server reads only status, headers and body.
+      const res = await run(ctx);
+      done = res.done;
+      if (headerValue(res.headers, REQUEST_ID_HEADER) === undefined) res.headers.push(idHeader[0]);
       return res;
     } catch (e) {
       log.error("request failed", { requestId, error: e });
