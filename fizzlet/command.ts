@@ -394,6 +394,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       shells.clean(shell);
       return abortedResponse(ctx);
     }
+    /** The script's pid, known once it has ended. */
     let pid: number | undefined;
     const since = ticksNow();
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
@@ -402,7 +403,14 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       const killed = sweep(pid ?? shell.pid, since, marker, running, shell.pid);
       if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
     };
-    const onAbort = () => killAll();
+    // A run cut short kills its shell first, so that it starts nothing more (the script's pid
+    // is not known yet), then all it left in its session or elsewhere (a new shell serves the
+    // next request).
+    const cutShort = () => {
+      if (pid === undefined) shell.kill();
+      killAll();
+    };
+    const onAbort = () => cutShort();
     signal.addEventListener("abort", onAbort, { once: true });
     running.add(folder);
     let flooded = false;
@@ -412,7 +420,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
         const out = Deno.statSync(shell.stdout).size;
         if (out > MAX_OUTPUT || Deno.statSync(shell.stderr).size > MAX_OUTPUT) {
           flooded = true;
-          killAll();
+          cutShort();
           return;
         }
       } catch {
@@ -422,18 +430,21 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     };
     watch = deadlines.after(OUTPUT_CHECK_MS, measure);
     try {
-      const job = shell.run(scriptArgv(script, input), scriptEnv(req, requestId, input, marker));
-      let code: number;
+      let code = -1;
       try {
-        pid = await job.started;
-        if (signal.aborted) killAll();
-        code = await job.exited;
+        ({ pid, code } = await shell.run(
+          scriptArgv(script, input),
+          scriptEnv(req, requestId, input, marker),
+        ));
       } catch (e) {
+        // The shell died: killed here (cut short: answered below) or by the script itself.
         killAll();
-        ctx.log.error("script shell failed", { requestId, error: e });
-        return errorResponse(500, "start.sh could not be run", (e as Error).message, {
-          [REQUEST_ID_HEADER]: requestId,
-        });
+        if (!flooded && !signal.aborted) {
+          ctx.log.error("script shell failed", { requestId, error: e });
+          return errorResponse(500, "start.sh could not be run", (e as Error).message, {
+            [REQUEST_ID_HEADER]: requestId,
+          });
+        }
       }
       watch?.cancel();
       if (flooded) {

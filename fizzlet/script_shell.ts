@@ -18,8 +18,9 @@
  * that folder, every value single-quoted (nothing inside single quotes is special to sh), then
  * the line `<token> <nonce>` to the shell, which sources `job` when the token is the one the
  * fizzlet sent first. The line is short on purpose: sh reads its input one byte per system
- * call, ~0.3 µs a byte, and the command itself is ~400 bytes. The shell answers `p <nonce>
- * <pid>` when the script started and `x <nonce> <status>` when it ended. Lines without the
+ * call, ~0.3 µs a byte, and the command itself is ~400 bytes. The shell answers one line,
+ * `x <nonce> <pid> <status>`, when the script ended (one wake-up of the fizzlet per request:
+ * a request cut short kills the shell, see command.ts, so it needs no pid before). Lines without the
  * current nonce are ignored, so a script that writes into the shell's pipe cannot answer for a
  * later request, nor (without the token, which only travels through that pipe) start anything.
  * A script may rewrite `job` (same user), but what it left running is swept before the fizzlet
@@ -35,7 +36,7 @@ import { join } from "node:path";
  */
 const LOOP = 'IFS= read -r t; echo "ready $$"\n' +
   'while read -r k n; do [ "$k" = "$t" ] || continue; . "$1/job"; ' +
-  'echo "p $n $!"; wait $!; echo "x $n $?"; done';
+  'wait $!; echo "x $n $! $?"; done';
 
 /** A shell waiting for, or running, one script. */
 export interface ScriptShell {
@@ -47,14 +48,16 @@ export interface ScriptShell {
   /** False once the shell has exited or misbehaved: it must not be reused. */
   readonly usable: boolean;
   /**
-   * Starts `argv` with `env` (on top of the fizzlet's); `started` resolves with the script's
-   * pid, `exited` with its exit status as sh reports it (128 + n: killed by signal n). Both
-   * reject when the shell exits first.
+   * Starts `argv` with `env` (on top of the fizzlet's); resolves, when it has ended, with the
+   * script's pid and its exit status as sh reports it (128 + n: killed by signal n); rejects
+   * when the shell exits first.
    */
   run(
     argv: string[],
     env: Record<string, string>,
-  ): { started: Promise<number>; exited: Promise<number> };
+  ): Promise<{ pid: number; code: number }>;
+  /** Kills the shell at once (not what it started): it is not reused. */
+  kill(): void;
   /** Ends the shell (closing its input) and removes its folder. */
   close(): Promise<void>;
 }
@@ -129,12 +132,12 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
       if (buffered.length > 65536) buffered = buffered.slice(-4096);
     }
   };
-  /** The next line tagged `tag nonce`, its value. */
-  const expect = async (tag: string, nonce: string): Promise<number> => {
+  /** The next line tagged `tag nonce`, the rest of it. */
+  const expect = async (tag: string, nonce: string): Promise<string> => {
     const prefix = `${tag} ${nonce} `;
     for (;;) {
       const line = await nextLine();
-      if (line.startsWith(prefix)) return Number(line.slice(prefix.length));
+      if (line.startsWith(prefix)) return line.slice(prefix.length);
     }
   };
   const token = crypto.randomUUID();
@@ -179,10 +182,20 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
         usable = false;
         throw e;
       });
-      const started = written.then(() => expect("p", nonce));
-      const exited = started.then(() => expect("x", nonce));
+      const exited = written.then(async () => {
+        const [pid, code] = (await expect("x", nonce)).split(" ").map(Number);
+        return { pid, code };
+      });
       exited.catch(() => usable = false);
-      return { started, exited };
+      return exited;
+    },
+    kill() {
+      usable = false;
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
     },
     close() {
       closing ??= (async () => {
