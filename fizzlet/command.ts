@@ -394,13 +394,15 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       shells.clean(shell);
       return abortedResponse(ctx);
     }
-    /** The script's pid, known once it has ended. */
+    /** The script's pid, known once it has ended and its shell has waited for it. */
     let pid: number | undefined;
     const since = ticksNow();
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
     // Kills the script and everything it started (sweep.ts); the shell itself is spared.
     const killAll = () => {
-      const killed = sweep(pid ?? shell.pid, since, marker, running, shell.pid);
+      const killed = pid === undefined
+        ? sweep(shell.pid, since, marker, running, shell.pid)
+        : sweep(pid, since, marker, running, shell.pid, true);
       if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
     };
     // A run cut short kills its shell first, so that it starts nothing more (the script's pid
