@@ -95,7 +95,11 @@ export function inputFileName(type: string): string {
  * Usually empty; a large one is streamed, so memory stays flat whatever the script wrote.
  */
 async function logStderr(path: string, ctx: RequestContext): Promise<string> {
-  const size = Deno.statSync(path).size;
+  const size = regularSize(path);
+  if (size === undefined) {
+    ctx.log.warn("script stderr is not a file; not read", { requestId: ctx.requestId });
+    return "";
+  }
   if (size === 0) return "";
   const tail = createTail(STDERR_TAIL);
   // Up to the size seen now: something the script left running may still be appending.
@@ -111,6 +115,19 @@ async function logStderr(path: string, ctx: RequestContext): Promise<string> {
     });
   });
   return tail.text();
+}
+
+/**
+ * The size of the regular file at `path`, else undefined: the script can replace its output
+ * files (same user), and opening a FIFO in their place would block the fizzlet.
+ */
+function regularSize(path: string): number | undefined {
+  try {
+    const info = Deno.lstatSync(path);
+    return info.isFile ? info.size : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -460,7 +477,13 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       }
       const tail = await logStderr(shell.stderr, ctx);
       if (signal.aborted) return abortedResponse(ctx, tail);
-      const size = Deno.statSync(shell.stdout).size;
+      const size = regularSize(shell.stdout);
+      if (size === undefined) {
+        ctx.log.warn("script stdout is not a file; not read", { requestId });
+        return errorResponse(500, "start.sh output could not be read", undefined, {
+          [REQUEST_ID_HEADER]: requestId,
+        });
+      }
       if (size > MAX_OUTPUT) {
         ctx.log.warn("script output too large", { requestId, limitBytes: MAX_OUTPUT });
         return errorResponse(500, "start.sh wrote more than the output limit", {

@@ -84,6 +84,14 @@ export function jobText(
   } 2>${shellQuote(stderr)} &\n`;
 }
 
+function removeIfThere(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
 /** A private folder for a shell, in memory when /dev/shm takes one. */
 async function shellFolder(): Promise<string> {
   try {
@@ -172,8 +180,15 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
       const nonce = `${++counter}.${crypto.randomUUID()}`;
       let written: Promise<void>;
       try {
-        // Small, in memory and synchronous on purpose: cheaper than a thread-pool trip.
-        Deno.writeTextFileSync(job, jobText(argv, env, stdout, stderr), { mode: 0o600 });
+        // What the last script may have put in their place (a FIFO would block the fizzlet's
+        // or the shell's next open, a link redirect it) goes first; its processes are swept
+        // by now. `job` is then made anew (O_EXCL: never through a link). Small, in memory
+        // and synchronous on purpose: cheaper than a thread-pool trip.
+        for (const path of [job, stdout, stderr]) removeIfThere(path);
+        Deno.writeTextFileSync(job, jobText(argv, env, stdout, stderr), {
+          mode: 0o600,
+          createNew: true,
+        });
         written = writer.write(encoder.encode(`${token} ${nonce}\n`));
       } catch (e) {
         written = Promise.reject(e);

@@ -461,3 +461,38 @@ Deno.test("command: a request cut short kills its shell; the 504 has the stderr 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("command: a script that puts FIFOs in place of its shell's files blocks neither the fizzlet nor later requests", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'd="$(dirname "$(readlink /proc/$$/fd/1)")"',
+      // An open of a FIFO without a peer blocks: the fizzlet must never open these.
+      'if [ "$F2S_PATH" = /job ]; then rm -f "$d/job" "$d/stderr"; mkfifo "$d/job" "$d/stderr"; fi',
+      'if [ "$F2S_PATH" = /stdout ]; then rm -f "$d/stdout"; mkfifo "$d/stdout"; fi',
+      'if [ "$F2S_PATH" = /link ]; then rm -f "$d/job"; ln -s /dev/zero "$d/job"; fi',
+      "echo ok",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--max-inflight", "1"] });
+  const post = async (path: string) => {
+    const res = await fetch(`${f.url}${path}`, {
+      method: "POST",
+      signal: AbortSignal.timeout(10_000),
+    });
+    return [res.status, await res.text()];
+  };
+  try {
+    assertEquals(await post("/job"), [200, "ok\n"]);
+    assertEquals(await post("/after"), [200, "ok\n"]);
+    const [status, body] = await post("/stdout");
+    assertEquals(status, 500);
+    assertEquals(JSON.parse(String(body)).error, "start.sh output could not be read");
+    assertEquals(await post("/after"), [200, "ok\n"]);
+    assertEquals(await post("/link"), [200, "ok\n"]);
+    assertEquals(await post("/after"), [200, "ok\n"]);
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
