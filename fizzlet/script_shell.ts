@@ -11,8 +11,8 @@
  * time: everything in that session besides the shell belongs to the current request, so a
  * sweep (sweep.ts, with the shell as `keep`) still kills the whole process tree. The script's
  * stdin is /dev/null and its stdout and stderr go to files in the shell's private folder
- * (0700, in memory under /dev/shm where possible: truncating files on a disk per request cost
- * the shell ~0.15 ms more), truncated per request; the shell's own pipes are never the script's.
+ * (0700, in memory under /dev/shm when it is large enough: files on a disk per request cost
+ * the shell ~0.15 ms more), made anew per request; the shell's own pipes are never the script's.
  *
  * The protocol: the fizzlet writes the request's command (see `jobText`) to the file `job` in
  * that folder, every value single-quoted (nothing inside single quotes is special to sh), then
@@ -92,13 +92,42 @@ function removeIfThere(path: string): void {
   }
 }
 
-/** A private folder for a shell, in memory when /dev/shm takes one. */
-async function shellFolder(): Promise<string> {
+/**
+ * /dev/shm is used for the shells' folders only when it is at least this large: each holds up
+ * to 64 MiB of a script's output, and a container's default /dev/shm is 64 MiB in all.
+ */
+const MEMORY_MIN_BYTES = 1024 * 1024 * 1024;
+
+/** True when /dev/shm is a tmpfs of at least MEMORY_MIN_BYTES (from /proc/mounts). */
+function roomyShm(): boolean {
   try {
-    return await Deno.makeTempDir({ dir: "/dev/shm", prefix: "f2s-shell-" });
+    for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
+      const [, mountPoint, type, options] = line.split(" ");
+      if (mountPoint !== "/dev/shm" || type !== "tmpfs") continue;
+      const size = /(?:^|,)size=(\d+)([kmg]?)(?:,|$)/.exec(options ?? "");
+      if (!size) return false;
+      const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[size[2]] ?? 1;
+      return Number(size[1]) * unit >= MEMORY_MIN_BYTES;
+    }
   } catch {
-    return await Deno.makeTempDir({ prefix: "f2s-shell-" });
+    // No /proc/mounts: the temp folder.
   }
+  return false;
+}
+
+let inMemory: boolean | undefined;
+
+/** A private folder for a shell, in memory when /dev/shm is large enough and takes one. */
+async function shellFolder(): Promise<string> {
+  inMemory ??= roomyShm();
+  if (inMemory) {
+    try {
+      return await Deno.makeTempDir({ dir: "/dev/shm", prefix: "f2s-shell-" });
+    } catch {
+      inMemory = false;
+    }
+  }
+  return await Deno.makeTempDir({ prefix: "f2s-shell-" });
 }
 
 /**
