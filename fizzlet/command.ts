@@ -95,7 +95,11 @@ export function inputFileName(type: string): string {
  * Usually empty; a large one is streamed, so memory stays flat whatever the script wrote.
  */
 async function logStderr(path: string, ctx: RequestContext): Promise<string> {
-  const size = Deno.statSync(path).size;
+  const size = regularSize(path);
+  if (size === undefined) {
+    ctx.log.warn("script stderr is not a file; not read", { requestId: ctx.requestId });
+    return "";
+  }
   if (size === 0) return "";
   const tail = createTail(STDERR_TAIL);
   // Up to the size seen now: something the script left running may still be appending.
@@ -111,6 +115,19 @@ async function logStderr(path: string, ctx: RequestContext): Promise<string> {
     });
   });
   return tail.text();
+}
+
+/**
+ * The size of the regular file at `path`, else undefined: the script can replace its output
+ * files (same user), and opening a FIFO in their place would block the fizzlet.
+ */
+function regularSize(path: string): number | undefined {
+  try {
+    const info = Deno.lstatSync(path);
+    return info.isFile ? info.size : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -394,15 +411,25 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       shells.clean(shell);
       return abortedResponse(ctx);
     }
+    /** The script's pid, known once it has ended and its shell has waited for it. */
     let pid: number | undefined;
     const since = ticksNow();
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
     // Kills the script and everything it started (sweep.ts); the shell itself is spared.
     const killAll = () => {
-      const killed = sweep(pid ?? shell.pid, since, marker, running, shell.pid);
+      const killed = pid === undefined
+        ? sweep(shell.pid, since, marker, running, shell.pid)
+        : sweep(pid, since, marker, running, shell.pid, true);
       if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
     };
-    const onAbort = () => killAll();
+    // A run cut short kills its shell first, so that it starts nothing more (the script's pid
+    // is not known yet), then all it left in its session or elsewhere (a new shell serves the
+    // next request).
+    const cutShort = () => {
+      if (pid === undefined) shell.kill();
+      killAll();
+    };
+    const onAbort = () => cutShort();
     signal.addEventListener("abort", onAbort, { once: true });
     running.add(folder);
     let flooded = false;
@@ -412,7 +439,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
         const out = Deno.statSync(shell.stdout).size;
         if (out > MAX_OUTPUT || Deno.statSync(shell.stderr).size > MAX_OUTPUT) {
           flooded = true;
-          killAll();
+          cutShort();
           return;
         }
       } catch {
@@ -422,18 +449,21 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     };
     watch = deadlines.after(OUTPUT_CHECK_MS, measure);
     try {
-      const job = shell.run(scriptArgv(script, input), scriptEnv(req, requestId, input, marker));
-      let code: number;
+      let code = -1;
       try {
-        pid = await job.started;
-        if (signal.aborted) killAll();
-        code = await job.exited;
+        ({ pid, code } = await shell.run(
+          scriptArgv(script, input),
+          scriptEnv(req, requestId, input, marker),
+        ));
       } catch (e) {
+        // The shell died: killed here (cut short: answered below) or by the script itself.
         killAll();
-        ctx.log.error("script shell failed", { requestId, error: e });
-        return errorResponse(500, "start.sh could not be run", (e as Error).message, {
-          [REQUEST_ID_HEADER]: requestId,
-        });
+        if (!flooded && !signal.aborted) {
+          ctx.log.error("script shell failed", { requestId, error: e });
+          return errorResponse(500, "start.sh could not be run", (e as Error).message, {
+            [REQUEST_ID_HEADER]: requestId,
+          });
+        }
       }
       watch?.cancel();
       if (flooded) {
@@ -447,7 +477,13 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       }
       const tail = await logStderr(shell.stderr, ctx);
       if (signal.aborted) return abortedResponse(ctx, tail);
-      const size = Deno.statSync(shell.stdout).size;
+      const size = regularSize(shell.stdout);
+      if (size === undefined) {
+        ctx.log.warn("script stdout is not a file; not read", { requestId });
+        return errorResponse(500, "start.sh output could not be read", undefined, {
+          [REQUEST_ID_HEADER]: requestId,
+        });
+      }
       if (size > MAX_OUTPUT) {
         ctx.log.warn("script output too large", { requestId, limitBytes: MAX_OUTPUT });
         return errorResponse(500, "start.sh wrote more than the output limit", {

@@ -74,10 +74,11 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       stderr: "piped",
     }).spawn();
     let killed = false;
-    const killAll = () => {
+    // `reaped`: the script has been waited for, so its pid is not probed (sweep.ts).
+    const killAll = (reaped = false) => {
       if (killed) return;
       killed = true;
-      const n = sweep(child.pid, since, marker, running);
+      const n = sweep(child.pid, since, marker, running, undefined, reaped);
       if (n > 0) ctx.log.debug("request processes killed", { requestId, killed: n });
     };
     // Why the run was cut short, if it was: the answer depends on it.
@@ -127,7 +128,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       // Whatever the script left running dies with the request (sweep.ts).
       killGroup(child.pid);
       await status;
-      killAll();
+      killAll(true);
       await Promise.all([pumped, stderrDone]);
       signal.removeEventListener("abort", onAbort);
       running.delete(marker.value);

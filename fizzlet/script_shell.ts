@@ -11,24 +11,32 @@
  * time: everything in that session besides the shell belongs to the current request, so a
  * sweep (sweep.ts, with the shell as `keep`) still kills the whole process tree. The script's
  * stdin is /dev/null and its stdout and stderr go to files in the shell's private folder
- * (0700), truncated per request; the shell's own pipes are never the script's.
+ * (0700, in memory under /dev/shm when it is large enough: files on a disk per request cost
+ * the shell ~0.15 ms more), made anew per request; the shell's own pipes are never the script's.
  *
- * The line protocol: the fizzlet writes one `eval`-ed command line whose every value is
- * single-quoted (nothing inside single quotes is special to sh) and refuses values with line
- * breaks (a line break would split the line); the shell answers `p <nonce> <pid>` when the
- * script started and `x <nonce> <status>` when it ended. Lines without the current nonce are
- * ignored, so a script that writes into the shell's pipe cannot answer for a later request.
+ * The protocol: the fizzlet writes the request's command (see `jobText`) to the file `job` in
+ * that folder, every value single-quoted (nothing inside single quotes is special to sh), then
+ * the line `<token> <nonce>` to the shell, which sources `job` when the token is the one the
+ * fizzlet sent first. The line is short on purpose: sh reads its input one byte per system
+ * call, ~0.3 µs a byte, and the command itself is ~400 bytes. The shell answers one line,
+ * `x <nonce> <pid> <status>`, when the script ended (one wake-up of the fizzlet per request:
+ * a request cut short kills the shell, see command.ts, so it needs no pid before). Lines without the
+ * current nonce are ignored, so a script that writes into the shell's pipe cannot answer for a
+ * later request, nor (without the token, which only travels through that pipe) start anything.
+ * A script may rewrite `job` (same user), but what it left running is swept before the fizzlet
+ * writes the next one.
  */
 
 import { join } from "node:path";
 
 /**
- * The shell's loop: each line is one request's command (see `commandLine`), run only when it
- * starts with the token the fizzlet sent first. A script can write into its shell's input
- * through /proc/<ppid>/fd/0 (same user), but not read the token from the shell's memory.
+ * The shell's loop ($1: its folder): each line `<token> <nonce>` runs the command in `job`,
+ * only when the token is the one the fizzlet sent first. A script can write into its shell's
+ * input through /proc/<ppid>/fd/0 (same user), but not read the token from the shell's memory.
  */
 const LOOP = 'IFS= read -r t; echo "ready $$"\n' +
-  'while IFS= read -r line; do case "$line" in "$t "*) eval "${line#"$t "}";; esac; done';
+  'while read -r k n; do [ "$k" = "$t" ] || continue; . "$1/job"; ' +
+  'wait $!; echo "x $n $! $?"; done';
 
 /** A shell waiting for, or running, one script. */
 export interface ScriptShell {
@@ -40,14 +48,16 @@ export interface ScriptShell {
   /** False once the shell has exited or misbehaved: it must not be reused. */
   readonly usable: boolean;
   /**
-   * Starts `argv` with `env` (on top of the fizzlet's); `started` resolves with the script's
-   * pid, `exited` with its exit status as sh reports it (128 + n: killed by signal n). Both
-   * reject when the shell exits first.
+   * Starts `argv` with `env` (on top of the fizzlet's); resolves, when it has ended, with the
+   * script's pid and its exit status as sh reports it (128 + n: killed by signal n); rejects
+   * when the shell exits first.
    */
   run(
     argv: string[],
     env: Record<string, string>,
-  ): { started: Promise<number>; exited: Promise<number> };
+  ): Promise<{ pid: number; code: number }>;
+  /** Kills the shell at once (not what it started): it is not reused. */
+  kill(): void;
   /** Ends the shell (closing its input) and removes its folder. */
   close(): Promise<void>;
 }
@@ -58,13 +68,12 @@ export function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
-/** The line that runs one script and reports its pid and exit status, tagged with `nonce`. */
-export function commandLine(
+/** The text of `job`: starts one script in the background (the loop reports on `$!`). */
+export function jobText(
   argv: string[],
   env: Record<string, string>,
   stdout: string,
   stderr: string,
-  nonce: string,
 ): string {
   const assigns = Object.entries(env).map(([k, v]) => {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`invalid variable name ${k}`);
@@ -72,7 +81,53 @@ export function commandLine(
   });
   return `${assigns.join(" ")} ${argv.map(shellQuote).join(" ")} </dev/null >${
     shellQuote(stdout)
-  } 2>${shellQuote(stderr)} & echo "p ${nonce} $!"; wait $!; echo "x ${nonce} $?"\n`;
+  } 2>${shellQuote(stderr)} &\n`;
+}
+
+function removeIfThere(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * /dev/shm is used for the shells' folders only when it is at least this large: each holds up
+ * to 64 MiB of a script's output, and a container's default /dev/shm is 64 MiB in all.
+ */
+const MEMORY_MIN_BYTES = 1024 * 1024 * 1024;
+
+/** True when /dev/shm is a tmpfs of at least MEMORY_MIN_BYTES (from /proc/mounts). */
+function roomyShm(): boolean {
+  try {
+    for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
+      const [, mountPoint, type, options] = line.split(" ");
+      if (mountPoint !== "/dev/shm" || type !== "tmpfs") continue;
+      const size = /(?:^|,)size=(\d+)([kmg]?)(?:,|$)/.exec(options ?? "");
+      if (!size) return false;
+      const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[size[2]] ?? 1;
+      return Number(size[1]) * unit >= MEMORY_MIN_BYTES;
+    }
+  } catch {
+    // No /proc/mounts: the temp folder.
+  }
+  return false;
+}
+
+let inMemory: boolean | undefined;
+
+/** A private folder for a shell, in memory when /dev/shm is large enough and takes one. */
+async function shellFolder(): Promise<string> {
+  inMemory ??= roomyShm();
+  if (inMemory) {
+    try {
+      return await Deno.makeTempDir({ dir: "/dev/shm", prefix: "f2s-shell-" });
+    } catch {
+      inMemory = false;
+    }
+  }
+  return await Deno.makeTempDir({ prefix: "f2s-shell-" });
 }
 
 /**
@@ -80,9 +135,9 @@ export function commandLine(
  * Deno's `detached`), in `cwd`, and waits until it is ready.
  */
 export async function startShell(cwd: string, setsid: string | undefined): Promise<ScriptShell> {
-  const folder = await Deno.makeTempDir({ prefix: "f2s-shell-" });
+  const folder = await shellFolder();
   const child = new Deno.Command(setsid ?? "sh", {
-    args: setsid ? ["sh", "-c", LOOP] : ["-c", LOOP],
+    args: setsid ? ["sh", "-c", LOOP, "sh", folder] : ["-c", LOOP, "sh", folder],
     cwd,
     stdin: "piped",
     stdout: "piped",
@@ -114,12 +169,12 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
       if (buffered.length > 65536) buffered = buffered.slice(-4096);
     }
   };
-  /** The next line tagged `tag nonce`, its value. */
-  const expect = async (tag: string, nonce: string): Promise<number> => {
+  /** The next line tagged `tag nonce`, the rest of it. */
+  const expect = async (tag: string, nonce: string): Promise<string> => {
     const prefix = `${tag} ${nonce} `;
     for (;;) {
       const line = await nextLine();
-      if (line.startsWith(prefix)) return Number(line.slice(prefix.length));
+      if (line.startsWith(prefix)) return line.slice(prefix.length);
     }
   };
   const token = crypto.randomUUID();
@@ -141,6 +196,7 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
   }
   const stdout = join(folder, "stdout");
   const stderr = join(folder, "stderr");
+  const job = join(folder, "job");
   let closing: Promise<void> | undefined;
   return {
     pid,
@@ -151,15 +207,39 @@ export async function startShell(cwd: string, setsid: string | undefined): Promi
     },
     run(argv, env) {
       const nonce = `${++counter}.${crypto.randomUUID()}`;
-      const line = `${token} ${commandLine(argv, env, stdout, stderr, nonce)}`;
-      const written = writer.write(encoder.encode(line)).catch((e) => {
+      let written: Promise<void>;
+      try {
+        // What the last script may have put in their place (a FIFO would block the fizzlet's
+        // or the shell's next open, a link redirect it) goes first; its processes are swept
+        // by now. `job` is then made anew (O_EXCL: never through a link). Small, in memory
+        // and synchronous on purpose: cheaper than a thread-pool trip.
+        for (const path of [job, stdout, stderr]) removeIfThere(path);
+        Deno.writeTextFileSync(job, jobText(argv, env, stdout, stderr), {
+          mode: 0o600,
+          createNew: true,
+        });
+        written = writer.write(encoder.encode(`${token} ${nonce}\n`));
+      } catch (e) {
+        written = Promise.reject(e);
+      }
+      written = written.catch((e) => {
         usable = false;
         throw e;
       });
-      const started = written.then(() => expect("p", nonce));
-      const exited = started.then(() => expect("x", nonce));
+      const exited = written.then(async () => {
+        const [pid, code] = (await expect("x", nonce)).split(" ").map(Number);
+        return { pid, code };
+      });
       exited.catch(() => usable = false);
-      return { started, exited };
+      return exited;
+    },
+    kill() {
+      usable = false;
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
     },
     close() {
       closing ??= (async () => {

@@ -345,8 +345,13 @@ Deno.test("command: a script that kills the shell that started it fails alone; t
       'if [ "$F2S_PATH" = /kill ]; then kill -9 $PPID; sleep 0.2; exit 0; fi',
       // A forged answer line in the shell's pipe must not answer for a later request, and a
       // command written into its input must not run.
-      'if [ "$F2S_PATH" = /forge ]; then echo "x 1.0 0" > /proc/$PPID/fd/1; fi',
+      'if [ "$F2S_PATH" = /forge ]; then echo "x 1.0 $$ 0" > /proc/$PPID/fd/1; fi',
       `if [ "$F2S_PATH" = /inject ]; then echo "true; touch ${marker}/ran" > /proc/$PPID/fd/0; fi`,
+      // The shell's command file sits beside the script's stdout: rewritten, it must not run.
+      'if [ "$F2S_PATH" = /rewrite ]; then',
+      `  echo "touch ${marker}/rewritten" > "$(dirname "$(readlink /proc/$$/fd/1)")/job" &&`,
+      "  echo rewrote && exit 0",
+      "fi",
       "echo ok",
     ].join("\n"),
   });
@@ -359,11 +364,13 @@ Deno.test("command: a script that kills the shell that started it fails alone; t
     const killed = await fetch(`${f.url}/kill`, { method: "POST" });
     assertEquals(killed.status, 500);
     assertEquals((await killed.json()).error, "start.sh could not be run");
+    const rewrite = await fetch(`${f.url}/rewrite`, { method: "POST" });
+    assertEquals([rewrite.status, await rewrite.text()], [200, "rewrote\n"]);
     for (const path of ["/forge", "/after", "/inject", "/after", "/after"]) {
       const res = await fetch(`${f.url}${path}`, { method: "POST" });
       assertEquals([res.status, await res.text()], [200, "ok\n"], path);
     }
-    assertEquals([...Deno.readDirSync(marker)], [], "the written command did not run");
+    assertEquals([...Deno.readDirSync(marker)], [], "the written commands did not run");
   } finally {
     assertEquals(await f.stop(), 0);
     await Deno.remove(dir, { recursive: true });
@@ -423,5 +430,69 @@ Deno.test("command: stdout past 64 MiB is a 500, never read into memory; small b
     assertEquals(await f.stop(), 0);
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("command: a request cut short kills its shell; the 504 has the stderr tail and the next request runs", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'if [ "$F2S_PATH" = /slow ]; then echo "slow started" >&2; exec sleep 300; fi',
+      "echo ok",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({
+    dir,
+    removeOnFailure: [dir],
+    args: ["--max-inflight", "1", "--timeout", "500ms"],
+  });
+  try {
+    for (let round = 0; round < 2; round++) {
+      const slow = await fetch(`${f.url}/slow`, { method: "POST" });
+      assertEquals(slow.status, 504);
+      assertEquals((await slow.json()).details.stderr, "slow started\n");
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${f.url}/after`, { method: "POST" });
+        assertEquals([res.status, await res.text()], [200, "ok\n"], `round ${round}, ${i}`);
+      }
+    }
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("command: a script that puts FIFOs in place of its shell's files blocks neither the fizzlet nor later requests", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'd="$(dirname "$(readlink /proc/$$/fd/1)")"',
+      // An open of a FIFO without a peer blocks: the fizzlet must never open these.
+      'if [ "$F2S_PATH" = /job ]; then rm -f "$d/job" "$d/stderr"; mkfifo "$d/job" "$d/stderr"; fi',
+      'if [ "$F2S_PATH" = /stdout ]; then rm -f "$d/stdout"; mkfifo "$d/stdout"; fi',
+      'if [ "$F2S_PATH" = /link ]; then rm -f "$d/job"; ln -s /dev/zero "$d/job"; fi',
+      "echo ok",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--max-inflight", "1"] });
+  const post = async (path: string) => {
+    const res = await fetch(`${f.url}${path}`, {
+      method: "POST",
+      signal: AbortSignal.timeout(10_000),
+    });
+    return [res.status, await res.text()];
+  };
+  try {
+    assertEquals(await post("/job"), [200, "ok\n"]);
+    assertEquals(await post("/after"), [200, "ok\n"]);
+    const [status, body] = await post("/stdout");
+    assertEquals(status, 500);
+    assertEquals(JSON.parse(String(body)).error, "start.sh output could not be read");
+    assertEquals(await post("/after"), [200, "ok\n"]);
+    assertEquals(await post("/link"), [200, "ok\n"]);
+    assertEquals(await post("/after"), [200, "ok\n"]);
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
   }
 });
