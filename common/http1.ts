@@ -514,8 +514,12 @@ export function createHttp1Client(
     req: UpstreamRequest,
     body: ReadableStream<Uint8Array> | Uint8Array | null,
     conn: Conn,
-  ): Promise<UpstreamResponse | Failure> => {
+    streaming: boolean,
+    /** An earlier exchange of this request had written some of it. */
+    wroteBefore: boolean,
+  ): Promise<UpstreamResponse> => {
     const signal = req.signal;
+    let noAnswer: UpstreamError | undefined;
     signal.addEventListener("abort", conn.onAbort);
     conn.tcp.wrote = false;
     conn.answered = false;
@@ -550,7 +554,8 @@ export function createHttp1Client(
         const n = await readMore(conn);
         if (n === null) {
           if (conn.end === conn.start) {
-            return failed(conn, new UpstreamError("app closed the connection without answering"));
+            // Not an answer, even after an interim one: the request may go elsewhere.
+            throw noAnswer = new UpstreamError("app closed the connection without answering");
           }
           conn.answered = true;
           throw new UpstreamError("app's answer: connection closed mid-head");
@@ -590,8 +595,10 @@ export function createHttp1Client(
     } catch (e) {
       close(conn);
       // A head that cannot be encoded is the caller's mistake: no connection is to blame.
-      if (signal.aborted || conn.answered || e instanceof HeadError) throw e;
-      return failed(conn, e);
+      if (e !== noAnswer && (signal.aborted || conn.answered || e instanceof HeadError)) throw e;
+      const outcome = failed(conn, e);
+      outcome.written ||= wroteBefore;
+      return retryOrFail(req, body, conn.reused, streaming, outcome);
     } finally {
       if (!headDone) signal.removeEventListener("abort", conn.onAbort);
     }
@@ -604,50 +611,68 @@ export function createHttp1Client(
     else bodySent.then((sent) => sent ? release(conn) : close(conn));
   };
 
+  /** Any request: streamed bodies, bodies read whole first, or a new connection. */
+  const requestAny = async (req: UpstreamRequest): Promise<UpstreamResponse> => {
+    if (closed) throw new UpstreamError("client closed");
+    let body: ReadableStream<Uint8Array> | Uint8Array | null = req.body;
+    const length = req.headers.find(([name]) => name === "content-length")?.[1];
+    const stream = body instanceof ReadableStream ? body : undefined;
+    const inMemory = stream !== undefined && length !== undefined &&
+      Number(length) <= SMALL_UPLOAD;
+    const streaming = stream !== undefined && !inMemory;
+    let conn: Conn | undefined;
+    if (streaming) conn = await open(true, false);
+    else if (inMemory) {
+      // Connect before the body is read: when the app refuses, the caller's stream is
+      // still untouched and can be sent elsewhere.
+      if (idle.length === 0) conn = await open(false, false);
+      try {
+        body = new Uint8Array(await new Response(stream).arrayBuffer());
+      } catch (e) {
+        if (conn) close(conn);
+        throw new RequestBodyError(`the request body broke off: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+    }
+    conn ??= reuse() ?? await open(false, false);
+    return exchange(req, body, conn, streaming, false);
+  };
+
+  /**
+   * After an exchange failed before any answer: Go's rule, once more on a fresh connection
+   * after a pooled one failed (the app had closed it, or died), if the request may be sent
+   * again at all; then a NotDeliveredError when the caller may send it elsewhere.
+   */
+  const retryOrFail = async (
+    req: UpstreamRequest,
+    body: ReadableStream<Uint8Array> | Uint8Array | null,
+    wasReused: boolean,
+    streaming: boolean,
+    outcome: Failure,
+  ): Promise<UpstreamResponse> => {
+    const { failure, written } = outcome;
+    if (wasReused && !streaming && maySendAgain(req.method, req.headers, written)) {
+      return exchange(req, body, await open(false, written), false, written);
+    }
+    if (!maySendAgain(req.method, req.headers, written)) throw failure;
+    throw new NotDeliveredError(
+      `app failed before answering (${(failure as Error)?.message ?? failure})`,
+      written,
+      { cause: failure },
+    );
+  };
+
   return {
-    async request(req) {
-      if (closed) throw new UpstreamError("client closed");
-      let body: ReadableStream<Uint8Array> | Uint8Array | null = req.body;
-      const length = req.headers.find(([name]) => name === "content-length")?.[1];
-      const stream = body instanceof ReadableStream ? body : undefined;
-      const inMemory = stream !== undefined && length !== undefined &&
-        Number(length) <= SMALL_UPLOAD;
-      const streaming = stream !== undefined && !inMemory;
-      let conn: Conn | undefined;
-      if (streaming) conn = await open(true, false);
-      else if (inMemory) {
-        // Connect before the body is read: when the app refuses, the caller's stream is
-        // still untouched and can be sent elsewhere.
-        if (idle.length === 0) conn = await open(false, false);
-        try {
-          body = new Uint8Array(await new Response(stream).arrayBuffer());
-        } catch (e) {
-          if (conn) close(conn);
-          throw new RequestBodyError(`the request body broke off: ${(e as Error).message}`, {
-            cause: e,
-          });
-        }
+    request(req) {
+      // The common case (a body in memory or none, a pooled connection) goes straight to
+      // the exchange: no async layer of its own.
+      const body = req.body;
+      if (!closed && !(body instanceof ReadableStream)) {
+        const conn = reuse();
+        if (conn) return exchange(req, body, conn, false, false);
       }
-      conn ??= reuse() ?? await open(false, false);
-      const wasReused = conn.reused;
-      let outcome = await exchange(req, body, conn);
-      if (!("failure" in outcome)) return outcome;
-      let written = outcome.written;
-      // Go's rule: after a pooled connection failed (the app had closed it, or died), the
-      // request is sent once more on a fresh one, if it may be sent again at all.
-      if (wasReused && !streaming && maySendAgain(req.method, req.headers, written)) {
-        conn = await open(false, written);
-        outcome = await exchange(req, body, conn);
-        if (!("failure" in outcome)) return outcome;
-        written ||= outcome.written;
-      }
-      const failure = outcome.failure;
-      if (!maySendAgain(req.method, req.headers, written)) throw failure;
-      throw new NotDeliveredError(
-        `app failed before answering (${(failure as Error)?.message ?? failure})`,
-        written,
-        { cause: failure },
-      );
+      return requestAny(req);
     },
     close() {
       closed = true;
