@@ -75,6 +75,12 @@ export interface UpstreamResponse {
 interface Transport {
   read(buf: Uint8Array): Promise<number | null>;
   write(data: Uint8Array): Promise<void>;
+  /**
+   * One write that takes some of `data` (nearly always all of it) and says how much; it
+   * leaves `wrote` to the caller. The exchange awaits it directly: a wrapper promise per
+   * request head cost more than the rare second write.
+   */
+  writeSome(data: Uint8Array): Promise<number>;
   close(): void;
   /** False for connections that are closed after one exchange. */
   poolable: boolean;
@@ -107,6 +113,7 @@ async function denoTransport(peer: Peer): Promise<Transport> {
         if (n > 0) transport.wrote = true;
         return n < data.length ? writeAllTcp(tcp, data.subarray(n)) : undefined;
       }),
+    writeSome: (data) => tcp.write(data),
     close: () => tcp.close(),
     poolable: true,
     wrote: false,
@@ -193,6 +200,7 @@ async function nodeTransport(peer: Peer): Promise<Transport> {
       if (failure) throw failure;
       if (socket.destroyed) throw new UpstreamError("app closed the connection");
     },
+    writeSome: (data) => transport.write(data).then(() => data.length),
     close: () => socket.destroy(),
     poolable: false,
     wrote: false,
@@ -529,13 +537,12 @@ export function createHttp1Client(
         !req.headers.some(([name]) => name === "content-length");
       const own = chunked ? "transfer-encoding: chunked\r\n" : "";
       let bodySent: Promise<boolean>;
-      if (body instanceof ReadableStream) {
-        await writeAll(conn, requestBytes(conn, req, own, null));
-        bodySent = sendBody(conn, body, chunked);
-      } else {
-        await writeAll(conn, requestBytes(conn, req, own, body));
-        bodySent = ALL_SENT;
-      }
+      const bytes = requestBytes(conn, req, own, body instanceof ReadableStream ? null : body);
+      const n = await conn.tcp.writeSome(bytes);
+      if (n > 0) conn.tcp.wrote = true;
+      if (n < bytes.length) await writeAll(conn, bytes.subarray(n));
+      if (body instanceof ReadableStream) bodySent = sendBody(conn, body, chunked);
+      else bodySent = ALL_SENT;
 
       let h: Head;
       let scanned = conn.start;
