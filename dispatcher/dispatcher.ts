@@ -116,6 +116,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const now = () => clock.monotonic();
   const deadlines = deps.deadlines ??
     (clock === realClock ? sharedDeadlines : createDeadlines(clock));
+  /** Deadlines on this clock can start from a reading of it already taken. */
+  const sameClock = deps.deadlines === undefined;
   const forwarder: Forwarder = createForwarder(deadlines);
   const log = deps.log ?? createLogger("dispatcher");
   const limits = new Map<string, FunctionLimit>();
@@ -234,7 +236,6 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     // answers) instead of requestTimeout; unset, it is requestTimeout as before.
     const maxDuration = fn.timeouts.maxDuration ?? timeouts.requestTimeout;
     let answering = false;
-    const requestLog = () => log.with({ function: fn.name, requestId: options.requestId });
     // One controller per request: the request timeout, the client going away and (while
     // waiting for headers) the http timeout all end the exchange through it.
     const exchange = new AbortController();
@@ -251,18 +252,20 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     // request at request_timeout.
     const onDeadline = () => {
       const limit = answering ? maxDuration : timeouts.requestTimeout;
-      const left = limit - (now() - started);
+      const at = now();
+      const left = limit - (at - started);
       if (left <= 0) {
         return exchange.abort(
           new TimeoutError(answering ? "max_duration" : "request_timeout"),
         );
       }
       watchClient();
-      requestTimer = deadlines.after(left, onDeadline);
+      requestTimer = deadlines.after(left, onDeadline, sameClock ? at : undefined);
     };
     let requestTimer = deadlines.after(
       Math.min(CLIENT_WATCH_DELAY_MS, timeouts.requestTimeout),
       onDeadline,
+      sameClock ? started : undefined,
     );
     changeLoad(fn.name, 1);
     let finished = false;
@@ -285,7 +288,10 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     };
     const fail = (status: number, message: string, details?: unknown) => {
       finish(status);
-      requestLog().warn(message, { status, details });
+      log.with({ function: fn.name, requestId: options.requestId }).warn(message, {
+        status,
+        details,
+      });
       return errorAnswer(status, message, details, [[REQUEST_ID_HEADER, options.requestId]]);
     };
 
@@ -398,10 +404,10 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
             retry: "not possible: the streamed request body was already sent",
           });
         }
-        requestLog().info("request not delivered; trying another instance", {
-          instance: slot.instance.id,
-          error: e.message,
-        });
+        log.with({ function: fn.name, requestId: options.requestId }).info(
+          "request not delivered; trying another instance",
+          { instance: slot.instance.id, error: e.message },
+        );
         (tried ??= new Set()).add(slot.instance.id);
         limiter.release(slot);
         slot = undefined;

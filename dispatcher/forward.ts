@@ -82,22 +82,29 @@ export interface Forwarder {
 
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
+/** An instance's client, and the Host sent to it for a request that came without one. */
+interface Upstream {
+  client: Http1Client;
+  host: string;
+}
+
 export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forwarder {
-  const clients = new Map<string, Http1Client>();
+  const upstreams = new Map<string, Upstream>();
   const sockets = new Map<string, string>();
 
-  function clientFor(base: string): Http1Client {
-    let client = clients.get(base);
-    if (!client) {
+  function upstreamFor(base: string): Upstream {
+    let upstream = upstreams.get(base);
+    if (!upstream) {
       const url = new URL(base);
-      client = createHttp1Client(Number(url.port || 80), {
+      const client = createHttp1Client(Number(url.port || 80), {
         hostname: url.hostname,
         path: sockets.get(base),
         deadlines,
       });
-      clients.set(base, client);
+      upstream = { client, host: base.replace(/^https?:\/\//, "") };
+      upstreams.set(base, upstream);
     }
-    return client;
+    return upstream;
   }
 
   return {
@@ -108,12 +115,13 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
         () => options.exchange.abort(new TimeoutError("http_timeout")),
       );
       try {
-        const res = await clientFor(base).request({
+        const upstream = upstreamFor(base);
+        const res = await upstream.client.request({
           method: req.method,
           target,
           headers: upstreamHeaders(req.headers, body, FROM_CLIENT, {
             requestId: options.requestId,
-            fallbackHost: base.replace(/^https?:\/\//, ""),
+            fallbackHost: upstream.host,
             clientAddress: options.clientAddress,
             protocol: options.protocol,
             caller: options.caller,
@@ -152,10 +160,11 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
     },
     async ready(base, signal) {
       try {
-        const res = await clientFor(base).request({
+        const upstream = upstreamFor(base);
+        const res = await upstream.client.request({
           method: "GET",
           target: FIZZLET_PATHS.ready,
-          headers: [["host", base.replace(/^https?:\/\//, "")]],
+          headers: [["host", upstream.host]],
           body: null,
           signal,
         });
@@ -168,17 +177,17 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
     viaSocket(base, path) {
       if (sockets.get(base) === path) return;
       sockets.set(base, path);
-      clients.get(base)?.close();
-      clients.delete(base);
+      upstreams.get(base)?.client.close();
+      upstreams.delete(base);
     },
     forget(base) {
-      clients.get(base)?.close();
-      clients.delete(base);
+      upstreams.get(base)?.client.close();
+      upstreams.delete(base);
       sockets.delete(base);
     },
     close() {
-      for (const c of clients.values()) c.close();
-      clients.clear();
+      for (const u of upstreams.values()) u.client.close();
+      upstreams.clear();
     },
   };
 }
