@@ -249,24 +249,34 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       stopWatching = req.watchClient(onClientGone);
     };
     // One deadline per request: first it starts watching the client, then it ends the
-    // request at request_timeout.
+    // request at request_timeout (max_duration once answering), or an attempt at
+    // http_timeout while its answer's head is due (`headDueAt`). One deadline rather than
+    // a second one per attempt: each cost a clock reading, a closure and a bucket entry.
+    let headDueAt = Infinity;
+    const watchAt = started + Math.min(CLIENT_WATCH_DELAY_MS, timeouts.requestTimeout);
+    let timerAt = 0;
+    const arm = (ms: number, at: number): Deadline => {
+      timerAt = at + ms;
+      return deadlines.after(ms, onDeadline, sameClock ? at : undefined);
+    };
     const onDeadline = () => {
       const limit = answering ? maxDuration : timeouts.requestTimeout;
       const at = now();
       const left = limit - (at - started);
+      if (at >= headDueAt && headDueAt <= started + limit) {
+        return exchange.abort(new TimeoutError("http_timeout"));
+      }
       if (left <= 0) {
         return exchange.abort(
           new TimeoutError(answering ? "max_duration" : "request_timeout"),
         );
       }
-      watchClient();
-      requestTimer = deadlines.after(left, onDeadline, sameClock ? at : undefined);
+      let next = Math.min(left, headDueAt - at);
+      if (at >= watchAt) watchClient();
+      else next = Math.min(next, watchAt - at);
+      requestTimer = arm(next, at);
     };
-    let requestTimer = deadlines.after(
-      Math.min(CLIENT_WATCH_DELAY_MS, timeouts.requestTimeout),
-      onDeadline,
-      sameClock ? started : undefined,
-    );
+    let requestTimer = arm(watchAt - started, started);
     changeLoad(fn.name, 1);
     let finished = false;
     let slot: Slot | undefined;
@@ -373,16 +383,22 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       }
       const target = joinPath(fn.targetPath, options.suffix) + options.search;
       let response: ForwardedResponse;
+      const sent = now();
+      headDueAt = sent + timeouts.httpTimeout;
+      if (headDueAt < timerAt) {
+        requestTimer.cancel();
+        requestTimer = arm(timeouts.httpTimeout, sent);
+      }
       try {
         response = await forwarder.forward(slot.instance.url, target, req, body, {
           requestId: options.requestId,
           exchange,
-          httpTimeout: timeouts.httpTimeout,
           clientAddress: options.clientAddress,
           protocol: options.protocol,
           caller: options.caller,
         });
       } catch (e) {
+        headDueAt = Infinity;
         if (e instanceof TimeoutError) {
           const which = e.limit === "request_timeout"
             ? `request_timeout (${timeouts.requestTimeout} ms)`
@@ -413,6 +429,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         slot = undefined;
         continue;
       }
+      headDueAt = Infinity;
       if (maxDuration !== timeouts.requestTimeout) {
         answering = true;
         requestTimer.cancel();

@@ -44,8 +44,11 @@ export interface ForwardOptions {
   requestId: string;
   /** The exchange's controller: timeouts and the client going away abort it. */
   exchange: AbortController;
-  /** Time allowed until the response headers arrive. */
-  httpTimeout: number;
+  /**
+   * Time allowed until the response headers arrive. The dispatcher leaves it out and keeps
+   * that limit with its own per-request deadline (one deadline per request, not two).
+   */
+  httpTimeout?: number;
   clientAddress?: string;
   protocol?: string;
   /** Replaces the caller's credentials with its identity (see DispatchOptions.caller). */
@@ -110,7 +113,7 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
   return {
     async forward(base, target, req, body, options) {
       const signal = options.exchange.signal;
-      const timer = deadlines.after(
+      const timer = options.httpTimeout === undefined ? undefined : deadlines.after(
         options.httpTimeout,
         () => options.exchange.abort(new TimeoutError("http_timeout")),
       );
@@ -155,7 +158,7 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
         if (signal.aborted) throw signal.reason ?? e;
         throw e;
       } finally {
-        timer.cancel();
+        timer?.cancel();
       }
     },
     async ready(base, signal) {
