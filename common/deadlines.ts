@@ -21,12 +21,8 @@ export interface Deadline {
 }
 
 export interface Deadlines {
-  /**
-   * Calls `fire` once, no sooner than `ms` from now, unless cancelled first. `from`: a
-   * reading of the clock's monotonic time the caller has just taken, counted from instead
-   * of reading it again (the hot path reads the clock once per request, not per deadline).
-   */
-  after(ms: number, fire: () => void, from?: number): Deadline;
+  /** Calls `fire` once, no sooner than `ms` from now, unless cancelled first. */
+  after(ms: number, fire: () => void): Deadline;
   /** Deadlines pending (for tests and diagnostics). */
   readonly pending: number;
 }
@@ -84,13 +80,12 @@ export function createDeadlines(clock: Clock = realClock): Deadlines {
   }
 
   return {
-    after(ms, fire, from) {
-      const start = from ?? now();
+    after(ms, fire) {
       if (timer === undefined) {
-        done = Math.floor(start / TICK_MS);
+        done = Math.floor(now() / TICK_MS);
         timer = clock.setInterval(tick, TICK_MS);
       }
-      const at = Math.max(done + 1, Math.ceil((start + Math.max(0, ms)) / TICK_MS));
+      const at = Math.max(done + 1, Math.ceil((now() + Math.max(0, ms)) / TICK_MS));
       let bucket = buckets.get(at);
       if (!bucket) buckets.set(at, bucket = new Set());
       const entry: Entry = { fire, bucket, cancel };

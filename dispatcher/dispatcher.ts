@@ -116,8 +116,6 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const now = () => clock.monotonic();
   const deadlines = deps.deadlines ??
     (clock === realClock ? sharedDeadlines : createDeadlines(clock));
-  /** Deadlines on this clock can start from a reading of it already taken. */
-  const sameClock = deps.deadlines === undefined;
   const forwarder: Forwarder = createForwarder(deadlines);
   const log = deps.log ?? createLogger("dispatcher");
   const limits = new Map<string, FunctionLimit>();
@@ -236,6 +234,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     // answers) instead of requestTimeout; unset, it is requestTimeout as before.
     const maxDuration = fn.timeouts.maxDuration ?? timeouts.requestTimeout;
     let answering = false;
+    const requestLog = () => log.with({ function: fn.name, requestId: options.requestId });
     // One controller per request: the request timeout, the client going away and (while
     // waiting for headers) the http timeout all end the exchange through it.
     const exchange = new AbortController();
@@ -249,34 +248,22 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       stopWatching = req.watchClient(onClientGone);
     };
     // One deadline per request: first it starts watching the client, then it ends the
-    // request at request_timeout (max_duration once answering), or an attempt at
-    // http_timeout while its answer's head is due (`headDueAt`). One deadline rather than
-    // a second one per attempt: each cost a clock reading, a closure and a bucket entry.
-    let headDueAt = Infinity;
-    const watchAt = started + Math.min(CLIENT_WATCH_DELAY_MS, timeouts.requestTimeout);
-    let timerAt = 0;
-    const arm = (ms: number, at: number): Deadline => {
-      timerAt = at + ms;
-      return deadlines.after(ms, onDeadline, sameClock ? at : undefined);
-    };
+    // request at request_timeout.
     const onDeadline = () => {
       const limit = answering ? maxDuration : timeouts.requestTimeout;
-      const at = now();
-      const left = limit - (at - started);
-      if (at >= headDueAt && headDueAt <= started + limit) {
-        return exchange.abort(new TimeoutError("http_timeout"));
-      }
+      const left = limit - (now() - started);
       if (left <= 0) {
         return exchange.abort(
           new TimeoutError(answering ? "max_duration" : "request_timeout"),
         );
       }
-      let next = Math.min(left, headDueAt - at);
-      if (at >= watchAt) watchClient();
-      else next = Math.min(next, watchAt - at);
-      requestTimer = arm(next, at);
+      watchClient();
+      requestTimer = deadlines.after(left, onDeadline);
     };
-    let requestTimer = arm(watchAt - started, started);
+    let requestTimer = deadlines.after(
+      Math.min(CLIENT_WATCH_DELAY_MS, timeouts.requestTimeout),
+      onDeadline,
+    );
     changeLoad(fn.name, 1);
     let finished = false;
     let slot: Slot | undefined;
@@ -298,10 +285,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     };
     const fail = (status: number, message: string, details?: unknown) => {
       finish(status);
-      log.with({ function: fn.name, requestId: options.requestId }).warn(message, {
-        status,
-        details,
-      });
+      requestLog().warn(message, { status, details });
       return errorAnswer(status, message, details, [[REQUEST_ID_HEADER, options.requestId]]);
     };
 
@@ -383,22 +367,16 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       }
       const target = joinPath(fn.targetPath, options.suffix) + options.search;
       let response: ForwardedResponse;
-      const sent = now();
-      headDueAt = sent + timeouts.httpTimeout;
-      if (headDueAt < timerAt) {
-        requestTimer.cancel();
-        requestTimer = arm(timeouts.httpTimeout, sent);
-      }
       try {
         response = await forwarder.forward(slot.instance.url, target, req, body, {
           requestId: options.requestId,
           exchange,
+          httpTimeout: timeouts.httpTimeout,
           clientAddress: options.clientAddress,
           protocol: options.protocol,
           caller: options.caller,
         });
       } catch (e) {
-        headDueAt = Infinity;
         if (e instanceof TimeoutError) {
           const which = e.limit === "request_timeout"
             ? `request_timeout (${timeouts.requestTimeout} ms)`
@@ -420,16 +398,15 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
             retry: "not possible: the streamed request body was already sent",
           });
         }
-        log.with({ function: fn.name, requestId: options.requestId }).info(
-          "request not delivered; trying another instance",
-          { instance: slot.instance.id, error: e.message },
-        );
+        requestLog().info("request not delivered; trying another instance", {
+          instance: slot.instance.id,
+          error: e.message,
+        });
         (tried ??= new Set()).add(slot.instance.id);
         limiter.release(slot);
         slot = undefined;
         continue;
       }
-      headDueAt = Infinity;
       if (maxDuration !== timeouts.requestTimeout) {
         answering = true;
         requestTimer.cancel();

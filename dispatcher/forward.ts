@@ -44,11 +44,8 @@ export interface ForwardOptions {
   requestId: string;
   /** The exchange's controller: timeouts and the client going away abort it. */
   exchange: AbortController;
-  /**
-   * Time allowed until the response headers arrive. The dispatcher leaves it out and keeps
-   * that limit with its own per-request deadline (one deadline per request, not two).
-   */
-  httpTimeout?: number;
+  /** Time allowed until the response headers arrive. */
+  httpTimeout: number;
   clientAddress?: string;
   protocol?: string;
   /** Replaces the caller's credentials with its identity (see DispatchOptions.caller). */
@@ -85,46 +82,38 @@ export interface Forwarder {
 
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
-/** An instance's client, and the Host sent to it for a request that came without one. */
-interface Upstream {
-  client: Http1Client;
-  host: string;
-}
-
 export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forwarder {
-  const upstreams = new Map<string, Upstream>();
+  const clients = new Map<string, Http1Client>();
   const sockets = new Map<string, string>();
 
-  function upstreamFor(base: string): Upstream {
-    let upstream = upstreams.get(base);
-    if (!upstream) {
+  function clientFor(base: string): Http1Client {
+    let client = clients.get(base);
+    if (!client) {
       const url = new URL(base);
-      const client = createHttp1Client(Number(url.port || 80), {
+      client = createHttp1Client(Number(url.port || 80), {
         hostname: url.hostname,
         path: sockets.get(base),
         deadlines,
       });
-      upstream = { client, host: base.replace(/^https?:\/\//, "") };
-      upstreams.set(base, upstream);
+      clients.set(base, client);
     }
-    return upstream;
+    return client;
   }
 
   return {
     async forward(base, target, req, body, options) {
       const signal = options.exchange.signal;
-      const timer = options.httpTimeout === undefined ? undefined : deadlines.after(
+      const timer = deadlines.after(
         options.httpTimeout,
         () => options.exchange.abort(new TimeoutError("http_timeout")),
       );
       try {
-        const upstream = upstreamFor(base);
-        const res = await upstream.client.request({
+        const res = await clientFor(base).request({
           method: req.method,
           target,
           headers: upstreamHeaders(req.headers, body, FROM_CLIENT, {
             requestId: options.requestId,
-            fallbackHost: upstream.host,
+            fallbackHost: base.replace(/^https?:\/\//, ""),
             clientAddress: options.clientAddress,
             protocol: options.protocol,
             caller: options.caller,
@@ -158,16 +147,15 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
         if (signal.aborted) throw signal.reason ?? e;
         throw e;
       } finally {
-        timer?.cancel();
+        timer.cancel();
       }
     },
     async ready(base, signal) {
       try {
-        const upstream = upstreamFor(base);
-        const res = await upstream.client.request({
+        const res = await clientFor(base).request({
           method: "GET",
           target: FIZZLET_PATHS.ready,
-          headers: [["host", upstream.host]],
+          headers: [["host", base.replace(/^https?:\/\//, "")]],
           body: null,
           signal,
         });
@@ -180,17 +168,17 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
     viaSocket(base, path) {
       if (sockets.get(base) === path) return;
       sockets.set(base, path);
-      upstreams.get(base)?.client.close();
-      upstreams.delete(base);
+      clients.get(base)?.close();
+      clients.delete(base);
     },
     forget(base) {
-      upstreams.get(base)?.client.close();
-      upstreams.delete(base);
+      clients.get(base)?.close();
+      clients.delete(base);
       sockets.delete(base);
     },
     close() {
-      for (const u of upstreams.values()) u.client.close();
-      upstreams.clear();
+      for (const c of clients.values()) c.close();
+      clients.clear();
     },
   };
 }

@@ -77,8 +77,7 @@ export function createRoutingTable(): RoutingTable {
     },
     match(path) {
       // Try "/a/b/c", then "/a/b", then "/a": endpoints may have several segments.
-      // (Trailing slashes are stripped; the check first spares most paths a regex.)
-      let candidate = path.length > 1 && path.endsWith("/") ? path.replace(/\/+$/, "") : path;
+      let candidate = path.length > 1 ? path.replace(/\/+$/, "") : path;
       while (candidate.length > 0) {
         const fn = byEndpoint.get(candidate);
         if (fn) return { fn, suffix: path.slice(candidate.length) };
