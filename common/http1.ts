@@ -16,6 +16,13 @@
  * not do upgrades. A request that fails before its answer is sent again (once, on a fresh
  * connection, after a pooled one broke) only as common/delivery.ts allows; when that rule
  * lets the caller send it elsewhere, the failure is a NotDeliveredError.
+ *
+ * The common exchange (a pooled connection, a body in memory or none, a small answer with a
+ * length) runs in one async function that awaits only the write and the reads: the head is
+ * found and parsed in the buffer synchronously, and there is no async layer per attempt or
+ * per head, no closure per exchange and no idle deadline per release. Measured with a
+ * client-only loop (32 concurrent, node app, CPU per request, medians of 5): 19.1 µs before,
+ * 17.6 µs after.
  */
 
 import net from "node:net";
@@ -24,11 +31,14 @@ import { maySendAgain, NotDeliveredError } from "./delivery.ts";
 import {
   bodyStream,
   chunkFrame,
+  decodeLatin1,
   encodeHead,
   HeadError,
+  indexOfHeadEnd,
   LAST_CHUNK,
+  MAX_HEAD,
   READ_SIZE,
-  readHeadText,
+  readMore,
   takeExactly,
   WireError,
   type WireReader,
@@ -72,6 +82,12 @@ export interface UpstreamResponse {
 interface Transport {
   read(buf: Uint8Array): Promise<number | null>;
   write(data: Uint8Array): Promise<void>;
+  /**
+   * One write that takes some of `data` (nearly always all of it) and says how much; it
+   * leaves `wrote` to the caller. The exchange awaits it directly: a wrapper promise per
+   * request head cost more than the rare second write.
+   */
+  writeSome(data: Uint8Array): Promise<number>;
   close(): void;
   /** False for connections that are closed after one exchange. */
   poolable: boolean;
@@ -104,6 +120,7 @@ async function denoTransport(peer: Peer): Promise<Transport> {
         if (n > 0) transport.wrote = true;
         return n < data.length ? writeAllTcp(tcp, data.subarray(n)) : undefined;
       }),
+    writeSome: (data) => tcp.write(data),
     close: () => tcp.close(),
     poolable: true,
     wrote: false,
@@ -190,6 +207,7 @@ async function nodeTransport(peer: Peer): Promise<Transport> {
       if (failure) throw failure;
       if (socket.destroyed) throw new UpstreamError("app closed the connection");
     },
+    writeSome: (data) => transport.write(data).then(() => data.length),
     close: () => socket.destroy(),
     poolable: false,
     wrote: false,
@@ -208,13 +226,18 @@ interface Conn extends WireReader {
   answered: boolean;
   /** The caller's request body failed while it was being sent (not the app's fault). */
   bodyBroken?: boolean;
-  idleTimer?: Deadline;
+  /** The pool's sweep count when the connection went idle (see release). */
+  idleSince: number;
+  /** Closes the connection: its abort listener, made once rather than per exchange. */
+  onAbort: () => void;
+  /** Settles the read a pooled connection keeps pending (made once per connection). */
+  onIdleRead: (n: number | null) => void;
+  onIdleError: () => void;
 }
 
 function close(conn: Conn): void {
   if (conn.closed) return;
   conn.closed = true;
-  conn.idleTimer?.cancel();
   try {
     conn.tcp.close();
   } catch {
@@ -223,6 +246,15 @@ function close(conn: Conn): void {
 }
 
 const ALL_SENT = Promise.resolve(true);
+
+/** An exchange that failed before any answer, and whether any of the request went out. */
+interface Failure {
+  failure: unknown;
+  written: boolean;
+}
+
+/** Idle connections are swept this many times per idleTimeout (see release). */
+const IDLE_STEPS = 8;
 
 /**
  * The request head, and a body held in memory, as one write: encoded into the
@@ -257,16 +289,20 @@ interface Head {
   keepAlive: boolean;
 }
 
-async function readHead(conn: Conn): Promise<Head | null> {
-  let text: string | null;
-  try {
-    text = await readHeadText(conn);
-  } catch (e) {
-    if (!(e instanceof WireError)) throw e;
+/**
+ * The answer's head if all of it is buffered (undefined: read more), scanning only what
+ * `scanned` (the end of the last scan) left. Synchronous, so the exchange awaits its reads
+ * itself instead of through two async layers per answer.
+ */
+function bufferedHead(conn: Conn, scanned: number): Head | undefined {
+  const at = indexOfHeadEnd(conn.buf, Math.max(conn.start, scanned - 3), conn.end);
+  if (at - conn.start > MAX_HEAD || (at < 0 && conn.end - conn.start > MAX_HEAD)) {
     conn.answered = true; // bytes of an answer arrived, however malformed
-    throw new UpstreamError(`app's answer: ${e.message}`);
+    throw new UpstreamError("app's answer: head too large");
   }
-  if (text === null) return null;
+  if (at < 0) return undefined;
+  const text = decodeLatin1(conn.buf.subarray(conn.start, at));
+  conn.start = at + 4;
   conn.answered = true;
   return parseHead(text);
 }
@@ -361,9 +397,16 @@ export function createHttp1Client(
   const idle: Conn[] = [];
   let closed = false;
 
+  /** Takes a pooled connection out of the pool and closes it (the app closed it, or it idled). */
+  const drop = (conn: Conn) => {
+    const i = idle.indexOf(conn);
+    if (i >= 0) idle.splice(i, 1);
+    close(conn);
+  };
+
   const connect = async (streaming = false): Promise<Conn> => {
     const tcp = streaming ? await nodeTransport(peer) : await denoTransport(peer);
-    return {
+    const conn: Conn = {
       tcp,
       read: (buf) => tcp.read(buf),
       buf: new Uint8Array(16 * 1024),
@@ -373,7 +416,18 @@ export function createHttp1Client(
       reused: false,
       closed: false,
       answered: false,
+      idleSince: 0,
+      onAbort: () => close(conn),
+      // The next exchange awaits a pooled connection's pending read itself; these only drop
+      // a connection the app closes (or breaks) while it sits in the pool.
+      onIdleRead: (n) => {
+        if (n === null && idle.includes(conn)) drop(conn);
+      },
+      onIdleError: () => {
+        if (idle.includes(conn)) drop(conn);
+      },
     };
+    return conn;
   };
 
   /**
@@ -393,30 +447,22 @@ export function createHttp1Client(
   };
 
   /**
-   * One attempt on `conn`: the answer, or why it failed before one. Failures once an answer
-   * began, or after the caller gave up, are thrown: those are never sent again.
+   * Idle connections are closed by one sweep every IDLE_STEPS-th of idleTimeout, not by a
+   * deadline each: a deadline set on every release and cancelled on every reuse cost a
+   * clock reading and a Set insert and delete per request. A connection idle for
+   * IDLE_STEPS + 1 sweeps has been idle at least idleTimeout (and at most one step more).
    */
-  const attempt = async (
-    req: UpstreamRequest,
-    body: ReadableStream<Uint8Array> | Uint8Array | null,
-    conn: Conn,
-  ): Promise<UpstreamResponse | { failure: unknown; written: boolean }> => {
-    let failure: unknown;
-    try {
-      const res = await exchange(req, body, conn);
-      if (res) return res;
-      failure = new UpstreamError("app closed the connection without answering");
-    } catch (e) {
-      // A head that cannot be encoded is the caller's mistake: no connection is to blame.
-      if (req.signal.aborted || conn.answered || e instanceof HeadError) throw e;
-      failure = e;
-    }
-    if (conn.bodyBroken) {
-      throw new RequestBodyError("the request body broke off before it was all sent", {
-        cause: failure,
-      });
-    }
-    return { failure, written: conn.tcp.wrote };
+  let sweeps = 0;
+  let sweeping: Deadline | undefined;
+  const step = Math.max(1, Math.ceil(idleTimeout / IDLE_STEPS));
+  const sweep = () => {
+    sweeping = undefined;
+    sweeps++;
+    // The pool is a stack: the longest idle connections are at its bottom.
+    let stale = 0;
+    while (stale < idle.length && sweeps - idle[stale].idleSince > IDLE_STEPS) stale++;
+    for (const conn of idle.splice(0, stale)) close(conn);
+    if (idle.length > 0 && !closed) sweeping = deadlines.after(step, sweep);
   };
 
   const release = (conn: Conn) => {
@@ -428,29 +474,26 @@ export function createHttp1Client(
     }
     conn.reused = true;
     conn.start = conn.end = 0;
-    const drop = () => {
-      const i = idle.indexOf(conn);
-      if (i >= 0) idle.splice(i, 1);
-      close(conn);
-    };
-    conn.idleTimer = deadlines.after(idleTimeout, drop);
-    // The next exchange awaits this read itself; the handlers only drop a connection the
-    // app closes (or breaks) while it sits in the pool.
+    conn.idleSince = sweeps;
     const read = conn.read(conn.buf);
-    read.then((n) => {
-      if (n === null && idle.includes(conn)) drop();
-    }, () => {
-      if (idle.includes(conn)) drop();
-    });
+    read.then(conn.onIdleRead, conn.onIdleError);
     conn.pending = read;
     idle.push(conn);
+    sweeping ??= deadlines.after(step, sweep);
   };
 
   /** A pooled connection, or undefined when a new one must be made. */
-  const reuse = (): Conn | undefined => {
-    const conn = idle.pop();
-    conn?.idleTimer?.cancel();
-    return conn;
+  const reuse = (): Conn | undefined => idle.pop();
+
+  /** Why an exchange failed before any answer, for request() to decide on a retry. */
+  const failed = (conn: Conn, failure: unknown): Failure => {
+    close(conn);
+    if (conn.bodyBroken) {
+      throw new RequestBodyError("the request body broke off before it was all sent", {
+        cause: failure,
+      });
+    }
+    return { failure, written: conn.tcp.wrote };
   };
 
   /** Streams the request body; resolves true when all of it was sent. */
@@ -475,13 +518,24 @@ export function createHttp1Client(
     }
   };
 
+  /**
+   * One exchange on `conn`: the answer, or why it failed before one. Failures once an answer
+   * began, or after the caller gave up, are thrown: those are never sent again. One async
+   * function that awaits the reads itself (the head is parsed from the buffer synchronously,
+   * a small body taken from it likewise): every async layer between the read and the answer
+   * cost a promise and a microtask per request.
+   */
   const exchange = async (
     req: UpstreamRequest,
     body: ReadableStream<Uint8Array> | Uint8Array | null,
     conn: Conn,
-  ): Promise<UpstreamResponse | null> => {
-    const onAbort = () => close(conn);
-    req.signal.addEventListener("abort", onAbort);
+    streaming: boolean,
+    /** An earlier exchange of this request had written some of it. */
+    wroteBefore: boolean,
+  ): Promise<UpstreamResponse> => {
+    const signal = req.signal;
+    let noAnswer: UpstreamError | undefined;
+    signal.addEventListener("abort", conn.onAbort);
     conn.tcp.wrote = false;
     conn.answered = false;
     let headDone = false;
@@ -490,104 +544,154 @@ export function createHttp1Client(
         !req.headers.some(([name]) => name === "content-length");
       const own = chunked ? "transfer-encoding: chunked\r\n" : "";
       let bodySent: Promise<boolean>;
-      if (body instanceof ReadableStream) {
-        await writeAll(conn, requestBytes(conn, req, own, null));
-        bodySent = sendBody(conn, body, chunked);
-      } else {
-        await writeAll(conn, requestBytes(conn, req, own, body));
-        bodySent = ALL_SENT;
-      }
+      const bytes = requestBytes(conn, req, own, body instanceof ReadableStream ? null : body);
+      const n = await conn.tcp.writeSome(bytes);
+      if (n > 0) conn.tcp.wrote = true;
+      if (n < bytes.length) await writeAll(conn, bytes.subarray(n));
+      if (body instanceof ReadableStream) bodySent = sendBody(conn, body, chunked);
+      else bodySent = ALL_SENT;
 
-      let parsed = await readHead(conn);
-      while (parsed && parsed.status >= 100 && parsed.status < 200) {
-        if (parsed.status === 101) throw new UpstreamError("protocol upgrades are not supported");
-        parsed = await readHead(conn); // 100 Continue, 103 Early Hints: the real answer follows.
+      let h: Head;
+      let scanned = conn.start;
+      for (;;) {
+        const head = bufferedHead(conn, scanned);
+        if (head) {
+          if (head.status < 100 || head.status >= 200) {
+            h = head;
+            break;
+          }
+          if (head.status === 101) throw new UpstreamError("protocol upgrades are not supported");
+          scanned = conn.start; // 100 Continue, 103 Early Hints: the real answer follows.
+          continue;
+        }
+        scanned = conn.end;
+        const n = await readMore(conn);
+        if (n === null) {
+          if (conn.end === conn.start) {
+            // Not an answer, even after an interim one: the request may go elsewhere.
+            throw noAnswer = new UpstreamError("app closed the connection without answering");
+          }
+          conn.answered = true;
+          throw new UpstreamError("app's answer: connection closed mid-head");
+        }
+        conn.end += n;
       }
-      if (!parsed) return null;
-      const h = parsed;
       headDone = true;
-      req.signal.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", conn.onAbort);
 
-      let reusable = h.keepAlive;
-      const finish = () => {
-        // The connection is reusable only once the whole request went out as well.
-        if (!reusable) close(conn);
-        else if (bodySent === ALL_SENT) release(conn);
-        else bodySent.then((sent) => sent ? release(conn) : close(conn));
-      };
       const noBody = req.method === "HEAD" || h.status === 204 || h.status === 304;
       if (noBody || h.contentLength === 0) {
-        finish();
+        finishExchange(conn, h.keepAlive, bodySent);
         return { status: h.status, statusText: h.statusText, headers: h.headers, body: null };
       }
-      if (h.contentLength !== undefined && h.contentLength <= SMALL_BODY) {
-        const body = await takeExactly(conn, h.contentLength).catch((e) => {
-          throw e instanceof WireError ? new UpstreamError(`app ${e.message}`) : e;
-        });
-        finish();
+      const length = h.contentLength;
+      if (length !== undefined && length <= SMALL_BODY) {
+        let body: Uint8Array<ArrayBuffer>;
+        if (!conn.pending && conn.end - conn.start >= length) {
+          // The usual case: the whole body came with its head.
+          body = conn.buf.slice(conn.start, conn.start + length);
+          conn.start += length;
+        } else {
+          body = await takeExactly(conn, length).catch((e) => {
+            throw e instanceof WireError ? new UpstreamError(`app ${e.message}`) : e;
+          });
+        }
+        finishExchange(conn, h.keepAlive, bodySent);
         return { status: h.status, statusText: h.statusText, headers: h.headers, body };
       }
-      if (!h.chunked && h.contentLength === undefined) reusable = false; // ends at close
-      const stream = bodyStream(conn, { chunked: h.chunked, length: h.contentLength }, {
-        end: finish,
-        abort: () => close(conn),
+      // Without a length or chunks the body ends at close: the connection is not reused.
+      const reusable = h.keepAlive && (h.chunked || length !== undefined);
+      const stream = bodyStream(conn, { chunked: h.chunked, length }, {
+        end: () => finishExchange(conn, reusable, bodySent),
+        abort: conn.onAbort,
       });
       return { status: h.status, statusText: h.statusText, headers: h.headers, body: stream };
     } catch (e) {
       close(conn);
-      throw e;
+      // A head that cannot be encoded is the caller's mistake: no connection is to blame.
+      if (e !== noAnswer && (signal.aborted || conn.answered || e instanceof HeadError)) throw e;
+      const outcome = failed(conn, e);
+      outcome.written ||= wroteBefore;
+      return retryOrFail(req, body, conn.reused, streaming, outcome);
     } finally {
-      if (!headDone) req.signal.removeEventListener("abort", onAbort);
+      if (!headDone) signal.removeEventListener("abort", conn.onAbort);
     }
   };
 
+  /** After an answer: the connection is reusable only once the whole request went out too. */
+  const finishExchange = (conn: Conn, reusable: boolean, bodySent: Promise<boolean>) => {
+    if (!reusable) close(conn);
+    else if (bodySent === ALL_SENT) release(conn);
+    else bodySent.then((sent) => sent ? release(conn) : close(conn));
+  };
+
+  /** Any request: streamed bodies, bodies read whole first, or a new connection. */
+  const requestAny = async (req: UpstreamRequest): Promise<UpstreamResponse> => {
+    if (closed) throw new UpstreamError("client closed");
+    let body: ReadableStream<Uint8Array> | Uint8Array | null = req.body;
+    const length = req.headers.find(([name]) => name === "content-length")?.[1];
+    const stream = body instanceof ReadableStream ? body : undefined;
+    const inMemory = stream !== undefined && length !== undefined &&
+      Number(length) <= SMALL_UPLOAD;
+    const streaming = stream !== undefined && !inMemory;
+    let conn: Conn | undefined;
+    if (streaming) conn = await open(true, false);
+    else if (inMemory) {
+      // Connect before the body is read: when the app refuses, the caller's stream is
+      // still untouched and can be sent elsewhere.
+      if (idle.length === 0) conn = await open(false, false);
+      try {
+        body = new Uint8Array(await new Response(stream).arrayBuffer());
+      } catch (e) {
+        if (conn) close(conn);
+        throw new RequestBodyError(`the request body broke off: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+    }
+    conn ??= reuse() ?? await open(false, false);
+    return exchange(req, body, conn, streaming, false);
+  };
+
+  /**
+   * After an exchange failed before any answer: Go's rule, once more on a fresh connection
+   * after a pooled one failed (the app had closed it, or died), if the request may be sent
+   * again at all; then a NotDeliveredError when the caller may send it elsewhere.
+   */
+  const retryOrFail = async (
+    req: UpstreamRequest,
+    body: ReadableStream<Uint8Array> | Uint8Array | null,
+    wasReused: boolean,
+    streaming: boolean,
+    outcome: Failure,
+  ): Promise<UpstreamResponse> => {
+    const { failure, written } = outcome;
+    if (wasReused && !streaming && maySendAgain(req.method, req.headers, written)) {
+      return exchange(req, body, await open(false, written), false, written);
+    }
+    if (!maySendAgain(req.method, req.headers, written)) throw failure;
+    throw new NotDeliveredError(
+      `app failed before answering (${(failure as Error)?.message ?? failure})`,
+      written,
+      { cause: failure },
+    );
+  };
+
   return {
-    async request(req) {
-      if (closed) throw new UpstreamError("client closed");
-      let body: ReadableStream<Uint8Array> | Uint8Array | null = req.body;
-      const length = req.headers.find(([name]) => name === "content-length")?.[1];
-      const stream = body instanceof ReadableStream ? body : undefined;
-      const inMemory = stream !== undefined && length !== undefined &&
-        Number(length) <= SMALL_UPLOAD;
-      const streaming = stream !== undefined && !inMemory;
-      let conn: Conn | undefined;
-      if (streaming) conn = await open(true, false);
-      else if (inMemory) {
-        // Connect before the body is read: when the app refuses, the caller's stream is
-        // still untouched and can be sent elsewhere.
-        if (idle.length === 0) conn = await open(false, false);
-        try {
-          body = new Uint8Array(await new Response(stream).arrayBuffer());
-        } catch (e) {
-          if (conn) close(conn);
-          throw new RequestBodyError(`the request body broke off: ${(e as Error).message}`, {
-            cause: e,
-          });
-        }
+    request(req) {
+      // The common case (a body in memory or none, a pooled connection) goes straight to
+      // the exchange: no async layer of its own.
+      const body = req.body;
+      if (!closed && !(body instanceof ReadableStream)) {
+        const conn = reuse();
+        if (conn) return exchange(req, body, conn, false, false);
       }
-      conn ??= reuse() ?? await open(false, false);
-      const wasReused = conn.reused;
-      let outcome = await attempt(req, body, conn);
-      if (!("failure" in outcome)) return outcome;
-      let written = outcome.written;
-      // Go's rule: after a pooled connection failed (the app had closed it, or died), the
-      // request is sent once more on a fresh one, if it may be sent again at all.
-      if (wasReused && !streaming && maySendAgain(req.method, req.headers, written)) {
-        conn = await open(false, written);
-        outcome = await attempt(req, body, conn);
-        if (!("failure" in outcome)) return outcome;
-        written ||= outcome.written;
-      }
-      const failure = outcome.failure;
-      if (!maySendAgain(req.method, req.headers, written)) throw failure;
-      throw new NotDeliveredError(
-        `app failed before answering (${(failure as Error)?.message ?? failure})`,
-        written,
-        { cause: failure },
-      );
+      return requestAny(req);
     },
     close() {
       closed = true;
+      sweeping?.cancel();
+      sweeping = undefined;
       for (const conn of idle.splice(0)) close(conn);
     },
   };

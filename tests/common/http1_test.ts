@@ -6,6 +6,9 @@ import { NotDeliveredError } from "../../common/delivery.ts";
 import { freePort } from "../../common/self.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { rawServer } from "../harness/raw_server.ts";
+import { createDeadlines } from "../../common/deadlines.ts";
+import { createFakeClock } from "../harness/fake_clock.ts";
+import { waitFor } from "../harness/poll.ts";
 
 const encoder = new TextEncoder();
 
@@ -280,5 +283,32 @@ Deno.test("http1: pooled connection lost, fresh connect refused: a POST fails (5
       client.close();
       await server.close();
     }
+  }
+});
+
+Deno.test("http1: a pooled connection idle for idleTimeout is closed, not sooner, and each reuse restarts its idle time", async () => {
+  const server = rawServer(ok);
+  const clock = createFakeClock();
+  // Idle connections are swept every eighth of idleTimeout: closed within 8000 + 1000 ms.
+  const client = createHttp1Client(server.port, {
+    idleTimeout: 8000,
+    deadlines: createDeadlines(clock),
+  });
+  try {
+    assertEquals(await ask(client, "GET"), "0");
+    // Just before a sweep: the next sweep must not count as a whole step of idleness.
+    await clock.advance(5999);
+    assertEquals(await ask(client, "GET"), "1");
+    // Idle 7999 ms since its last answer (13998 ms since it opened): still pooled, reused.
+    await clock.advance(7999);
+    assertEquals(await ask(client, "GET"), "2");
+    assertEquals(server.accepted, 1, "the pooled connection was closed before idleTimeout");
+    assertEquals(server.open, 1);
+    await clock.advance(8000 + 1000 + 20);
+    await waitFor("the idle connection to close", () => server.open === 0, 3000);
+    assertEquals(clock.pending, 0, "the sweep stops with the pool empty");
+  } finally {
+    client.close();
+    await server.close();
   }
 });

@@ -513,3 +513,99 @@ Deno.test("identity headers: UTF-8 percent-encoded outside visible ASCII and for
     if (!name.includes("\ud800")) assertEquals(decodeURIComponent(encoded), name);
   }
 });
+
+/** A dispatcher on a fake clock with the given timeouts, and function "f" on `server`. */
+function onFakeClock(
+  timeouts: { requestTimeout: number; httpTimeout: number },
+  server: { addr: { port: number } },
+) {
+  const clock = createFakeClock();
+  const d = createDispatcher({
+    timeouts: { ...timeouts, scalingTimeout: 45_000 },
+    wake: () => {},
+    metrics: createMetrics({ processMetrics: false }),
+    events: createEventLog(),
+    clock,
+  });
+  const f = fn({ minReplicas: 1 });
+  d.setFunction(f);
+  addReady(d, "a", server);
+  return { clock, d, f };
+}
+
+/** A backend that holds every answer until `release` is called; `arrived` counts requests. */
+function holdingBackend() {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  const state = { arrived: 0, release };
+  const server = serve(async () => {
+    state.arrived++;
+    await released;
+    return new Response("late");
+  });
+  return { server, state };
+}
+
+/**
+ * A request to an app that never answers ends with 504 naming `limit` exactly `after` ms
+ * from its start on the fake clock, not a millisecond sooner.
+ */
+async function endsAt(
+  timeouts: { requestTimeout: number; httpTimeout: number },
+  after: number,
+  limit: string,
+) {
+  const { server, state } = holdingBackend();
+  const { clock, d, f } = onFakeClock(timeouts, server);
+  try {
+    let answered: Response | undefined;
+    invoke(d, f, "slow").then((r) => answered = r);
+    await waitFor("the request to reach the app", () => state.arrived === 1);
+    await clock.advance(after - 1);
+    assertEquals(answered, undefined, `answered before ${limit}`);
+    await clock.advance(1);
+    await waitFor("the 504", () => answered !== undefined, 3000);
+    assertEquals(answered!.status, 504);
+    assert((await answered!.text()).includes(`${limit} (${after} ms)`));
+  } finally {
+    state.release();
+    d.close();
+    await server.shutdown();
+  }
+  assertEquals(clock.pending, 0, "no timer left behind");
+}
+
+Deno.test("on the fake clock: http_timeout ends a request whose answer has not begun, to the ms", () =>
+  endsAt({ requestTimeout: 120_000, httpTimeout: 60_000 }, 60_000, "http_timeout"));
+
+Deno.test("on the fake clock: a request_timeout shorter than http_timeout wins", () =>
+  endsAt({ requestTimeout: 30_000, httpTimeout: 60_000 }, 30_000, "request_timeout"));
+
+Deno.test("on the fake clock: an answer whose head came in time may outlast http_timeout", async () => {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  const server = serve(() =>
+    new Response(
+      new ReadableStream({
+        async start(controller) {
+          controller.enqueue(new TextEncoder().encode("head in time, "));
+          await released;
+          controller.enqueue(new TextEncoder().encode("body later"));
+          controller.close();
+        },
+      }),
+    )
+  );
+  const { clock, d, f } = onFakeClock({ requestTimeout: 120_000, httpTimeout: 1000 }, server);
+  try {
+    const res = await invoke(d, f, "stream");
+    assertEquals(res.status, 200);
+    await clock.advance(5000);
+    release();
+    assertEquals(await res.text(), "head in time, body later");
+  } finally {
+    release();
+    d.close();
+    await server.shutdown();
+  }
+});

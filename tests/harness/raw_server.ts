@@ -21,9 +21,11 @@ export function rawServer(
   const heads: string[] = [];
   const conns = new Set<Deno.Conn>();
   let count = 0;
+  let accepted = 0;
   const accepting = (async () => {
     for await (const conn of listener) {
       conns.add(conn);
+      accepted++;
       (async () => {
         const buf = new Uint8Array(64 * 1024);
         let pending = "";
@@ -73,6 +75,14 @@ export function rawServer(
   return {
     port: (listener.addr as Deno.NetAddr).port,
     heads,
+    /** Connections accepted so far. */
+    get accepted() {
+      return accepted;
+    },
+    /** Connections open now (one closed by its client leaves once the server reads its end). */
+    get open() {
+      return conns.size;
+    },
     /** Closes the listening socket (new connections are refused), keeping open ones. */
     stopListening,
     async close() {
