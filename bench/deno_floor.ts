@@ -19,6 +19,8 @@ interface Message {
   start: string;
   headers: [string, string][];
   body: Uint8Array;
+  /** The peer said `Connection: close`. */
+  close: boolean;
 }
 
 function headEnd(buf: Uint8Array, to: number): number {
@@ -40,13 +42,15 @@ async function readMessage(conn: Deno.Conn, buf: Uint8Array): Promise<Message | 
     const lines = latin1.decode(buf.subarray(0, at)).split("\r\n");
     const headers: [string, string][] = [];
     let length = 0;
+    let close = false;
     for (let i = 1; i < lines.length; i++) {
       const colon = lines[i].indexOf(":");
       const name = lines[i].slice(0, colon).toLowerCase();
       const value = lines[i].slice(colon + 1).trim();
       if (name === "content-length") length = Number(value);
       else if (name === "transfer-encoding") throw new Error("chunked bodies are not measured");
-      else if (name !== "connection" && name !== "keep-alive") headers.push([name, value]);
+      else if (name === "connection") close = value.toLowerCase().includes("close");
+      else if (name !== "keep-alive") headers.push([name, value]);
     }
     const bodyStart = at + 4;
     while (end - bodyStart < length) {
@@ -54,7 +58,7 @@ async function readMessage(conn: Deno.Conn, buf: Uint8Array): Promise<Message | 
       if (m === null) return null;
       end += m;
     }
-    return { start: lines[0], headers, body: buf.slice(bodyStart, bodyStart + length) };
+    return { start: lines[0], headers, body: buf.slice(bodyStart, bodyStart + length), close };
   }
 }
 
@@ -81,11 +85,23 @@ async function serve(client: Deno.Conn): Promise<void> {
     for (;;) {
       const request = await readMessage(client, buf);
       if (!request) break;
-      const upstream = pool.pop() ?? await connectUpstream();
-      await upstream.write(encode(request, "x-forwarded-for: 127.0.0.1\r\n"));
-      const answer = await readMessage(upstream, upstreamBuf);
-      if (!answer) break;
-      pool.push(upstream);
+      const bytes = encode(request, "x-forwarded-for: 127.0.0.1\r\n");
+      let upstream = pool.pop();
+      let answer: Message | null = null;
+      if (upstream) {
+        // A pooled connection the upstream has closed meanwhile: once more on a fresh one.
+        answer = await upstream.write(bytes).then(() => readMessage(upstream!, upstreamBuf))
+          .catch(() => null);
+        if (!answer) upstream.close();
+      }
+      if (!answer) {
+        upstream = await connectUpstream();
+        await upstream.write(bytes);
+        answer = await readMessage(upstream, upstreamBuf);
+        if (!answer) break;
+      }
+      if (answer.close) upstream!.close();
+      else pool.push(upstream!);
       await client.write(encode(answer, ""));
     }
   } catch {
