@@ -404,15 +404,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       matchDesired(fn.name);
       return Promise.resolve();
     },
-    scale(name, replicas) {
-      try {
-        scaleDesired(functions, name, replicas);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-      matchDesired(name);
-      return Promise.resolve();
-    },
+    scale: (name, replicas) => scaleDesired(functions, name, replicas, matchDesired),
     async remove(name) {
       const st = functions.get(name);
       if (!st) return;

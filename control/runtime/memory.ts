@@ -210,15 +210,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions): MemoryRuntim
       matchDesired(fn.name);
       return Promise.resolve();
     },
-    scale(name, replicas) {
-      try {
-        scaleDesired(functions, name, replicas);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-      matchDesired(name);
-      return Promise.resolve();
-    },
+    scale: (name, replicas) => scaleDesired(functions, name, replicas, matchDesired),
     async remove(name) {
       if (!functions.delete(name)) return;
       await Promise.all(

@@ -39,11 +39,21 @@ export function applyDesired<D extends Desired>(
   return true;
 }
 
-/** Sets the replica count of an applied function (runtime.scale); unknown ones throw. */
-export function scaleDesired(functions: Map<string, Desired>, name: string, replicas: number) {
+/**
+ * runtime.scale for both local runtimes: sets the replica count of an applied function and
+ * has `match` bring its instances to it; an unknown function is a rejection.
+ */
+export function scaleDesired(
+  functions: Map<string, Desired>,
+  name: string,
+  replicas: number,
+  match: (name: string) => void,
+): Promise<void> {
   const st = functions.get(name);
-  if (!st) throw new Error(`function "${name}" is not applied`);
+  if (!st) return Promise.reject(new Error(`function "${name}" is not applied`));
   st.desired = Math.max(0, replicas);
+  match(name);
+  return Promise.resolve();
 }
 
 export interface Planned {
