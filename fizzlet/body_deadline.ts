@@ -12,13 +12,18 @@ export type BodyOutcome = "done" | "timeout" | "aborted";
  * other than those are thrown.
  */
 export async function readBodyWithin(
-  body: ReadableStream<Uint8Array> | null,
+  body: ReadableStream<Uint8Array> | Uint8Array | null,
   timeoutMs: number,
   signal: AbortSignal,
   sink: (chunk: Uint8Array) => void | Promise<void>,
 ): Promise<BodyOutcome> {
   if (body === null) return "done";
   if (signal.aborted) return "aborted";
+  if (body instanceof Uint8Array) {
+    // Received whole already (small bodies are): no stream to read, nothing to wait for.
+    await sink(body);
+    return "done";
+  }
   const reader = body.getReader();
   let outcome = "done" as BodyOutcome;
   const stop = (why: BodyOutcome) => {

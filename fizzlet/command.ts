@@ -16,15 +16,17 @@
  * folder is removed afterwards, whatever happened.
  */
 
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { ClientGoneError, ShuttingDownError, TimeoutError } from "../common/cut_short.ts";
 import { type Deadline, deadlines } from "../common/deadlines.ts";
-import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import { errorResponse, type PlainAnswer, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readBodyWithin } from "./body_deadline.ts";
 import { createTail, forEachLine } from "./lines.ts";
-import type { Received, Receiver, RequestContext } from "./request.ts";
+import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { createShellPool } from "./script_shell.ts";
-import { type Marker, sweep, ticksNow } from "./sweep.ts";
+import { type Exit, type Spawner, spawner } from "./spawn.ts";
+import { requestFiles } from "./request_files.ts";
+import { type Marker, type Run, sweep, sweepRuns, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
 export const STDERR_TAIL = 2000;
@@ -32,6 +34,10 @@ export const STDERR_TAIL = 2000;
 export const MAX_OUTPUT = 64 * 1024 * 1024;
 /** Output files smaller than this are read synchronously (cheaper than a thread-pool trip). */
 const SYNC_READ = 256 * 1024;
+/** The request's own files, libc where it can (request_files.ts). */
+const files = requestFiles();
+/** What a request folder holds besides what the script adds: its input, the script's output. */
+const OWN_FILES = ["input.json", "input.txt", "input.bin", "stdout", "stderr"];
 /** Stderr beyond this many bytes is logged from a stream rather than read whole. */
 const STDERR_WHOLE = 64 * 1024;
 
@@ -95,17 +101,17 @@ export function inputFileName(type: string): string {
  * Usually empty; a large one is streamed, so memory stays flat whatever the script wrote.
  */
 async function logStderr(path: string, ctx: RequestContext): Promise<string> {
-  const size = regularSize(path);
-  if (size === undefined) {
+  const stderr = files.readOutput(path, STDERR_WHOLE);
+  if (stderr === undefined) {
     ctx.log.warn("script stderr is not a file; not read", { requestId: ctx.requestId });
     return "";
   }
-  if (size === 0) return "";
+  if (stderr.size === 0) return "";
   const tail = createTail(STDERR_TAIL);
   // Up to the size seen now: something the script left running may still be appending.
-  const stream = size <= STDERR_WHOLE
-    ? ReadableStream.from([await readPrefix(path, size)])
-    : ReadableStream.from(chunksOf(path, size));
+  const stream = stderr.bytes
+    ? ReadableStream.from([stderr.bytes])
+    : ReadableStream.from(chunksOf(path, stderr.size));
   await forEachLine(stream, (line, truncated) => {
     tail.push(line + "\n");
     ctx.log.info("script stderr", {
@@ -115,44 +121,6 @@ async function logStderr(path: string, ctx: RequestContext): Promise<string> {
     });
   });
   return tail.text();
-}
-
-/**
- * The size of the regular file at `path`, else undefined: the script can replace its output
- * files (same user), and opening a FIFO in their place would block the fizzlet.
- */
-function regularSize(path: string): number | undefined {
-  try {
-    const info = Deno.lstatSync(path);
-    return info.isFile ? info.size : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The first `size` bytes of the file at `path` (fewer if it is shorter), in one array; small
- * ones synchronously (a thread-pool round trip costs more than the read).
- */
-async function readPrefix(path: string, size: number): Promise<Uint8Array<ArrayBuffer>> {
-  const out = new Uint8Array(size);
-  let at = 0;
-  if (size < SYNC_READ) {
-    using file = Deno.openSync(path);
-    while (at < size) {
-      const n = file.readSync(out.subarray(at));
-      if (n === null) break;
-      at += n;
-    }
-  } else {
-    using file = await Deno.open(path);
-    while (at < size) {
-      const n = await file.read(out.subarray(at));
-      if (n === null) break;
-      at += n;
-    }
-  }
-  return at === size ? out : out.slice(0, at);
 }
 
 /** The first `size` bytes of the file at `path`, in chunks. */
@@ -187,7 +155,7 @@ function outputType(text: string): string {
  * parsed; anything else is written to the file as it arrives.
  */
 async function receiveInput(
-  req: Request,
+  req: ScriptRequest,
   folder: string,
   timeoutMs: number,
   ctx: RequestContext,
@@ -231,7 +199,7 @@ async function receiveInput(
     }
   }
   // Small and synchronous on purpose: a thread-pool round trip per request costs more.
-  Deno.writeTextFileSync(path, text, { mode: 0o600 });
+  files.writeNew(path, new TextEncoder().encode(text));
   return path;
 }
 
@@ -243,7 +211,7 @@ export function scriptArgv(script: string, input: string): string[] {
 
 /** The request's variables for the script, the marker among them. */
 export function scriptEnv(
-  req: Request,
+  req: ScriptRequest,
   requestId: string,
   input: string,
   marker: Marker,
@@ -269,7 +237,7 @@ export function scriptEnv(
 export function scriptCommand(
   script: string,
   setsid: string | undefined,
-  req: Request,
+  req: ScriptRequest,
   requestId: string,
   input: string,
   marker: Marker,
@@ -327,14 +295,22 @@ function memoryFolders(): string | undefined {
 export interface CommandOptions {
   /** How long the whole request body may take to arrive, in ms. */
   bodyTimeout: number;
+  /**
+   * How scripts are started: by posix_spawn where FFI and glibc allow (spawn.ts), else by
+   * long-lived shells (script_shell.ts); "shells" forces the latter.
+   */
+  start?: "spawn" | "shells";
 }
 
 export function createCommandRunner(dir: string, options: CommandOptions): CommandRunner {
+  dir = resolve(dir);
   const script = join(dir, "start.sh");
   const shells = createShellPool(dir, findSetsid());
   const cleanups = new Set<Promise<void>>();
   /** Folders (markers) of the requests whose processes may run: a sweep spares those. */
   const running = new Set<string>();
+  /** Their scripts' pids, each its session's leader (spawned ones only): see sweep.ts. */
+  const roots = new Set<number>();
   const track = (work: Promise<void>) => {
     const tracked: Promise<void> = work.finally(() => cleanups.delete(tracked));
     cleanups.add(tracked);
@@ -343,39 +319,44 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   const memory = memoryFolders();
 
   const receive: Receiver = async (req, ctx) => {
-    const size = req.body === null ? 0 : Number(req.headers.get("content-length") ?? NaN);
+    const size = req.body === null
+      ? 0
+      : req.body instanceof Uint8Array
+      ? req.body.length
+      : Number(req.headers.get("content-length") ?? NaN);
     const inMemory = memory !== undefined && size <= MEMORY_FOLDER_MAX;
-    const folder = Deno.makeTempDirSync({
-      prefix: "f2s-request-",
-      dir: inMemory ? memory : undefined,
-    });
+    const folder = inMemory
+      ? files.makeFolder(memory, "f2s-request-")
+      : Deno.makeTempDirSync({ prefix: "f2s-request-" });
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
+      const failed = (e: unknown) =>
+        ctx.log.warn("could not remove request folder", {
+          requestId: ctx.requestId,
+          folder,
+          error: e,
+        });
+      // Removal runs after the answer is on its way (and after the sweep of what the script
+      // left running, queued before); stop() waits for it via settled().
       if (inMemory) {
-        // A few microseconds in memory, less than a trip to the thread pool.
-        try {
-          Deno.removeSync(folder, { recursive: true });
-        } catch (e) {
-          ctx.log.warn("could not remove request folder", {
-            requestId: ctx.requestId,
-            folder,
-            error: e,
-          });
-        }
+        // Synchronous: in memory it costs less than a trip to the thread pool.
+        track(
+          new Promise<void>((resolve) =>
+            setTimeout(() => {
+              try {
+                files.removeFolder(folder, OWN_FILES);
+              } catch (e) {
+                failed(e);
+              }
+              resolve();
+            }, 0)
+          ),
+        );
         return;
       }
-      // Removal runs after the answer is on its way; stop() waits for it via settled().
-      track(
-        Deno.remove(folder, { recursive: true }).catch((e) =>
-          ctx.log.warn("could not remove request folder", {
-            requestId: ctx.requestId,
-            folder,
-            error: e,
-          })
-        ),
-      );
+      track(Deno.remove(folder, { recursive: true }).catch(failed));
     };
     let input: string | Response;
     try {
@@ -396,12 +377,186 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     return received;
   };
 
-  const run = async (
-    req: Request,
+  /**
+   * The answer once the script has ended with `code`: its stdout (a file) and the tail of its
+   * stderr, logged line by line; `flooded`: it was killed for writing too much.
+   */
+  const answer = async (
+    ctx: RequestContext,
+    out: { stdout: string; stderr: string },
+    code: number,
+    flooded: boolean,
+  ): Promise<Response | PlainAnswer> => {
+    const { requestId, signal } = ctx;
+    if (flooded) {
+      ctx.log.warn("script output too large; its processes killed", {
+        requestId,
+        limitBytes: MAX_OUTPUT,
+      });
+      return errorResponse(500, "start.sh wrote more than the output limit", {
+        limitBytes: MAX_OUTPUT,
+      });
+    }
+    const tail = await logStderr(out.stderr, ctx);
+    if (signal.aborted) return abortedResponse(ctx, tail);
+    const stdout = files.readOutput(out.stdout, SYNC_READ);
+    if (stdout === undefined) {
+      ctx.log.warn("script stdout is not a file; not read", { requestId });
+      return errorResponse(500, "start.sh output could not be read", undefined, {
+        [REQUEST_ID_HEADER]: requestId,
+      });
+    }
+    if (stdout.size > MAX_OUTPUT) {
+      ctx.log.warn("script output too large", { requestId, limitBytes: MAX_OUTPUT });
+      return errorResponse(500, "start.sh wrote more than the output limit", {
+        limitBytes: MAX_OUTPUT,
+      });
+    }
+    if (code !== 0) {
+      // sh reports a death by signal n as 128 + n, and so does spawn.ts.
+      const sig = code > 128 ? SIGNALS[code - 128] : undefined;
+      ctx.log.warn("script failed", { requestId, exitCode: code, signal: sig });
+      return errorResponse(500, "start.sh failed", {
+        exitCode: code,
+        signal: sig,
+        stderr: tail,
+      }, { [REQUEST_ID_HEADER]: requestId });
+    }
+    // Small ones are read already, synchronously: a thread-pool round trip costs more.
+    const body = stdout.bytes ?? await Deno.readFile(out.stdout);
+    const type = outputType(new TextDecoder().decode(body));
+    return {
+      status: 200,
+      headers: [["content-type", type], [REQUEST_ID_HEADER, requestId]],
+      body,
+    };
+  };
+
+  /**
+   * Measures the output files every OUTPUT_CHECK_MS and calls `flood` once either is over
+   * MAX_OUTPUT; returns the stop.
+   */
+  const watchOutput = (out: { stdout: string; stderr: string }, flood: () => void) => {
+    let watch: Deadline | undefined;
+    const measure = () => {
+      try {
+        if (
+          Deno.statSync(out.stdout).size > MAX_OUTPUT || Deno.statSync(out.stderr).size > MAX_OUTPUT
+        ) {
+          return flood();
+        }
+      } catch {
+        return; // gone: the request ends anyway
+      }
+      watch = deadlines.after(OUTPUT_CHECK_MS, measure);
+    };
+    watch = deadlines.after(OUTPUT_CHECK_MS, measure);
+    return () => watch?.cancel();
+  };
+
+  /** Runs that have ended, whose leftovers are swept together at the next timer turn. */
+  let ended: { run: Run; settle: (killed: number) => void }[] = [];
+  const sweepSoon = (run: Run): Promise<number> =>
+    new Promise((settle) => {
+      if (ended.length === 0) {
+        setTimeout(() => {
+          const batch = ended;
+          ended = [];
+          let killed: number[] = [];
+          try {
+            killed = sweepRuns(batch.map((b) => b.run), running, roots);
+          } finally {
+            for (const [i, b] of batch.entries()) b.settle(killed[i] ?? 0);
+          }
+        }, 0);
+      }
+      ended.push({ run, settle });
+    });
+
+  /** start.sh started by posix_spawn (spawn.ts) in its own session, its output in `folder`. */
+  const runSpawned = async (
+    spawn: Spawner,
+    req: ScriptRequest,
     ctx: RequestContext,
     folder: string,
     input: string,
-  ): Promise<Response> => {
+  ): Promise<Response | PlainAnswer> => {
+    const { requestId, signal } = ctx;
+    if (signal.aborted) return abortedResponse(ctx);
+    const out = { stdout: join(folder, "stdout"), stderr: join(folder, "stderr") };
+    const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
+    const since = ticksNow();
+    let pid: number | undefined;
+    let reaped = false;
+    // Kills the script and everything it started (sweep.ts).
+    const killAll = () => {
+      if (pid === undefined) return;
+      const killed = sweep(pid, since, marker, running, undefined, reaped, roots);
+      if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
+    };
+    signal.addEventListener("abort", killAll, { once: true });
+    running.add(folder);
+    let stopWatch = () => {};
+    try {
+      let exited: Promise<Exit>;
+      try {
+        const env = scriptEnv(req, requestId, input, marker);
+        const stdio = { stdin: "/dev/null", ...out };
+        const argv = scriptArgv(script, input);
+        if (argv[0] === "sh") argv[0] = "/bin/sh";
+        ({ pid, exited } = await spawn.spawn(argv, env, dir, stdio).catch((e) => {
+          // ENOEXEC: executable, but neither a program nor a script with #!: sh runs it, as
+          // a shell would. The failed child had made the output files already.
+          if (!/errno 8$/.test((e as Error).message)) throw e;
+          for (const path of [out.stdout, out.stderr]) Deno.removeSync(path);
+          return spawn.spawn(["/bin/sh", script, input], env, dir, stdio);
+        }));
+      } catch (e) {
+        ctx.log.error("script could not be started", { requestId, error: e });
+        return errorResponse(500, "start.sh could not be run", (e as Error).message, {
+          [REQUEST_ID_HEADER]: requestId,
+        });
+      }
+      roots.add(pid);
+      if (signal.aborted) killAll(); // cut short while it was being started
+      let flooded = false;
+      stopWatch = watchOutput(out, () => {
+        flooded = true;
+        killAll();
+      });
+      const { code } = await exited;
+      reaped = true;
+      stopWatch();
+      return await answer(ctx, out, code, flooded);
+    } finally {
+      stopWatch();
+      signal.removeEventListener("abort", killAll);
+      // Whatever the script left running dies next, off the answer's path (the scan of /proc
+      // need not delay it), and before the folder is removed (release, queued after this).
+      const forget = () => {
+        running.delete(folder);
+        if (pid !== undefined) roots.delete(pid);
+      };
+      if (pid === undefined) forget();
+      else {
+        const run = { root: pid, since, marker, rootReaped: reaped };
+        track(
+          sweepSoon(run).then((killed) => {
+            forget();
+            if (killed > 0) ctx.log.debug("request processes killed", { requestId, killed });
+          }),
+        );
+      }
+    }
+  };
+
+  /** start.sh started by one of the long-lived shells (script_shell.ts): the fallback. */
+  const runInShell = async (
+    req: ScriptRequest,
+    ctx: RequestContext,
+    folder: string,
+    input: string,
+  ): Promise<Response | PlainAnswer> => {
     const { requestId, signal } = ctx;
     if (signal.aborted) return abortedResponse(ctx);
     const shell = await shells.acquire();
@@ -433,21 +588,10 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     signal.addEventListener("abort", onAbort, { once: true });
     running.add(folder);
     let flooded = false;
-    let watch: Deadline | undefined;
-    const measure = () => {
-      try {
-        const out = Deno.statSync(shell.stdout).size;
-        if (out > MAX_OUTPUT || Deno.statSync(shell.stderr).size > MAX_OUTPUT) {
-          flooded = true;
-          cutShort();
-          return;
-        }
-      } catch {
-        return; // the shell is gone: its request ends anyway
-      }
-      watch = deadlines.after(OUTPUT_CHECK_MS, measure);
-    };
-    watch = deadlines.after(OUTPUT_CHECK_MS, measure);
+    const stopWatch = watchOutput(shell, () => {
+      flooded = true;
+      cutShort();
+    });
     try {
       let code = -1;
       try {
@@ -465,51 +609,10 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
           });
         }
       }
-      watch?.cancel();
-      if (flooded) {
-        ctx.log.warn("script output too large; its processes killed", {
-          requestId,
-          limitBytes: MAX_OUTPUT,
-        });
-        return errorResponse(500, "start.sh wrote more than the output limit", {
-          limitBytes: MAX_OUTPUT,
-        });
-      }
-      const tail = await logStderr(shell.stderr, ctx);
-      if (signal.aborted) return abortedResponse(ctx, tail);
-      const size = regularSize(shell.stdout);
-      if (size === undefined) {
-        ctx.log.warn("script stdout is not a file; not read", { requestId });
-        return errorResponse(500, "start.sh output could not be read", undefined, {
-          [REQUEST_ID_HEADER]: requestId,
-        });
-      }
-      if (size > MAX_OUTPUT) {
-        ctx.log.warn("script output too large", { requestId, limitBytes: MAX_OUTPUT });
-        return errorResponse(500, "start.sh wrote more than the output limit", {
-          limitBytes: MAX_OUTPUT,
-        });
-      }
-      if (code !== 0) {
-        // sh reports a death by signal n as 128 + n.
-        const sig = code > 128 ? SIGNALS[code - 128] : undefined;
-        ctx.log.warn("script failed", { requestId, exitCode: code, signal: sig });
-        return errorResponse(500, "start.sh failed", {
-          exitCode: code,
-          signal: sig,
-          stderr: tail,
-        }, { [REQUEST_ID_HEADER]: requestId });
-      }
-      const body = size === 0 ? new Uint8Array() : size < SYNC_READ
-        // Small and synchronous on purpose: a thread-pool round trip costs more.
-        ? Deno.readFileSync(shell.stdout)
-        : await Deno.readFile(shell.stdout);
-      const type = outputType(new TextDecoder().decode(body));
-      return new Response(body, {
-        headers: { "content-type": type, [REQUEST_ID_HEADER]: requestId },
-      });
+      stopWatch();
+      return await answer(ctx, shell, code, flooded);
     } finally {
-      watch?.cancel();
+      stopWatch();
       signal.removeEventListener("abort", onAbort);
       // Whatever the script left running dies before the shell runs the next request; off
       // the answer's path, which need not wait for the scan of /proc.
@@ -520,6 +623,10 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       track(new Promise<void>((resolve) => setTimeout(() => resolve(shells.clean(shell)), 0)));
     }
   };
+
+  const spawn = options.start === "shells" ? undefined : spawner();
+  const run = (req: ScriptRequest, ctx: RequestContext, folder: string, input: string) =>
+    spawn ? runSpawned(spawn, req, ctx, folder, input) : runInShell(req, ctx, folder, input);
 
   return {
     receive,

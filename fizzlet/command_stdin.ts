@@ -20,7 +20,7 @@ import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readBodyWithin } from "./body_deadline.ts";
 import { abortedResponse, findSetsid, killGroup, scriptCommand, STDERR_TAIL } from "./command.ts";
 import { createTail, forEachLine } from "./lines.ts";
-import type { Received, Receiver, RequestContext } from "./request.ts";
+import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { type Marker, sweep, ticksNow } from "./sweep.ts";
 
 /** Answers still streaming after their handler returned: the slot is held until this ends. */
@@ -60,7 +60,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     pending.add(tracked);
   };
 
-  const run = async (req: Request, ctx: RequestContext): Promise<Response> => {
+  const run = async (req: ScriptRequest, ctx: RequestContext): Promise<Response> => {
     const { requestId, signal } = ctx;
     if (signal.aborted) return abortedResponse(ctx);
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: `stdin-${crypto.randomUUID()}` };

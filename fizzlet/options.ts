@@ -28,6 +28,8 @@ export interface FizzletOptions {
   input: InputOption;
   /** Command mode with stdin: limit on a run whose answer has started streaming, in ms. */
   maxDuration: number;
+  /** Command mode with a file: start.sh by posix_spawn (if it can) or by long-lived shells. */
+  start: "spawn" | "shells";
   /** Requests served at once; 0 means the mode's default (see `effectiveMaxInflight`). */
   maxInflight: number;
   /** Requests that may wait for a free slot; beyond that they get 429. */
@@ -109,6 +111,14 @@ export const OPTIONS: OptionTable = {
     description:
       "Command mode: body in a file for start.sh (file), or piped to it, output streamed",
   },
+  start: {
+    type: "string",
+    env: "F2S_START",
+    default: "spawn",
+    value: "spawn|shells",
+    description:
+      "Command mode, file: start.sh by posix_spawn (shells where FFI or glibc are missing) or by long-lived shells",
+  },
   "max-duration": {
     type: "string",
     env: "F2S_MAX_DURATION",
@@ -178,6 +188,10 @@ export function parseOptions(
   if (input !== "file" && input !== "stdin") {
     throw new UsageError(`--input must be file or stdin, got "${input}"`);
   }
+  const start = v.start as string;
+  if (start !== "spawn" && start !== "shells") {
+    throw new UsageError(`--start must be spawn or shells, got "${start}"`);
+  }
   const appCommand = typeof v["app-command"] === "string" && v["app-command"].trim() !== ""
     ? v["app-command"]
     : undefined;
@@ -211,6 +225,7 @@ export function parseOptions(
       timeout: durationOption(v, "timeout", 1),
       bodyTimeout: durationOption(v, "body-timeout", 1),
       input,
+      start,
       maxDuration: durationOption(v, "max-duration", 0),
       maxInflight: intOption(v, "max-inflight", 0, 100_000),
       queue: intOption(v, "queue", 0, 1_000_000),

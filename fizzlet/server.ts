@@ -37,7 +37,7 @@ import {
 } from "../common/protocol.ts";
 import { type Deadline, deadlines } from "../common/deadlines.ts";
 import { serveHttp1, type ServerRequest, type ServerResponse } from "../common/http1_server.ts";
-import { fromResponse, webRequest } from "../common/web_bridge.ts";
+import { fromResponse } from "../common/web_bridge.ts";
 import { type AppProcess, startApp } from "./app_process.ts";
 import { createCommandRunner } from "./command.ts";
 import { createStdinRunner, Cut, streamDone } from "./command_stdin.ts";
@@ -50,6 +50,7 @@ import {
   CLIENT_GONE,
   type Receiver,
   type RequestContext,
+  type ScriptRequest,
   SHUTTING_DOWN,
   TIMEOUT,
 } from "./request.ts";
@@ -107,13 +108,19 @@ function commandPrepare(req: ServerRequest, receive: Receiver): Prepare {
       return errorAnswer(400, `a ${req.method} request with a body cannot run in command mode`);
     }
     // The URL's path and query come from the request target alone, never from Host.
-    const url = new URL(originForm(req.target), "http://fizzlet");
-    const wreq = webRequest(req, url, ctx.signal);
-    const got = await receive(wreq, ctx);
+    const url = new URL(originForm(req.target), "http://fizzlet").href;
+    const sreq: ScriptRequest = {
+      method: req.method,
+      url,
+      headers: headerGetter(req.headers),
+      body: req.body,
+    };
+    const got = await receive(sreq, ctx);
     if (got instanceof Response) return await fromResponse(got);
     return {
       run: async (ctx) => {
-        const res = await got.handle(wreq, ctx);
+        const res = await got.handle(sreq, ctx);
+        if (!(res instanceof Response)) return res;
         const done = streamDone(res);
         try {
           return { ...await fromResponse(res), done };
@@ -162,7 +169,10 @@ export async function startFizzlet(
       bodyTimeout: options.bodyTimeout,
       maxDuration: options.maxDuration || options.timeout,
     })
-    : createCommandRunner(options.dir, { bodyTimeout: options.bodyTimeout });
+    : createCommandRunner(options.dir, {
+      bodyTimeout: options.bodyTimeout,
+      start: options.start,
+    });
   const limiters: Record<"proxy" | "command", CountLimiter | undefined> = {
     proxy: undefined,
     command: undefined,

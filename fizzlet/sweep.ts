@@ -15,6 +15,11 @@
  * own limits bound that one.
  */
 
+import { procReader } from "./proc_read.ts";
+
+/** /proc's files, read without an exception per process that has gone (proc_read.ts). */
+const readProc = procReader();
+
 /** An environment variable the root was started with, unique to its run. */
 export interface Marker {
   name: string;
@@ -39,12 +44,8 @@ interface Stat {
 
 /** The fields of /proc/<pid>/stat this module needs, or undefined when it is gone. */
 function readStat(pid: number): Stat | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return undefined;
-  }
+  const text = readProc(`/proc/${pid}/stat`);
+  if (text === undefined) return undefined;
   // The command name is in parentheses and may contain spaces or parentheses itself.
   const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
   return {
@@ -70,13 +71,10 @@ const RESYNC_MS = 10_000;
 export function ticksNow(): number {
   const now = performance.now();
   if (uptimeOffset === undefined || now - syncedAt > RESYNC_MS) {
-    try {
-      const uptime = Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
-      uptimeOffset = uptime * 1000 - now;
-      syncedAt = now;
-    } catch {
-      return 0;
-    }
+    const uptime = Number(readProc("/proc/uptime")?.split(" ")[0]);
+    if (!(uptime > 0)) return 0;
+    uptimeOffset = uptime * 1000 - now;
+    syncedAt = now;
   }
   // One tick of slack either way: uptime and start times round differently.
   return Math.floor((now + uptimeOffset) * TICKS_PER_SECOND / 1000) - 1;
@@ -84,12 +82,8 @@ export function ticksNow(): number {
 
 /** The value of the marker variable in a process's environment (undefined: none, unreadable). */
 function markerOf(pid: number, name: string): string | undefined {
-  let env: string;
-  try {
-    env = Deno.readTextFileSync(`/proc/${pid}/environ`);
-  } catch {
-    return undefined;
-  }
+  const env = readProc(`/proc/${pid}/environ`);
+  if (env === undefined) return undefined;
   const key = `${name}=`;
   let at = 0;
   if (!env.startsWith(key)) {
@@ -109,24 +103,18 @@ function signal(pid: number, sig: Deno.Signal): void {
 }
 
 /**
- * The pids that may have been allocated since `root` was: pids count upwards, so while the
- * last one allocated (ns_last_pid) lies a little above the root, those in between (threads
- * among them; a thread's stat is its process's); else, after a wrap-around or on a kernel
- * without ns_last_pid, every process in /proc. Listing /proc costs most of a millisecond on a
- * host with a hundred processes, probing the few pids since the root a tenth of that.
+ * The pids that may have been allocated since `first` was: pids count upwards, so while the
+ * last one allocated (ns_last_pid) lies a little above it, those in between (threads among
+ * them; a thread's stat is its process's); else, after a wrap-around or on a kernel without
+ * ns_last_pid, every process in /proc. Listing /proc costs most of a millisecond on a host
+ * with a hundred processes, probing the few pids since the root a tenth of that.
  */
-function candidates(root: number, rootReaped: boolean): number[] {
-  let last = NaN;
-  try {
-    last = Number(Deno.readTextFileSync("/proc/sys/kernel/ns_last_pid"));
-  } catch {
-    // Not available: list /proc.
-  }
+function candidates(first: number): number[] {
+  // NaN when not available: then /proc is listed.
+  const last = Number(readProc("/proc/sys/kernel/ns_last_pid") ?? NaN);
   const out: number[] = [];
-  if (last >= root && last - root <= MAX_PROBED) {
-    // A reaped root is not probed: a failed read throws, and an exception costs ~30 µs. So
-    // when no pid was allocated after it, nothing can be left and the sweep costs one read.
-    for (let pid = rootReaped ? root + 1 : root; pid <= last; pid++) out.push(pid);
+  if (last >= first - 1 && last - first < MAX_PROBED) {
+    for (let pid = first; pid <= last; pid++) out.push(pid);
     return out;
   }
   for (const entry of Deno.readDirSync("/proc")) {
@@ -159,12 +147,23 @@ function isSelf(pid: number): boolean {
   }
 }
 
+/** One run to sweep: see `sweep`. */
+export interface Run {
+  root: number;
+  since: number;
+  marker: Marker;
+  keep?: number;
+  rootReaped?: boolean;
+}
+
 /**
  * Kills `root` (started at `since`, see ticksNow) and every process that belongs to its run,
  * marked with `marker`, but none marked as one of the `others` still going; returns how many
  * processes were killed. With `keep`, the run's session is that process's (a script shell
  * running one request at a time, script_shell.ts): what is in it belongs, `keep` is spared.
- * `rootReaped`: the root has exited and been waited for (its pid is free).
+ * `rootReaped`: the root has exited and been waited for (its pid is free). `otherRoots`: the
+ * roots of other runs, each the leader of its own session; a process in one of those sessions
+ * cannot have come from this run (a session cannot be joined), so its environment is not read.
  */
 export function sweep(
   root: number,
@@ -173,33 +172,69 @@ export function sweep(
   others: ReadonlySet<string> = new Set(),
   keep?: number,
   rootReaped = false,
+  otherRoots?: ReadonlySet<number>,
 ): number {
-  const found = new Set<number>();
-  const foreign = new Set<number>();
+  return sweepRuns([{ root, since, marker, keep, rootReaped }], others, otherRoots)[0];
+}
+
+/**
+ * `sweep` for several runs in one pass: each pid since the earliest root is read once (and
+ * its environment at most once) for all of them, rather than once per run. Returns how many
+ * processes each run lost.
+ */
+export function sweepRuns(
+  runs: Run[],
+  others: ReadonlySet<string> = new Set(),
+  otherRoots?: ReadonlySet<number>,
+): number[] {
+  const found = runs.map(() => new Set<number>());
+  const foreign = runs.map(() => new Set<number>());
+  const roots = new Set(runs.map((r) => r.root));
+  // A reaped root is not probed (its pid is free): when nothing was allocated after it,
+  // nothing can be left and the sweep costs one read.
+  const first = Math.min(...runs.map((r) => r.rootReaped ? r.root + 1 : r.root));
+  const since = Math.min(...runs.map((r) => r.since));
+  // Orphans are adopted by PID 1: when that is this process, its children may be anyone's.
+  const adopts = Deno.pid === 1;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     let added = false;
-    for (const p of recentProcesses(candidates(root, rootReaped), since)) {
-      if (found.has(p.pid) || foreign.has(p.pid)) continue;
-      if (p.pid === keep) continue;
-      const linked = p.pid === root || p.session === root || p.pgrp === root ||
-        p.ppid === root || found.has(p.ppid) ||
-        (keep !== undefined && (p.session === keep || p.pgrp === keep || p.ppid === keep));
-      const mark = markerOf(p.pid, marker.name);
-      if (mark !== undefined && mark !== marker.value && others.has(mark)) {
-        foreign.add(p.pid);
-        continue;
+    let pids = candidates(first);
+    // Another run's root is a child of the fizzlet leading a session of its own: not ours.
+    if (otherRoots) pids = pids.filter((pid) => roots.has(pid) || !otherRoots.has(pid));
+    for (const p of recentProcesses(pids, since)) {
+      /** The marker in its environment: read once, when some run needs it. */
+      let mark: string | undefined | null = null;
+      for (const [i, run] of runs.entries()) {
+        const { root, keep } = run;
+        if (p.starttime < run.since || found[i].has(p.pid) || foreign[i].has(p.pid)) continue;
+        if (p.pid === keep) continue;
+        const linked = p.pid === root || p.session === root || p.pgrp === root ||
+          p.ppid === root || found[i].has(p.ppid) ||
+          (keep !== undefined && (p.session === keep || p.pgrp === keep || p.ppid === keep));
+        if (!linked) {
+          // This process's other children (another run's root, one being started) are not
+          // the run's: only PID 1 adopts orphans, which may be.
+          if (!adopts && p.ppid === Deno.pid) continue;
+          if (p.session !== root && otherRoots?.has(p.session)) continue;
+        }
+        if (mark === null) mark = markerOf(p.pid, run.marker.name);
+        if (mark !== undefined && mark !== run.marker.value && others.has(mark)) {
+          foreign[i].add(p.pid);
+          continue;
+        }
+        if (!linked && mark !== run.marker.value) continue;
+        if (isSelf(p.pid)) {
+          foreign[i].add(p.pid);
+          continue;
+        }
+        signal(p.pid, "SIGSTOP");
+        found[i].add(p.pid);
+        added = true;
+        break; // one run's
       }
-      if (!linked && mark !== marker.value) continue;
-      if (isSelf(p.pid)) {
-        foreign.add(p.pid);
-        continue;
-      }
-      signal(p.pid, "SIGSTOP");
-      found.add(p.pid);
-      added = true;
     }
     if (!added) break;
   }
-  for (const pid of found) signal(pid, "SIGKILL");
-  return found.size;
+  for (const set of found) for (const pid of set) signal(pid, "SIGKILL");
+  return found.map((set) => set.size);
 }

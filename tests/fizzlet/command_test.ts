@@ -337,7 +337,9 @@ Deno.test("command: hostile path, query and content type reach the script verbat
   }
 });
 
-Deno.test("command: a script that kills the shell that started it fails alone; the next request runs", async () => {
+// The shells are the fallback where posix_spawn through FFI is not available (--start shells);
+// a spawned script's parent is the fizzlet itself, which any script of the same user can kill.
+Deno.test("command (--start shells): a script that kills the shell that started it fails alone; the next request runs", async () => {
   const marker = await Deno.makeTempDir({ prefix: "f2s-inject-" });
   const dir = await functionDir({
     "start.sh": [
@@ -358,7 +360,7 @@ Deno.test("command: a script that kills the shell that started it fails alone; t
   const f = await startFizzlet({
     dir,
     removeOnFailure: [dir, marker],
-    args: ["--max-inflight", "1"],
+    args: ["--max-inflight", "1", "--start", "shells"],
   });
   try {
     const killed = await fetch(`${f.url}/kill`, { method: "POST" });
@@ -420,10 +422,12 @@ Deno.test("command: stdout past 64 MiB is a 500, never read into memory; small b
       // No /dev/shm here: the folder is in TMPDIR.
     }
     assert(small.startsWith(shm ? "/dev/shm/f2s-request-" : `${tmp}/f2s-request-`), small);
-    // A body of unknown length (chunked) goes to disk: it could be larger than memory allows.
+    // A body of unknown length (chunked, streamed) goes to disk: it could be larger than memory
+    // allows. (A small one the server has received whole is known to be small.)
+    const chunk = new Uint8Array(64 * 1024).fill(120);
     const chunked = await (await fetch(`${f.url}/`, {
       method: "POST",
-      body: ReadableStream.from([new TextEncoder().encode("x")]),
+      body: ReadableStream.from(Array.from({ length: 32 }, () => chunk)),
     })).text();
     assert(chunked.startsWith(`${tmp}/f2s-request-`), chunked);
   } finally {

@@ -1,0 +1,263 @@
+/**
+ * Starts a command-mode script with libc's `posix_spawn` (through Deno's FFI) in a session of
+ * its own, its stdin, stdout and stderr opened on files by the child, and waits for its exit.
+ *
+ * Why not Deno.Command: a new session needs `detached`, which forks the whole runtime (~0.6 ms
+ * of the event loop per request), or the `setsid` program, one more exec (~0.8 ms of CPU); and
+ * its stdio can be pipes, not files. Long-lived shells that fork the script (script_shell.ts,
+ * now the fallback) cost the fizzlet ~0.5 ms and the shells ~0.25 ms per request. posix_spawn
+ * with POSIX_SPAWN_SETSID is one vfork-like clone and one exec: in a loop of spawn, wait, read
+ * and remove, 0.2 ms of the fizzlet's CPU per request and nothing besides the script's own
+ * (bench/RESULTS.md, session 7). It needs glibc (2.29 for the chdir action) and FFI
+ * permission; `spawner()` is undefined without them, and command.ts falls back to the shells.
+ *
+ * The child gets the signal dispositions and mask of a fresh process (the runtime ignores
+ * SIGPIPE and handles others; a script must not inherit that), the fizzlet's environment
+ * with the request's variables on top, and the function folder as its working directory. Its
+ * output files are made by the child with O_CREAT|O_EXCL, so never through a link or into
+ * something the script prepared.
+ *
+ * On a 2-core VM each hop between threads costs tens of microseconds, so a script started
+ * while no other runs is spawned on the event loop's thread (the call returns once the child
+ * has exec'd, ~0.2 ms) rather than on the blocking pool (~0.17 ms more per request, measured);
+ * with others running it goes to the pool, so that the loop keeps serving them. Exits are
+ * learnt from SIGCHLD: each one polls the running children with WNOHANG (a few µs each),
+ * rather than a pool thread blocked in waitpid per child (two thread wake-ups per request).
+ * A poll every REAP_POLL_MS backs the signal up, should one ever be missed.
+ */
+
+/** What the child's stdin, stdout and stderr are opened on. */
+export interface SpawnFiles {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+}
+
+/** How a spawned process ended: `code` as sh reports it (128 + n: killed by signal n). */
+export interface Exit {
+  code: number;
+  signal?: number;
+}
+
+export interface Spawned {
+  pid: number;
+  /** Resolves once the process has exited and been waited for (its pid is then free). */
+  exited: Promise<Exit>;
+}
+
+export interface Spawner {
+  /**
+   * Starts `argv` (argv[0] an absolute path) in `cwd`, in a new session, with `env` on top of
+   * the fizzlet's environment. Rejects when it could not be started (`errno` in the message;
+   * ENOEXEC, 8: not a program nor a script with #!).
+   */
+  spawn(
+    argv: string[],
+    env: Record<string, string>,
+    cwd: string,
+    files: SpawnFiles,
+  ): Promise<Spawned>;
+}
+
+/** How often running children are polled besides SIGCHLD. */
+const REAP_POLL_MS = 1000;
+
+const O_RDONLY = 0;
+const O_WRONLY = 1;
+const O_CREAT = 0o100;
+const O_EXCL = 0o200;
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+const WNOHANG = 1;
+/** glibc's posix_spawn_file_actions_t and posix_spawnattr_t are 80 and 336 bytes; room to spare. */
+const STRUCT_BYTES = 1024;
+const SIGSET_BYTES = 128;
+
+const SYMBOLS = {
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  posix_spawn_now: {
+    name: "posix_spawn",
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_addopen: {
+    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
+  sigemptyset: { parameters: ["buffer"], result: "i32" },
+  sigfillset: { parameters: ["buffer"], result: "i32" },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+const encoder = new TextEncoder();
+
+/** NUL-terminated strings in one ArrayBuffer (never on V8's heap: the pointers stay valid). */
+interface CStrings {
+  bytes: Uint8Array;
+  /** The address of each string. */
+  pointers: bigint[];
+}
+
+function cStrings(strings: string[]): CStrings {
+  let room = 0;
+  for (const s of strings) {
+    if (s.includes("\0")) {
+      throw new Error("a NUL byte cannot go to a process's argv or environment");
+    }
+    room += s.length * 3 + 1;
+  }
+  const bytes = new Uint8Array(new ArrayBuffer(Math.max(room, 1)));
+  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
+  const pointers: bigint[] = [];
+  let at = 0;
+  for (const s of strings) {
+    pointers.push(base + BigInt(at));
+    at += encoder.encodeInto(s, bytes.subarray(at)).written;
+    bytes[at++] = 0;
+  }
+  return { bytes, pointers };
+}
+
+/** A NULL-terminated array of pointers, as argv and envp are. */
+function pointerArray(pointers: bigint[]): Uint8Array {
+  const array = new BigUint64Array(new ArrayBuffer(8 * (pointers.length + 1)));
+  array.set(pointers);
+  return new Uint8Array(array.buffer);
+}
+
+function cString(s: string): Uint8Array {
+  if (s.includes("\0")) throw new Error("a NUL byte cannot go to a path");
+  const bytes = new Uint8Array(new ArrayBuffer(s.length * 3 + 1));
+  return bytes.subarray(0, encoder.encodeInto(s, bytes).written + 1);
+}
+
+/** `status` as waitpid filled it in. */
+export function exitOf(status: number): Exit {
+  const sig = status & 0x7f;
+  if (sig === 0) return { code: (status >> 8) & 0xff };
+  return { code: 128 + sig, signal: sig };
+}
+
+function createSpawner(libc: Libc): Spawner {
+  // Set once: a fresh process's signal mask (empty) and dispositions (default for all).
+  const attr = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
+  const empty = new Uint8Array(new ArrayBuffer(SIGSET_BYTES));
+  const all = new Uint8Array(new ArrayBuffer(SIGSET_BYTES));
+  if (
+    libc.posix_spawnattr_init(attr) !== 0 || libc.sigemptyset(empty) !== 0 ||
+    libc.sigfillset(all) !== 0 || libc.posix_spawnattr_setsigmask(attr, empty) !== 0 ||
+    libc.posix_spawnattr_setsigdefault(attr, all) !== 0 ||
+    libc.posix_spawnattr_setflags(
+        attr,
+        POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK,
+      ) !== 0
+  ) throw new Error("posix_spawnattr setup failed");
+  // The fizzlet's environment, encoded once (it does not change while it runs): per request
+  // only the pointers to it are copied, less those the request's variables replace.
+  const inheritedEnv = Object.entries(Deno.env.toObject());
+  const inheritedKeys = inheritedEnv.map(([k]) => k);
+  const inherited = cStrings(inheritedEnv.map(([k, v]) => `${k}=${v}`));
+  /** Children not yet waited for, by pid: how to settle their `exited`. */
+  const running = new Map<number, (exit: Exit) => void>();
+  const status = new Int32Array(new ArrayBuffer(4));
+  const statusBytes = new Uint8Array(status.buffer);
+  let poll: ReturnType<typeof setInterval> | undefined;
+  /** Waits for every child that has exited (WNOHANG: never blocks). */
+  const reap = () => {
+    for (const [pid, settle] of running) {
+      const r = libc.waitpid(pid, statusBytes, WNOHANG);
+      if (r === 0) continue;
+      running.delete(pid);
+      // -1 (ECHILD): no longer ours to wait for; the exit is unknown.
+      settle(r === pid ? exitOf(status[0]) : { code: -1 });
+    }
+    if (running.size === 0 && poll !== undefined) {
+      clearInterval(poll);
+      poll = undefined;
+    }
+  };
+  Deno.addSignalListener("SIGCHLD", reap);
+  const waitExit = (pid: number): Promise<Exit> => {
+    const exited = new Promise<Exit>((resolve) => running.set(pid, resolve));
+    poll ??= setInterval(reap, REAP_POLL_MS);
+    // It may have exited before it was in `running`, its SIGCHLD handled already.
+    reap();
+    return exited;
+  };
+
+  return {
+    async spawn(argv, env, cwd, files) {
+      const own = Object.entries(env);
+      // The request's variables first: the marker is then found early in /proc/<pid>/environ.
+      const strings = cStrings([...argv, ...own.map(([k, v]) => `${k}=${v}`)]);
+      const envPointers = strings.pointers.slice(argv.length);
+      for (const [i, key] of inheritedKeys.entries()) {
+        if (!Object.hasOwn(env, key)) envPointers.push(inherited.pointers[i]);
+      }
+      const argvArray = pointerArray(strings.pointers.slice(0, argv.length));
+      const envArray = pointerArray(envPointers);
+      const paths = [files.stdin, files.stdout, files.stderr, cwd].map(cString);
+      const actions = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
+      if (libc.posix_spawn_file_actions_init(actions) !== 0) {
+        throw new Error("posix_spawn_file_actions_init failed");
+      }
+      try {
+        const out = O_WRONLY | O_CREAT | O_EXCL;
+        if (
+          libc.posix_spawn_file_actions_addopen(actions, 0, paths[0], O_RDONLY, 0) !== 0 ||
+          libc.posix_spawn_file_actions_addopen(actions, 1, paths[1], out, 0o600) !== 0 ||
+          libc.posix_spawn_file_actions_addopen(actions, 2, paths[2], out, 0o600) !== 0 ||
+          libc.posix_spawn_file_actions_addchdir_np(actions, paths[3]) !== 0
+        ) throw new Error("posix_spawn_file_actions setup failed");
+        const pid = new Int32Array(new ArrayBuffer(4));
+        const args = [
+          new Uint8Array(pid.buffer),
+          strings.bytes,
+          actions,
+          attr,
+          argvArray,
+          envArray,
+        ] as const;
+        const errno = running.size === 0
+          ? libc.posix_spawn_now(...args)
+          : await libc.posix_spawn(...args);
+        if (errno !== 0) throw new Error(`posix_spawn ${argv[0]} failed: errno ${errno}`);
+        return { pid: pid[0], exited: waitExit(pid[0]) };
+      } finally {
+        libc.posix_spawn_file_actions_destroy(actions);
+        // Kept alive until the child has exec'd: the pointers above point into them.
+        void [strings.bytes, inherited.bytes];
+      }
+    },
+  };
+}
+
+let cached: Spawner | null | undefined;
+
+/** The posix_spawn spawner, or undefined where libc or FFI is not there to make one. */
+export function spawner(): Spawner | undefined {
+  if (cached === undefined) {
+    try {
+      cached = Deno.build.os === "linux"
+        ? createSpawner(Deno.dlopen("libc.so.6", SYMBOLS).symbols)
+        : null;
+    } catch {
+      cached = null;
+    }
+  }
+  return cached ?? undefined;
+}

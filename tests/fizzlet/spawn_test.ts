@@ -1,0 +1,213 @@
+/**
+ * fizzlet/spawn.ts (posix_spawn through FFI) against Deno.Command, the reference: the same
+ * programs give the same exit codes, signals, output, environment and working directory.
+ * Then what only the spawner promises: its own session, the signal dispositions of a fresh
+ * process, no inherited stdin, output files made anew (never through what was there), and
+ * every exit noticed, alone or with many running. And fizzlet/proc_read.ts against Deno's
+ * own read of the same /proc files.
+ */
+
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
+import { type Exit, spawner } from "../../fizzlet/spawn.ts";
+import { denoProcReader, procReader } from "../../fizzlet/proc_read.ts";
+
+// The spawner keeps a SIGCHLD listener for the life of the process (by design).
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+async function viaSpawner(
+  argv: string[],
+  env: Record<string, string> = {},
+  cwd = "/",
+): Promise<{ exit: Exit; stdout: string; stderr: string; pid: number }> {
+  const spawn = spawner();
+  assert(spawn, "posix_spawn through FFI is available on this machine");
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = { stdin: "/dev/null", stdout: `${dir}/out`, stderr: `${dir}/err` };
+    const { pid, exited } = await spawn.spawn(argv, env, cwd, files);
+    const exit = await exited;
+    return {
+      exit,
+      pid,
+      stdout: await Deno.readTextFile(files.stdout),
+      stderr: await Deno.readTextFile(files.stderr),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function viaCommand(argv: string[], env: Record<string, string> = {}, cwd = "/") {
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    env,
+    cwd,
+    stdin: "null",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return {
+    exit: { code: out.code, signal: out.signal ?? undefined },
+    stdout: decode(out.stdout),
+    stderr: decode(out.stderr),
+  };
+}
+
+Deno.test("spawn: exit codes, signals, output, env and cwd match Deno.Command", opts, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: [string[], Record<string, string>][] = [
+      [["/bin/sh", "-c", "echo out; echo err >&2; exit 3"], {}],
+      [["/bin/sh", "-c", 'printf "%s|%s|%s" "$A" "$HOME" "$(pwd)"'], {
+        A: "x y'\"$",
+        HOME: "/nowhere",
+      }],
+      [["/bin/sh", "-c", "kill -TERM $$"], {}],
+      [["/bin/sh", "-c", "kill -KILL $$"], {}],
+      [["/bin/sh", "-c", "cat; echo read-done"], {}],
+      [["/bin/sh", "-c", 'printf "%s" "$PATH"'], {}],
+      [["/bin/sh", "-c", 'echo ünïcödé "$1"', "sh", "ärg"], { U: "ü" }],
+    ];
+    for (const [argv, env] of cases) {
+      const got = await viaSpawner(argv, env, dir);
+      const want = await viaCommand(argv, env, dir);
+      const signalNumber = { SIGTERM: 15, SIGKILL: 9 }[String(want.exit.signal)];
+      assertEquals(got.exit, {
+        code: want.exit.code,
+        ...(signalNumber ? { signal: signalNumber } : {}),
+      }, argv.join(" "));
+      assertEquals(got.stdout, want.stdout, argv.join(" "));
+      assertEquals(got.stderr, want.stderr, argv.join(" "));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("spawn: own session, default SIGPIPE, empty signal mask", opts, async () => {
+  // Fields after the command name: state ppid pgrp session …; SigIgn/SigBlk in status.
+  const { stdout, pid } = await viaSpawner([
+    "/bin/sh",
+    "-c",
+    "cat /proc/$$/stat; grep -E '^Sig(Ign|Blk)' /proc/$$/status",
+  ]);
+  const stat = stdout.slice(stdout.lastIndexOf(")") + 2).split(" ");
+  assertEquals(Number(stat[2]), pid, "its own process group");
+  assertEquals(Number(stat[3]), pid, "its own session");
+  assertMatch(stdout, /SigBlk:\s+0+\n/);
+  // sh itself may ignore nothing; SIGPIPE (13, bit 12) must not be ignored as in the runtime.
+  const ignored = BigInt("0x" + /SigIgn:\s+([0-9a-f]+)/.exec(stdout)![1]);
+  assertEquals(ignored & (1n << 12n), 0n, "SIGPIPE not ignored");
+  // And it shows: `yes` dies of SIGPIPE quietly instead of reporting a write error.
+  const piped = await viaSpawner(["/bin/sh", "-c", "yes | head -c 3"]);
+  assertEquals(piped.stdout, "y\ny");
+  assertEquals(piped.stderr, "");
+});
+
+Deno.test(
+  "spawn: the script inherits no descriptor that Deno.Command's children do not",
+  opts,
+  async () => {
+    // Some of what the fizzlet holds open: a listening socket, a file, a connection.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const file = await Deno.open("/proc/self/stat");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    try {
+      // Descriptors the test runner itself inherited without close-on-exec reach both.
+      const list = ["/bin/sh", "-c", "ls /proc/$$/fd"];
+      const fds = (s: string) => s.trim().split(/\s+/).sort();
+      const got = fds((await viaSpawner(list)).stdout);
+      const want = fds((await viaCommand(list)).stdout);
+      assertEquals(got, want);
+      assert(got.includes("0") && got.includes("1") && got.includes("2"));
+    } finally {
+      conn.close();
+      file.close();
+      listener.close();
+    }
+  },
+);
+
+Deno.test("spawn: refuses what it cannot start, and output paths that exist", opts, async () => {
+  const spawn = spawner()!;
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = { stdin: "/dev/null", stdout: `${dir}/out`, stderr: `${dir}/err` };
+    // Executable, but neither a program nor a script with #!.
+    await Deno.writeFile(`${dir}/junk`, new Uint8Array([0, 1, 2, 3, 4]), { mode: 0o755 });
+    const noexec = await spawn.spawn([`${dir}/junk`], {}, dir, files).then(
+      () => "",
+      (e) => e.message,
+    );
+    assertMatch(noexec, /errno 8$/);
+    // Something (a link, a FIFO) already where the output goes: never opened.
+    await Deno.remove(files.stdout).catch(() => {});
+    await Deno.remove(files.stderr).catch(() => {});
+    await Deno.symlink("/dev/null", files.stdout);
+    const exists = await spawn.spawn(["/bin/true"], {}, dir, files).then(
+      () => "",
+      (e) => e.message,
+    );
+    assertMatch(exists, /errno 17$/);
+    const missing = await spawn.spawn([`${dir}/none`], {}, dir, {
+      ...files,
+      stdout: `${dir}/o2`,
+      stderr: `${dir}/e2`,
+    }).then(() => "", (e) => e.message);
+    assertMatch(missing, /errno 2$/);
+    let nul = "";
+    try {
+      await spawn.spawn(["/bin/true"], { A: "a\0b" }, dir, { ...files, stdout: `${dir}/o3` });
+    } catch (e) {
+      nul = (e as Error).message;
+    }
+    assertMatch(nul, /NUL/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("spawn: every exit is noticed, alone and with 60 running at once", opts, async () => {
+  const spawn = spawner()!;
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = async (i: number) => {
+      const files = { stdin: "/dev/null", stdout: `${dir}/o${i}`, stderr: `${dir}/e${i}` };
+      const { exited } = await spawn.spawn(
+        ["/bin/sh", "-c", `sleep 0.0${i % 10}; exit ${i}`],
+        {},
+        dir,
+        files,
+      );
+      return (await exited).code;
+    };
+    assertEquals(await run(0), 0);
+    const codes = await Promise.all(Array.from({ length: 60 }, (_, i) => run(i + 1)));
+    assertEquals(codes, Array.from({ length: 60 }, (_, i) => i + 1));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("proc_read: the libc reader reads what Deno reads", () => {
+  const libc = procReader();
+  const dir = Deno.makeTempDirSync();
+  try {
+    // Larger than the reader's first buffer, and bytes that are not UTF-8.
+    const big = new Uint8Array(200_000).map((_, i) => (i * 7) % 256);
+    Deno.writeFileSync(`${dir}/big`, big);
+    for (const path of ["/proc/self/environ", "/proc/uptime", `${dir}/big`, "/proc/self/cmdline"]) {
+      const want = path === `${dir}/big`
+        ? new TextDecoder("latin1").decode(big)
+        : denoProcReader(path);
+      assertEquals(libc(path), want, path);
+    }
+    // Only the times move between two reads of stat: compare the fields before them.
+    const head = (s?: string) => s?.slice(0, s.lastIndexOf(")") + 20);
+    assertEquals(head(libc("/proc/self/stat")), head(denoProcReader("/proc/self/stat")));
+    assertEquals(libc("/proc/999999999/stat"), undefined);
+    assertEquals(denoProcReader("/proc/999999999/stat"), undefined);
+    assertEquals(libc(`${dir}/none`), undefined);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
