@@ -231,9 +231,9 @@ export async function run(args: string[]): Promise<void> {
       const slots = 2 * navigator.hardwareConcurrency;
       console.log(
         `what runs: every target runs the same start.sh (echo '{"ok":true}') once per request (POST of 16 bytes of ` +
-          `JSON).\n  fizzlet command: start.sh <input.json in a request folder>, forked by one of ` +
-          `its long-lived sh (own session each), stdout/stderr to files, at most ${slots} at once ` +
-          `(--max-inflight default, 2 x CPUs; the rest queue).\n  fizzlet stdin: setsid start.sh ` +
+          `JSON).\n  fizzlet command: start.sh <input.json in a request folder>, started by ` +
+          `posix_spawn (own session; --start spawn, the default), stdout/stderr to files, at most ` +
+          `${slots} at once (--max-inflight default, 2 x CPUs; the rest queue).\n  fizzlet stdin: setsid start.sh ` +
           `/dev/stdin per request (Deno.Command), body piped in, stdout streamed back; same ` +
           `${slots} slots.\n  ${watchdog.label} fork: mode=streaming, fprocess="start.sh ` +
           `/dev/stdin", fork/exec per request, body piped in, no limit on concurrent scripts.`,

@@ -275,6 +275,15 @@ export function findSetsid(): string | undefined {
   return undefined;
 }
 
+/**
+ * A request's cleanup (the sweep of what its script left running, then the removal of its
+ * folder, in that order: same delay, queued in that order) waits this long after the answer.
+ * With 0 it ran before the next request of the same client was read, ~0.07 ms on the path of
+ * every request at 1 connection; 1 ms later it runs while the next script does, and more runs
+ * that ended share one sweep.
+ */
+const CLEANUP_DELAY_MS = 1;
+
 /** Request folders go to memory (tmpfs) for bodies up to this size, declared up front. */
 const MEMORY_FOLDER_MAX = 1024 * 1024;
 
@@ -351,7 +360,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
                 failed(e);
               }
               resolve();
-            }, 0)
+            }, CLEANUP_DELAY_MS)
           ),
         );
         return;
@@ -468,7 +477,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
           } finally {
             for (const [i, b] of batch.entries()) b.settle(killed[i] ?? 0);
           }
-        }, 0);
+        }, CLEANUP_DELAY_MS);
       }
       ended.push({ run, settle });
     });

@@ -23,7 +23,8 @@
  * with others running it goes to the pool, so that the loop keeps serving them. Exits are
  * learnt from SIGCHLD: each one polls the running children with WNOHANG (a few µs each),
  * rather than a pool thread blocked in waitpid per child (two thread wake-ups per request).
- * A poll every REAP_POLL_MS backs the signal up, should one ever be missed.
+ * A poll every REAP_POLL_MS backs the signal up, should one ever be missed; its interval also
+ * keeps the event loop alive while children run (a signal listener does not).
  */
 
 /** What the child's stdin, stdout and stderr are opened on. */
