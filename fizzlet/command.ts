@@ -25,7 +25,7 @@ import { createTail, forEachLine } from "./lines.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { createShellPool } from "./script_shell.ts";
 import { type Exit, type Spawner, spawner } from "./spawn.ts";
-import { requestFiles } from "./request_files.ts";
+import { requestFiles, roomyShm } from "./request_files.ts";
 import { type Marker, type Run, sweep, sweepRuns, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
@@ -290,9 +290,12 @@ const MEMORY_FOLDER_MAX = 1024 * 1024;
 /**
  * /dev/shm when request folders can be made there, else undefined (the temp folder). Making,
  * writing and removing a folder there costs a tenth of it on a disk (0.03 ms against 0.1 to
- * 0.5 ms of the event loop, measured): the largest per-request cost after the spawn.
+ * 0.5 ms of the event loop, measured): the largest per-request cost after the spawn. When the
+ * folders hold the script's output too (`withOutput`: up to 64 MiB each), only when /dev/shm
+ * is large (request_files.ts): a container's default one holds 64 MiB in all.
  */
-function memoryFolders(): string | undefined {
+function memoryFolders(withOutput: boolean): string | undefined {
+  if (withOutput && !roomyShm()) return undefined;
   try {
     Deno.removeSync(Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "f2s-probe-" }));
     return "/dev/shm";
@@ -325,7 +328,8 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     cleanups.add(tracked);
   };
 
-  const memory = memoryFolders();
+  const spawn = options.start === "shells" ? undefined : spawner();
+  const memory = memoryFolders(spawn !== undefined);
 
   const receive: Receiver = async (req, ctx) => {
     const size = req.body === null
@@ -633,7 +637,6 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     }
   };
 
-  const spawn = options.start === "shells" ? undefined : spawner();
   const run = (req: ScriptRequest, ctx: RequestContext, folder: string, input: string) =>
     spawn ? runSpawned(spawn, req, ctx, folder, input) : runInShell(req, ctx, folder, input);
 

@@ -146,6 +146,29 @@ function libcFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): Reques
   };
 }
 
+/**
+ * /dev/shm holds a script's output files only when it is at least this large: each may grow to
+ * 64 MiB (the output limit), and a container's default /dev/shm is 64 MiB in all.
+ */
+const MEMORY_MIN_BYTES = 1024 * 1024 * 1024;
+
+/** True when /dev/shm is a tmpfs of at least MEMORY_MIN_BYTES (from /proc/mounts). */
+export function roomyShm(): boolean {
+  try {
+    for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
+      const [, mountPoint, type, options] = line.split(" ");
+      if (mountPoint !== "/dev/shm" || type !== "tmpfs") continue;
+      const size = /(?:^|,)size=(\d+)([kmg]?)(?:,|$)/.exec(options ?? "");
+      if (!size) return false;
+      const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[size[2]] ?? 1;
+      return Number(size[1]) * unit >= MEMORY_MIN_BYTES;
+    }
+  } catch {
+    // No /proc/mounts: the temp folder.
+  }
+  return false;
+}
+
 let cached: RequestFiles | undefined;
 
 /** The libc implementation where Deno's FFI can load libc, else Deno's. */

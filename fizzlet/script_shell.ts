@@ -28,6 +28,7 @@
  */
 
 import { join } from "node:path";
+import { roomyShm } from "./request_files.ts";
 
 /**
  * The shell's loop ($1: its folder): each line `<token> <nonce>` runs the command in `job`,
@@ -90,29 +91,6 @@ function removeIfThere(path: string): void {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-}
-
-/**
- * /dev/shm is used for the shells' folders only when it is at least this large: each holds up
- * to 64 MiB of a script's output, and a container's default /dev/shm is 64 MiB in all.
- */
-const MEMORY_MIN_BYTES = 1024 * 1024 * 1024;
-
-/** True when /dev/shm is a tmpfs of at least MEMORY_MIN_BYTES (from /proc/mounts). */
-function roomyShm(): boolean {
-  try {
-    for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
-      const [, mountPoint, type, options] = line.split(" ");
-      if (mountPoint !== "/dev/shm" || type !== "tmpfs") continue;
-      const size = /(?:^|,)size=(\d+)([kmg]?)(?:,|$)/.exec(options ?? "");
-      if (!size) return false;
-      const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[size[2]] ?? 1;
-      return Number(size[1]) * unit >= MEMORY_MIN_BYTES;
-    }
-  } catch {
-    // No /proc/mounts: the temp folder.
-  }
-  return false;
 }
 
 let inMemory: boolean | undefined;

@@ -13,6 +13,7 @@ import {
   type RunningFizzlet,
   startFizzlet,
 } from "./helpers.ts";
+import { roomyShm } from "../../fizzlet/request_files.ts";
 
 Deno.test("command: a failing script is a 500 with exit code and stderr tail", async () => {
   const dir = await functionDir({
@@ -415,12 +416,9 @@ Deno.test("command: stdout past 64 MiB is a 500, never read into memory; small b
     assert(rss < 100 * 1024, `the fizzlet's peak memory stayed below 100 MiB: ${rss} kB`);
 
     const small = await (await fetch(`${f.url}/`, { method: "POST", body: "x" })).text();
-    let shm = false;
-    try {
-      shm = Deno.statSync("/dev/shm").isDirectory;
-    } catch {
-      // No /dev/shm here: the folder is in TMPDIR.
-    }
+    // In memory when /dev/shm is large enough to hold script output too (not a container's
+    // default 64 MiB), else in TMPDIR.
+    const shm = roomyShm();
     assert(small.startsWith(shm ? "/dev/shm/f2s-request-" : `${tmp}/f2s-request-`), small);
     // A body of unknown length (chunked, streamed) goes to disk: it could be larger than memory
     // allows. (A small one the server has received whole is known to be small.)
@@ -498,5 +496,33 @@ Deno.test("command: a script that puts FIFOs in place of its shell's files block
   } finally {
     assertEquals(await f.stop(), 0);
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("command: start.sh without #!, or not executable, runs with sh (spawned and in shells)", async () => {
+  for (const start of ["spawn", "shells"]) {
+    for (
+      const [kind, text, mode] of [
+        ["no #!", 'echo "no-shebang $# $(basename "$1")"\n', 0o755],
+        ["not executable", '#!/bin/sh\necho "plain $# $(basename "$1")"\n', 0o644],
+      ] as const
+    ) {
+      const dir = await functionDir({});
+      await Deno.writeTextFile(`${dir}/start.sh`, text, { mode });
+      await Deno.chmod(`${dir}/start.sh`, mode);
+      const f = await startFizzlet({
+        dir,
+        removeOnFailure: [dir],
+        args: ["--mode", "command", "--start", start],
+      });
+      try {
+        const res = await fetch(`${f.url}/`, { method: "POST", body: "{}" });
+        const want = kind === "no #!" ? "no-shebang 1 input.txt\n" : "plain 1 input.txt\n";
+        assertEquals([res.status, await res.text()], [200, want], `${start}, ${kind}`);
+      } finally {
+        assertEquals(await f.stop(), 0);
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
   }
 });
