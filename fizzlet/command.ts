@@ -111,7 +111,7 @@ async function logStderr(path: string, ctx: RequestContext): Promise<string> {
   // Up to the size seen now: something the script left running may still be appending.
   const stream = stderr.bytes
     ? ReadableStream.from([stderr.bytes])
-    : ReadableStream.from(chunksOf(path, stderr.size));
+    : ReadableStream.from(files.readChunks(path, stderr.size));
   await forEachLine(stream, (line, truncated) => {
     tail.push(line + "\n");
     ctx.log.info("script stderr", {
@@ -123,16 +123,19 @@ async function logStderr(path: string, ctx: RequestContext): Promise<string> {
   return tail.text();
 }
 
-/** The first `size` bytes of the file at `path`, in chunks. */
-async function* chunksOf(path: string, size: number): AsyncGenerator<Uint8Array> {
-  using file = await Deno.open(path);
-  const buffer = new Uint8Array(64 * 1024);
-  for (let left = size; left > 0;) {
-    const n = await file.read(buffer.subarray(0, Math.min(left, buffer.length)));
-    if (n === null) return;
-    left -= n;
-    yield buffer.slice(0, n);
+/** The first `size` bytes of `chunks` (fewer if they end sooner), in one array. */
+async function readAll(
+  chunks: AsyncIterable<Uint8Array>,
+  size: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for await (const chunk of chunks) {
+    const n = Math.min(chunk.length, size - at);
+    out.set(chunk.subarray(0, n), at);
+    at += n;
   }
+  return at === size ? out : out.slice(0, at);
 }
 
 /** Content type for the script's output: JSON when it parses as JSON, else text. */
@@ -436,7 +439,8 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       }, { [REQUEST_ID_HEADER]: requestId });
     }
     // Small ones are read already, synchronously: a thread-pool round trip costs more.
-    const body = stdout.bytes ?? await Deno.readFile(out.stdout);
+    const body = stdout.bytes ??
+      await readAll(files.readChunks(out.stdout, stdout.size), stdout.size);
     const type = outputType(new TextDecoder().decode(body));
     return {
       status: 200,

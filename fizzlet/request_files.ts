@@ -30,6 +30,11 @@ export interface RequestFiles {
    * there is none, or it is not a regular file (a FIFO, a link, a device).
    */
   readOutput(path: string, limit: number): Output | undefined;
+  /**
+   * The first `size` bytes of the regular file at `path` in chunks, read off the event loop;
+   * nothing when it is not (or no longer) a regular file. For outputs too large for `readOutput`.
+   */
+  readChunks(path: string, size: number): AsyncGenerator<Uint8Array>;
   /** Removes `folder` with the `names` in it, and anything else the script left there. */
   removeFolder(folder: string, names: string[]): void;
 }
@@ -38,6 +43,12 @@ const SYMBOLS = {
   mkdtemp: { parameters: ["buffer"], result: "pointer" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  read_off_loop: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
@@ -61,6 +72,8 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
 const encoder = new TextEncoder();
+/** Chunks of large outputs, read off the event loop one at a time. */
+const CHUNK = 256 * 1024;
 
 function denoFiles(): RequestFiles {
   return {
@@ -78,6 +91,17 @@ function denoFiles(): RequestFiles {
         size: info.size,
         bytes: info.size === 0 ? new Uint8Array() : Deno.readFileSync(path),
       };
+    },
+    async *readChunks(path, size) {
+      if (!Deno.lstatSync(path).isFile) return;
+      using file = await Deno.open(path);
+      const buffer = new Uint8Array(CHUNK);
+      for (let left = size; left > 0;) {
+        const n = await file.read(buffer.subarray(0, Math.min(left, buffer.length)));
+        if (n === null) return;
+        left -= n;
+        yield buffer.slice(0, n);
+      }
     },
     removeFolder: (folder) => Deno.removeSync(folder, { recursive: true }),
   };
@@ -97,6 +121,23 @@ function libcFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): Reques
   const stat = new Uint8Array(new ArrayBuffer(STAT.bytes + 64));
   const statView = new DataView(stat.buffer);
   const fallback = denoFiles();
+  /**
+   * A descriptor on the regular file at `path` (its stat in `stat`), else undefined: opened
+   * without following a link and without waiting for a FIFO's writer, judged by fstat on
+   * that very descriptor.
+   */
+  const openRegular = (path: string): number | undefined => {
+    const fd = libc.open(cPath(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+    if (fd < 0) return undefined;
+    if (
+      libc.fstat(fd, stat) !== 0 ||
+      (statView.getUint32(STAT.mode, true) & S_IFMT) !== S_IFREG
+    ) {
+      libc.close(fd);
+      return undefined;
+    }
+    return fd;
+  };
   return {
     makeFolder(parent, prefix) {
       const template = cPath(`${parent}/${prefix}XXXXXX`);
@@ -117,11 +158,9 @@ function libcFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): Reques
       }
     },
     readOutput(path, limit) {
-      const fd = libc.open(cPath(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
-      if (fd < 0) return undefined;
+      const fd = openRegular(path);
+      if (fd === undefined) return undefined;
       try {
-        if (libc.fstat(fd, stat) !== 0) return undefined;
-        if ((statView.getUint32(STAT.mode, true) & S_IFMT) !== S_IFREG) return undefined;
         const size = Number(statView.getBigInt64(STAT.size, true));
         if (size > limit) return { size };
         const bytes = new Uint8Array(new ArrayBuffer(size));
@@ -133,6 +172,21 @@ function libcFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): Reques
           at += n;
         }
         return { size, bytes: at === size ? bytes : bytes.slice(0, at) };
+      } finally {
+        libc.close(fd);
+      }
+    },
+    async *readChunks(path, size) {
+      const fd = openRegular(path);
+      if (fd === undefined) return;
+      try {
+        for (let left = size; left > 0;) {
+          const buffer = new Uint8Array(new ArrayBuffer(Math.min(left, CHUNK)));
+          const n = Number(await libc.read_off_loop(fd, buffer, BigInt(buffer.length)));
+          if (n <= 0) return;
+          left -= n;
+          yield n === buffer.length ? buffer : buffer.slice(0, n);
+        }
       } finally {
         libc.close(fd);
       }

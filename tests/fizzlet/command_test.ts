@@ -526,3 +526,39 @@ Deno.test("command: start.sh without #!, or not executable, runs with sh (spawne
     }
   }
 });
+
+Deno.test("command: a 3 MiB answer and 300 kB of stderr arrive whole (read in chunks off the loop)", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      // 3 MiB of numbered lines on stdout, 300 kB of lines on stderr, then exit 0 or 3.
+      "awk 'BEGIN { for (i = 0; i < 3 * 1024 * 1024 / 16; i++) printf \"line %010d\\n\", i }'",
+      'awk \'BEGIN { for (i = 0; i < 30000; i++) printf "err %05d\\n", i > "/dev/stderr" }\'',
+      '[ "$F2S_PATH" = /fail ] && exit 3',
+      "exit 0",
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--mode", "command"] });
+  try {
+    const ok = await fetch(`${f.url}/`, { method: "POST" });
+    assertEquals(ok.status, 200);
+    const text = await ok.text();
+    assertEquals(text.length, 3 * 1024 * 1024);
+    assertEquals(text.slice(0, 16), "line 0000000000\n");
+    assertEquals(text.slice(-16), `line ${String(3 * 1024 * 1024 / 16 - 1).padStart(10, "0")}\n`);
+    const failed = await fetch(`${f.url}/fail`, { method: "POST" });
+    assertEquals(failed.status, 500);
+    const details = (await failed.json()).details;
+    assertEquals(details.exitCode, 3);
+    assert(String(details.stderr).endsWith("err 29999\n"), "the tail of stderr");
+    await eventually(
+      () =>
+        f.logs().filter((l) => l.msg === "script stderr" && l.line === "err 29999").length === 2,
+      5000,
+      "both runs' last stderr line logged",
+    );
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -13,7 +13,7 @@ function mkfifo(path: string): void {
   assert(status.success, "mkfifo");
 }
 
-Deno.test("request_files: libc and Deno read the same outputs, and neither opens a FIFO", () => {
+Deno.test("request_files: libc and Deno read the same outputs, and neither opens a FIFO", async () => {
   assert(libc !== denoRequestFiles, "the libc implementation loaded");
   const dir = Deno.makeTempDirSync();
   try {
@@ -34,6 +34,25 @@ Deno.test("request_files: libc and Deno read the same outputs, and neither opens
       }
     }
     assertEquals(libc.readOutput(`${dir}/big`, 1_000_000)?.bytes, big);
+    // Large outputs in chunks, off the event loop: the same bytes, and nothing from a FIFO or
+    // a link (neither is opened for reading).
+    const chunks = async (files: typeof libc, name: string, size: number) => {
+      const parts: Uint8Array[] = [];
+      for await (const chunk of files.readChunks(`${dir}/${name}`, size)) parts.push(chunk.slice());
+      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const part of parts) {
+        out.set(part, at);
+        at += part.length;
+      }
+      return out;
+    };
+    for (const size of [300_000, 100_000, 1]) {
+      assertEquals(await chunks(libc, "big", size), big.subarray(0, size));
+      assertEquals(await chunks(denoRequestFiles, "big", size), big.subarray(0, size));
+    }
+    assertEquals(await chunks(libc, "fifo", 100), new Uint8Array());
+    assertEquals(await chunks(libc, "link", 100), new Uint8Array());
     assertEquals(libc.readOutput(`${dir}/big`, 100), { size: big.length });
     assertEquals(libc.readOutput(`${dir}/fifo`, 100), undefined);
     assertEquals(libc.readOutput(`${dir}/link`, 100), undefined);
