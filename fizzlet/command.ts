@@ -4,12 +4,12 @@
  * The request body goes to a file in a private temporary folder made for this request
  * (`input.json` for JSON, which must parse, else `input.txt` for text/*, `input.bin` for
  * anything else), never onto the command line; the folder is in memory (/dev/shm) when the
- * body is small and declared. The body is read whole before the request takes a slot, within
- * the body timeout (else 408), so slow senders cannot hold the few slots.
- * A long-lived shell started in its own session (script_shell.ts) starts the script, one
- * request at a time per shell; a timeout, a vanished client or shutdown kills the script
- * together with everything it started, also what left its group or session (sweep.ts), and so
- * does the end of the request before the shell serves the next one.
+ * body is small and /dev/shm large. The body is read whole before the request takes a slot,
+ * within the body timeout (else 408), so slow senders cannot hold the few slots.
+ * The script is started by posix_spawn in a session of its own (spawn.ts), or where that is
+ * not available by a long-lived shell in its own session (script_shell.ts); a timeout, a
+ * vanished client or shutdown kills the script together with everything it started, also
+ * what left its group or session (sweep.ts), and so does the end of the request.
  * Its stdout (a file, read after the exit) is the answer (JSON content type when it parses as
  * JSON; more than MAX_OUTPUT is a 500); a non-zero exit is a 500 with the exit code and the
  * tail of stderr. stderr is logged line by line after the exit, never returned whole. The
@@ -42,7 +42,7 @@ const OWN_FILES = ["input.json", "input.txt", "input.bin", "stdout", "stderr"];
 const STDERR_WHOLE = 64 * 1024;
 
 /**
- * How often a running script's output files are measured. They are files (script_shell.ts), so
+ * How often a running script's output files are measured. They are files (not pipes), so
  * nothing stops a script at the limit by itself: without this a flood would fill the disk
  * until the request's timeout. At disk speed a script writes at most a few hundred MB more.
  */
