@@ -206,21 +206,24 @@ function libcFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): Reques
  */
 const MEMORY_MIN_BYTES = 1024 * 1024 * 1024;
 
-/** True when /dev/shm is a tmpfs of at least MEMORY_MIN_BYTES (from /proc/mounts). */
+/**
+ * True when /dev/shm is a tmpfs of at least MEMORY_MIN_BYTES (from /proc/mounts: the last
+ * mount on /dev/shm, the one on top, counts, as a container's is mounted over the host's).
+ */
 export function roomyShm(): boolean {
+  let roomy = false;
   try {
     for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
       const [, mountPoint, type, options] = line.split(" ");
-      if (mountPoint !== "/dev/shm" || type !== "tmpfs") continue;
+      if (mountPoint !== "/dev/shm") continue;
       const size = /(?:^|,)size=(\d+)([kmg]?)(?:,|$)/.exec(options ?? "");
-      if (!size) return false;
-      const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[size[2]] ?? 1;
-      return Number(size[1]) * unit >= MEMORY_MIN_BYTES;
+      const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[size?.[2] ?? ""] ?? 1;
+      roomy = type === "tmpfs" && size !== null && Number(size[1]) * unit >= MEMORY_MIN_BYTES;
     }
   } catch {
     // No /proc/mounts: the temp folder.
   }
-  return false;
+  return roomy;
 }
 
 let cached: RequestFiles | undefined;

@@ -562,3 +562,49 @@ Deno.test("command: a 3 MiB answer and 300 kB of stderr arrive whole (read in ch
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// Mount namespaces need root (CAP_SYS_ADMIN); CI runs as root, elsewhere this test is skipped.
+const canUnshare = (() => {
+  try {
+    return new Deno.Command("unshare", { args: ["-m", "true"], stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name:
+    "command: with a container's small /dev/shm (64 MiB), request folders and output go to TMPDIR",
+  ignore: !canUnshare,
+  fn: async () => {
+    const dir = await functionDir({ "start.sh": '#!/bin/sh\nprintf "%s" "$F2S_REQUEST_DIR"\n' });
+    const tmp = await Deno.makeTempDir({ prefix: "f2s-smallshm-" });
+    const f = await startFizzlet({
+      dir,
+      env: { TMPDIR: tmp },
+      removeOnFailure: [dir, tmp],
+      // A private mount namespace with a 64 MiB tmpfs on /dev/shm, as in a default pod.
+      wrap: [
+        "unshare",
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$@"',
+        "sh",
+      ],
+    });
+    try {
+      // The host's /dev/shm (large) is still listed below the small one mounted over it.
+      const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+      const folder = await res.text();
+      assertEquals(res.status, 200);
+      assert(folder.startsWith(`${tmp}/f2s-request-`), folder);
+    } finally {
+      assertEquals(await f.stop(), 0);
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
