@@ -49,7 +49,7 @@ const STDERR_WHOLE = 64 * 1024;
 const OUTPUT_CHECK_MS = 50;
 
 /** Names of the signals sh reports as 128 + n (those a script is likely to die of). */
-const SIGNALS: Record<number, string> = {
+export const SIGNALS: Record<number, string> = {
   1: "SIGHUP",
   2: "SIGINT",
   3: "SIGQUIT",

@@ -18,7 +18,17 @@
 import { join } from "node:path";
 import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readBodyWithin } from "./body_deadline.ts";
-import { abortedResponse, findSetsid, killGroup, scriptCommand, STDERR_TAIL } from "./command.ts";
+import {
+  abortedResponse,
+  findSetsid,
+  killGroup,
+  scriptArgv,
+  scriptCommand,
+  scriptEnv,
+  SIGNALS,
+  STDERR_TAIL,
+} from "./command.ts";
+import { spawner } from "./spawn.ts";
 import { createTail, forEachLine } from "./lines.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { type Marker, sweep, ticksNow } from "./sweep.ts";
@@ -50,10 +60,73 @@ export class Cut extends Error {
   }
 }
 
+/**
+ * Runs started by posix_spawn with pipes (spawn.ts) at once, at most: each stream being read
+ * or written holds a thread of Deno's blocking pool (512 in all, file work shares them). More
+ * runs go through Deno.Command and `setsid`, whose pipes are on the event loop.
+ */
+const MAX_PIPED = 64;
+
+/** A started script with its three pipes, however it was started. */
+interface Child {
+  pid: number;
+  stdin: WritableStream<Uint8Array>;
+  stdout: ReadableStream<Uint8Array>;
+  stderr: ReadableStream<Uint8Array>;
+  status: Promise<{ success: boolean; code: number; signal: string | null }>;
+}
+
 export function createStdinRunner(dir: string, options: StdinOptions): StdinRunner {
   const script = join(dir, "start.sh");
   const setsid = findSetsid();
+  const spawn = spawner();
+  let piped = 0;
+
+  /** start.sh by posix_spawn where it can (no `setsid` exec: ~0.8 ms less), else Deno.Command. */
+  const start = async (
+    req: ScriptRequest,
+    requestId: string,
+    marker: Marker,
+  ): Promise<{ child: Child; release: () => void }> => {
+    if (spawn && piped < MAX_PIPED) {
+      const env = scriptEnv(req, requestId, "/dev/stdin", marker);
+      const argv = scriptArgv(script, "/dev/stdin");
+      if (argv[0] === "sh") argv[0] = "/bin/sh";
+      piped++;
+      try {
+        const c = await spawn.spawnPiped(argv, env, dir).catch((e) => {
+          // ENOEXEC: executable, but neither a program nor a script with #!: sh runs it.
+          if (!/errno 8$/.test((e as Error).message)) throw e;
+          return spawn.spawnPiped(["/bin/sh", script, "/dev/stdin"], env, dir);
+        });
+        const status = c.exited.then(({ code, signal }) => ({
+          success: code === 0,
+          code,
+          signal: signal === undefined ? null : SIGNALS[signal] ?? `signal ${signal}`,
+        }));
+        let released = false;
+        const release = () => {
+          if (!released) piped--;
+          released = true;
+        };
+        return { child: { ...c, status }, release };
+      } catch (e) {
+        piped--;
+        throw e;
+      }
+    }
+    const [cmd, opts] = scriptCommand(script, setsid, req, requestId, "/dev/stdin", marker);
+    const child = new Deno.Command(cmd, {
+      ...opts,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return { child, release: () => {} };
+  };
   const running = new Set<string>();
+  /** The scripts' pids, each its session's leader: see sweep.ts. */
+  const roots = new Set<number>();
   const pending = new Set<Promise<void>>();
   const track = (work: Promise<void>) => {
     const tracked: Promise<void> = work.finally(() => pending.delete(tracked));
@@ -66,19 +139,24 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: `stdin-${crypto.randomUUID()}` };
     const since = ticksNow();
     running.add(marker.value);
-    const [cmd, opts] = scriptCommand(script, setsid, req, requestId, "/dev/stdin", marker);
-    const child = new Deno.Command(cmd, {
-      ...opts,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    let started;
+    try {
+      started = await start(req, requestId, marker);
+    } catch (e) {
+      running.delete(marker.value);
+      ctx.log.error("script could not be started", { requestId, error: e });
+      return errorResponse(500, "start.sh could not be run", (e as Error).message, {
+        [REQUEST_ID_HEADER]: requestId,
+      });
+    }
+    const { child } = started;
+    roots.add(child.pid);
     let killed = false;
     // `reaped`: the script has been waited for, so its pid is not probed (sweep.ts).
     const killAll = (reaped = false) => {
       if (killed) return;
       killed = true;
-      const n = sweep(child.pid, since, marker, running, undefined, reaped);
+      const n = sweep(child.pid, since, marker, running, undefined, reaped, roots);
       if (n > 0) ctx.log.debug("request processes killed", { requestId, killed: n });
     };
     // Why the run was cut short, if it was: the answer depends on it.
@@ -130,8 +208,10 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       await status;
       killAll(true);
       await Promise.all([pumped, stderrDone]);
+      started.release();
       signal.removeEventListener("abort", onAbort);
       running.delete(marker.value);
+      roots.delete(child.pid);
     };
 
     if (first.done) {

@@ -46,6 +46,13 @@ export interface Spawned {
   exited: Promise<Exit>;
 }
 
+/** A child whose stdin, stdout and stderr are pipes to the fizzlet (streaming command mode). */
+export interface PipedChild extends Spawned {
+  stdin: WritableStream<Uint8Array>;
+  stdout: ReadableStream<Uint8Array>;
+  stderr: ReadableStream<Uint8Array>;
+}
+
 export interface Spawner {
   /**
    * Starts `argv` (argv[0] an absolute path) in `cwd`, in a new session, with `env` on top of
@@ -58,6 +65,12 @@ export interface Spawner {
     cwd: string,
     files: SpawnFiles,
   ): Promise<Spawned>;
+  /**
+   * The same with pipes for stdin, stdout and stderr. The fizzlet's ends are read and written
+   * on Deno's blocking pool (a pipe cannot join Deno's own event loop from FFI), one thread per
+   * read or write in progress: callers bound how many run at once.
+   */
+  spawnPiped(argv: string[], env: Record<string, string>, cwd: string): Promise<PipedChild>;
 }
 
 /** How often running children are polled besides SIGCHLD. */
@@ -71,6 +84,7 @@ const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
 const POSIX_SPAWN_SETSID = 0x80;
 const WNOHANG = 1;
+const O_CLOEXEC = 0o2000000;
 /** glibc's posix_spawn_file_actions_t and posix_spawnattr_t are 80 and 336 bytes; room to spare. */
 const STRUCT_BYTES = 1024;
 const SIGSET_BYTES = 128;
@@ -93,6 +107,9 @@ const SYMBOLS = {
     result: "i32",
   },
   posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
   posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
@@ -200,51 +217,125 @@ function createSpawner(libc: Libc): Spawner {
     return exited;
   };
 
+  /** Starts `argv` with the file actions `setup` adds (besides the working directory). */
+  const start = async (
+    argv: string[],
+    env: Record<string, string>,
+    cwd: string,
+    setup: (actions: Uint8Array) => boolean,
+  ): Promise<Spawned> => {
+    const own = Object.entries(env);
+    // The request's variables first: the marker is then found early in /proc/<pid>/environ.
+    const strings = cStrings([...argv, ...own.map(([k, v]) => `${k}=${v}`)]);
+    const envPointers = strings.pointers.slice(argv.length);
+    for (const [i, key] of inheritedKeys.entries()) {
+      if (!Object.hasOwn(env, key)) envPointers.push(inherited.pointers[i]);
+    }
+    const argvArray = pointerArray(strings.pointers.slice(0, argv.length));
+    const envArray = pointerArray(envPointers);
+    const dir = cString(cwd);
+    const actions = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
+    if (libc.posix_spawn_file_actions_init(actions) !== 0) {
+      throw new Error("posix_spawn_file_actions_init failed");
+    }
+    try {
+      if (!setup(actions) || libc.posix_spawn_file_actions_addchdir_np(actions, dir) !== 0) {
+        throw new Error("posix_spawn_file_actions setup failed");
+      }
+      const pid = new Int32Array(new ArrayBuffer(4));
+      const args = [
+        new Uint8Array(pid.buffer),
+        strings.bytes,
+        actions,
+        attr,
+        argvArray,
+        envArray,
+      ] as const;
+      const errno = running.size === 0
+        ? libc.posix_spawn_now(...args)
+        : await libc.posix_spawn(...args);
+      if (errno !== 0) throw new Error(`posix_spawn ${argv[0]} failed: errno ${errno}`);
+      return { pid: pid[0], exited: waitExit(pid[0]) };
+    } finally {
+      libc.posix_spawn_file_actions_destroy(actions);
+      // Kept alive until the child has exec'd: the pointers above point into them.
+      void [strings.bytes, inherited.bytes, dir];
+    }
+  };
+
   return {
-    async spawn(argv, env, cwd, files) {
-      const own = Object.entries(env);
-      // The request's variables first: the marker is then found early in /proc/<pid>/environ.
-      const strings = cStrings([...argv, ...own.map(([k, v]) => `${k}=${v}`)]);
-      const envPointers = strings.pointers.slice(argv.length);
-      for (const [i, key] of inheritedKeys.entries()) {
-        if (!Object.hasOwn(env, key)) envPointers.push(inherited.pointers[i]);
-      }
-      const argvArray = pointerArray(strings.pointers.slice(0, argv.length));
-      const envArray = pointerArray(envPointers);
-      const paths = [files.stdin, files.stdout, files.stderr, cwd].map(cString);
-      const actions = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
-      if (libc.posix_spawn_file_actions_init(actions) !== 0) {
-        throw new Error("posix_spawn_file_actions_init failed");
-      }
+    spawn(argv, env, cwd, files) {
+      const paths = [files.stdin, files.stdout, files.stderr].map(cString);
+      const out = O_WRONLY | O_CREAT | O_EXCL;
+      return start(
+        argv,
+        env,
+        cwd,
+        (actions) =>
+          libc.posix_spawn_file_actions_addopen(actions, 0, paths[0], O_RDONLY, 0) === 0 &&
+          libc.posix_spawn_file_actions_addopen(actions, 1, paths[1], out, 0o600) === 0 &&
+          libc.posix_spawn_file_actions_addopen(actions, 2, paths[2], out, 0o600) === 0,
+      );
+    },
+    async spawnPiped(argv, env, cwd) {
+      // Three pipes, close-on-exec: the child gets its ends as 0, 1 and 2 (dup2 clears the
+      // flag there), the fizzlet reopens its own ends through /proc while it still holds all
+      // of them (so no open waits for the other side), then closes the originals.
+      const fds = new Int32Array(new ArrayBuffer(24));
+      const raw: number[] = [];
+      const closeRaw = () => {
+        for (const fd of raw.splice(0)) libc.close(fd);
+      };
       try {
-        const out = O_WRONLY | O_CREAT | O_EXCL;
-        if (
-          libc.posix_spawn_file_actions_addopen(actions, 0, paths[0], O_RDONLY, 0) !== 0 ||
-          libc.posix_spawn_file_actions_addopen(actions, 1, paths[1], out, 0o600) !== 0 ||
-          libc.posix_spawn_file_actions_addopen(actions, 2, paths[2], out, 0o600) !== 0 ||
-          libc.posix_spawn_file_actions_addchdir_np(actions, paths[3]) !== 0
-        ) throw new Error("posix_spawn_file_actions setup failed");
-        const pid = new Int32Array(new ArrayBuffer(4));
-        const args = [
-          new Uint8Array(pid.buffer),
-          strings.bytes,
-          actions,
-          attr,
-          argvArray,
-          envArray,
-        ] as const;
-        const errno = running.size === 0
-          ? libc.posix_spawn_now(...args)
-          : await libc.posix_spawn(...args);
-        if (errno !== 0) throw new Error(`posix_spawn ${argv[0]} failed: errno ${errno}`);
-        return { pid: pid[0], exited: waitExit(pid[0]) };
+        for (let i = 0; i < 3; i++) {
+          if (libc.pipe2(new Uint8Array(fds.buffer, 8 * i, 8), O_CLOEXEC) !== 0) {
+            throw new Error("pipe2 failed");
+          }
+          raw.push(fds[2 * i], fds[2 * i + 1]);
+        }
+        const [inRead, inWrite, outRead, outWrite, errRead, errWrite] = fds;
+        const spawned = await start(
+          argv,
+          env,
+          cwd,
+          (actions) =>
+            libc.posix_spawn_file_actions_adddup2(actions, inRead, 0) === 0 &&
+            libc.posix_spawn_file_actions_adddup2(actions, outWrite, 1) === 0 &&
+            libc.posix_spawn_file_actions_adddup2(actions, errWrite, 2) === 0,
+        );
+        const stdin = Deno.openSync(`/proc/self/fd/${inWrite}`, { write: true });
+        const stdout = Deno.openSync(`/proc/self/fd/${outRead}`, { read: true });
+        const stderr = Deno.openSync(`/proc/self/fd/${errRead}`, { read: true });
+        closeRaw();
+        return {
+          ...spawned,
+          stdin: writableOf(stdin),
+          stdout: stdout.readable,
+          stderr: stderr.readable,
+        };
       } finally {
-        libc.posix_spawn_file_actions_destroy(actions);
-        // Kept alive until the child has exec'd: the pointers above point into them.
-        void [strings.bytes, inherited.bytes];
+        closeRaw();
       }
     },
   };
+}
+
+/**
+ * A stream that writes each chunk to `file` as it comes. FsFile's own `writable` held a small
+ * chunk back (the script never saw a short line until the stream was closed).
+ */
+function writableOf(file: Deno.FsFile): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
+    },
+    close() {
+      file.close();
+    },
+    abort() {
+      file.close();
+    },
+  });
 }
 
 let cached: Spawner | null | undefined;

@@ -211,3 +211,38 @@ Deno.test("proc_read: the libc reader reads what Deno reads", () => {
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test(
+  "spawn: piped children stream stdin to stdout, report stderr and exit",
+  opts,
+  async () => {
+    const spawn = spawner()!;
+    const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
+    // cat: 3 MiB through, in both directions at once (the pipes hold 64 KiB).
+    const cat = await spawn.spawnPiped(["/bin/cat"], {}, "/");
+    const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => 97 + (i % 26));
+    const [, got] = await Promise.all([
+      ReadableStream.from([big]).pipeTo(cat.stdin),
+      new Response(cat.stdout).arrayBuffer(),
+      text(cat.stderr),
+    ]);
+    assertEquals(new Uint8Array(got), big);
+    assertEquals(await cat.exited, { code: 0 });
+    // Writes before reading, to both streams; exits 5 without reading the rest of its input.
+    const sh = await spawn.spawnPiped(
+      ["/bin/sh", "-c", 'echo first; echo oops >&2; read line; echo "got $line"; exit 5'],
+      { A: "1" },
+      "/",
+    );
+    const writer = sh.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("one\ntwo\n"));
+    const [out, err, exit] = await Promise.all([text(sh.stdout), text(sh.stderr), sh.exited]);
+    assertEquals([out, err, exit], ["first\ngot one\n", "oops\n", { code: 5 }]);
+    // Its input is closed now: writing more fails (EPIPE), it does not hang.
+    let failed = false;
+    for (let i = 0; i < 20 && !failed; i++) {
+      await writer.write(new Uint8Array(65536)).catch(() => failed = true);
+    }
+    assert(failed, "writes to a closed pipe fail");
+  },
+);
