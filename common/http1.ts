@@ -666,10 +666,11 @@ export function createHttp1Client(
     outcome: Failure,
   ): Promise<UpstreamResponse> => {
     const { failure, written } = outcome;
-    if (wasReused && !streaming && maySendAgain(req.method, req.headers, written)) {
+    const again = maySendAgain(req.method, req.headers, written);
+    if (wasReused && !streaming && again) {
       return exchange(req, body, await open(false, written), false, written);
     }
-    if (!maySendAgain(req.method, req.headers, written)) throw failure;
+    if (!again) throw failure;
     throw new NotDeliveredError(
       `app failed before answering (${(failure as Error)?.message ?? failure})`,
       written,

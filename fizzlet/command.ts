@@ -212,6 +212,28 @@ export function scriptArgv(script: string, input: string): string[] {
   return executable ? [script, input] : ["sh", script, input];
 }
 
+/**
+ * Starts `start.sh <input>` with `start` (a spawn.ts call) as a shell would: through /bin/sh
+ * when it is not executable, or when it is executable but neither a program nor a script
+ * with #! (ENOEXEC); `beforeRetry` undoes what the failed attempt left behind.
+ */
+export async function startScript<T>(
+  script: string,
+  input: string,
+  start: (argv: string[]) => Promise<T>,
+  beforeRetry: () => void = () => {},
+): Promise<T> {
+  const argv = scriptArgv(script, input);
+  if (argv[0] === "sh") argv[0] = "/bin/sh";
+  try {
+    return await start(argv);
+  } catch (e) {
+    if (argv[0] === "/bin/sh" || !/errno 8$/.test((e as Error).message)) throw e;
+    beforeRetry();
+    return await start(["/bin/sh", script, input]);
+  }
+}
+
 /** The request's variables for the script, the marker among them. */
 export function scriptEnv(
   req: ScriptRequest,
@@ -471,7 +493,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     return () => watch?.cancel();
   };
 
-  /** Runs that have ended, whose leftovers are swept together at the next timer turn. */
+  /** Runs that have ended, whose leftovers are swept together CLEANUP_DELAY_MS later. */
   let ended: { run: Run; settle: (killed: number) => void }[] = [];
   const sweepSoon = (run: Run): Promise<number> =>
     new Promise((settle) => {
@@ -519,15 +541,13 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       try {
         const env = scriptEnv(req, requestId, input, marker);
         const stdio = { stdin: "/dev/null", ...out };
-        const argv = scriptArgv(script, input);
-        if (argv[0] === "sh") argv[0] = "/bin/sh";
-        ({ pid, exited } = await spawn.spawn(argv, env, dir, stdio).catch((e) => {
-          // ENOEXEC: executable, but neither a program nor a script with #!: sh runs it, as
-          // a shell would. The failed child had made the output files already.
-          if (!/errno 8$/.test((e as Error).message)) throw e;
-          for (const path of [out.stdout, out.stderr]) Deno.removeSync(path);
-          return spawn.spawn(["/bin/sh", script, input], env, dir, stdio);
-        }));
+        ({ pid, exited } = await startScript(
+          script,
+          input,
+          (argv) => spawn.spawn(argv, env, dir, stdio),
+          // The failed child had made the output files already (O_EXCL).
+          () => [out.stdout, out.stderr].forEach((path) => Deno.removeSync(path)),
+        ));
       } catch (e) {
         ctx.log.error("script could not be started", { requestId, error: e });
         return errorResponse(500, "start.sh could not be run", (e as Error).message, {

@@ -22,10 +22,10 @@ import {
   abortedResponse,
   findSetsid,
   killGroup,
-  scriptArgv,
   scriptCommand,
   scriptEnv,
   SIGNALS,
+  startScript,
   STDERR_TAIL,
 } from "./command.ts";
 import { spawner } from "./spawn.ts";
@@ -90,15 +90,13 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
   ): Promise<{ child: Child; release: () => void }> => {
     if (spawn && piped < MAX_PIPED) {
       const env = scriptEnv(req, requestId, "/dev/stdin", marker);
-      const argv = scriptArgv(script, "/dev/stdin");
-      if (argv[0] === "sh") argv[0] = "/bin/sh";
       piped++;
       try {
-        const c = await spawn.spawnPiped(argv, env, dir).catch((e) => {
-          // ENOEXEC: executable, but neither a program nor a script with #!: sh runs it.
-          if (!/errno 8$/.test((e as Error).message)) throw e;
-          return spawn.spawnPiped(["/bin/sh", script, "/dev/stdin"], env, dir);
-        });
+        const c = await startScript(
+          script,
+          "/dev/stdin",
+          (argv) => spawn.spawnPiped(argv, env, dir),
+        );
         const status = c.exited.then(({ code, signal }) => ({
           success: code === 0,
           code,
