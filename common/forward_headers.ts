@@ -15,7 +15,10 @@ export interface HeaderPolicy {
    * dispatcher); otherwise they are replaced by what this hop saw.
    */
   trustForwarded: boolean;
-  /** Drop X-F2S-Caller and X-F2S-Group from the previous hop: identity comes only from F2S. */
+  /**
+   * Drop X-F2S-Caller, X-F2S-Group and the platform's own headers (`PLATFORM_HEADERS`) from
+   * the previous hop: identity and delivery facts come only from F2S.
+   */
   stripIdentity: boolean;
 }
 
@@ -37,13 +40,23 @@ export interface HopInfo {
    * Authorization is not forwarded (the function must not be able to collect it).
    */
   caller?: { name: string; group: string };
+  /**
+   * Headers F2S itself sets (their names in `PLATFORM_HEADERS`): the schedule tick and the
+   * attempt of an async call. Sent after the request's own headers.
+   */
+  platform?: [string, string][];
 }
+
+/** Set by F2S on async calls (docs/async.md); a client's own are dropped at the first hop. */
+export const SCHEDULE_HEADER = "x-f2s-schedule-tick";
+export const ATTEMPT_HEADER = "x-f2s-attempt";
+export const PLATFORM_HEADERS: ReadonlySet<string> = new Set([SCHEDULE_HEADER, ATTEMPT_HEADER]);
 
 /**
  * The headers to send on: the received pairs minus hop-by-hop ones, the request id and
  * whatever the policy does not keep, plus Content-Length for a body held in memory that
  * came without one (a chunked body read whole), Host when there was none, the request id,
- * X-Forwarded-For/-Proto/-Host and identity.
+ * X-Forwarded-For/-Proto/-Host, identity and the platform's headers.
  */
 export function upstreamHeaders(
   headers: [string, string][],
@@ -83,6 +96,10 @@ export function upstreamHeaders(
       case "x-f2s-group":
         if (policy.stripIdentity || hop.caller) continue;
         break;
+      case SCHEDULE_HEADER:
+      case ATTEMPT_HEADER:
+        if (policy.stripIdentity) continue;
+        break;
       case "authorization":
         if (hop.caller) continue;
         break;
@@ -113,6 +130,7 @@ export function upstreamHeaders(
       ["x-f2s-group", encodeIdentity(hop.caller.group)],
     );
   }
+  if (hop.platform) out.push(...hop.platform);
   return out;
 }
 

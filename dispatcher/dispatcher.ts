@@ -57,6 +57,11 @@ export interface DispatchOptions {
    * X-F2S-Group instead.
    */
   caller?: { name: string; group: string };
+  /**
+   * Headers F2S sets itself (X-F2S-Schedule-Tick, X-F2S-Attempt on async calls). Any the
+   * request carries are dropped first: a client cannot pose as the scheduler or a retry.
+   */
+  platformHeaders?: [string, string][];
 }
 
 export interface DispatcherDeps {
@@ -375,6 +380,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
           clientAddress: options.clientAddress,
           protocol: options.protocol,
           caller: options.caller,
+          platformHeaders: options.platformHeaders,
         });
       } catch (e) {
         if (e instanceof TimeoutError) {

@@ -50,6 +50,8 @@ export interface ForwardOptions {
   protocol?: string;
   /** Replaces the caller's credentials with its identity (see DispatchOptions.caller). */
   caller?: { name: string; group: string };
+  /** Headers F2S sets itself (see DispatchOptions.platformHeaders). */
+  platformHeaders?: [string, string][];
 }
 
 export interface ForwardedResponse {
@@ -117,6 +119,7 @@ export function createForwarder(deadlines: Deadlines = sharedDeadlines): Forward
             clientAddress: options.clientAddress,
             protocol: options.protocol,
             caller: options.caller,
+            platform: options.platformHeaders,
           }),
           body,
           signal,

@@ -20,6 +20,7 @@ import {
   type PlainAnswer,
   REQUEST_ID_HEADER,
 } from "../../common/protocol.ts";
+import { PLATFORM_HEADERS } from "../../common/forward_headers.ts";
 import { readUpTo } from "../../common/read_limited.ts";
 import { fromResponse } from "../../common/web_bridge.ts";
 import type { AuthGate, Caller } from "../auth/gate.ts";
@@ -60,6 +61,8 @@ const DROPPED = new Set<string>([
   "host",
   "expect",
   CALLBACK_HEADER,
+  // Only F2S sets them (common/forward_headers.ts); a client's would pose as the scheduler.
+  ...PLATFORM_HEADERS,
 ]);
 /** Credentials are dropped too when F2S authenticates (the dispatcher would drop them). */
 const CREDENTIALS = new Set(["authorization", "cookie"]);

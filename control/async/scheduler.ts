@@ -17,12 +17,12 @@
 import { type Clock, realClock } from "../../common/clock.ts";
 import { nextTick, type Schedule } from "../../common/async_spec.ts";
 import type { FunctionDef } from "../../common/function.ts";
+import { SCHEDULE_HEADER } from "../../common/forward_headers.ts";
 import type { Logger } from "../../common/log.ts";
 import type { EventRecorder } from "../../dispatcher/needs.ts";
 import type { SharedTicks } from "./kube_ticks.ts";
 import type { CallStore, NewCall } from "./store.ts";
 
-export const SCHEDULE_HEADER = "x-f2s-schedule-tick";
 /** Missed ticks still fired: the newest MAX_CATCH_UP ones, and all due within CATCH_UP_MS. */
 export const MAX_CATCH_UP = 10;
 export const CATCH_UP_MS = 60_000;

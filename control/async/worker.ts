@@ -9,6 +9,7 @@
 
 import { type Clock, realClock, type TimerId } from "../../common/clock.ts";
 import type { FunctionDef } from "../../common/function.ts";
+import { ATTEMPT_HEADER, PLATFORM_HEADERS } from "../../common/forward_headers.ts";
 import { ASYNC_DEFAULTS } from "../../common/async_spec.ts";
 import type { ServerRequest } from "../../common/http1_server.ts";
 import type { Logger } from "../../common/log.ts";
@@ -137,6 +138,7 @@ export function startWorker(deps: WorkerDeps): Worker {
         source: "async",
         protocol: "http",
         caller: call.caller,
+        platformHeaders: platformHeaders(call),
       });
     } catch (e) {
       answer = { status: 500, headers: [], body: new TextEncoder().encode(String(e)) };
@@ -233,6 +235,19 @@ function requestOf(call: Call): ServerRequest {
     remoteAddress: call.client,
     watchClient: () => () => {},
   };
+}
+
+/**
+ * What F2S tells the function about this delivery: the attempt (1 on the first; a higher
+ * one is a retry or a call the last process left running, which the app may have seen) and,
+ * for a schedule's call, its tick. Only the scheduler stores platform headers in a call
+ * (the async API drops a client's), so a stored one is the scheduler's.
+ */
+function platformHeaders(call: Call): [string, string][] {
+  const out: [string, string][] = [[ATTEMPT_HEADER, String(call.attempts)]];
+  if (call.source !== "schedule") return out;
+  for (const pair of call.headers) if (PLATFORM_HEADERS.has(pair[0])) out.push(pair);
+  return out;
 }
 
 /** Retry-After in seconds from a 429/503, capped by the backoff limit. */

@@ -49,7 +49,18 @@ Deno.test("async: kill -9 of f2s dev mid-way loses no accepted call", async () =
       duplicates <= CONCURRENCY,
       `${duplicates} calls ran twice; at most the ${CONCURRENCY} running at the kill may`,
     );
+    // The calls running at the kill run again as attempt 2, and say so: whether or not the
+    // app saw attempt 1 (it records at the end of its 100 ms), it sees "2" now.
+    const attempts = new Map<string, string[]>();
+    for (const r of await records(s)) attempts.set(r.id, [...attempts.get(r.id) ?? [], r.attempt]);
+    const runAgain = [...attempts.values()].filter((seen) => seen.some((a) => a !== "1"));
+    for (const seen of runAgain) {
+      assert(["2", "1,2"].includes(seen.join()), `attempts seen by the app: ${seen}`);
+    }
+    assert(runAgain.length >= 1 && runAgain.length <= CONCURRENCY, `${runAgain.length} run again`);
+    assert(runAgain.length >= duplicates, "every call the app saw twice came as attempt 2");
     console.log(JSON.stringify({
+      runAgain: runAgain.length,
       accepted: CALLS,
       acceptPerSecond: Math.round(CALLS / (acceptMs / 1000)),
       doneAtKill: atKill,

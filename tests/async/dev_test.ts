@@ -64,8 +64,18 @@ Deno.test("async: retries, dead-letter, callbacks, refused callbacks", async (t)
   );
   const server = await start(s);
   try {
+    // What a client sends in F2S's own delivery headers must never reach the app as F2S's.
+    const forged = {
+      "x-f2s-attempt": "7",
+      "x-f2s-schedule-tick": "2020-01-01T00:00:00.000Z",
+    };
+
     await t.step("a call failing its first two attempts succeeds on the third", async () => {
-      const id = await submit(server.url, "/flaky/flaky?fail=2");
+      const id = await submit(server.url, "/flaky/flaky?fail=2", {
+        method: "POST",
+        body: "{}",
+        headers: forged,
+      });
       const call = await waitFor("flaky call done", async () => {
         const c = await getCall(server.url, id);
         return c.state === "succeeded" || c.state === "dead-lettered" ? c : undefined;
@@ -74,6 +84,20 @@ Deno.test("async: retries, dead-letter, callbacks, refused callbacks", async (t)
       assertEquals(call.attempts, 3);
       assertEquals(JSON.parse(call.result.body).attempt, 3);
       assertEquals(countById(await records(s)).get(id), 3);
+      const seen = (await records(s)).filter((r) => r.id === id);
+      assertEquals(seen.map((r) => r.attempt), ["1", "2", "3"], "X-F2S-Attempt, not the client's");
+      assertEquals(seen.map((r) => r.tick), ["-", "-", "-"], "no schedule tick from a client");
+    });
+
+    await t.step("a synchronous call cannot carry F2S's delivery headers either", async () => {
+      const res = await fetch(`${server.url}/invoke/flaky/flaky`, {
+        method: "POST",
+        headers: { ...forged, "x-request-id": "forged-sync-1", "X-F2S-ATTEMPT": "8" },
+        body: "{}",
+      });
+      assertEquals(res.status, 200, await res.text());
+      const seen = (await records(s)).filter((r) => r.id === "forged-sync-1");
+      assertEquals(seen.map((r) => [r.tick, r.attempt]), [["-", "-"]]);
     });
 
     await t.step("a call failing past maxRetries is dead-lettered", async () => {

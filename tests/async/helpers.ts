@@ -84,13 +84,15 @@ export interface Recorded {
   path: string;
   tick: string;
   at: number;
+  /** X-F2S-Attempt as the app got it, "-" for none. */
+  attempt: string;
 }
 
 export async function records(s: Setup): Promise<Recorded[]> {
   const text = await Deno.readTextFile(s.record);
   return text.split("\n").filter(Boolean).map((line) => {
-    const [id, path, tick, at] = line.split(" ");
-    return { id, path, tick, at: Number(at) };
+    const [id, path, tick, at, attempt] = line.split(" ");
+    return { id, path, tick, at: Number(at), attempt };
   });
 }
 

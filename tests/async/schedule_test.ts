@@ -52,7 +52,11 @@ Deno.test("schedule: @every 1s for 10 s gives 10 ± 1 runs; a restart skips and 
     const twice = [...perTick].filter(([, n]) => n > 1);
     console.log(`f2s dev killed -9 during @every 1s: ticks run twice: ${JSON.stringify(twice)}`);
     assert(twice.length <= 1, `at most the tick running at the kill twice: ${twice}`);
-    for (const [tick] of twice) assert(atKill.has(tick), `${tick} ran twice, not running at kill`);
+    for (const [tick] of twice) {
+      assert(atKill.has(tick), `${tick} ran twice, not running at kill`);
+      const attempts = (await ticks()).filter((r) => r.tick === tick).map((r) => r.attempt);
+      assertEquals(attempts, ["1", "2"], `${tick}: run again, and told so by X-F2S-Attempt`);
+    }
     const times = all.map((tick) => Date.parse(tick));
     const sorted = [...new Set(times)].sort((a, b) => a - b);
     for (let i = 1; i < sorted.length; i++) {

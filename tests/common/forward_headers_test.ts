@@ -1,6 +1,7 @@
 // The one header-forwarding policy of both hops, as a table: what each hop sends on for a
 // given request. Every row would fail if hop-by-hop removal (RFC 9110 7.6.1, Connection-
-// named headers included), trust of forwarded headers or identity stripping were lost.
+// named headers included), trust of forwarded headers or identity stripping (and of F2S's
+// delivery headers) were lost.
 
 import {
   FROM_CLIENT,
@@ -158,6 +159,36 @@ const ROWS: Row[] = [
       ["x-f2s-caller", "bob"],
       ["x-f2s-group", "ops"],
       ["authorization", "Bearer app-token"],
+      ...ADDED,
+    ],
+  },
+  {
+    name: "from a client: F2S's delivery headers are stripped, the platform's own go on",
+    policy: FROM_CLIENT,
+    headers: [
+      ["host", "a.example"],
+      ["x-f2s-schedule-tick", "2020-01-01T00:00:00.000Z"],
+      ["x-f2s-attempt", "7"],
+    ],
+    hop: { platform: [["x-f2s-attempt", "2"]] },
+    sent: [
+      ["host", "a.example"],
+      ...ADDED,
+      ["x-f2s-attempt", "2"],
+    ],
+  },
+  {
+    name: "from the dispatcher: the delivery headers it set stand",
+    policy: FROM_DISPATCHER,
+    headers: [
+      ["host", "a.example"],
+      ["x-f2s-schedule-tick", "2026-01-01T00:00:00.000Z"],
+      ["x-f2s-attempt", "1"],
+    ],
+    sent: [
+      ["host", "a.example"],
+      ["x-f2s-schedule-tick", "2026-01-01T00:00:00.000Z"],
+      ["x-f2s-attempt", "1"],
       ...ADDED,
     ],
   },
