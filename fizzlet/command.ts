@@ -26,6 +26,7 @@ import type { Received, Receiver, RequestContext, ScriptRequest } from "./reques
 import { createShellPool } from "./script_shell.ts";
 import { type Exit, type Spawner, spawner } from "./spawn.ts";
 import { requestFiles, roomyShm } from "./request_files.ts";
+import { sendSignal } from "./signal.ts";
 import { type Marker, type Run, sweep, sweepRuns, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
@@ -67,16 +68,8 @@ export const SIGNALS: Record<number, string> = {
 };
 
 export function killGroup(pid: number): void {
-  try {
-    Deno.kill(-pid, "SIGKILL");
-  } catch {
-    // No such group: already gone, or setsid has not made it yet, so hit the process itself.
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch {
-      // Gone.
-    }
-  }
+  // No such group: already gone, or setsid has not made it yet, so hit the process itself.
+  if (!sendSignal(-pid, "SIGKILL")) sendSignal(pid, "SIGKILL");
 }
 
 function mediaType(contentType: string | null): string {

@@ -46,6 +46,11 @@ export interface StdinOptions {
   bodyTimeout: number;
   /** Limit on the whole run once output has started, in ms. */
   maxDuration: number;
+  /**
+   * "spawn": posix_spawn with pipes (spawn.ts) where FFI and glibc allow; "shells" (the
+   * fallback's name in file mode): Deno.Command through `setsid`, as where they do not.
+   */
+  start?: "spawn" | "shells";
 }
 
 export interface StdinRunner {
@@ -60,13 +65,6 @@ export class Cut extends Error {
   }
 }
 
-/**
- * Runs started by posix_spawn with pipes (spawn.ts) at once, at most: each stream being read
- * or written holds a thread of Deno's blocking pool (512 in all, file work shares them). More
- * runs go through Deno.Command and `setsid`, whose pipes are on the event loop.
- */
-const MAX_PIPED = 64;
-
 /** A started script with its three pipes, however it was started. */
 interface Child {
   pid: number;
@@ -79,48 +77,31 @@ interface Child {
 export function createStdinRunner(dir: string, options: StdinOptions): StdinRunner {
   const script = join(dir, "start.sh");
   const setsid = findSetsid();
-  const spawn = spawner();
-  let piped = 0;
+  const spawn = options.start === "shells" ? undefined : spawner();
 
   /** start.sh by posix_spawn where it can (no `setsid` exec: ~0.8 ms less), else Deno.Command. */
-  const start = async (
-    req: ScriptRequest,
-    requestId: string,
-    marker: Marker,
-  ): Promise<{ child: Child; release: () => void }> => {
-    if (spawn && piped < MAX_PIPED) {
+  const start = async (req: ScriptRequest, requestId: string, marker: Marker): Promise<Child> => {
+    if (spawn) {
       const env = scriptEnv(req, requestId, "/dev/stdin", marker);
-      piped++;
-      try {
-        const c = await startScript(
-          script,
-          "/dev/stdin",
-          (argv) => spawn.spawnPiped(argv, env, dir),
-        );
-        const status = c.exited.then(({ code, signal }) => ({
-          success: code === 0,
-          code,
-          signal: signal === undefined ? null : SIGNALS[signal] ?? `signal ${signal}`,
-        }));
-        let released = false;
-        const release = () => {
-          if (!released) piped--;
-          released = true;
-        };
-        return { child: { ...c, status }, release };
-      } catch (e) {
-        piped--;
-        throw e;
-      }
+      const c = await startScript(
+        script,
+        "/dev/stdin",
+        (argv) => spawn.spawnPiped(argv, env, dir),
+      );
+      const status = c.exited.then(({ code, signal }) => ({
+        success: code === 0,
+        code,
+        signal: signal === undefined ? null : SIGNALS[signal] ?? `signal ${signal}`,
+      }));
+      return { ...c, status };
     }
     const [cmd, opts] = scriptCommand(script, setsid, req, requestId, "/dev/stdin", marker);
-    const child = new Deno.Command(cmd, {
+    return new Deno.Command(cmd, {
       ...opts,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return { child, release: () => {} };
   };
   const running = new Set<string>();
   /** The scripts' pids, each its session's leader: see sweep.ts. */
@@ -137,9 +118,9 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: `stdin-${crypto.randomUUID()}` };
     const since = ticksNow();
     running.add(marker.value);
-    let started;
+    let child: Child;
     try {
-      started = await start(req, requestId, marker);
+      child = await start(req, requestId, marker);
     } catch (e) {
       running.delete(marker.value);
       ctx.log.error("script could not be started", { requestId, error: e });
@@ -147,7 +128,6 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
         [REQUEST_ID_HEADER]: requestId,
       });
     }
-    const { child } = started;
     roots.add(child.pid);
     let killed = false;
     // `reaped`: the script has been waited for, so its pid is not probed (sweep.ts).
@@ -206,7 +186,6 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       await status;
       killAll(true);
       await Promise.all([pumped, stderrDone]);
-      started.release();
       signal.removeEventListener("abort", onAbort);
       running.delete(marker.value);
       roots.delete(child.pid);

@@ -28,7 +28,10 @@ export interface FizzletOptions {
   input: InputOption;
   /** Command mode with stdin: limit on a run whose answer has started streaming, in ms. */
   maxDuration: number;
-  /** Command mode with a file: start.sh by posix_spawn (if it can) or by long-lived shells. */
+  /**
+   * Command mode: start.sh by posix_spawn (if it can), or as where it cannot: by long-lived
+   * shells (file input) or Deno.Command through setsid (stdin input).
+   */
   start: "spawn" | "shells";
   /** Requests served at once; 0 means the mode's default (see `effectiveMaxInflight`). */
   maxInflight: number;
@@ -117,7 +120,7 @@ export const OPTIONS: OptionTable = {
     default: "spawn",
     value: "spawn|shells",
     description:
-      "Command mode, file: start.sh by posix_spawn (shells where FFI or glibc are missing) or by long-lived shells",
+      "Command mode: start.sh by posix_spawn, or as where FFI or glibc are missing: long-lived shells (file input), Deno.Command and setsid (stdin input)",
   },
   "max-duration": {
     type: "string",

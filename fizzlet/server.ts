@@ -168,6 +168,7 @@ export async function startFizzlet(
     ? createStdinRunner(options.dir, {
       bodyTimeout: options.bodyTimeout,
       maxDuration: options.maxDuration || options.timeout,
+      start: options.start,
     })
     : createCommandRunner(options.dir, {
       bodyTimeout: options.bodyTimeout,

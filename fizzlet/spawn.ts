@@ -27,6 +27,8 @@
  * keeps the event loop alive while children run (a signal listener does not).
  */
 
+import { pipeReadable, pipeWritable } from "./pipe_streams.ts";
+
 /** What the child's stdin, stdout and stderr are opened on. */
 export interface SpawnFiles {
   stdin: string;
@@ -66,9 +68,8 @@ export interface Spawner {
     files: SpawnFiles,
   ): Promise<Spawned>;
   /**
-   * The same with pipes for stdin, stdout and stderr. The fizzlet's ends are read and written
-   * on Deno's blocking pool (a pipe cannot join Deno's own event loop from FFI), one thread per
-   * read or write in progress: callers bound how many run at once.
+   * The same with pipes for stdin, stdout and stderr; the fizzlet's ends are read and written
+   * on the event loop (pipe_streams.ts).
    */
   spawnPiped(argv: string[], env: Record<string, string>, cwd: string): Promise<PipedChild>;
 }
@@ -279,8 +280,8 @@ function createSpawner(libc: Libc): Spawner {
     },
     async spawnPiped(argv, env, cwd) {
       // Three pipes, close-on-exec: the child gets its ends as 0, 1 and 2 (dup2 clears the
-      // flag there), the fizzlet reopens its own ends through /proc while it still holds all
-      // of them (so no open waits for the other side), then closes the originals.
+      // flag there); the fizzlet closes those and hands its own ends to the event loop
+      // (pipe_streams.ts), which closes them when their streams end.
       const fds = new Int32Array(new ArrayBuffer(24));
       const raw: number[] = [];
       const closeRaw = () => {
@@ -303,39 +304,17 @@ function createSpawner(libc: Libc): Spawner {
             libc.posix_spawn_file_actions_adddup2(actions, outWrite, 1) === 0 &&
             libc.posix_spawn_file_actions_adddup2(actions, errWrite, 2) === 0,
         );
-        const stdin = Deno.openSync(`/proc/self/fd/${inWrite}`, { write: true });
-        const stdout = Deno.openSync(`/proc/self/fd/${outRead}`, { read: true });
-        const stderr = Deno.openSync(`/proc/self/fd/${errRead}`, { read: true });
+        const own = (fd: number) => raw.splice(raw.indexOf(fd), 1)[0];
+        const stdin = pipeWritable(own(inWrite));
+        const stdout = pipeReadable(own(outRead));
+        const stderr = pipeReadable(own(errRead));
         closeRaw();
-        return {
-          ...spawned,
-          stdin: writableOf(stdin),
-          stdout: stdout.readable,
-          stderr: stderr.readable,
-        };
+        return { ...spawned, stdin, stdout, stderr };
       } finally {
         closeRaw();
       }
     },
   };
-}
-
-/**
- * A stream that writes each chunk to `file` as it comes. FsFile's own `writable` held a small
- * chunk back (the script never saw a short line until the stream was closed).
- */
-function writableOf(file: Deno.FsFile): WritableStream<Uint8Array> {
-  return new WritableStream<Uint8Array>({
-    async write(chunk) {
-      for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
-    },
-    close() {
-      file.close();
-    },
-    abort() {
-      file.close();
-    },
-  });
 }
 
 let cached: Spawner | null | undefined;

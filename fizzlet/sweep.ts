@@ -16,6 +16,7 @@
  */
 
 import { procReader } from "./proc_read.ts";
+import { sendSignal } from "./signal.ts";
 
 /** /proc's files, read without an exception per process that has gone (proc_read.ts). */
 const readProc = procReader();
@@ -92,14 +93,6 @@ function markerOf(pid: number, name: string): string | undefined {
   }
   const end = env.indexOf("\0", at + key.length);
   return env.slice(at + key.length, end < 0 ? undefined : end);
-}
-
-function signal(pid: number, sig: Deno.Signal): void {
-  try {
-    Deno.kill(pid, sig);
-  } catch {
-    // Gone, or not ours to signal.
-  }
 }
 
 /**
@@ -227,7 +220,7 @@ export function sweepRuns(
           foreign[i].add(p.pid);
           continue;
         }
-        signal(p.pid, "SIGSTOP");
+        sendSignal(p.pid, "SIGSTOP");
         found[i].add(p.pid);
         added = true;
         break; // one run's
@@ -235,6 +228,6 @@ export function sweepRuns(
     }
     if (!added) break;
   }
-  for (const set of found) for (const pid of set) signal(pid, "SIGKILL");
+  for (const set of found) for (const pid of set) sendSignal(pid, "SIGKILL");
   return found.map((set) => set.size);
 }

@@ -174,19 +174,24 @@ Deno.test("command stdin: no output before the timeout is a 504; a streaming ans
   }
 });
 
-Deno.test("command stdin: 80 at once each get their own answer (spawned with pipes, and past 64 through Deno.Command)", async () => {
-  // Each holds its slot a moment, so more than 64 (spawn.ts's piped runs) overlap.
-  const f = await stdinFizzlet(["sleep 0.3", 'printf "%s:" "$F2S_PATH"', "cat"], [
-    "--max-inflight",
-    "100",
-  ]);
-  try {
-    const answers = await Promise.all(Array.from({ length: 80 }, async (_, i) => {
-      const res = await fetch(`${f.url}/r${i}`, { method: "POST", body: `body ${i}` });
-      return [res.status, await res.text()];
-    }));
-    assertEquals(answers, Array.from({ length: 80 }, (_, i) => [200, `/r${i}:body ${i}`]));
-  } finally {
-    await stopAndClean(f);
-  }
-});
+for (const start of ["spawn", "shells"]) {
+  const how = start === "spawn" ? "posix_spawn with pipes" : "Deno.Command and setsid";
+  Deno.test(`command stdin: 80 at once each get their own answer (${how})`, async () => {
+    // Each holds its slot a moment, so all 80 overlap.
+    const f = await stdinFizzlet(["sleep 0.3", 'printf "%s:" "$F2S_PATH"', "cat"], [
+      "--max-inflight",
+      "100",
+      "--start",
+      start,
+    ]);
+    try {
+      const answers = await Promise.all(Array.from({ length: 80 }, async (_, i) => {
+        const res = await fetch(`${f.url}/r${i}`, { method: "POST", body: `body ${i}` });
+        return [res.status, await res.text()];
+      }));
+      assertEquals(answers, Array.from({ length: 80 }, (_, i) => [200, `/r${i}:body ${i}`]));
+    } finally {
+      await stopAndClean(f);
+    }
+  });
+}

@@ -246,3 +246,80 @@ Deno.test(
     assert(failed, "writes to a closed pipe fail");
   },
 );
+
+/** The descriptors this process holds now. */
+function openDescriptors(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
+Deno.test(
+  "spawn: piped runs leave no descriptor behind, however they end; a short line goes at once",
+  opts,
+  async () => {
+    const spawn = spawner()!;
+    const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
+    const before = openDescriptors();
+    for (let i = 0; i < 50; i++) {
+      // Read to the end, closed input.
+      const a = await spawn.spawnPiped(["/bin/cat"], {}, "/");
+      const w = a.stdin.getWriter();
+      await w.write(new TextEncoder().encode(`run ${i}\n`));
+      await w.close();
+      assertEquals(await text(a.stdout), `run ${i}\n`);
+      await text(a.stderr);
+      await a.exited;
+      // Output cancelled unread, input aborted, the script killed.
+      const b = await spawn.spawnPiped(["/bin/sh", "-c", "yes"], {}, "/");
+      await b.stdout.cancel();
+      await b.stderr.cancel();
+      await b.stdin.abort();
+      Deno.kill(b.pid, "SIGKILL");
+      await b.exited;
+    }
+    // A short line reaches the script while its input stays open (nothing is held back).
+    const c = await spawn.spawnPiped(["/bin/sh", "-c", 'read line; echo "got $line"'], {}, "/");
+    const w = c.stdin.getWriter();
+    await w.write(new TextEncoder().encode("hi\n"));
+    assertEquals(await text(c.stdout), "got hi\n");
+    await w.close().catch(() => {});
+    await text(c.stderr);
+    await c.exited;
+    // node:net closes what it owns asynchronously: give it a turn.
+    for (let i = 0; i < 50 && openDescriptors() > before; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assertEquals(openDescriptors(), before, "descriptors before and after 101 piped runs");
+  },
+);
+
+Deno.test("signal: sendSignal reports what Deno.kill does, without throwing", opts, async () => {
+  const { sendSignal } = await import("../../fizzlet/signal.ts");
+  // setsid, started as a child (no group leader), makes the session in place: the shell's
+  // pid is its group's id, and the sleep it starts is in that group.
+  const child = new Deno.Command("setsid", {
+    args: ["/bin/sh", "-c", "sleep 60 & wait"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const children = `/proc/${child.pid}/task/${child.pid}/children`;
+  let sleeper = 0;
+  for (let i = 0; i < 250 && !sleeper; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    sleeper = Number(Deno.readTextFileSync(children).trim().split(" ")[0]);
+  }
+  assert(sleeper > 0, "the shell started its sleep");
+  assertEquals(sendSignal(-child.pid, "SIGKILL"), true, "a live group");
+  assertEquals((await child.status).signal, "SIGKILL");
+  // The sleep went with its group; both are gone: Deno.kill throws, sendSignal says false.
+  for (let i = 0; i < 100 && sendSignal(sleeper, "SIGKILL"); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  let denoThrew = false;
+  try {
+    Deno.kill(-child.pid, "SIGKILL");
+  } catch {
+    denoThrew = true;
+  }
+  assertEquals([denoThrew, sendSignal(-child.pid, "SIGKILL")], [true, false]);
+  assertEquals(sendSignal(2 ** 22 + 1, "SIGTERM"), false, "a pid beyond pid_max");
+});
