@@ -27,7 +27,7 @@ import { createShellPool } from "./script_shell.ts";
 import { type Exit, type Spawner, spawner } from "./spawn.ts";
 import { requestFiles, roomyShm } from "./request_files.ts";
 import { sendSignal } from "./signal.ts";
-import { type Marker, type Run, sweep, sweepRuns, ticksNow } from "./sweep.ts";
+import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
 
 /** Characters of stderr returned with a failure. */
 export const STDERR_TAIL = 2000;
@@ -300,7 +300,7 @@ export function findSetsid(): string | undefined {
  * every request at 1 connection; 1 ms later it runs while the next script does, and more runs
  * that ended share one sweep.
  */
-const CLEANUP_DELAY_MS = 1;
+export const CLEANUP_DELAY_MS = 1;
 
 /** Request folders go to memory (tmpfs) for bodies up to this size, declared up front. */
 const MEMORY_FOLDER_MAX = 1024 * 1024;
@@ -486,24 +486,8 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     return () => watch?.cancel();
   };
 
-  /** Runs that have ended, whose leftovers are swept together CLEANUP_DELAY_MS later. */
-  let ended: { run: Run; settle: (killed: number) => void }[] = [];
-  const sweepSoon = (run: Run): Promise<number> =>
-    new Promise((settle) => {
-      if (ended.length === 0) {
-        setTimeout(() => {
-          const batch = ended;
-          ended = [];
-          let killed: number[] = [];
-          try {
-            killed = sweepRuns(batch.map((b) => b.run), running, roots);
-          } finally {
-            for (const [i, b] of batch.entries()) b.settle(killed[i] ?? 0);
-          }
-        }, CLEANUP_DELAY_MS);
-      }
-      ended.push({ run, settle });
-    });
+  /** Runs that have ended, their leftovers swept together CLEANUP_DELAY_MS later. */
+  const sweepSoon = sweepBatcher(running, roots, CLEANUP_DELAY_MS);
 
   /** start.sh started by posix_spawn (spawn.ts) in its own session, its output in `folder`. */
   const runSpawned = async (

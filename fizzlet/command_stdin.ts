@@ -20,6 +20,7 @@ import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readBodyWithin } from "./body_deadline.ts";
 import {
   abortedResponse,
+  CLEANUP_DELAY_MS,
   findSetsid,
   killGroup,
   scriptCommand,
@@ -31,7 +32,7 @@ import {
 import { spawner } from "./spawn.ts";
 import { createTail, forEachLine } from "./lines.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
-import { type Marker, sweep, ticksNow } from "./sweep.ts";
+import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
 
 /** Answers still streaming after their handler returned: the slot is held until this ends. */
 const streaming = new WeakMap<Response, Promise<void>>();
@@ -106,6 +107,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
   const running = new Set<string>();
   /** The scripts' pids, each its session's leader: see sweep.ts. */
   const roots = new Set<number>();
+  const sweepSoon = sweepBatcher(running, roots, CLEANUP_DELAY_MS);
   const pending = new Set<Promise<void>>();
   const track = (work: Promise<void>) => {
     const tracked: Promise<void> = work.finally(() => pending.delete(tracked));
@@ -181,14 +183,21 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     const first = await out.read().catch(() => ({ done: true as const, value: undefined }));
 
     const finish = async () => {
-      // Whatever the script left running dies with the request (sweep.ts).
       killGroup(child.pid);
       await status;
-      killAll(true);
       await Promise.all([pumped, stderrDone]);
       signal.removeEventListener("abort", onAbort);
-      running.delete(marker.value);
-      roots.delete(child.pid);
+      // Whatever the script left running dies with the request (sweep.ts), swept with the
+      // runs that ended about now, once the slot is free again (as in file mode).
+      track((async () => {
+        if (!killed) {
+          killed = true;
+          const n = await sweepSoon({ root: child.pid, since, marker, rootReaped: true });
+          if (n > 0) ctx.log.debug("request processes killed", { requestId, killed: n });
+        }
+        running.delete(marker.value);
+        roots.delete(child.pid);
+      })());
     };
 
     if (first.done) {

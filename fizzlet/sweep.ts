@@ -150,6 +150,35 @@ export interface Run {
 }
 
 /**
+ * Sweeps runs that end close together in one pass (sweepRuns), `delayMs` after the first of
+ * them ended; each run's promise resolves with how many of its processes were killed. The
+ * sets are read when the sweep runs: runs still going then are spared.
+ */
+export function sweepBatcher(
+  others: ReadonlySet<string>,
+  otherRoots: ReadonlySet<number>,
+  delayMs: number,
+): (run: Run) => Promise<number> {
+  let ended: { run: Run; settle: (killed: number) => void }[] = [];
+  return (run) =>
+    new Promise((settle) => {
+      if (ended.length === 0) {
+        setTimeout(() => {
+          const batch = ended;
+          ended = [];
+          let killed: number[] = [];
+          try {
+            killed = sweepRuns(batch.map((b) => b.run), others, otherRoots);
+          } finally {
+            for (const [i, b] of batch.entries()) b.settle(killed[i] ?? 0);
+          }
+        }, delayMs);
+      }
+      ended.push({ run, settle });
+    });
+}
+
+/**
  * Kills `root` (started at `since`, see ticksNow) and every process that belongs to its run,
  * marked with `marker`, but none marked as one of the `others` still going; returns how many
  * processes were killed. With `keep`, the run's session is that process's (a script shell

@@ -151,6 +151,24 @@ Deno.test("command: after a normal exit processes that left the session are kill
     },
   ));
 
+Deno.test("command stdin: after a normal exit what the script left running is killed too", () =>
+  withScript(
+    (pids) => [
+      // Both let go of the script's stdout (a holder would keep the streamed answer open).
+      `sh -c 'echo $$ > ${pids}/background; exec sleep 300' > /dev/null 2>&1 &`,
+      `(setsid sh -c 'echo $$ > ${pids}/daemon; exec sleep 300' > /dev/null 2>&1 &)`,
+      `while [ ! -s ${pids}/background ] || [ ! -s ${pids}/daemon ]; do sleep 0.05; done`,
+      "echo done",
+    ],
+    ["--input", "stdin"],
+    async (f, pids) => {
+      const res = await fetch(`${f.url}/`, { method: "POST", body: "x" });
+      assertEquals([res.status, await res.text()], [200, "done\n"]);
+      const all = await pidsIn(pids, ["background", "daemon"]);
+      await eventually(() => !all.some(alive), 3000, "every leftover process to die");
+    },
+  ));
+
 Deno.test("command: killing one request's processes leaves a concurrent request alone", () =>
   withScript(
     (pids) => [
