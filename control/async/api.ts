@@ -38,6 +38,12 @@ export interface AsyncApiDeps {
   store: CallStore;
   /** Where GET /calls reads from: the shared view under Kafka, else `store`. */
   calls?: CallReader;
+  /**
+   * True while the shared view is still reading the calls accepted before this replica
+   * started: an id it does not know may be one of those, so GET /calls/{id} answers 503
+   * (try again) rather than 404.
+   */
+  loading?: () => boolean;
   /** Makes the call durable: the local queue, or the Kafka topic shared by replicas. */
   enqueue(call: NewCall): void | Promise<void>;
   auth: AuthGate;
@@ -168,6 +174,14 @@ export function createAsyncApi(deps: AsyncApiDeps): AsyncApi {
     if (caller instanceof Response) return caller;
     if (one) {
       const call = calls.get(one[1]);
+      if (!call && deps.loading?.()) {
+        return errorResponse(
+          503,
+          "this replica is still reading the shared call state; try again",
+          undefined,
+          { "retry-after": "1" },
+        );
+      }
       if (!call || !visible(caller, call)) return errorResponse(404, `no call "${one[1]}"`);
       return jsonResponse(callView(call, true));
     }

@@ -29,6 +29,11 @@ export interface SharedCalls {
   publish(record: CallRecord): Promise<void>;
   /** Waits (up to `ms`) until every record published so far is acknowledged or failed. */
   flush(ms: number): Promise<void>;
+  /**
+   * Whether this replica has read the topic as far as it reached when the replica started:
+   * then every call accepted before is in its view. Until then an unknown id may be one.
+   */
+  caughtUp(): boolean;
   stop(): Promise<void>;
 }
 
@@ -58,6 +63,42 @@ export function startSharedCalls(deps: SharedCallsDeps): SharedCalls {
     log,
   );
 
+  // How far the topic reached at the start, per partition (the last offset), and how far
+  // this replica has read: caught up once it has read every partition to its start's end.
+  const read = new Map<number, number>();
+  let ends: Map<number, number> | undefined;
+  let caughtUp = false;
+  const checkCaughtUp = () => {
+    if (caughtUp || !ends) return;
+    for (const [partition, last] of ends) if ((read.get(partition) ?? -1) < last) return;
+    caughtUp = true;
+    log.info("shared call state read up to where it stood at the start", { topic });
+  };
+  const learnEnds = async () => {
+    await ready;
+    while (!stopping.signal.aborted && !ends) {
+      const admin = kafka.admin();
+      try {
+        await admin.connect();
+        const offsets = await admin.fetchTopicOffsets(topic);
+        // high is the next offset to be written: an empty partition (high = low) has none.
+        ends = new Map(
+          offsets.filter((o) => Number(o.high) > Number(o.low))
+            .map((o) => [o.partition, Number(o.high) - 1]),
+        );
+      } catch (e) {
+        log.warn("the call-state topic's offsets could not be read; retrying", { error: e });
+        await new Promise((r) => setTimeout(r, 1000));
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+    }
+    checkCaughtUp();
+  };
+  learnEnds().catch((e) =>
+    log.error("reading the call-state topic's offsets failed", { error: e })
+  );
+
   // A group of its own, new at every start and never committed: every replica reads every
   // partition from the beginning (records already held are merged, not duplicated).
   const consuming = consumeForever({
@@ -71,6 +112,10 @@ export function startSharedCalls(deps: SharedCallsDeps): SharedCalls {
     what: "the call-state consumer",
     partitionsConsumedConcurrently: 4,
     eachMessage: (_consumer, { partition, message }) => {
+      if (!caughtUp) {
+        read.set(partition, Math.max(read.get(partition) ?? -1, Number(message.offset)));
+        checkCaughtUp();
+      }
       if (message.value === null) return Promise.resolve(); // a tombstone
       const record = decodeRecord(message.value);
       if (!record) {
@@ -117,6 +162,7 @@ export function startSharedCalls(deps: SharedCallsDeps): SharedCalls {
       return sent;
     },
     flush,
+    caughtUp: () => caughtUp,
     async stop() {
       clearInterval(purge);
       await flush(STOP_FLUSH_MS);

@@ -155,6 +155,7 @@ export function startAsync(deps: AsyncDeps): AsyncService {
     config: deps.config,
     store,
     calls: view,
+    loading: shared ? () => !shared.caughtUp() : undefined,
     enqueue: enqueue ?? ((call) => void store.insert(call)),
     auth: deps.auth,
     match: (path) => deps.dispatcher.table.match(path),

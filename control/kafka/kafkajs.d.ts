@@ -184,6 +184,10 @@ export interface Admin {
     waitForLeaders?: boolean;
     timeout?: number;
   }): Promise<boolean>;
+  /** Per partition: `high` the next offset to be written, `low` the earliest kept. */
+  fetchTopicOffsets(topic: string): Promise<
+    { partition: number; offset: string; high: string; low: string }[]
+  >;
   fetchOffsets(options: { groupId: string; topics?: string[] }): Promise<
     { topic: string; partitions: { partition: number; offset: string }[] }[]
   >;

@@ -1,6 +1,7 @@
 // The call-state topic (control/async/call_state.ts) on a real Kafka broker, without the
 // rest of the control plane: what one replica publishes reaches another replica's view, a
-// replica started later reads every call from the beginning except those past retention,
+// replica started later reads every call from the beginning except those past retention
+// (and says it has caught up only once it has read all that was there when it started),
 // a foreign record on the topic is skipped without stopping the others, and the topic is
 // created compacted and time-bounded.
 import { assert, assertEquals } from "../harness/assert.ts";
@@ -98,9 +99,38 @@ Deno.test({
       await waitFor("b sees z past the junk", () => b.view.get("z") !== undefined, 30_000, 100);
       assertEquals(b.view.get("y"), undefined, "a record with an unknown state is refused");
 
+      // Enough records that a replica started now takes a while to read them all.
+      const bulk = Array.from({ length: 1000 }, (_, i) => `bulk-${i}`);
+      await Promise.all(bulk.map((id) => a.shared.publish(record(id))));
+      await waitFor("b sees the bulk", () => b.view.get(bulk[999]) !== undefined, 30_000, 100);
+      assert(a.shared.caughtUp() && b.shared.caughtUp(), "replicas that started on an empty topic");
+
       // A replica started now reads everything from the beginning, but not what is past
-      // retention.
+      // retention; it says it has caught up only once all of it is in its view.
+      const cStarted = performance.now();
       const c = replica(2);
+      assertEquals(c.shared.caughtUp(), false, "a replica that has not read yet");
+      let polls = 0;
+      let missing: string[] = [];
+      await waitFor(
+        "c to catch up",
+        () => {
+          polls++;
+          if (!c.shared.caughtUp()) return false;
+          missing = [...bulk, "x", "z"].filter((id) => c.view.get(id) === undefined);
+          return true;
+        },
+        30_000,
+        2,
+      );
+      // Checked here, not in the poll (a check that throws is retried).
+      assertEquals(missing.length, 0, "caught up, yet calls from before its start are missing");
+      assert(polls > 1, "the catch-up was observed while it happened");
+      console.log(
+        `a replica started on ${bulk.length + 5} records caught up after ${
+          Math.round(performance.now() - cStarted)
+        } ms`,
+      );
       await waitFor(
         "c replays x and z",
         () => c.view.get("x")?.state === "succeeded" && c.view.get("z") !== undefined,

@@ -277,11 +277,27 @@ twoPlaneTest(
     await b.stop("SIGKILL");
     const c = await plane(s, broker, "orders", 2);
     planes.push(c);
+    // Until it has read the topic, it says "try again" (503), never "no such call" (404).
     for (const id of [atA, atB]) {
-      await readableAt(c.url, id, olga);
-      const res = await fetch(`${c.url}/calls/${id}`, { headers: olga });
-      assertEquals((await res.json()).state, "succeeded");
+      const seen = new Set<number>();
+      const body = await waitFor(
+        `${id} at the new replica`,
+        async () => {
+          const res = await fetch(`${c.url}/calls/${id}`, { headers: olga });
+          seen.add(res.status);
+          if (res.status === 503) assertEquals(res.headers.get("retry-after"), "1");
+          const text = await res.text();
+          return res.status === 200 ? JSON.parse(text) : undefined;
+        },
+        30_000,
+        20,
+      );
+      assertEquals(body.state, "succeeded");
+      assert([...seen].every((status) => status === 200 || status === 503), `${[...seen]}`);
     }
+    const unknown = await fetch(`${c.url}/calls/no-such-call`, { headers: olga });
+    await unknown.body?.cancel();
+    assertEquals(unknown.status, 404, "once it has read the topic, an unknown call is 404");
   },
   ORDERS_AUTH,
 );
