@@ -11,6 +11,9 @@ import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { type Exit, spawner } from "../../fizzlet/spawn.ts";
 import { denoProcReader, procReader } from "../../fizzlet/proc_read.ts";
 
+/** A piped child's stream, read to its end as text. */
+const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
+
 // The spawner keeps a SIGCHLD listener for the life of the process (by design).
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -217,7 +220,6 @@ Deno.test(
   opts,
   async () => {
     const spawn = spawner()!;
-    const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
     // cat: 3 MiB through, in both directions at once (the pipes hold 64 KiB).
     const cat = await spawn.spawnPiped(["/bin/cat"], {}, "/");
     const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => 97 + (i % 26));
@@ -257,7 +259,6 @@ Deno.test(
   opts,
   async () => {
     const spawn = spawner()!;
-    const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
     const before = openDescriptors();
     for (let i = 0; i < 50; i++) {
       // Read to the end, closed input.
