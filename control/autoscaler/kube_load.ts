@@ -18,7 +18,8 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import type { ConcurrencyTracker } from "./concurrency.ts";
 import { loadReport, parseLoadReport, type PeerLoads } from "./peers.ts";
 import { type KubeClient, KubeError } from "../kube/client.ts";
-import { backoff, leaseInformer } from "../kube/leader.ts";
+import { backoff } from "../../common/backoff.ts";
+import { leaseInformer } from "../kube/leader.ts";
 import { annotationKey, paths } from "../kube/paths.ts";
 
 export const LOAD_ANNOTATION_PREFIX = "load.f2s.opensight.ch/";

@@ -5,6 +5,7 @@
  * event cannot leave the copy wrong for long. Listeners get every change in order.
  */
 
+import { backoff } from "../../common/backoff.ts";
 import { realClock } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
@@ -31,7 +32,13 @@ export interface InformerOptions {
   log?: Logger;
   /** Watch idle guard (ms); the server's watch timeout is kept below it. */
   watchIdleMs?: number;
+  /** The jitter of retry pauses, in [0, 1) (default Math.random). */
+  random?: () => number;
 }
+
+/** The first pause after a failed watch or list, doubled per failure up to the longest. */
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 10_000;
 
 export interface Informer {
   /** Lists once (rejects when that fails, e.g. a missing CRD), then keeps watching. */
@@ -127,7 +134,7 @@ export function createInformer(options: InformerOptions): Informer {
 
   async function watchLoop(startVersion: string) {
     let resourceVersion = startVersion;
-    let backoff = 500;
+    let failures = 0;
     while (!stopped.signal.aborted) {
       try {
         if (!resourceVersion || resyncWanted) {
@@ -170,14 +177,18 @@ export function createInformer(options: InformerOptions): Informer {
           if (event.type === "DELETED") remove(event.object);
           else put(event.object);
         }
-        backoff = 500;
+        failures = 0;
       } catch (e) {
         if (stopped.signal.aborted) return;
         if (resyncWanted) continue;
         if (e instanceof KubeError && e.status === 410) resourceVersion = "";
-        log.warn("watch failed; retrying", { error: e, retryInMs: backoff });
-        await realClock.sleep(backoff, stopped.signal);
-        backoff = Math.min(backoff * 2, 10_000);
+        // Jittered (common/backoff.ts): replicas and informers that lost the API server at
+        // the same moment do not all come back to it at the same moment.
+        const retryInMs = Math.round(
+          backoff(++failures, RETRY_FIRST_MS, RETRY_MAX_MS, (options.random ?? Math.random)()),
+        );
+        log.warn("watch failed; retrying", { error: e, retryInMs });
+        await realClock.sleep(retryInMs, stopped.signal);
       }
     }
   }

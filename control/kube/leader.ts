@@ -12,6 +12,7 @@
  * The time of the last answer from the API (`lastContact`) tells readiness.
  */
 
+import { backoff, JITTER } from "../../common/backoff.ts";
 import { type Clock, realClock, type TimerId } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
 import { type KubeClient, KubeError, type KubeObject } from "./client.ts";
@@ -84,9 +85,6 @@ export interface ElectionTimings {
   maxBackoffMs?: number;
 }
 
-/** Up to this fraction is added to every pause, so replicas do not move in lockstep. */
-export const JITTER = 0.2;
-
 /** What the election knows when it plans its next request. */
 export interface ElectionState {
   leading: boolean;
@@ -98,14 +96,6 @@ export interface ElectionState {
   lastContact: number;
   /** Someone else holds the lease: when it runs out as this replica measures it. */
   heldUntil?: number;
-}
-
-/** `baseMs` doubled for every failure after the first, at most `maxMs`, plus jitter. */
-export function backoff(failures: number, baseMs: number, maxMs: number, random: number): number {
-  const pause = failures <= 1
-    ? baseMs
-    : Math.max(baseMs, Math.min(baseMs * 2 ** (failures - 1), maxMs));
-  return pause * (1 + JITTER * random);
 }
 
 /** The pause a request must keep from the previous one: a retry period, more after failures. */

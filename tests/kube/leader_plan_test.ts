@@ -5,10 +5,10 @@
  * test (ha_test.ts) checks the same against a real API server.
  */
 
+import { JITTER } from "../../common/backoff.ts";
 import {
   type ElectionState,
   type ElectionTimings,
-  JITTER,
   pauseAfter,
   planNext,
 } from "../../control/kube/leader.ts";
