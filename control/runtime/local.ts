@@ -16,6 +16,7 @@ import type { EventLog } from "../events.ts";
 import { instanceEnv } from "./instance_env.ts";
 import { applyDesired, planInstances, scaleDesired } from "./plan.ts";
 import { createPortPool, type PortPool } from "./ports.ts";
+import { makeSocketDir } from "./socket_dir.ts";
 import type {
   Instance,
   InstanceListener,
@@ -82,7 +83,15 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
    * round trip's CPU, bench/RESULTS.md). None when the path would be too long for a socket.
    */
   function socketFor(id: string): string | undefined {
-    socketDir ??= Deno.makeTempDirSync({ prefix: "f2s-dev-" });
+    if (!socketDir) {
+      const made = makeSocketDir();
+      socketDir = made.dir;
+      if (made.removed > 0) {
+        log.info("socket folders of control planes that are gone removed", {
+          removed: made.removed,
+        });
+      }
+    }
     const path = join(socketDir, `${id}.sock`);
     return path.length <= 100 ? path : undefined;
   }

@@ -20,7 +20,12 @@ Deno.test("async: kill -9 of f2s dev mid-way loses no accepted call", async () =
   const s = await setup([
     { name: "slow", maxReplicas: 2, async: { maxConcurrency: CONCURRENCY } },
   ]);
-  let server = await start(s);
+  // The control planes' temp folder (their instance sockets' folder goes there).
+  const tmp = `${s.dir}/tmp`;
+  await Deno.mkdir(tmp);
+  const socketDirs = () =>
+    [...Deno.readDirSync(tmp)].map((e) => e.name).filter((n) => n.startsWith("f2s-dev-"));
+  let server = await start(s, { TMPDIR: tmp });
   try {
     const t0 = performance.now();
     const ids = await Promise.all(
@@ -32,13 +37,21 @@ Deno.test("async: kill -9 of f2s dev mid-way loses no accepted call", async () =
       async () => (await records(s)).length >= 100,
       60_000,
     );
+    const killedDirs = socketDirs();
+    assertEquals(killedDirs.length, 1, "the first control plane's socket folder");
     await server.stop("SIGKILL");
     const atKill = countById(await records(s)).size;
     killLeftovers(s);
 
     const restarted = performance.now();
-    server = await start(s);
+    server = await start(s, { TMPDIR: tmp });
     const counts = await settled(server.url, "slow", CALLS);
+    // The killed one's socket folder is gone; the new one's names its owner.
+    const dirs = socketDirs();
+    assertEquals(dirs.length, 1, `socket folders after the restart: ${dirs}`);
+    assert(dirs[0] !== killedDirs[0], "the killed control plane's folder was removed");
+    const owner = Deno.readTextFileSync(`${tmp}/${dirs[0]}/owner`).split(" ")[0];
+    assertEquals(Number(owner), server.pid);
     const recoveryMs = performance.now() - restarted;
     assertEquals(counts.succeeded, CALLS, JSON.stringify(counts));
 

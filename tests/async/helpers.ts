@@ -75,8 +75,8 @@ export const basicAuth = (user: string, password: string) => ({
   authorization: `Basic ${btoa(`${user}:${password}`)}`,
 });
 
-export function start(s: Setup): Promise<ControlPlane> {
-  return startDev({ functionsDir: s.dir, config: s.config, timeoutMs: 60_000 });
+export function start(s: Setup, env?: Record<string, string>): Promise<ControlPlane> {
+  return startDev({ functionsDir: s.dir, config: s.config, timeoutMs: 60_000, env });
 }
 
 export interface Recorded {
