@@ -268,7 +268,15 @@ Deno.test({
         async () => Number(await rate.getAttribute("data-latest")) > 0,
       );
       assert(Number(await rate.getAttribute("data-max")) > 0, "rate chart did not rise");
-      assert((await rate.locator("path.line.s1").getAttribute("d")) !== before, "line unchanged");
+      // The drawn line itself rises: its points are not all at one height (the idle zeros and
+      // the load's rate). Its heights are the y of each M/L pair and each V.
+      const drawn = (await rate.locator("path.line.s1").getAttribute("d")) ?? "";
+      const heights = [...drawn.matchAll(/[ML]-?[\d.]+,(-?[\d.]+)|V(-?[\d.]+)/g)]
+        .map((m) => Number(m[1] ?? m[2]));
+      assert(
+        heights.length >= 2 && Math.min(...heights) < Math.max(...heights),
+        `the rate line does not rise: ${drawn} (before the load: ${before})`,
+      );
       await textOf(page, "#chart-latency .chart-now", /\d+(\.\d+)? (ms|s)/);
       await textOf(page, "#chart-instances .chart-now", /^1$/);
       assertMatch(
