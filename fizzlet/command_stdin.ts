@@ -132,18 +132,24 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     }
     roots.add(child.pid);
     let killed = false;
-    // `reaped`: the script has been waited for, so its pid is not probed (sweep.ts).
-    const killAll = (reaped = false) => {
+    /**
+     * Kills whatever the run left (sweep.ts), once: at once when the run is cut short; after
+     * the script has been waited for (`reaped`: its pid is not probed then), together with
+     * the runs that end about now, once the slot is free again (as in file mode).
+     */
+    const killAll = async (reaped = false) => {
       if (killed) return;
       killed = true;
-      const n = sweep(child.pid, since, marker, running, undefined, reaped, roots);
+      const n = reaped
+        ? await sweepSoon({ root: child.pid, since, marker, rootReaped: true })
+        : sweep(child.pid, since, marker, running, undefined, false, roots);
       if (n > 0) ctx.log.debug("request processes killed", { requestId, killed: n });
     };
     // Why the run was cut short, if it was: the answer depends on it.
     let cutBy: "body-timeout" | "max-duration" | "aborted" | undefined;
     const cut = (why: typeof cutBy) => {
       cutBy ??= why;
-      killAll();
+      void killAll();
     };
     const onAbort = () => cut("aborted");
     signal.addEventListener("abort", onAbort, { once: true });
@@ -187,17 +193,13 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       await status;
       await Promise.all([pumped, stderrDone]);
       signal.removeEventListener("abort", onAbort);
-      // Whatever the script left running dies with the request (sweep.ts), swept with the
-      // runs that ended about now, once the slot is free again (as in file mode).
-      track((async () => {
-        if (!killed) {
-          killed = true;
-          const n = await sweepSoon({ root: child.pid, since, marker, rootReaped: true });
-          if (n > 0) ctx.log.debug("request processes killed", { requestId, killed: n });
-        }
-        running.delete(marker.value);
-        roots.delete(child.pid);
-      })());
+      // Whatever the script left running dies with the request.
+      track(
+        killAll(true).then(() => {
+          running.delete(marker.value);
+          roots.delete(child.pid);
+        }),
+      );
     };
 
     if (first.done) {
