@@ -16,7 +16,7 @@
  */
 
 import { join } from "node:path";
-import { errorResponse, REQUEST_ID_HEADER } from "../common/protocol.ts";
+import { errorResponse, type PlainAnswer, REQUEST_ID_HEADER } from "../common/protocol.ts";
 import { readBodyWithin } from "./body_deadline.ts";
 import {
   abortedResponse,
@@ -29,8 +29,10 @@ import {
   startScript,
   STDERR_TAIL,
 } from "./command.ts";
-import { spawner } from "./spawn.ts";
-import { createTail, forEachLine } from "./lines.ts";
+import { type Exit, spawner } from "./spawn.ts";
+import { createTail, forEachLine, lineSplitter } from "./lines.ts";
+import { type PipeOutput, streamOutput } from "./pipe_streams.ts";
+import { deadlines } from "../common/deadlines.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
 
@@ -69,10 +71,48 @@ export class Cut extends Error {
 /** A started script with its three pipes, however it was started. */
 interface Child {
   pid: number;
-  stdin: WritableStream<Uint8Array>;
-  stdout: ReadableStream<Uint8Array>;
-  stderr: ReadableStream<Uint8Array>;
+  /** Takes the body, `rest` first; null when all of it went in before the start. */
+  stdin: WritableStream<Uint8Array> | null;
+  /** What of a body received whole did not fit into the pipe before the start. */
+  rest: Uint8Array | null;
+  stdout: PipeOutput;
+  stderr: PipeOutput;
   status: Promise<{ success: boolean; code: number; signal: string | null }>;
+}
+
+/**
+ * A script fed its whole body before it started is given this long to end (ms; the shared
+ * deadlines fire up to one 10 ms tick late) before its output is streamed. Most end well
+ * within it: their output is then read from the pipe at once and answered with a length, no
+ * sockets or streams made (the fizzlet's CPU per request: see bench/RESULTS.md, session 9).
+ * A run going on past it streams as before; its first bytes wait at most this long, where
+ * of-watchdog holds back an answer's first 4 KiB until they fill or the script ends.
+ */
+export const WHOLE_WAIT_MS = 20;
+
+const EMPTY = new Uint8Array(0);
+
+/** Chunks as one body. */
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Whether `status` settles within `ms`. */
+function endsWithin(status: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = deadlines.after(ms, () => resolve(false));
+    status.then(() => {
+      timer.cancel();
+      resolve(true);
+    });
+  });
 }
 
 export function createStdinRunner(dir: string, options: StdinOptions): StdinRunner {
@@ -80,29 +120,56 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
   const setsid = findSetsid();
   const spawn = options.start === "shells" ? undefined : spawner();
 
-  /** start.sh by posix_spawn where it can (no `setsid` exec: ~0.8 ms less), else Deno.Command. */
+  /**
+   * start.sh by posix_spawn where it can (no `setsid` exec: ~0.8 ms less), else Deno.Command.
+   * A body received whole goes into the pipe before the start.
+   */
   const start = async (req: ScriptRequest, requestId: string, marker: Marker): Promise<Child> => {
     if (spawn) {
       const env = scriptEnv(req, requestId, "/dev/stdin", marker);
+      const exitOf = ({ code, signal }: Exit) => ({
+        success: code === 0,
+        code,
+        signal: signal === undefined ? null : SIGNALS[signal] ?? `signal ${signal}`,
+      });
+      const body = req.body;
+      if (body === null || body instanceof Uint8Array) {
+        const c = await startScript(
+          script,
+          "/dev/stdin",
+          (argv) => spawn.spawnFed(argv, env, dir, body ?? EMPTY),
+        );
+        return { ...c, rest: c.rest, status: c.exited.then(exitOf) };
+      }
       const c = await startScript(
         script,
         "/dev/stdin",
         (argv) => spawn.spawnPiped(argv, env, dir),
       );
-      const status = c.exited.then(({ code, signal }) => ({
-        success: code === 0,
-        code,
-        signal: signal === undefined ? null : SIGNALS[signal] ?? `signal ${signal}`,
-      }));
-      return { ...c, status };
+      return {
+        pid: c.pid,
+        stdin: c.stdin,
+        rest: null,
+        stdout: streamOutput(c.stdout),
+        stderr: streamOutput(c.stderr),
+        status: c.exited.then(exitOf),
+      };
     }
     const [cmd, opts] = scriptCommand(script, setsid, req, requestId, "/dev/stdin", marker);
-    return new Deno.Command(cmd, {
+    const c = new Deno.Command(cmd, {
       ...opts,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    return {
+      pid: c.pid,
+      stdin: c.stdin,
+      rest: null,
+      stdout: streamOutput(c.stdout),
+      stderr: streamOutput(c.stderr),
+      status: c.status,
+    };
   };
   const running = new Set<string>();
   /** The scripts' pids, each its session's leader: see sweep.ts. */
@@ -114,7 +181,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     pending.add(tracked);
   };
 
-  const run = async (req: ScriptRequest, ctx: RequestContext): Promise<Response> => {
+  const run = async (req: ScriptRequest, ctx: RequestContext): Promise<Response | PlainAnswer> => {
     const { requestId, signal } = ctx;
     if (signal.aborted) return abortedResponse(ctx);
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: `stdin-${crypto.randomUUID()}` };
@@ -156,37 +223,13 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     if (signal.aborted) cut("aborted");
 
     const tail = createTail(STDERR_TAIL);
-    const stderrDone = forEachLine(child.stderr, (line, truncated) => {
+    const onStderr = (line: string, truncated: boolean) => {
       tail.push(line + "\n");
       ctx.log.info("script stderr", { requestId, line, truncated: truncated || undefined });
-    }).catch(() => {});
-
-    // The body goes to stdin as it arrives, one chunk at a time (write waits for the pipe).
-    const stdin = child.stdin.getWriter();
-    const pumped = (async () => {
-      let open = true;
-      const outcome = await readBodyWithin(req.body, options.bodyTimeout, signal, async (c) => {
-        if (!open) return;
-        try {
-          await stdin.write(c);
-        } catch {
-          // The script closed its input (or exited) without reading it all: drop the rest.
-          open = false;
-        }
-      }).catch(() => "aborted" as const);
-      if (outcome === "timeout") {
-        ctx.log.warn("request body not received in time", {
-          requestId,
-          bodyTimeoutMs: options.bodyTimeout,
-        });
-        cut("body-timeout");
-      }
-      await stdin.close().catch(() => {});
-    })();
-
-    const out = child.stdout.getReader();
+    };
     const status = child.status;
-    const first = await out.read().catch(() => ({ done: true as const, value: undefined }));
+    let pumped: Promise<void> = Promise.resolve();
+    let stderrDone: Promise<void> = Promise.resolve();
 
     const finish = async () => {
       killGroup(child.pid);
@@ -202,8 +245,21 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       );
     };
 
-    if (first.done) {
-      // Nothing written: the answer can still say what happened.
+    /** Why a run that wrote something is not a whole answer (logged), or undefined. */
+    const endError = (exit: Awaited<Child["status"]>): Cut | undefined => {
+      if (!cutBy && exit.success) return undefined;
+      if (!cutBy) {
+        ctx.log.warn("script failed after writing; answer cut", {
+          requestId,
+          exitCode: exit.code,
+          signal: exit.signal,
+        });
+      }
+      return new Cut(`start.sh ${cutBy ?? `exited with ${exit.code}`}`, tail.text());
+    };
+
+    /** The answer of a run that wrote nothing: it can still say what happened. */
+    const unwritten = async (): Promise<Response> => {
       const exit = await status;
       await finish();
       if (cutBy === "body-timeout") {
@@ -221,7 +277,82 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
         }, { [REQUEST_ID_HEADER]: requestId });
       }
       return new Response(null, { headers: { [REQUEST_ID_HEADER]: requestId } });
+    };
+
+    /**
+     * The answer of a run that has ended with all its output read: with a length; or, when it
+     * failed after writing, what it wrote and then the cut, as had it streamed.
+     */
+    const whole = async (chunks: Uint8Array[]): Promise<Response | PlainAnswer> => {
+      if (chunks.length === 0) return unwritten();
+      const error = endError(await status);
+      await finish();
+      const headers: [string, string][] = [
+        ["content-type", "application/octet-stream"],
+        [REQUEST_ID_HEADER, requestId],
+      ];
+      if (!error) return { status: 200, headers, body: concat(chunks) };
+      let next = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (next < chunks.length) controller.enqueue(chunks[next++]);
+          else controller.error(error);
+        },
+      });
+      return { status: 200, headers, body };
+    };
+
+    // A run fed its whole body that ends soon: its output is what the pipes hold.
+    let stdout: ReadableStream<Uint8Array> | undefined;
+    let stderr: ReadableStream<Uint8Array> | undefined;
+    if (child.stdin === null && await endsWithin(status, WHOLE_WAIT_MS)) {
+      const out = child.stdout.readNow();
+      const err = child.stderr.readNow();
+      if (out.eof && err.eof) {
+        child.stdout.close();
+        child.stderr.close();
+        const lines = lineSplitter(onStderr);
+        for (const chunk of err.chunks) lines.push(chunk);
+        lines.end();
+        return whole(out.chunks);
+      }
+      // Something it started holds a pipe open: the rest streams.
+      stdout = child.stdout.stream(out.chunks);
+      stderr = child.stderr.stream(err.chunks);
     }
+    stdout ??= child.stdout.stream();
+    stderr ??= child.stderr.stream();
+    stderrDone = forEachLine(stderr, onStderr).catch(() => {});
+
+    // The body goes to stdin as it arrives, one chunk at a time (write waits for the pipe).
+    if (child.stdin !== null) {
+      const stdin = child.stdin.getWriter();
+      const body = child.rest ?? req.body;
+      pumped = (async () => {
+        let open = true;
+        const outcome = await readBodyWithin(body, options.bodyTimeout, signal, async (c) => {
+          if (!open) return;
+          try {
+            await stdin.write(c);
+          } catch {
+            // The script closed its input (or exited) without reading it all: drop the rest.
+            open = false;
+          }
+        }).catch(() => "aborted" as const);
+        if (outcome === "timeout") {
+          ctx.log.warn("request body not received in time", {
+            requestId,
+            bodyTimeoutMs: options.bodyTimeout,
+          });
+          cut("body-timeout");
+        }
+        await stdin.close().catch(() => {});
+      })();
+    }
+
+    const out = stdout.getReader();
+    const first = await out.read().catch(() => ({ done: true as const, value: undefined }));
+    if (first.done) return unwritten();
 
     // Output has started: from here the answer streams until the script ends, or it is cut.
     let resolveDone!: () => void;
@@ -249,19 +380,9 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
         try {
           const { done, value } = await out.read();
           if (!done) return controller.enqueue(value);
-          const exit = await status;
-          if (cutBy || !exit.success) {
-            if (!cutBy) {
-              ctx.log.warn("script failed after writing; answer cut", {
-                requestId,
-                exitCode: exit.code,
-                signal: exit.signal,
-              });
-            }
-            controller.error(
-              new Cut(`start.sh ${cutBy ?? `exited with ${exit.code}`}`, tail.text()),
-            );
-          } else controller.close();
+          const error = endError(await status);
+          if (error) controller.error(error);
+          else controller.close();
         } catch (e) {
           controller.error(e);
         }

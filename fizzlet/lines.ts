@@ -12,6 +12,19 @@ export async function forEachLine(
   onLine: (line: string, truncated: boolean) => void,
   maxLine = MAX_LINE,
 ): Promise<void> {
+  const lines = lineSplitter(onLine, maxLine);
+  for await (const chunk of stream) lines.push(chunk);
+  lines.end();
+}
+
+/**
+ * forEachLine for bytes at hand: `push` each chunk as it comes, `end` after the last
+ * (calls `onLine` for an unfinished last line).
+ */
+export function lineSplitter(
+  onLine: (line: string, truncated: boolean) => void,
+  maxLine = MAX_LINE,
+): { push(chunk: Uint8Array): void; end(): void } {
   const decoder = new TextDecoder();
   let pending = "";
   let dropping = false;
@@ -19,24 +32,28 @@ export async function forEachLine(
     if (line.endsWith("\r")) line = line.slice(0, -1);
     onLine(line, truncated);
   };
-  for await (const chunk of stream) {
-    pending += decoder.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = pending.indexOf("\n")) >= 0) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      if (dropping) dropping = false;
-      else emit(line, false);
-    }
-    if (pending.length > maxLine) {
-      // Report the head once and skip the rest of this line.
-      if (!dropping) emit(pending.slice(0, maxLine), true);
-      dropping = true;
-      pending = "";
-    }
-  }
-  pending += decoder.decode();
-  if (pending !== "" && !dropping) emit(pending, false);
+  return {
+    push(chunk) {
+      pending += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (dropping) dropping = false;
+        else emit(line, false);
+      }
+      if (pending.length > maxLine) {
+        // Report the head once and skip the rest of this line.
+        if (!dropping) emit(pending.slice(0, maxLine), true);
+        dropping = true;
+        pending = "";
+      }
+    },
+    end() {
+      pending += decoder.decode();
+      if (pending !== "" && !dropping) emit(pending, false);
+    },
+  };
 }
 
 /** Keeps the last `max` characters written to it (the tail of a script's stderr). */

@@ -27,7 +27,13 @@
  * keeps the event loop alive while children run (a signal listener does not).
  */
 
-import { pipeReadable, pipeWritable } from "./pipe_streams.ts";
+import {
+  type PipeOutput,
+  pipeOutput,
+  pipeReadable,
+  pipeWritable,
+  type RawPipe,
+} from "./pipe_streams.ts";
 
 /** What the child's stdin, stdout and stderr are opened on. */
 export interface SpawnFiles {
@@ -55,6 +61,18 @@ export interface PipedChild extends Spawned {
   stderr: ReadableStream<Uint8Array>;
 }
 
+/**
+ * A child started with its whole input (spawnFed): what fitted into its stdin pipe was
+ * written before the start; `stdin` takes `rest`, and is null when nothing is left (its
+ * input is then closed). Its output pipes can be read without waiting (see PipeOutput).
+ */
+export interface FedChild extends Spawned {
+  stdin: WritableStream<Uint8Array> | null;
+  rest: Uint8Array;
+  stdout: PipeOutput;
+  stderr: PipeOutput;
+}
+
 export interface Spawner {
   /**
    * Starts `argv` (argv[0] an absolute path) in `cwd`, in a new session, with `env` on top of
@@ -72,6 +90,13 @@ export interface Spawner {
    * on the event loop (pipe_streams.ts).
    */
   spawnPiped(argv: string[], env: Record<string, string>, cwd: string): Promise<PipedChild>;
+  /** The same, with `input` as the child's whole stdin (see FedChild). */
+  spawnFed(
+    argv: string[],
+    env: Record<string, string>,
+    cwd: string,
+    input: Uint8Array,
+  ): Promise<FedChild>;
 }
 
 /** How often running children are polled besides SIGCHLD. */
@@ -86,6 +111,9 @@ const POSIX_SPAWN_SETSIGMASK = 0x08;
 const POSIX_SPAWN_SETSID = 0x80;
 const WNOHANG = 1;
 const O_CLOEXEC = 0o2000000;
+const O_NONBLOCK = 0o4000;
+const F_GETFL = 3;
+const F_SETFL = 4;
 /** glibc's posix_spawn_file_actions_t and posix_spawnattr_t are 80 and 336 bytes; room to spare. */
 const STRUCT_BYTES = 1024;
 const SIGSET_BYTES = 128;
@@ -111,6 +139,10 @@ const SYMBOLS = {
   posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // fcntl is variadic; its third argument is an int for F_GETFL and F_SETFL.
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
   posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
@@ -264,6 +296,73 @@ function createSpawner(libc: Libc): Spawner {
     }
   };
 
+  const raw: RawPipe = {
+    read: (fd, buf) => Number(libc.read(fd, buf, BigInt(buf.length))),
+    close: (fd) => void libc.close(fd),
+  };
+  /** Sets O_NONBLOCK on the fizzlet's end of a pipe (never the child's: scripts block). */
+  const nonBlocking = (fd: number): boolean => {
+    const flags = libc.fcntl(fd, F_GETFL, 0);
+    return flags >= 0 && libc.fcntl(fd, F_SETFL, flags | O_NONBLOCK) === 0;
+  };
+  type End = "inWrite" | "outRead" | "errRead";
+  /**
+   * Three pipes, close-on-exec: the child gets its ends as 0, 1 and 2 (dup2 clears the flag
+   * there). `beforeStart` may write to the stdin pipe before the child runs, and says whether
+   * that was all (its write end is then closed: the child reads to EOF). The fizzlet's ends
+   * are taken with `own`; `closeRaw` closes every end not taken.
+   */
+  const startPiped = async (
+    argv: string[],
+    env: Record<string, string>,
+    cwd: string,
+    beforeStart?: (ends: Record<End, number>) => boolean,
+  ) => {
+    const fds = new Int32Array(new ArrayBuffer(24));
+    const open: number[] = [];
+    const closeRaw = () => {
+      for (const fd of open.splice(0)) libc.close(fd);
+    };
+    try {
+      for (let i = 0; i < 3; i++) {
+        if (libc.pipe2(new Uint8Array(fds.buffer, 8 * i, 8), O_CLOEXEC) !== 0) {
+          throw new Error("pipe2 failed");
+        }
+        open.push(fds[2 * i], fds[2 * i + 1]);
+      }
+      const [inRead, inWrite, outRead, outWrite, errRead, errWrite] = fds;
+      const ends: Record<End, number> = { inWrite, outRead, errRead };
+      /** Takes a fizzlet's end out of those closeRaw closes. */
+      const own = (end: End) => {
+        const at = open.indexOf(ends[end]);
+        if (at < 0) throw new Error(`pipe end ${end} taken twice`);
+        return open.splice(at, 1)[0];
+      };
+      if (beforeStart?.(ends)) {
+        open.splice(open.indexOf(inWrite), 1);
+        libc.close(inWrite);
+      }
+      const child = await start(
+        argv,
+        env,
+        cwd,
+        (actions) =>
+          libc.posix_spawn_file_actions_adddup2(actions, inRead, 0) === 0 &&
+          libc.posix_spawn_file_actions_adddup2(actions, outWrite, 1) === 0 &&
+          libc.posix_spawn_file_actions_adddup2(actions, errWrite, 2) === 0,
+      );
+      // The child's ends are the child's now.
+      for (const fd of [inRead, outWrite, errWrite]) {
+        open.splice(open.indexOf(fd), 1);
+        libc.close(fd);
+      }
+      return { child, own, closeRaw };
+    } catch (e) {
+      closeRaw();
+      throw e;
+    }
+  };
+
   return {
     spawn(argv, env, cwd, files) {
       const paths = [files.stdin, files.stdout, files.stderr].map(cString);
@@ -279,37 +378,46 @@ function createSpawner(libc: Libc): Spawner {
       );
     },
     async spawnPiped(argv, env, cwd) {
-      // Three pipes, close-on-exec: the child gets its ends as 0, 1 and 2 (dup2 clears the
-      // flag there); the fizzlet closes those and hands its own ends to the event loop
-      // (pipe_streams.ts), which closes them when their streams end.
-      const fds = new Int32Array(new ArrayBuffer(24));
-      const raw: number[] = [];
-      const closeRaw = () => {
-        for (const fd of raw.splice(0)) libc.close(fd);
-      };
+      const { child, own, closeRaw } = await startPiped(argv, env, cwd);
       try {
-        for (let i = 0; i < 3; i++) {
-          if (libc.pipe2(new Uint8Array(fds.buffer, 8 * i, 8), O_CLOEXEC) !== 0) {
-            throw new Error("pipe2 failed");
-          }
-          raw.push(fds[2 * i], fds[2 * i + 1]);
-        }
-        const [inRead, inWrite, outRead, outWrite, errRead, errWrite] = fds;
-        const spawned = await start(
-          argv,
-          env,
-          cwd,
-          (actions) =>
-            libc.posix_spawn_file_actions_adddup2(actions, inRead, 0) === 0 &&
-            libc.posix_spawn_file_actions_adddup2(actions, outWrite, 1) === 0 &&
-            libc.posix_spawn_file_actions_adddup2(actions, errWrite, 2) === 0,
-        );
-        const own = (fd: number) => raw.splice(raw.indexOf(fd), 1)[0];
-        const stdin = pipeWritable(own(inWrite));
-        const stdout = pipeReadable(own(outRead));
-        const stderr = pipeReadable(own(errRead));
+        return {
+          ...child,
+          stdin: pipeWritable(own("inWrite")),
+          stdout: pipeReadable(own("outRead")),
+          stderr: pipeReadable(own("errRead")),
+        };
+      } finally {
         closeRaw();
-        return { ...spawned, stdin, stdout, stderr };
+      }
+    },
+    async spawnFed(argv, env, cwd, input) {
+      let written = 0;
+      const { child, own, closeRaw } = await startPiped(argv, env, cwd, (ends) => {
+        const { inWrite, outRead, errRead } = ends;
+        if (!nonBlocking(outRead) || !nonBlocking(errRead) || !nonBlocking(inWrite)) {
+          throw new Error("fcntl O_NONBLOCK failed");
+        }
+        // Into the empty pipe before the child runs: non-blocking, so never more than fits.
+        while (written < input.length) {
+          const n = Number(
+            libc.write(inWrite, input.subarray(written), BigInt(input.length - written)),
+          );
+          if (n <= 0) break;
+          written += n;
+        }
+        return written === input.length;
+      });
+      try {
+        const outRead = own("outRead");
+        const errRead = own("errRead");
+        const left = written < input.length;
+        return {
+          ...child,
+          stdin: left ? pipeWritable(own("inWrite")) : null,
+          rest: input.subarray(written),
+          stdout: pipeOutput(outRead, raw),
+          stderr: pipeOutput(errRead, raw),
+        };
       } finally {
         closeRaw();
       }

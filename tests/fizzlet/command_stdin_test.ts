@@ -2,7 +2,10 @@
  * Streaming command mode (`--input stdin`) with real scripts: 1 GiB through `cat` with the
  * fizzlet's memory flat, a script that answers before it reads, one that exits without
  * reading, failures before and after the first byte, the timeout to the first byte and the
- * maximum duration of a streaming answer.
+ * maximum duration of a streaming answer. A body received whole goes into the pipe before the
+ * start, and a run that ends soon is answered whole: with a length, its stderr logged, a
+ * failure after output still cut; what runs on, outgrows the pipe, or leaves something
+ * holding it still streams.
  */
 
 import { Buffer } from "node:buffer";
@@ -55,6 +58,49 @@ function roundTrip(
     });
     req.on("error", reject);
     sendChunks(req, total);
+  });
+}
+
+/**
+ * POSTs `body` with a Content-Length (so the fizzlet has it whole before the script starts)
+ * and reads the answer: its status, framing headers, text, whether it ended normally, and
+ * when its first byte came (ms after the request was sent).
+ */
+function postWhole(url: string, body: string): Promise<{
+  status: number;
+  length?: string;
+  chunked: boolean;
+  text: string;
+  complete: boolean;
+  firstByteMs: number;
+}> {
+  return new Promise((resolve, reject) => {
+    const sent = Date.now();
+    const req = http.request(url, {
+      method: "POST",
+      headers: { "content-type": "text/plain", "content-length": String(Buffer.byteLength(body)) },
+    }, (res) => {
+      let text = "";
+      let firstByteMs = -1;
+      const done = (complete: boolean) =>
+        resolve({
+          status: res.statusCode ?? 0,
+          length: res.headers["content-length"],
+          chunked: res.headers["transfer-encoding"] === "chunked",
+          text,
+          complete,
+          firstByteMs,
+        });
+      res.on("data", (d: Buffer) => {
+        if (firstByteMs < 0) firstByteMs = Date.now() - sent;
+        text += d.toString("latin1");
+      });
+      res.on("end", () => done(true));
+      res.on("error", () => done(false));
+      res.on("aborted", () => done(false));
+    });
+    req.on("error", reject);
+    req.end(body);
   });
 }
 
@@ -171,6 +217,60 @@ Deno.test("command stdin: no output before the timeout is a 504; a streaming ans
   } finally {
     await stopAndClean(ticking);
     await Deno.remove(pids, { recursive: true });
+  }
+});
+
+Deno.test("command stdin: a body received whole goes in before the start; a short run answers whole", async () => {
+  // Reads its input, writes to both streams, ends at once.
+  const f = await stdinFizzlet(['cat; echo "said on $F2S_PATH" >&2']);
+  try {
+    const r = await postWhole(`${f.url}/here`, "hello");
+    assertEquals([r.status, r.text, r.complete], [200, "hello", true]);
+    assertEquals([r.length, r.chunked], ["5", false], "answered with its length");
+    await f.waitForLog((l) => l.msg === "script stderr" && l.line === "said on /here");
+    // An empty body is an empty, closed input.
+    const empty = await postWhole(`${f.url}/`, "");
+    assertEquals([empty.status, empty.text, empty.length], [200, "", "0"]);
+  } finally {
+    await stopAndClean(f);
+  }
+  // Writes, then fails at once: the answer it wrote is still cut, as when it streams.
+  const failing = await stdinFizzlet(["echo partial", "echo 'the reason' >&2", "exit 4"]);
+  try {
+    const r = await postWhole(`${failing.url}/`, "x");
+    assertEquals([r.status, r.text, r.complete], [200, "partial\n", false]);
+    await failing.waitForLog((l) => l.msg === "script failed after writing; answer cut");
+  } finally {
+    await stopAndClean(failing);
+  }
+});
+
+Deno.test("command stdin: what runs on, outgrows the pipe or leaves it held open still streams", async () => {
+  // Its first line must not wait for its end.
+  const slow = await stdinFizzlet(["echo first", "sleep 2", "echo second"]);
+  try {
+    const r = await postWhole(`${slow.url}/`, "x");
+    assertEquals([r.status, r.text, r.complete, r.chunked], [200, "first\nsecond\n", true, true]);
+    assert(r.firstByteMs < 1500, `the first line came ${r.firstByteMs} ms after the request`);
+  } finally {
+    await stopAndClean(slow);
+  }
+  // 1 MB of output from a 300 kB input: more than the pipes hold either way.
+  const big = await stdinFizzlet(["cat >/dev/null", "head -c 1000000 /dev/zero | tr '\\0' a"]);
+  try {
+    const r = await postWhole(`${big.url}/`, "b".repeat(300_000));
+    assertEquals([r.status, r.text.length, r.complete], [200, 1_000_000, true]);
+    assertEquals(r.text, "a".repeat(1_000_000));
+  } finally {
+    await stopAndClean(big);
+  }
+  // The script ends at once, but what it started holds its stdout and writes later.
+  const held = await stdinFizzlet(["echo now", "(sleep 0.5; echo later) &"]);
+  try {
+    const r = await postWhole(`${held.url}/`, "x");
+    assertEquals([r.status, r.text, r.complete], [200, "now\nlater\n", true]);
+  } finally {
+    await stopAndClean(held);
   }
 });
 

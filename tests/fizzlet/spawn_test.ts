@@ -87,11 +87,13 @@ Deno.test("spawn: exit codes, signals, output, env and cwd match Deno.Command", 
 });
 
 Deno.test("spawn: own session, default SIGPIPE, empty signal mask", opts, async () => {
-  // Fields after the command name: state ppid pgrp session …; SigIgn/SigBlk in status.
+  // Fields after the command name: state ppid pgrp session …; SigIgn/SigBlk in status. The
+  // masks are read by the process that inherited them (sh execs grep): sh's own, read from
+  // another process, may be caught while dash blocks every signal around its wait.
   const { stdout, pid } = await viaSpawner([
     "/bin/sh",
     "-c",
-    "cat /proc/$$/stat; grep -E '^Sig(Ign|Blk)' /proc/$$/status",
+    "cat /proc/$$/stat; exec grep -E '^Sig(Ign|Blk)' /proc/self/status",
   ]);
   const stat = stdout.slice(stdout.lastIndexOf(")") + 2).split(" ");
   assertEquals(Number(stat[2]), pid, "its own process group");
@@ -249,13 +251,69 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "spawn: a fed child reads its input before it starts; its output is there to read at its end",
+  opts,
+  async () => {
+    const spawn = spawner()!;
+    const encode = (t: string) => new TextEncoder().encode(t);
+    const decode = (chunks: Uint8Array[]) => new TextDecoder().decode(concatAll(chunks));
+    // Small input: all of it in the pipe and closed before the start, nothing left to pump.
+    const a = await spawn.spawnFed(
+      ["/bin/sh", "-c", "cat; echo err >&2; exit 3"],
+      {},
+      "/",
+      encode("input\n"),
+    );
+    assertEquals([a.stdin, a.rest.length], [null, 0]);
+    assertEquals(await a.exited, { code: 3 });
+    const out = a.stdout.readNow();
+    const err = a.stderr.readNow();
+    assertEquals([decode(out.chunks), out.eof, decode(err.chunks), err.eof], [
+      "input\n",
+      true,
+      "err\n",
+      true,
+    ]);
+    a.stdout.close();
+    a.stderr.close();
+    // More than the pipe holds: the rest goes through `stdin`, and the output as a stream.
+    const big = new Uint8Array(1024 * 1024).map((_, i) => 97 + (i % 26));
+    const b = await spawn.spawnFed(["/bin/cat"], {}, "/", big);
+    assert(b.stdin !== null && b.rest.length > 0 && b.rest.length < big.length, "partly fed");
+    const [, got] = await Promise.all([
+      ReadableStream.from([b.rest]).pipeTo(b.stdin!),
+      new Response(b.stdout.stream()).arrayBuffer(),
+      text(b.stderr.stream()),
+    ]);
+    assertEquals(new Uint8Array(got), big);
+    assertEquals(await b.exited, { code: 0 });
+    // Ended, but what it started holds stdout: not at its end yet; the stream has the rest.
+    const c = await spawn.spawnFed(
+      ["/bin/sh", "-c", "echo now; (sleep 0.3; echo later) &"],
+      {},
+      "/",
+      new Uint8Array(0),
+    );
+    assertEquals(await c.exited, { code: 0 });
+    const early = c.stdout.readNow();
+    assertEquals([decode(early.chunks), early.eof], ["now\n", false]);
+    assertEquals(await text(c.stdout.stream(early.chunks)), "now\nlater\n");
+    await text(c.stderr.stream());
+  },
+);
+
+function concatAll(chunks: Uint8Array[]): Uint8Array {
+  return new Uint8Array(chunks.flatMap((c) => [...c]));
+}
+
 /** The descriptors this process holds now. */
 function openDescriptors(): number {
   return [...Deno.readDirSync("/proc/self/fd")].length;
 }
 
 Deno.test(
-  "spawn: piped runs leave no descriptor behind, however they end; a short line goes at once",
+  "spawn: piped and fed runs leave no descriptor behind, however they end; a short line goes at once",
   opts,
   async () => {
     const spawn = spawner()!;
@@ -276,6 +334,17 @@ Deno.test(
       await b.stdin.abort();
       Deno.kill(b.pid, "SIGKILL");
       await b.exited;
+      // Fed and read at its end; fed, then killed with its output never read.
+      const d = await spawn.spawnFed(["/bin/cat"], {}, "/", new TextEncoder().encode("x"));
+      await d.exited;
+      assertEquals(d.stdout.readNow().eof, true);
+      d.stdout.close();
+      d.stderr.close();
+      const e = await spawn.spawnFed(["/bin/sh", "-c", "sleep 5"], {}, "/", new Uint8Array(9));
+      Deno.kill(e.pid, "SIGKILL");
+      await e.exited;
+      await e.stdout.stream().cancel();
+      e.stderr.close();
     }
     // A short line reaches the script while its input stays open (nothing is held back).
     const c = await spawn.spawnPiped(["/bin/sh", "-c", 'read line; echo "got $line"'], {}, "/");
@@ -289,7 +358,7 @@ Deno.test(
     for (let i = 0; i < 50 && openDescriptors() > before; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    assertEquals(openDescriptors(), before, "descriptors before and after 101 piped runs");
+    assertEquals(openDescriptors(), before, "descriptors before and after 201 piped runs");
   },
 );
 
