@@ -35,6 +35,7 @@ import { type PipeOutput, streamOutput } from "./pipe_streams.ts";
 import { deadlines } from "../common/deadlines.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
+import { sendSignal } from "./signal.ts";
 
 /** Answers still streaming after their handler returned: the slot is held until this ends. */
 const streaming = new WeakMap<Response, Promise<void>>();
@@ -231,8 +232,13 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     let pumped: Promise<void> = Promise.resolve();
     let stderrDone: Promise<void> = Promise.resolve();
 
+    let reaped = false;
+    void status.then(() => reaped = true);
     const finish = async () => {
-      killGroup(child.pid);
+      // What is left in its group dies now. Once the script has been waited for its pid is
+      // free (and could be anyone's): only the group, which keeps the id while it has members.
+      if (reaped) sendSignal(-child.pid, "SIGKILL");
+      else killGroup(child.pid);
       await status;
       await Promise.all([pumped, stderrDone]);
       signal.removeEventListener("abort", onAbort);
@@ -311,9 +317,11 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       if (out.eof && err.eof) {
         child.stdout.close();
         child.stderr.close();
-        const lines = lineSplitter(onStderr);
-        for (const chunk of err.chunks) lines.push(chunk);
-        lines.end();
+        if (err.chunks.length > 0) {
+          const lines = lineSplitter(onStderr);
+          for (const chunk of err.chunks) lines.push(chunk);
+          lines.end();
+        }
         return whole(out.chunks);
       }
       // Something it started holds a pipe open: the rest streams.

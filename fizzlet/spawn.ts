@@ -112,7 +112,6 @@ const POSIX_SPAWN_SETSID = 0x80;
 const WNOHANG = 1;
 const O_CLOEXEC = 0o2000000;
 const O_NONBLOCK = 0o4000;
-const F_GETFL = 3;
 const F_SETFL = 4;
 /** glibc's posix_spawn_file_actions_t and posix_spawnattr_t are 80 and 336 bytes; room to spare. */
 const STRUCT_BYTES = 1024;
@@ -159,8 +158,11 @@ const encoder = new TextEncoder();
 /** NUL-terminated strings in one ArrayBuffer (never on V8's heap: the pointers stay valid). */
 interface CStrings {
   bytes: Uint8Array;
-  /** The address of each string. */
-  pointers: bigint[];
+  /**
+   * The address of each string. As numbers, not bigints (bigint arithmetic was a tenth of a
+   * spawn's JavaScript): user-space addresses fit in 47 bits, well within 2^53.
+   */
+  pointers: number[];
 }
 
 function cStrings(strings: string[]): CStrings {
@@ -172,22 +174,32 @@ function cStrings(strings: string[]): CStrings {
     room += s.length * 3 + 1;
   }
   const bytes = new Uint8Array(new ArrayBuffer(Math.max(room, 1)));
-  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
-  const pointers: bigint[] = [];
+  const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
+  const pointers: number[] = [];
   let at = 0;
   for (const s of strings) {
-    pointers.push(base + BigInt(at));
+    pointers.push(base + at);
     at += encoder.encodeInto(s, bytes.subarray(at)).written;
     bytes[at++] = 0;
   }
   return { bytes, pointers };
 }
 
-/** A NULL-terminated array of pointers, as argv and envp are. */
-function pointerArray(pointers: bigint[]): Uint8Array {
-  const array = new BigUint64Array(new ArrayBuffer(8 * (pointers.length + 1)));
-  array.set(pointers);
-  return new Uint8Array(array.buffer);
+const TWO_32 = 2 ** 32;
+
+/** A NULL-terminated array of pointers (little-endian u64s), as argv and envp are. */
+function pointerArray(...lists: number[][]): Uint8Array {
+  let n = 1;
+  for (const list of lists) n += list.length;
+  const words = new Uint32Array(new ArrayBuffer(8 * n));
+  let at = 0;
+  for (const list of lists) {
+    for (const p of list) {
+      words[at++] = p % TWO_32;
+      words[at++] = Math.floor(p / TWO_32);
+    }
+  }
+  return new Uint8Array(words.buffer);
 }
 
 function cString(s: string): Uint8Array {
@@ -227,6 +239,8 @@ function createSpawner(libc: Libc): Spawner {
   const status = new Int32Array(new ArrayBuffer(4));
   const statusBytes = new Uint8Array(status.buffer);
   let poll: ReturnType<typeof setInterval> | undefined;
+  /** Children started since the last poll: the poll stops once a whole interval had none. */
+  let startedSincePoll = false;
   /** Waits for every child that has exited (WNOHANG: never blocks). */
   const reap = () => {
     for (const [pid, settle] of running) {
@@ -236,18 +250,54 @@ function createSpawner(libc: Libc): Spawner {
       // -1 (ECHILD): no longer ours to wait for; the exit is unknown.
       settle(r === pid ? exitOf(status[0]) : { code: -1 });
     }
-    if (running.size === 0 && poll !== undefined) {
+  };
+  const pollTick = () => {
+    reap();
+    if (running.size === 0 && !startedSincePoll) {
       clearInterval(poll);
       poll = undefined;
     }
+    startedSincePoll = false;
   };
   Deno.addSignalListener("SIGCHLD", reap);
-  const waitExit = (pid: number): Promise<Exit> => {
+  /**
+   * `exited` for a child just started. `raced`: the spawn was awaited, so the child may have
+   * exited, and its SIGCHLD been handled, before it was in `running`. A spawn that returned
+   * synchronously cannot race: the signal's listener runs after this.
+   */
+  const waitExit = (pid: number, raced: boolean): Promise<Exit> => {
     const exited = new Promise<Exit>((resolve) => running.set(pid, resolve));
-    poll ??= setInterval(reap, REAP_POLL_MS);
-    // It may have exited before it was in `running`, its SIGCHLD handled already.
-    reap();
+    // One interval for as long as children keep coming, not one per child.
+    startedSincePoll = true;
+    poll ??= setInterval(pollTick, REAP_POLL_MS);
+    if (raced) reap();
     return exited;
+  };
+  /** The working directory as a C string, kept for the next spawn in the same place. */
+  const dirs = new Map<string, Uint8Array>();
+  const dirOf = (cwd: string) => {
+    let dir = dirs.get(cwd);
+    if (!dir) {
+      if (dirs.size >= 16) dirs.clear();
+      dirs.set(cwd, dir = cString(cwd));
+    }
+    return dir;
+  };
+  /**
+   * The inherited variables' pointers less those a request's variables replace, kept per set
+   * of names (command mode's is the same for every request).
+   */
+  const keptEnv = new Map<string, number[]>();
+  const inheritedLess = (names: string[]) => {
+    const key = names.join("\0");
+    let kept = keptEnv.get(key);
+    if (!kept) {
+      const replaced = new Set(names);
+      kept = inherited.pointers.filter((_, i) => !replaced.has(inheritedKeys[i]));
+      if (keptEnv.size >= 16) keptEnv.clear();
+      keptEnv.set(key, kept);
+    }
+    return kept;
   };
 
   /** Starts `argv` with the file actions `setup` adds (besides the working directory). */
@@ -257,16 +307,14 @@ function createSpawner(libc: Libc): Spawner {
     cwd: string,
     setup: (actions: Uint8Array) => boolean,
   ): Promise<Spawned> => {
-    const own = Object.entries(env);
+    const names = Object.keys(env);
+    const texts = argv.slice();
+    for (const name of names) texts.push(`${name}=${env[name]}`);
     // The request's variables first: the marker is then found early in /proc/<pid>/environ.
-    const strings = cStrings([...argv, ...own.map(([k, v]) => `${k}=${v}`)]);
-    const envPointers = strings.pointers.slice(argv.length);
-    for (const [i, key] of inheritedKeys.entries()) {
-      if (!Object.hasOwn(env, key)) envPointers.push(inherited.pointers[i]);
-    }
+    const strings = cStrings(texts);
     const argvArray = pointerArray(strings.pointers.slice(0, argv.length));
-    const envArray = pointerArray(envPointers);
-    const dir = cString(cwd);
+    const envArray = pointerArray(strings.pointers.slice(argv.length), inheritedLess(names));
+    const dir = dirOf(cwd);
     const actions = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
     if (libc.posix_spawn_file_actions_init(actions) !== 0) {
       throw new Error("posix_spawn_file_actions_init failed");
@@ -284,11 +332,10 @@ function createSpawner(libc: Libc): Spawner {
         argvArray,
         envArray,
       ] as const;
-      const errno = running.size === 0
-        ? libc.posix_spawn_now(...args)
-        : await libc.posix_spawn(...args);
+      const now = running.size === 0;
+      const errno = now ? libc.posix_spawn_now(...args) : await libc.posix_spawn(...args);
       if (errno !== 0) throw new Error(`posix_spawn ${argv[0]} failed: errno ${errno}`);
-      return { pid: pid[0], exited: waitExit(pid[0]) };
+      return { pid: pid[0], exited: waitExit(pid[0], !now) };
     } finally {
       libc.posix_spawn_file_actions_destroy(actions);
       // Kept alive until the child has exec'd: the pointers above point into them.
@@ -300,11 +347,12 @@ function createSpawner(libc: Libc): Spawner {
     read: (fd, buf) => Number(libc.read(fd, buf, BigInt(buf.length))),
     close: (fd) => void libc.close(fd),
   };
-  /** Sets O_NONBLOCK on the fizzlet's end of a pipe (never the child's: scripts block). */
-  const nonBlocking = (fd: number): boolean => {
-    const flags = libc.fcntl(fd, F_GETFL, 0);
-    return flags >= 0 && libc.fcntl(fd, F_SETFL, flags | O_NONBLOCK) === 0;
-  };
+  /**
+   * Sets O_NONBLOCK on the fizzlet's end of a new pipe (never the child's: scripts block); its
+   * other status flag is its access mode, known.
+   */
+  const nonBlocking = (fd: number, access: number): boolean =>
+    libc.fcntl(fd, F_SETFL, access | O_NONBLOCK) === 0;
   type End = "inWrite" | "outRead" | "errRead";
   /**
    * Three pipes, close-on-exec: the child gets its ends as 0, 1 and 2 (dup2 clears the flag
@@ -394,7 +442,10 @@ function createSpawner(libc: Libc): Spawner {
       let written = 0;
       const { child, own, closeRaw } = await startPiped(argv, env, cwd, (ends) => {
         const { inWrite, outRead, errRead } = ends;
-        if (!nonBlocking(outRead) || !nonBlocking(errRead) || !nonBlocking(inWrite)) {
+        if (
+          !nonBlocking(outRead, O_RDONLY) || !nonBlocking(errRead, O_RDONLY) ||
+          !nonBlocking(inWrite, O_WRONLY)
+        ) {
           throw new Error("fcntl O_NONBLOCK failed");
         }
         // Into the empty pipe before the child runs: non-blocking, so never more than fits.
