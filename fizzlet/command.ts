@@ -199,10 +199,16 @@ async function receiveInput(
   return path;
 }
 
-/** `start.sh <input>`, through `sh` when it is not executable. */
-export function scriptArgv(script: string, input: string): string[] {
-  const executable = (Deno.statSync(script).mode ?? 0o755) & 0o111;
-  return executable ? [script, input] : ["sh", script, input];
+/**
+ * `start.sh <input>`, through `sh` when it is not executable (judged by `executable`, by
+ * default from its mode bits).
+ */
+export function scriptArgv(
+  script: string,
+  input: string,
+  executable = (path: string) => ((Deno.statSync(path).mode ?? 0o755) & 0o111) !== 0,
+): string[] {
+  return executable(script) ? [script, input] : ["sh", script, input];
 }
 
 /**
@@ -211,12 +217,13 @@ export function scriptArgv(script: string, input: string): string[] {
  * with #! (ENOEXEC); `beforeRetry` undoes what the failed attempt left behind.
  */
 export async function startScript<T>(
+  spawner: Spawner,
   script: string,
   input: string,
   start: (argv: string[]) => Promise<T>,
   beforeRetry: () => void = () => {},
 ): Promise<T> {
-  const argv = scriptArgv(script, input);
+  const argv = scriptArgv(script, input, spawner.executable);
   if (argv[0] === "sh") argv[0] = "/bin/sh";
   try {
     return await start(argv);
@@ -519,6 +526,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
         const env = scriptEnv(req, requestId, input, marker);
         const stdio = { stdin: "/dev/null", ...out };
         ({ pid, exited } = await startScript(
+          spawn,
           script,
           input,
           (argv) => spawn.spawn(argv, env, dir, stdio),

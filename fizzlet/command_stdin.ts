@@ -136,6 +136,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       const body = req.body;
       if (body === null || body instanceof Uint8Array) {
         const c = await startScript(
+          spawn,
           script,
           "/dev/stdin",
           (argv) => spawn.spawnFed(argv, env, dir, body ?? EMPTY),
@@ -143,6 +144,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
         return { ...c, rest: c.rest, status: c.exited.then(exitOf) };
       }
       const c = await startScript(
+        spawn,
         script,
         "/dev/stdin",
         (argv) => spawn.spawnPiped(argv, env, dir),
@@ -230,6 +232,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     };
     const status = child.status;
     let pumped: Promise<void> = Promise.resolve();
+    let closeOutputs: (() => void) | undefined;
     let stderrDone: Promise<void> = Promise.resolve();
 
     let reaped = false;
@@ -245,6 +248,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       // Whatever the script left running dies with the request.
       track(
         killAll(true).then(() => {
+          closeOutputs?.();
           running.delete(marker.value);
           roots.delete(child.pid);
         }),
@@ -315,8 +319,11 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       const out = child.stdout.readNow();
       const err = child.stderr.readNow();
       if (out.eof && err.eof) {
-        child.stdout.close();
-        child.stderr.close();
+        // Closed after the answer, with the sweep: two syscalls less on its path.
+        closeOutputs = () => {
+          child.stdout.close();
+          child.stderr.close();
+        };
         if (err.chunks.length > 0) {
           const lines = lineSplitter(onStderr);
           for (const chunk of err.chunks) lines.push(chunk);

@@ -317,6 +317,8 @@ Deno.test(
   opts,
   async () => {
     const spawn = spawner()!;
+    // Pipes kept ready for the next fed child are the spawner's, not a run's: none now.
+    spawn.release();
     const before = openDescriptors();
     for (let i = 0; i < 50; i++) {
       // Read to the end, closed input.
@@ -354,6 +356,7 @@ Deno.test(
     await w.close().catch(() => {});
     await text(c.stderr);
     await c.exited;
+    spawn.release();
     // node:net closes what it owns asynchronously: give it a turn.
     for (let i = 0; i < 50 && openDescriptors() > before; i++) {
       await new Promise((r) => setTimeout(r, 20));
