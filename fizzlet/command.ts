@@ -10,13 +10,14 @@
  * not available by a long-lived shell in its own session (script_shell.ts); a timeout, a
  * vanished client or shutdown kills the script together with everything it started, also
  * what left its group or session (sweep.ts), and so does the end of the request.
- * Its stdout (a file, read after the exit) is the answer (JSON content type when it parses as
- * JSON; more than MAX_OUTPUT is a 500); a non-zero exit is a 500 with the exit code and the
- * tail of stderr. stderr is logged line by line after the exit, never returned whole. The
+ * Its stdout is the answer once it has exited (JSON content type when it parses as JSON; more
+ * than MAX_OUTPUT is a 500); a non-zero exit is a 500 with the exit code and the tail of
+ * stderr. stderr is logged line by line, never returned whole. A spawned script writes to pipes
+ * (collect_output.ts); a shell's script to files in the folder, read after the exit. The
  * folder is removed afterwards, whatever happened.
  */
 
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { ClientGoneError, ShuttingDownError, TimeoutError } from "../common/cut_short.ts";
 import { type Deadline, deadlines } from "../common/deadlines.ts";
 import { errorResponse, type PlainAnswer, REQUEST_ID_HEADER } from "../common/protocol.ts";
@@ -24,7 +25,8 @@ import { readBodyWithin } from "./body_deadline.ts";
 import { createTail, forEachLine } from "./lines.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { createShellPool } from "./script_shell.ts";
-import { type Exit, type Spawner, spawner } from "./spawn.ts";
+import { type FedChild, type Spawner, spawner } from "./spawn.ts";
+import { collectOutput } from "./collect_output.ts";
 import { requestFiles, roomyShm } from "./request_files.ts";
 import { sendSignal } from "./signal.ts";
 import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
@@ -39,6 +41,8 @@ const SYNC_READ = 256 * 1024;
 const files = requestFiles();
 /** What a request folder holds besides what the script adds: its input, the script's output. */
 const OWN_FILES = ["input.json", "input.txt", "input.bin", "stdout", "stderr"];
+/** A spawned script's input (its stdin: the request body is in the input file). */
+const NO_INPUT = new Uint8Array(0);
 /** Stderr beyond this many bytes is logged from a stream rather than read whole. */
 const STDERR_WHOLE = 64 * 1024;
 
@@ -367,6 +371,8 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       ? files.makeFolder(memory, "f2s-request-")
       : Deno.makeTempDirSync({ prefix: "f2s-request-" });
     let released = false;
+    /** What the folder holds besides what the script made (each unlink of none costs). */
+    let names = OWN_FILES;
     const release = () => {
       if (released) return;
       released = true;
@@ -384,7 +390,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
           new Promise<void>((resolve) =>
             setTimeout(() => {
               try {
-                files.removeFolder(folder, OWN_FILES);
+                files.removeFolder(folder, names);
               } catch (e) {
                 failed(e);
               }
@@ -408,6 +414,8 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       return input;
     }
     const path = input;
+    // Spawned scripts write to pipes; the shells' scripts to files beside the input.
+    names = spawn ? [basename(path)] : [basename(path), "stdout", "stderr"];
     const received: Received = {
       handle: (req, ctx) => run(req, ctx, folder, path),
       release,
@@ -416,15 +424,17 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   };
 
   /**
-   * The answer once the script has ended with `code`: its stdout (a file) and the tail of its
-   * stderr, logged line by line; `flooded`: it was killed for writing too much.
+   * The answer once the script has ended with `code`: its stdout (undefined: not a regular
+   * file, so not read; "too large": past MAX_OUTPUT) and the tail of its stderr, logged
+   * already; `flooded`: it was killed for writing too much.
    */
-  const answer = async (
+  const answer = (
     ctx: RequestContext,
-    out: { stdout: string; stderr: string },
+    stdout: Uint8Array | undefined | "too large",
+    tail: string,
     code: number,
     flooded: boolean,
-  ): Promise<Response | PlainAnswer> => {
+  ): Response | PlainAnswer => {
     const { requestId, signal } = ctx;
     if (flooded) {
       ctx.log.warn("script output too large; its processes killed", {
@@ -435,16 +445,14 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
         limitBytes: MAX_OUTPUT,
       });
     }
-    const tail = await logStderr(out.stderr, ctx);
     if (signal.aborted) return abortedResponse(ctx, tail);
-    const stdout = files.readOutput(out.stdout, SYNC_READ);
     if (stdout === undefined) {
       ctx.log.warn("script stdout is not a file; not read", { requestId });
       return errorResponse(500, "start.sh output could not be read", undefined, {
         [REQUEST_ID_HEADER]: requestId,
       });
     }
-    if (stdout.size > MAX_OUTPUT) {
+    if (stdout === "too large") {
       ctx.log.warn("script output too large", { requestId, limitBytes: MAX_OUTPUT });
       return errorResponse(500, "start.sh wrote more than the output limit", {
         limitBytes: MAX_OUTPUT,
@@ -460,15 +468,31 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
         stderr: tail,
       }, { [REQUEST_ID_HEADER]: requestId });
     }
-    // Small ones are read already, synchronously: a thread-pool round trip costs more.
-    const body = stdout.bytes ??
-      await readAll(files.readChunks(out.stdout, stdout.size), stdout.size);
-    const type = outputType(new TextDecoder().decode(body));
+    const type = outputType(new TextDecoder().decode(stdout));
     return {
       status: 200,
       headers: [["content-type", type], [REQUEST_ID_HEADER, requestId]],
-      body,
+      body: stdout,
     };
+  };
+
+  /** `answer` for a script whose output went to files (the shells). */
+  const answerFromFiles = async (
+    ctx: RequestContext,
+    out: { stdout: string; stderr: string },
+    code: number,
+    flooded: boolean,
+  ): Promise<Response | PlainAnswer> => {
+    if (flooded) return answer(ctx, new Uint8Array(0), "", code, flooded);
+    const tail = await logStderr(out.stderr, ctx);
+    const stdout = files.readOutput(out.stdout, SYNC_READ);
+    if (stdout === undefined || stdout.size > MAX_OUTPUT) {
+      return answer(ctx, stdout && "too large", tail, code, flooded);
+    }
+    // Small ones are read already, synchronously: a thread-pool round trip costs more.
+    const body = stdout.bytes ??
+      await readAll(files.readChunks(out.stdout, stdout.size), stdout.size);
+    return answer(ctx, body, tail, code, flooded);
   };
 
   /**
@@ -496,7 +520,10 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   /** Runs that have ended, their leftovers swept together CLEANUP_DELAY_MS later. */
   const sweepSoon = sweepBatcher(running, roots, CLEANUP_DELAY_MS);
 
-  /** start.sh started by posix_spawn (spawn.ts) in its own session, its output in `folder`. */
+  /**
+   * start.sh started by posix_spawn (spawn.ts) in its own session, its input closed, its
+   * output collected from pipes (collect_output.ts).
+   */
   const runSpawned = async (
     spawn: Spawner,
     req: ScriptRequest,
@@ -506,7 +533,6 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   ): Promise<Response | PlainAnswer> => {
     const { requestId, signal } = ctx;
     if (signal.aborted) return abortedResponse(ctx);
-    const out = { stdout: join(folder, "stdout"), stderr: join(folder, "stderr") };
     const marker: Marker = { name: "F2S_REQUEST_DIR", value: folder };
     const since = ticksNow();
     let pid: number | undefined;
@@ -519,43 +545,50 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     };
     signal.addEventListener("abort", killAll, { once: true });
     running.add(folder);
-    let stopWatch = () => {};
+    let close = () => {};
     try {
-      let exited: Promise<Exit>;
+      let child: FedChild;
       try {
         const env = scriptEnv(req, requestId, input, marker);
-        const stdio = { stdin: "/dev/null", ...out };
-        ({ pid, exited } = await startScript(
+        child = await startScript(
           spawn,
           script,
           input,
-          (argv) => spawn.spawn(argv, env, dir, stdio),
-          // The failed child had made the output files already (O_EXCL).
-          () => [out.stdout, out.stderr].forEach((path) => Deno.removeSync(path)),
-        ));
+          (argv) => spawn.spawnFed(argv, env, dir, NO_INPUT),
+        );
       } catch (e) {
         ctx.log.error("script could not be started", { requestId, error: e });
         return errorResponse(500, "start.sh could not be run", (e as Error).message, {
           [REQUEST_ID_HEADER]: requestId,
         });
       }
+      pid = child.pid;
       roots.add(pid);
+      void child.exited.then(() => reaped = true);
       if (signal.aborted) killAll(); // cut short while it was being started
-      let flooded = false;
-      stopWatch = watchOutput(out, () => {
-        flooded = true;
-        killAll();
+      const tail = createTail(STDERR_TAIL);
+      const collected = await collectOutput(child, {
+        limit: MAX_OUTPUT,
+        onStderrLine: (line, truncated) => {
+          tail.push(line + "\n");
+          ctx.log.info("script stderr", { requestId, line, truncated: truncated || undefined });
+        },
+        onFlood: killAll,
+        spillTo: join(folder, "stdout"),
       });
-      const { code } = await exited;
-      reaped = true;
-      stopWatch();
-      return await answer(ctx, out, code, flooded);
+      close = collected.close;
+      const { exit, stdout, flooded } = collected;
+      // A large output went on to a file: read back (off the loop), as at most the limit.
+      const body = stdout instanceof Uint8Array
+        ? stdout
+        : await readAll(files.readChunks(stdout.path, stdout.size), stdout.size);
+      return answer(ctx, body, tail.text(), exit.code, flooded);
     } finally {
-      stopWatch();
       signal.removeEventListener("abort", killAll);
       // Whatever the script left running dies next, off the answer's path (the scan of /proc
       // need not delay it), and before the folder is removed (release, queued after this).
       const forget = () => {
+        close();
         running.delete(folder);
         if (pid !== undefined) roots.delete(pid);
       };
@@ -632,7 +665,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
         }
       }
       stopWatch();
-      return await answer(ctx, shell, code, flooded);
+      return await answerFromFiles(ctx, shell, code, flooded);
     } finally {
       stopWatch();
       signal.removeEventListener("abort", onAbort);

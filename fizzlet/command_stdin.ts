@@ -13,6 +13,13 @@
  * cut (the client sees a truncated chunked answer, as with of-watchdog). A script that exits
  * without reading its input is fine: the rest of the body is dropped. As in file mode the
  * script runs in its own session, and whatever it started is killed with it (sweep.ts).
+ *
+ * A body received whole goes into the pipe before the script starts, and a run that then ends
+ * within WHOLE_WAIT_MS (collect_output.ts) is answered from what its pipes hold, with a length:
+ * no sockets or streams are made for it (the fizzlet's CPU per request at 8 connections went
+ * from ~550 to ~390 µs, bench/RESULTS.md session 9). A run going on past it streams as above;
+ * its first bytes wait at most that long, where of-watchdog holds back an answer's first 4 KiB
+ * until they fill or the script ends.
  */
 
 import { join } from "node:path";
@@ -32,7 +39,7 @@ import {
 import { type Exit, spawner } from "./spawn.ts";
 import { createTail, forEachLine, lineSplitter } from "./lines.ts";
 import { type PipeOutput, streamOutput } from "./pipe_streams.ts";
-import { deadlines } from "../common/deadlines.ts";
+import { concat, settlesWithin, WHOLE_WAIT_MS } from "./collect_output.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
 import { sendSignal } from "./signal.ts";
@@ -81,40 +88,7 @@ interface Child {
   status: Promise<{ success: boolean; code: number; signal: string | null }>;
 }
 
-/**
- * A script fed its whole body before it started is given this long to end (ms; the shared
- * deadlines fire up to one 10 ms tick late) before its output is streamed. Most end well
- * within it: their output is then read from the pipe at once and answered with a length, no
- * sockets or streams made (the fizzlet's CPU per request: see bench/RESULTS.md, session 9).
- * A run going on past it streams as before; its first bytes wait at most this long, where
- * of-watchdog holds back an answer's first 4 KiB until they fill or the script ends.
- */
-export const WHOLE_WAIT_MS = 20;
-
 const EMPTY = new Uint8Array(0);
-
-/** Chunks as one body. */
-function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-/** Whether `status` settles within `ms`. */
-function endsWithin(status: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = deadlines.after(ms, () => resolve(false));
-    status.then(() => {
-      timer.cancel();
-      resolve(true);
-    });
-  });
-}
 
 export function createStdinRunner(dir: string, options: StdinOptions): StdinRunner {
   const script = join(dir, "start.sh");
@@ -315,7 +289,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     // A run fed its whole body that ends soon: its output is what the pipes hold.
     let stdout: ReadableStream<Uint8Array> | undefined;
     let stderr: ReadableStream<Uint8Array> | undefined;
-    if (child.stdin === null && await endsWithin(status, WHOLE_WAIT_MS)) {
+    if (child.stdin === null && await settlesWithin(status, WHOLE_WAIT_MS)) {
       const out = child.stdout.readNow();
       const err = child.stderr.readNow();
       if (out.eof && err.eof) {

@@ -59,6 +59,8 @@ export interface RawPipe {
   /** Bytes read into `buf`; 0 at EOF, -1 when nothing is there now (or it failed). */
   read(fd: number, buf: Uint8Array): number;
   close(fd: number): void;
+  /** Asks for a pipe buffer of `bytes` (F_SETPIPE_SZ); false when refused (a quota, a limit). */
+  resize(fd: number, bytes: number): boolean;
 }
 
 /** What an output pipe held when it was read without waiting. */
@@ -72,10 +74,17 @@ export interface ReadNow {
 export interface PipeOutput {
   /** What the pipe holds now, without waiting. Not after `stream`. */
   readNow(): ReadNow;
+  /**
+   * One read into `buf`, without waiting: the bytes read, 0 at the end, -1 when nothing is
+   * there now. Not after `stream`.
+   */
+  read(buf: Uint8Array): number;
   /** The rest as a stream that owns the descriptor (`prefix` first). Once. */
   stream(prefix?: Uint8Array[]): ReadableStream<Uint8Array>;
   /** Closes the descriptor, unless a stream owns it. */
   close(): void;
+  /** Asks for a larger pipe buffer (`RawPipe.resize`); false when refused. */
+  resize(bytes: number): boolean;
 }
 
 /** Read by `readNow` in pieces of this size (a pipe holds 64 KiB by default). */
@@ -87,15 +96,18 @@ export function pipeOutput(fd: number, raw: RawPipe): PipeOutput {
   let owner: "us" | "stream" | "closed" = "us";
   return {
     readNow() {
-      if (owner !== "us") throw new Error("the pipe is no longer read directly");
       scratch ??= new Uint8Array(new ArrayBuffer(READ_NOW_BYTES));
       const chunks: Uint8Array[] = [];
       for (;;) {
-        const n = raw.read(fd, scratch);
+        const n = this.read(scratch);
         if (n === 0) return { chunks, eof: true };
         if (n < 0) return { chunks, eof: false };
         chunks.push(scratch.slice(0, n));
       }
+    },
+    read(buf) {
+      if (owner !== "us") throw new Error("the pipe is no longer read directly");
+      return raw.read(fd, buf);
     },
     stream(prefix = []) {
       if (owner !== "us") throw new Error("the pipe is no longer read directly");
@@ -107,6 +119,7 @@ export function pipeOutput(fd: number, raw: RawPipe): PipeOutput {
       owner = "closed";
       raw.close(fd);
     },
+    resize: (bytes) => owner === "us" && raw.resize(fd, bytes),
   };
 }
 
@@ -114,11 +127,13 @@ export function pipeOutput(fd: number, raw: RawPipe): PipeOutput {
 export function streamOutput(stream: ReadableStream<Uint8Array>): PipeOutput {
   return {
     readNow: () => ({ chunks: [], eof: false }),
+    read: () => -1,
     stream(prefix = []) {
       if (prefix.length === 0) return stream;
       throw new Error("a stream output has nothing read before it");
     },
     close: () => void stream.cancel().catch(() => {}),
+    resize: () => false,
   };
 }
 

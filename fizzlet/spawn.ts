@@ -121,6 +121,7 @@ const X_OK = 1;
 const O_CLOEXEC = 0o2000000;
 const O_NONBLOCK = 0o4000;
 const F_SETFL = 4;
+const F_SETPIPE_SZ = 1031;
 /** glibc's posix_spawn_file_actions_t and posix_spawnattr_t are 80 and 336 bytes; room to spare. */
 const STRUCT_BYTES = 1024;
 const SIGSET_BYTES = 128;
@@ -148,7 +149,7 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  // fcntl is variadic; its third argument is an int for F_GETFL and F_SETFL.
+  // fcntl is variadic; its third argument is an int for F_SETFL and F_SETPIPE_SZ.
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
@@ -270,6 +271,12 @@ function createSpawner(libc: Libc): Spawner {
     startedSincePoll = false;
   };
   let dropSpare = () => {};
+  /** Pipes for a fed child and the file actions that hand them over (see `spare`). */
+  interface Kit {
+    fds: Int32Array;
+    cwd: string;
+    actions: Uint8Array;
+  }
   Deno.addSignalListener("SIGCHLD", reap);
   /**
    * `exited` for a child just started. `raced`: the spawn was awaited, so the child may have
@@ -311,29 +318,37 @@ function createSpawner(libc: Libc): Spawner {
     return kept;
   };
 
-  /** Starts `argv` with the file actions `setup` adds (besides the working directory). */
-  const start = async (
-    argv: string[],
-    env: Record<string, string>,
-    cwd: string,
-    setup: (actions: Uint8Array) => boolean,
-  ): Promise<Spawned> => {
-    const names = Object.keys(env);
-    const texts = argv.slice();
-    for (const name of names) texts.push(`${name}=${env[name]}`);
-    // The request's variables first: the marker is then found early in /proc/<pid>/environ.
-    const strings = cStrings(texts);
-    const argvArray = pointerArray(strings.pointers.slice(0, argv.length));
-    const envArray = pointerArray(strings.pointers.slice(argv.length), inheritedLess(names));
-    const dir = dirOf(cwd);
+  /**
+   * File actions: those `setup` adds, then the working directory. Destroyed by `start`, or by
+   * `dropActions` when never used (glibc copies the paths into them: nothing else to keep).
+   */
+  const buildActions = (cwd: string, setup: (actions: Uint8Array) => boolean): Uint8Array => {
     const actions = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
     if (libc.posix_spawn_file_actions_init(actions) !== 0) {
       throw new Error("posix_spawn_file_actions_init failed");
     }
+    if (!setup(actions) || libc.posix_spawn_file_actions_addchdir_np(actions, dirOf(cwd)) !== 0) {
+      libc.posix_spawn_file_actions_destroy(actions);
+      throw new Error("posix_spawn_file_actions setup failed");
+    }
+    return actions;
+  };
+  const dropActions = (actions: Uint8Array) => libc.posix_spawn_file_actions_destroy(actions);
+
+  /** Starts `argv` with `actions` (buildActions; destroyed here, whatever happens). */
+  const start = async (
+    argv: string[],
+    env: Record<string, string>,
+    actions: Uint8Array,
+  ): Promise<Spawned> => {
     try {
-      if (!setup(actions) || libc.posix_spawn_file_actions_addchdir_np(actions, dir) !== 0) {
-        throw new Error("posix_spawn_file_actions setup failed");
-      }
+      const names = Object.keys(env);
+      const texts = argv.slice();
+      for (const name of names) texts.push(`${name}=${env[name]}`);
+      // The request's variables first: the marker is then found early in /proc/<pid>/environ.
+      const strings = cStrings(texts);
+      const argvArray = pointerArray(strings.pointers.slice(0, argv.length));
+      const envArray = pointerArray(strings.pointers.slice(argv.length), inheritedLess(names));
       const pid = new Int32Array(new ArrayBuffer(4));
       const args = [
         new Uint8Array(pid.buffer),
@@ -345,18 +360,19 @@ function createSpawner(libc: Libc): Spawner {
       ] as const;
       const now = running.size === 0;
       const errno = now ? libc.posix_spawn_now(...args) : await libc.posix_spawn(...args);
+      // Kept alive until the child has exec'd: the pointers above point into them.
+      void [strings.bytes, inherited.bytes];
       if (errno !== 0) throw new Error(`posix_spawn ${argv[0]} failed: errno ${errno}`);
       return { pid: pid[0], exited: waitExit(pid[0], !now) };
     } finally {
-      libc.posix_spawn_file_actions_destroy(actions);
-      // Kept alive until the child has exec'd: the pointers above point into them.
-      void [strings.bytes, inherited.bytes, dir];
+      dropActions(actions);
     }
   };
 
   const raw: RawPipe = {
     read: (fd, buf) => Number(libc.read(fd, buf, BigInt(buf.length))),
     close: (fd) => void libc.close(fd),
+    resize: (fd, bytes) => libc.fcntl(fd, F_SETPIPE_SZ, bytes) >= 0,
   };
   /**
    * Sets O_NONBLOCK on the fizzlet's end of a new pipe (never the child's: scripts block); its
@@ -390,10 +406,33 @@ function createSpawner(libc: Libc): Spawner {
    * request at a time the fizzlet is idle then, and pipe2 and fcntl were ~35 µs of each
    * request's latency. Closed when children stop coming (pollTick) or on `release`.
    */
-  let spare: Int32Array | undefined;
+  let spare: Kit | undefined;
   dropSpare = () => {
-    if (spare) { for (const fd of spare) libc.close(fd); }
+    if (spare) {
+      for (const fd of spare.fds) libc.close(fd);
+      dropActions(spare.actions);
+    }
     spare = undefined;
+  };
+  /** The file actions giving the child its ends of `fds` as 0, 1 and 2, in `cwd`. */
+  const pipeActions = (fds: Int32Array, cwd: string) =>
+    buildActions(
+      cwd,
+      (actions) =>
+        libc.posix_spawn_file_actions_adddup2(actions, fds[0], 0) === 0 &&
+        libc.posix_spawn_file_actions_adddup2(actions, fds[3], 1) === 0 &&
+        libc.posix_spawn_file_actions_adddup2(actions, fds[5], 2) === 0,
+    );
+  /** Fed pipes with their file actions (glibc's adddup2 alone makes six syscalls). */
+  const makeKit = (cwd: string): Kit | undefined => {
+    const fds = makePipes(true);
+    if (!fds) return undefined;
+    try {
+      return { fds, cwd, actions: pipeActions(fds, cwd) };
+    } catch {
+      for (const fd of fds) libc.close(fd);
+      return undefined;
+    }
   };
   /**
    * Starts a child on `fds` (makePipes). `beforeStart` may write to the stdin pipe before the
@@ -403,8 +442,8 @@ function createSpawner(libc: Libc): Spawner {
   const startPiped = async (
     argv: string[],
     env: Record<string, string>,
-    cwd: string,
     fds: Int32Array,
+    actions: Uint8Array,
     beforeStart?: (ends: Record<End, number>) => boolean,
   ) => {
     const open = [...fds];
@@ -420,19 +459,18 @@ function createSpawner(libc: Libc): Spawner {
         if (at < 0) throw new Error(`pipe end ${end} taken twice`);
         return open.splice(at, 1)[0];
       };
-      if (beforeStart?.(ends)) {
+      let fed: boolean;
+      try {
+        fed = beforeStart?.(ends) ?? false;
+      } catch (e) {
+        dropActions(actions);
+        throw e;
+      }
+      if (fed) {
         open.splice(open.indexOf(inWrite), 1);
         libc.close(inWrite);
       }
-      const child = await start(
-        argv,
-        env,
-        cwd,
-        (actions) =>
-          libc.posix_spawn_file_actions_adddup2(actions, inRead, 0) === 0 &&
-          libc.posix_spawn_file_actions_adddup2(actions, outWrite, 1) === 0 &&
-          libc.posix_spawn_file_actions_adddup2(actions, errWrite, 2) === 0,
-      );
+      const child = await start(argv, env, actions);
       // The child's ends are the child's now.
       for (const fd of [inRead, outWrite, errWrite]) {
         open.splice(open.indexOf(fd), 1);
@@ -454,17 +492,26 @@ function createSpawner(libc: Libc): Spawner {
       return start(
         argv,
         env,
-        cwd,
-        (actions) =>
-          libc.posix_spawn_file_actions_addopen(actions, 0, paths[0], O_RDONLY, 0) === 0 &&
-          libc.posix_spawn_file_actions_addopen(actions, 1, paths[1], out, 0o600) === 0 &&
-          libc.posix_spawn_file_actions_addopen(actions, 2, paths[2], out, 0o600) === 0,
+        buildActions(
+          cwd,
+          (actions) =>
+            libc.posix_spawn_file_actions_addopen(actions, 0, paths[0], O_RDONLY, 0) === 0 &&
+            libc.posix_spawn_file_actions_addopen(actions, 1, paths[1], out, 0o600) === 0 &&
+            libc.posix_spawn_file_actions_addopen(actions, 2, paths[2], out, 0o600) === 0,
+        ),
       );
     },
     async spawnPiped(argv, env, cwd) {
       const fds = makePipes(false);
       if (!fds) throw new Error("pipe2 failed");
-      const { child, own, closeRaw } = await startPiped(argv, env, cwd, fds);
+      let actions;
+      try {
+        actions = pipeActions(fds, cwd);
+      } catch (e) {
+        for (const fd of fds) libc.close(fd);
+        throw e;
+      }
+      const { child, own, closeRaw } = await startPiped(argv, env, fds, actions);
       try {
         return {
           ...child,
@@ -478,10 +525,11 @@ function createSpawner(libc: Libc): Spawner {
     },
     async spawnFed(argv, env, cwd, input) {
       let written = 0;
-      const fds = spare ?? makePipes(true);
+      if (spare && spare.cwd !== cwd) dropSpare();
+      const kit = spare ?? makeKit(cwd);
       spare = undefined;
-      if (!fds) throw new Error("pipe2 or fcntl failed");
-      const started = startPiped(argv, env, cwd, fds, ({ inWrite }) => {
+      if (!kit) throw new Error("pipe2, fcntl or the file actions failed");
+      const started = startPiped(argv, env, kit.fds, kit.actions, ({ inWrite }) => {
         // Into the empty pipe before the child runs: non-blocking, so never more than fits.
         while (written < input.length) {
           const n = Number(
@@ -493,7 +541,7 @@ function createSpawner(libc: Libc): Spawner {
         return written === input.length;
       });
       // The next child's pipes, made while this one runs (see `spare`).
-      spare = makePipes(true);
+      spare = makeKit(cwd);
       const { child, own, closeRaw } = await started;
       try {
         const outRead = own("outRead");

@@ -482,7 +482,30 @@ Deno.test("command: a request cut short kills its shell; the 504 has the stderr 
   }
 });
 
-Deno.test("command: a script that puts FIFOs in place of its shell's files blocks neither the fizzlet nor later requests", async () => {
+Deno.test("command: a spawned script's output goes to pipes; one that puts FIFOs in place of its shell's files blocks neither the fizzlet nor later requests", async () => {
+  // Spawned (the default), stdout and stderr are pipes: there is no file to put anything in
+  // place of, nor one in the request folder.
+  const spawned = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'echo "$(readlink /proc/$$/fd/1) $(readlink /proc/$$/fd/2)"',
+      'ls -A "$F2S_REQUEST_DIR"',
+    ].join("\n"),
+  });
+  const s = await startFizzlet({ dir: spawned, removeOnFailure: [spawned] });
+  try {
+    const res = await fetch(`${s.url}/`, {
+      method: "POST",
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    assertEquals(res.status, 200);
+    assertMatch(await res.text(), /^pipe:\[\d+\] pipe:\[\d+\]\ninput\.json\n$/);
+  } finally {
+    assertEquals(await s.stop(), 0);
+    await Deno.remove(spawned, { recursive: true });
+  }
+
   const dir = await functionDir({
     "start.sh": [
       "#!/bin/sh",
@@ -494,7 +517,11 @@ Deno.test("command: a script that puts FIFOs in place of its shell's files block
       "echo ok",
     ].join("\n"),
   });
-  const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--max-inflight", "1"] });
+  const f = await startFizzlet({
+    dir,
+    removeOnFailure: [dir],
+    args: ["--max-inflight", "1", "--start", "shells"],
+  });
   const post = async (path: string) => {
     const res = await fetch(`${f.url}${path}`, {
       method: "POST",
@@ -542,6 +569,32 @@ Deno.test("command: start.sh without #!, or not executable, runs with sh (spawne
         await Deno.remove(dir, { recursive: true });
       }
     }
+  }
+});
+
+Deno.test("command: the answer is what the script wrote before it exited, read as it ran when it ran long", async () => {
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      // Ends at once, leaving behind a process that holds stdout and writes later.
+      'if [ "$F2S_PATH" = /held ]; then echo now; (sleep 3; echo late) & exit 0; fi',
+      // Runs past the first wait, more than a pipe holds written before and after a pause.
+      'if [ "$F2S_PATH" = /long ]; then head -c 200000 /dev/zero | tr "\\0" a; sleep 0.2; echo; echo end; echo done >&2; exit 0; fi',
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir] });
+  try {
+    const started = performance.now();
+    const held = await fetch(`${f.url}/held`, { method: "POST" });
+    assertEquals([held.status, await held.text()], [200, "now\n"]);
+    const ms = performance.now() - started;
+    assert(ms < 2000, `answered at the script's exit, not its leftover's (${ms.toFixed(0)} ms)`);
+    const long = await fetch(`${f.url}/long`, { method: "POST" });
+    assertEquals([long.status, await long.text()], [200, "a".repeat(200_000) + "\nend\n"]);
+    await f.waitForLog((l) => l.msg === "script stderr" && l.line === "done");
+  } finally {
+    assertEquals(await f.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
