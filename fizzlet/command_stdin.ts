@@ -89,6 +89,8 @@ interface Child {
 }
 
 const EMPTY = new Uint8Array(0);
+/** A pipe's default buffer: all a script that has exited can have left in it. */
+const PIPE_BYTES = 64 * 1024;
 
 export function createStdinRunner(dir: string, options: StdinOptions): StdinRunner {
   const script = join(dir, "start.sh");
@@ -115,7 +117,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
           "/dev/stdin",
           (argv) => spawn.spawnFed(argv, env, dir, body ?? EMPTY),
         );
-        return { ...c, rest: c.rest, status: c.exited.then(exitOf) };
+        return { ...c, status: c.exited.then(exitOf) };
       }
       const c = await startScript(
         spawn,
@@ -290,8 +292,9 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
     let stdout: ReadableStream<Uint8Array> | undefined;
     let stderr: ReadableStream<Uint8Array> | undefined;
     if (child.stdin === null && await settlesWithin(status, WHOLE_WAIT_MS)) {
-      const out = child.stdout.readNow();
-      const err = child.stderr.readNow();
+      // At most what a pipe holds: more means something it left is still writing.
+      const out = child.stdout.readNow(PIPE_BYTES);
+      const err = child.stderr.readNow(PIPE_BYTES);
       if (out.eof && err.eof) {
         // Closed after the answer, with the sweep: two syscalls less on its path.
         closeOutputs = () => {

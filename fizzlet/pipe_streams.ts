@@ -72,8 +72,11 @@ export interface ReadNow {
 
 /** The fizzlet's (non-blocking) end of a script's output pipe. */
 export interface PipeOutput {
-  /** What the pipe holds now, without waiting. Not after `stream`. */
-  readNow(): ReadNow;
+  /**
+   * What the pipe holds now, without waiting, up to about `max` bytes (a writer as fast as the
+   * reads would hold them for ever). Not after `stream`.
+   */
+  readNow(max?: number): ReadNow;
   /**
    * One read into `buf`, without waiting: the bytes read, 0 at the end, -1 when nothing is
    * there now. Not after `stream`.
@@ -95,15 +98,17 @@ let scratch: Uint8Array | undefined;
 export function pipeOutput(fd: number, raw: RawPipe): PipeOutput {
   let owner: "us" | "stream" | "closed" = "us";
   return {
-    readNow() {
+    readNow(max = Infinity) {
       scratch ??= new Uint8Array(new ArrayBuffer(READ_NOW_BYTES));
       const chunks: Uint8Array[] = [];
-      for (;;) {
+      for (let got = 0; got < max;) {
         const n = this.read(scratch);
         if (n === 0) return { chunks, eof: true };
-        if (n < 0) return { chunks, eof: false };
+        if (n < 0) break;
         chunks.push(scratch.slice(0, n));
+        got += n;
       }
+      return { chunks, eof: false };
     },
     read(buf) {
       if (owner !== "us") throw new Error("the pipe is no longer read directly");

@@ -100,6 +100,8 @@ function postWhole(url: string, body: string): Promise<{
       res.on("aborted", () => done(false));
     });
     req.on("error", reject);
+    // A fizzlet that never answers fails the test rather than hanging it.
+    req.setTimeout(30_000, () => req.destroy(new Error("no answer within 30 s")));
     req.end(body);
   });
 }
@@ -263,6 +265,19 @@ Deno.test("command stdin: what runs on, outgrows the pipe or leaves it held open
     assertEquals(r.text, "a".repeat(1_000_000));
   } finally {
     await stopAndClean(big);
+  }
+  // The script ends at once, leaving a writer as fast as the fizzlet's reads on its stdout: the
+  // answer streams (never read whole into memory) until max-duration cuts it and the writer.
+  const endless = await stdinFizzlet(["yes &", "exit 0"], ["--max-duration", "1s"]);
+  try {
+    const started = Date.now();
+    const r = await postWhole(`${endless.url}/`, "x");
+    assertEquals([r.status, r.complete], [200, false]);
+    assert(Date.now() - started < 10_000, "cut at max-duration");
+    const peak = await peakMemory(endless.pid);
+    assert(peak < MEMORY_LIMIT, `fizzlet peak memory ${peak >> 20} MiB`);
+  } finally {
+    await stopAndClean(endless);
   }
   // The script ends at once, but what it started holds its stdout and writes later.
   const held = await stdinFizzlet(["echo now", "(sleep 0.5; echo later) &"]);
