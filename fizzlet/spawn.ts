@@ -17,10 +17,13 @@
  * output files are made by the child with O_CREAT|O_EXCL, so never through a link or into
  * something the script prepared.
  *
- * On a 2-core VM each hop between threads costs tens of microseconds, so a script started
- * while no other runs is spawned on the event loop's thread (the call returns once the child
- * has exec'd, ~0.2 ms) rather than on the blocking pool (~0.17 ms more per request, measured);
- * with others running it goes to the pool, so that the loop keeps serving them. Exits are
+ * On a 2-core VM each hop between threads costs tens of microseconds, so scripts are spawned
+ * on the event loop's thread (the call returns once the child has exec'd, ~0.2 ms) rather than
+ * on the blocking pool: with others running too, the pool cost the fizzlet ~80 µs more CPU per
+ * request at 8 connections (session 9), and a child cloned on a pool thread while the loop
+ * went on held copies of the fizzlet's descriptors until its exec. Only after a spawn that
+ * blocked the loop for SLOW_SPAWN_MS (an exec waiting on a slow disk) do the spawns of the next
+ * POOL_FOR_MS go to the pool, so that the loop keeps serving meanwhile. Exits are
  * learnt from SIGCHLD: each one polls the running children with WNOHANG (a few µs each),
  * rather than a pool thread blocked in waitpid per child (two thread wake-ups per request).
  * A poll every REAP_POLL_MS backs the signal up, should one ever be missed; its interval also
@@ -105,6 +108,11 @@ export interface Spawner {
     input: Uint8Array,
   ): Promise<FedChild>;
 }
+
+/** A spawn that held the event loop this long (ms) sends the next ones to the pool... */
+const SLOW_SPAWN_MS = 10;
+/** ...for this long (ms). */
+const POOL_FOR_MS = 1000;
 
 /** How often running children are polled besides SIGCHLD. */
 const REAP_POLL_MS = 1000;
@@ -244,6 +252,8 @@ function createSpawner(libc: Libc): Spawner {
   const inheritedEnv = Object.entries(Deno.env.toObject());
   const inheritedKeys = inheritedEnv.map(([k]) => k);
   const inherited = cStrings(inheritedEnv.map(([k, v]) => `${k}=${v}`));
+  /** Until when (performance.now()) spawns go to the blocking pool (see SLOW_SPAWN_MS). */
+  let poolUntil = 0;
   /** Children not yet waited for, by pid: how to settle their `exited`. */
   const running = new Map<number, (exit: Exit) => void>();
   const status = new Int32Array(new ArrayBuffer(4));
@@ -358,8 +368,12 @@ function createSpawner(libc: Libc): Spawner {
         argvArray,
         envArray,
       ] as const;
-      const now = running.size === 0;
+      const started = performance.now();
+      const now = started >= poolUntil;
       const errno = now ? libc.posix_spawn_now(...args) : await libc.posix_spawn(...args);
+      if (now && performance.now() - started > SLOW_SPAWN_MS) {
+        poolUntil = performance.now() + POOL_FOR_MS;
+      }
       // Kept alive until the child has exec'd: the pointers above point into them.
       void [strings.bytes, inherited.bytes];
       if (errno !== 0) throw new Error(`posix_spawn ${argv[0]} failed: errno ${errno}`);
