@@ -232,10 +232,11 @@ export async function run(args: string[]): Promise<void> {
       console.log(
         `what runs: every target runs the same start.sh (echo '{"ok":true}') once per request (POST of 16 bytes of ` +
           `JSON).\n  fizzlet command: start.sh <input.json in a request folder>, started by ` +
-          `posix_spawn (own session; --start spawn, the default), stdout/stderr to files, at most ` +
-          `${slots} at once (--max-inflight default, 2 x CPUs; the rest queue).\n  fizzlet stdin: start.sh /dev/stdin ` +
-          `started the same way with three pipes (the fizzlet's ends on its event loop), body ` +
-          `piped in, stdout streamed back; same ${slots} slots.\n  ${watchdog.label} fork: mode=streaming, fprocess="start.sh ` +
+          `posix_spawn (own session; --start spawn, the default), stdout/stderr through pipes read at ` +
+          `its exit, at most ${slots} at once (--max-inflight default, 2 x CPUs; the rest queue).\n  fizzlet stdin: ` +
+          `start.sh /dev/stdin started the same way, the body written into its stdin pipe before it starts ` +
+          `(received whole), stdout answered whole when it ends within 20 ms, else streamed; same ${slots} ` +
+          `slots.\n  ${watchdog.label} fork: mode=streaming, fprocess="start.sh ` +
           `/dev/stdin", fork/exec per request, body piped in, no limit on concurrent scripts.`,
       );
       const at = new Map(cmdRows);
