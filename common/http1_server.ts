@@ -55,6 +55,7 @@ import {
   scanRequestHead,
 } from "./http1_request.ts";
 import { defaultMaxConnections } from "./open_files.ts";
+import { concat } from "./bytes.ts";
 
 /** A request as received. */
 export interface ServerRequest {
@@ -807,18 +808,6 @@ function takeBuffered(c: WireReader, length: number): Uint8Array<ArrayBuffer> {
   const body = c.buf.slice(c.start, c.start + length);
   c.start += length;
   return body;
-}
-
-/** Chunks decoded before the handler, as one body. */
-function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 let dateSecond = 0;

@@ -19,6 +19,7 @@
 import type { Exit, FedChild } from "./spawn.ts";
 import { lineSplitter } from "./lines.ts";
 import { deadlines } from "../common/deadlines.ts";
+import { concat } from "../common/bytes.ts";
 
 /**
  * How long a run is given to end before its pipes are read while it runs (ms; the shared
@@ -149,16 +150,4 @@ export async function collectOutput(child: FedChild, options: CollectOptions): P
 
 function writeAll(file: Deno.FsFile, bytes: Uint8Array) {
   for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
-}
-
-/** Chunks as one array. */
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }

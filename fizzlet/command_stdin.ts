@@ -39,7 +39,8 @@ import {
 import { type Exit, spawner } from "./spawn.ts";
 import { createTail, forEachLine, lineSplitter } from "./lines.ts";
 import { type PipeOutput, type ReadNow, streamOutput } from "./pipe_streams.ts";
-import { concat, settlesWithin, WHOLE_WAIT_MS } from "./collect_output.ts";
+import { settlesWithin, WHOLE_WAIT_MS } from "./collect_output.ts";
+import { concat } from "../common/bytes.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
 import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
 import { sendSignal } from "./signal.ts";
@@ -86,6 +87,26 @@ interface Child {
   stdout: PipeOutput;
   stderr: PipeOutput;
   status: Promise<{ success: boolean; code: number; signal: string | null }>;
+}
+
+/** A child whose pipes are streams (spawnPiped, Deno.Command) as a Child. */
+function streamedChild(
+  c: {
+    pid: number;
+    stdin: WritableStream<Uint8Array>;
+    stdout: ReadableStream<Uint8Array>;
+    stderr: ReadableStream<Uint8Array>;
+  },
+  status: Child["status"],
+): Child {
+  return {
+    pid: c.pid,
+    stdin: c.stdin,
+    rest: null,
+    stdout: streamOutput(c.stdout),
+    stderr: streamOutput(c.stderr),
+    status,
+  };
 }
 
 const EMPTY = new Uint8Array(0);
@@ -144,14 +165,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
         "/dev/stdin",
         (argv) => spawn.spawnPiped(argv, env, dir),
       );
-      return {
-        pid: c.pid,
-        stdin: c.stdin,
-        rest: null,
-        stdout: streamOutput(c.stdout),
-        stderr: streamOutput(c.stderr),
-        status: c.exited.then(exitOf),
-      };
+      return streamedChild(c, c.exited.then(exitOf));
     }
     const [cmd, opts] = scriptCommand(script, setsid, req, requestId, "/dev/stdin", marker);
     const c = new Deno.Command(cmd, {
@@ -160,14 +174,7 @@ export function createStdinRunner(dir: string, options: StdinOptions): StdinRunn
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return {
-      pid: c.pid,
-      stdin: c.stdin,
-      rest: null,
-      stdout: streamOutput(c.stdout),
-      stderr: streamOutput(c.stderr),
-      status: c.status,
-    };
+    return streamedChild(c, c.status);
   };
   const running = new Set<string>();
   /** The scripts' pids, each its session's leader: see sweep.ts. */

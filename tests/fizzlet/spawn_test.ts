@@ -9,6 +9,7 @@
 
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { type Exit, spawner } from "../../fizzlet/spawn.ts";
+import { concat } from "../../common/bytes.ts";
 import { denoProcReader, procReader } from "../../fizzlet/proc_read.ts";
 
 /** A piped child's stream, read to its end as text. */
@@ -257,7 +258,7 @@ Deno.test(
   async () => {
     const spawn = spawner()!;
     const encode = (t: string) => new TextEncoder().encode(t);
-    const decode = (chunks: Uint8Array[]) => new TextDecoder().decode(concatAll(chunks));
+    const decode = (chunks: Uint8Array[]) => new TextDecoder().decode(concat(chunks));
     // Small input: all of it in the pipe and closed before the start, nothing left to pump.
     const a = await spawn.spawnFed(
       ["/bin/sh", "-c", "cat; echo err >&2; exit 3"],
@@ -302,10 +303,6 @@ Deno.test(
     await text(c.stderr.stream());
   },
 );
-
-function concatAll(chunks: Uint8Array[]): Uint8Array {
-  return new Uint8Array(chunks.flatMap((c) => [...c]));
-}
 
 /** The descriptors this process holds now. */
 function openDescriptors(): number {
