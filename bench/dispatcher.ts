@@ -12,7 +12,7 @@
  */
 
 import { freePort, selfCommand } from "../common/self.ts";
-import { load, type LoadResult } from "./load.ts";
+import { load, type LoadResult, medianOf } from "./load.ts";
 import { startNginx } from "./nginx.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -37,18 +37,6 @@ function row(name: string, r: LoadResult, ref?: LoadResult): string {
   return `| ${name} | ${Math.round(r.rps)} | ${r.p50Ms.toFixed(2)} | ${
     r.p99Ms.toFixed(2)
   }${ratio} |`;
-}
-
-/** The run with the median throughput, and the median of each latency figure. */
-function medianOf(runs: LoadResult[]): LoadResult {
-  const mid = <T>(values: T[], by: (v: T) => number) =>
-    [...values].sort((a, b) => by(a) - by(b))[Math.floor(values.length / 2)];
-  const base = mid(runs, (r) => r.rps);
-  return {
-    ...base,
-    p50Ms: mid(runs, (r) => r.p50Ms).p50Ms,
-    p99Ms: mid(runs, (r) => r.p99Ms).p99Ms,
-  };
 }
 
 async function throughput(seconds: number, rounds: number) {

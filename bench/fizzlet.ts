@@ -1,18 +1,20 @@
 /**
- * `deno task bench fizzlet [--seconds N] [--connections N] [--only proxy|command]`: what the
- * fizzlet costs, as ratios against references measured in the same run.
+ * `deno task bench fizzlet [--seconds N] [--connections N] [--rounds N] [--only proxy|command]`:
+ * what the fizzlet costs, as ratios against references measured in the same run.
  *
  * Proxy mode: throughput and p50/p99 of GET through the fizzlet in front of examples/nodejs,
  * against the app hit directly, nginx (Debian package) proxying the same app, and
  * of-watchdog in http mode. Command mode: time per request above running start.sh
- * directly, beside of-watchdog's fork (streaming) mode on the same script.
+ * directly, beside of-watchdog's fork (streaming) mode on the same script: file mode, stdin
+ * mode and of-watchdog take turns for `--rounds` rounds (3) at 1 and at 8 connections, and the
+ * table shows each one's medians, the throughput ratio its median round.
  *
  * The of-watchdog binary comes from bench/watchdog.ts (the real one from its source archive when
  * it builds, else a stand-in; the report says which), one at a time.
  */
 
 import { parseArgs } from "node:util";
-import { load, type LoadResult } from "./load.ts";
+import { load, type LoadResult, medianOf } from "./load.ts";
 import { ensureWatchdog, exists, startWatchdog } from "./watchdog.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -50,6 +52,7 @@ export async function run(args: string[]): Promise<void> {
     options: {
       seconds: { type: "string", default: "5" },
       connections: { type: "string", default: "50" },
+      rounds: { type: "string", default: "3" },
       only: { type: "string" },
     },
   });
@@ -59,6 +62,7 @@ export async function run(args: string[]): Promise<void> {
   }
   const seconds = Number(values.seconds);
   const connections = Number(values.connections);
+  const rounds = Number(values.rounds);
   const work = await Deno.makeTempDir({ prefix: "f2s-bench-fizzlet-" });
   const children: Deno.ChildProcess[] = [];
   const spawn = (
@@ -206,26 +210,36 @@ export async function run(args: string[]): Promise<void> {
         fprocess: `${fnDir}/start.sh /dev/stdin`,
       }, fnDir);
       const cmdRows: [string, LoadResult][] = [];
+      /** Each round's throughput ratio to of-watchdog's, by target and connections. */
+      const roundRatios = new Map<string, number[]>();
       try {
         for (const connections of [1, 8]) {
-          cmdRows.push([
-            `fizzlet command, ${connections} conn`,
-            await load(`http://127.0.0.1:${cmdPort}/`, { ...post, connections }),
-          ]);
-          cmdRows.push([
-            `fizzlet stdin, ${connections} conn`,
-            await load(`http://127.0.0.1:${stdinPort}/`, { ...post, connections }),
-          ]);
-          cmdRows.push([
-            `${watchdog.label} fork, ${connections} conn`,
-            await load(`http://127.0.0.1:${fork.port}/`, { ...post, connections }),
-          ]);
+          // The three take turns, round after round (as in bench e2e and dispatcher): this
+          // machine's load drifts, and alternating spreads the drift over all of them.
+          const targets: [string, number][] = [
+            [`fizzlet command, ${connections} conn`, cmdPort],
+            [`fizzlet stdin, ${connections} conn`, stdinPort],
+            [`${watchdog.label} fork, ${connections} conn`, fork.port],
+          ];
+          const runs = targets.map((): LoadResult[] => []);
+          for (let round = 0; round < rounds; round++) {
+            for (const [i, [, port]] of targets.entries()) {
+              runs[i].push(await load(`http://127.0.0.1:${port}/`, { ...post, connections }));
+            }
+          }
+          for (const [i, [name]] of targets.entries()) {
+            cmdRows.push([name, medianOf(runs[i])]);
+            roundRatios.set(name, runs[i].map((r, n) => r.rps / runs[2][n].rps));
+          }
         }
       } finally {
         await fork.stop();
       }
       console.log(
-        `\ncommand mode: trivial start.sh; run directly (sh loop) it takes ${direct.toFixed(2)} ms`,
+        `\ncommand mode: trivial start.sh; run directly (sh loop) it takes ${
+          direct.toFixed(2)
+        } ms;` +
+          ` ${seconds} s each, ${rounds} alternating rounds; medians`,
       );
       printTable(cmdRows);
       const slots = 2 * navigator.hardwareConcurrency;
@@ -241,14 +255,21 @@ export async function run(args: string[]): Promise<void> {
       );
       const at = new Map(cmdRows);
       const wd = (c: number) => at.get(`${watchdog.label} fork, ${c} conn`)!;
+      /** A target's ratio in each round, and their median (the headline). */
+      const rounded = (name: string) => {
+        const each = roundRatios.get(name)!;
+        const median = [...each].sort((a, b) => a - b)[Math.floor(each.length / 2)];
+        return `${median.toFixed(2)}x (rounds ${each.map((r) => r.toFixed(2)).join(", ")})`;
+      };
       for (const kind of ["command", "stdin"]) {
         const fz = (c: number) => at.get(`fizzlet ${kind}, ${c} conn`)!;
         console.log(
-          `fizzlet ${kind}: overhead above running start.sh directly (p50, 1 conn) ` +
+          `fizzlet ${kind}: overhead above running start.sh directly (p50, 1 conn, medians) ` +
             `${(fz(1).p50Ms - direct).toFixed(2)} ms vs ${watchdog.label} fork ${
               (wd(1).p50Ms - direct).toFixed(2)
-            } ms; throughput vs ${watchdog.label} fork: 1 conn ${ratio(fz(1).rps, wd(1).rps)}, ` +
-            `8 conn ${ratio(fz(8).rps, wd(8).rps)} (goal ≥ 1.0)`,
+            } ms; throughput vs ${watchdog.label} fork (median round): 1 conn ` +
+            `${rounded(`fizzlet ${kind}, 1 conn`)}, 8 conn ${rounded(`fizzlet ${kind}, 8 conn`)} ` +
+            `(goal ≥ 1.0)`,
         );
       }
     };

@@ -158,3 +158,15 @@ async function runDeno(url: string, options: LoadOptions, seconds: number): Prom
     errors,
   };
 }
+
+/** The run with the median throughput, and the median of each latency figure. */
+export function medianOf(runs: LoadResult[]): LoadResult {
+  const mid = <T>(values: T[], by: (v: T) => number) =>
+    [...values].sort((a, b) => by(a) - by(b))[Math.floor(values.length / 2)];
+  const base = mid(runs, (r) => r.rps);
+  return {
+    ...base,
+    p50Ms: mid(runs, (r) => r.p50Ms).p50Ms,
+    p99Ms: mid(runs, (r) => r.p99Ms).p99Ms,
+  };
+}
