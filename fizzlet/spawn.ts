@@ -76,6 +76,13 @@ export interface FedChild extends Spawned {
   stderr: PipeOutput;
 }
 
+/** Pipes for a child and the file actions that hand them over (see makeKit). */
+interface Kit {
+  fds: Int32Array;
+  cwd: string;
+  actions: Uint8Array;
+}
+
 export interface Spawner {
   /**
    * Starts `argv` (argv[0] an absolute path) in `cwd`, in a new session, with `env` on top of
@@ -280,13 +287,6 @@ function createSpawner(libc: Libc): Spawner {
     }
     startedSincePoll = false;
   };
-  let dropSpare = () => {};
-  /** Pipes for a fed child and the file actions that hand them over (see `spare`). */
-  interface Kit {
-    fds: Int32Array;
-    cwd: string;
-    actions: Uint8Array;
-  }
   Deno.addSignalListener("SIGCHLD", reap);
   /**
    * `exited` for a child just started. `raced`: the spawn was awaited, so the child may have
@@ -421,7 +421,7 @@ function createSpawner(libc: Libc): Spawner {
    * request's latency. Closed when children stop coming (pollTick) or on `release`.
    */
   let spare: Kit | undefined;
-  dropSpare = () => {
+  const dropSpare = () => {
     if (spare) {
       for (const fd of spare.fds) libc.close(fd);
       dropActions(spare.actions);
@@ -437,9 +437,12 @@ function createSpawner(libc: Libc): Spawner {
         libc.posix_spawn_file_actions_adddup2(actions, fds[3], 1) === 0 &&
         libc.posix_spawn_file_actions_adddup2(actions, fds[5], 2) === 0,
     );
-  /** Fed pipes with their file actions (glibc's adddup2 alone makes six syscalls). */
-  const makeKit = (cwd: string): Kit | undefined => {
-    const fds = makePipes(true);
+  /**
+   * Pipes (makePipes, `fed` or not) with the file actions that hand them over (glibc's adddup2
+   * alone makes six syscalls); undefined, nothing left open, when either could not be made.
+   */
+  const makeKit = (cwd: string, fed: boolean): Kit | undefined => {
+    const fds = makePipes(fed);
     if (!fds) return undefined;
     try {
       return { fds, cwd, actions: pipeActions(fds, cwd) };
@@ -516,16 +519,9 @@ function createSpawner(libc: Libc): Spawner {
       );
     },
     async spawnPiped(argv, env, cwd) {
-      const fds = makePipes(false);
-      if (!fds) throw new Error("pipe2 failed");
-      let actions;
-      try {
-        actions = pipeActions(fds, cwd);
-      } catch (e) {
-        for (const fd of fds) libc.close(fd);
-        throw e;
-      }
-      const { child, own, closeRaw } = await startPiped(argv, env, fds, actions);
+      const kit = makeKit(cwd, false);
+      if (!kit) throw new Error("pipe2 or the file actions failed");
+      const { child, own, closeRaw } = await startPiped(argv, env, kit.fds, kit.actions);
       try {
         return {
           ...child,
@@ -540,7 +536,7 @@ function createSpawner(libc: Libc): Spawner {
     async spawnFed(argv, env, cwd, input) {
       let written = 0;
       if (spare && spare.cwd !== cwd) dropSpare();
-      const kit = spare ?? makeKit(cwd);
+      const kit = spare ?? makeKit(cwd, true);
       spare = undefined;
       if (!kit) throw new Error("pipe2, fcntl or the file actions failed");
       const started = startPiped(argv, env, kit.fds, kit.actions, ({ inWrite }) => {
@@ -555,7 +551,7 @@ function createSpawner(libc: Libc): Spawner {
         return written === input.length;
       });
       // The next child's pipes, made while this one runs (see `spare`).
-      spare = makeKit(cwd);
+      spare = makeKit(cwd, true);
       const { child, own, closeRaw } = await started;
       try {
         const outRead = own("outRead");
