@@ -20,11 +20,19 @@ export interface Output {
   bytes?: Uint8Array<ArrayBuffer>;
 }
 
+/** A file made before its bytes are known: written, then closed (once each). */
+export interface NewFile {
+  write(bytes: Uint8Array): void;
+  close(): void;
+}
+
 export interface RequestFiles {
   /** A new private (0700) folder under `parent`, named `prefix` + random characters. */
   makeFolder(parent: string, prefix: string): string;
   /** Writes `bytes` to a new file (0600) at `path`; throws if something is there already. */
   writeNew(path: string, bytes: Uint8Array): void;
+  /** A new file (0600) at `path`, open for writing; throws if something is there already. */
+  createNew(path: string): NewFile;
   /**
    * The regular file at `path`, its bytes read when it holds at most `limit`; undefined when
    * there is none, or it is not a regular file (a FIFO, a link, a device).
@@ -79,6 +87,19 @@ function denoFiles(): RequestFiles {
   return {
     makeFolder: (parent, prefix) => Deno.makeTempDirSync({ dir: parent, prefix }),
     writeNew: (path, bytes) => Deno.writeFileSync(path, bytes, { createNew: true, mode: 0o600 }),
+    createNew(path) {
+      const file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+      let closed = false;
+      return {
+        write(bytes) {
+          for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+        },
+        close() {
+          if (!closed) file.close();
+          closed = true;
+        },
+      };
+    },
     readOutput(path, limit) {
       let info;
       try {
@@ -138,6 +159,25 @@ function libcFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): Reques
     }
     return fd;
   };
+  const createNew = (path: string): NewFile => {
+    let fd = libc.open(cPath(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
+    if (fd < 0) return fallback.createNew(path); // it says why
+    return {
+      write(bytes) {
+        for (let at = 0; at < bytes.length;) {
+          const n = Number(libc.write(fd, bytes.subarray(at), BigInt(bytes.length - at)));
+          if (n <= 0) throw new Error(`could not write ${path}`);
+          at += n;
+        }
+      },
+      close() {
+        // Once only: a second close could hit a descriptor opened since under the same number.
+        if (fd < 0) return;
+        libc.close(fd);
+        fd = -1;
+      },
+    };
+  };
   return {
     makeFolder(parent, prefix) {
       const template = cPath(`${parent}/${prefix}XXXXXX`);
@@ -145,18 +185,14 @@ function libcFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): Reques
       return new TextDecoder().decode(template.subarray(0, template.length - 1));
     },
     writeNew(path, bytes) {
-      const fd = libc.open(cPath(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
-      if (fd < 0) return fallback.writeNew(path, bytes); // it says why
+      const file = createNew(path);
       try {
-        for (let at = 0; at < bytes.length;) {
-          const n = Number(libc.write(fd, bytes.subarray(at), BigInt(bytes.length - at)));
-          if (n <= 0) throw new Error(`could not write ${path}`);
-          at += n;
-        }
+        file.write(bytes);
       } finally {
-        libc.close(fd);
+        file.close();
       }
     },
+    createNew,
     readOutput(path, limit) {
       const fd = openRegular(path);
       if (fd === undefined) return undefined;

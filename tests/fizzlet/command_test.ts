@@ -266,6 +266,80 @@ Deno.test("command: bodies become files, invalid JSON is a 400, folders are remo
   }
 });
 
+Deno.test("command: the next JSON request's folder is made while a script runs, private, taken by that request alone and removed at stop", async () => {
+  if (!roomyShm()) return; // made ahead only in memory (/dev/shm)
+  const dir = await functionDir({
+    "start.sh": [
+      "#!/bin/sh",
+      'printf \'{"dir":"%s","file":"%s","input":%s}\' "$F2S_REQUEST_DIR" "$(basename "$1")" \\',
+      '  "$(cat "$1" | od -An -tx1 | tr -d " \\n" | sed \'s/.*/"&"/\')"',
+    ].join("\n"),
+  });
+  const f = await startFizzlet({ dir, removeOnFailure: [dir] });
+  /** The folder made ahead: the one whose input.json the fizzlet holds open. */
+  const spareFolder = async (): Promise<string | undefined> => {
+    for await (const entry of Deno.readDir(`/proc/${f.pid}/fd`)) {
+      const target = await Deno.readLink(`/proc/${f.pid}/fd/${entry.name}`).catch(() => "");
+      const m = /^(\/dev\/shm\/f2s-request-[^/]+)\/input\.json$/.exec(target);
+      if (m) return m[1];
+    }
+    return undefined;
+  };
+  const hex = (text: string) =>
+    Array.from(new TextEncoder().encode(text), (b) => b.toString(16).padStart(2, "0")).join("");
+  const post = async (body: string, type = "application/json") => {
+    const res = await fetch(`${f.url}/`, {
+      method: "POST",
+      headers: { "content-type": type },
+      body,
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  const gone = async (folder: string) => await Deno.stat(folder).then(() => false, () => true);
+  try {
+    const first = await post('{"n":1}');
+    assertEquals(first.body.input, hex('{"n":1}'));
+    const spare = await spareFolder();
+    assert(spare !== undefined, "a folder is ready for the next request");
+    assert(spare !== first.body.dir, "not the folder of the request that ran");
+    assertEquals((await Deno.stat(spare)).mode! & 0o777, 0o700);
+    const made = await Deno.stat(`${spare}/input.json`);
+    assertEquals([made.size, made.mode! & 0o777], [0, 0o600]);
+
+    // Another type writes its own file: the folder stays for the next JSON request.
+    const text = await post("plain words", "text/plain");
+    assertEquals([text.body.file, text.body.input], ["input.txt", hex("plain words")]);
+    assert(text.body.dir !== spare);
+    assertEquals(await spareFolder(), spare);
+
+    // A JSON request takes it, with exactly its body in input.json and nothing else left there.
+    const second = await post('{"n":2,"s":"ünïcode"}');
+    assertEquals(second.body.dir, spare);
+    assertEquals([second.body.file, second.body.input], [
+      "input.json",
+      hex('{"n":2,"s":"ünïcode"}'),
+    ]);
+    await eventually(() => gone(spare), 3000, `${spare} to be removed after its request`);
+    const next = await spareFolder();
+    assert(next !== undefined && next !== spare, "the next one is a new folder");
+
+    // Invalid JSON: a 400, and the folder it took goes with it.
+    const bad = await post('{"n":');
+    assertEquals(bad.status, 400);
+    await eventually(() => gone(next), 3000, `${next} to be removed after the 400`);
+    assertEquals(await spareFolder(), undefined, "none is made until a script runs again");
+
+    await post("{}");
+    const last = await spareFolder();
+    assert(last !== undefined);
+    assertEquals(await f.stop(), 0);
+    assert(await gone(last), "the folder made ahead is removed at stop");
+  } finally {
+    await f.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("command: beyond max-inflight plus the queue, requests get 429 with Retry-After", async () => {
   const dir = await functionDir({ "start.sh": "#!/bin/sh\nsleep 1\necho done\n" });
   const f = await startFizzlet({

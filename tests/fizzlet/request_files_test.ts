@@ -84,3 +84,34 @@ Deno.test("request_files: folders are private, inputs new, and removal takes all
     Deno.removeSync(parent, { recursive: true });
   }
 });
+
+Deno.test("request_files: a file made ahead takes its bytes later, is new, and closes once", () => {
+  const parent = Deno.makeTempDirSync();
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  try {
+    for (const files of [libc, denoRequestFiles]) {
+      const folder = files.makeFolder(parent, "f2s-request-");
+      const before = fds();
+      const file = files.createNew(`${folder}/input.json`);
+      assertEquals(fds(), before + 1, "held open until written");
+      assertEquals(Deno.statSync(`${folder}/input.json`).mode! & 0o777, 0o600);
+      const input = new TextEncoder().encode('{"ü":1}'.repeat(20000));
+      file.write(input);
+      file.close();
+      assertEquals(fds(), before);
+      // A second close must not close whatever got that descriptor's number since.
+      const other = Deno.openSync(`${folder}/input.json`);
+      file.close();
+      assertEquals(other.readSync(new Uint8Array(1)), 1, "the other file is still open");
+      other.close();
+      assertEquals(Deno.readFileSync(`${folder}/input.json`), input);
+      Deno.symlinkSync("/dev/null", `${folder}/input.txt`);
+      assertThrows(() => files.createNew(`${folder}/input.txt`));
+      assertThrows(() => files.createNew(`${folder}/input.json`));
+      files.removeFolder(folder, ["input.json", "input.txt"]);
+    }
+    assertEquals([...Deno.readDirSync(parent)], []);
+  } finally {
+    Deno.removeSync(parent, { recursive: true });
+  }
+});
