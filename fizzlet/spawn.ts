@@ -1,21 +1,20 @@
 /**
  * Starts a command-mode script with libc's `posix_spawn` (through Deno's FFI) in a session of
- * its own, its stdin, stdout and stderr opened on files by the child, and waits for its exit.
+ * its own, its stdin, stdout and stderr pipes to the fizzlet, and waits for its exit.
  *
  * Why not Deno.Command: a new session needs `detached`, which forks the whole runtime (~0.6 ms
  * of the event loop per request), or the `setsid` program, one more exec (~0.8 ms of CPU); and
- * its stdio can be pipes, not files. Long-lived shells that fork the script (script_shell.ts,
- * now the fallback) cost the fizzlet ~0.5 ms and the shells ~0.25 ms per request. posix_spawn
- * with POSIX_SPAWN_SETSID is one vfork-like clone and one exec: in a loop of spawn, wait, read
- * and remove, 0.2 ms of the fizzlet's CPU per request and nothing besides the script's own
- * (bench/RESULTS.md, session 7). It needs glibc (2.29 for the chdir action) and FFI
- * permission; `spawner()` is undefined without them, and command.ts falls back to the shells.
+ * its pipes are streams, an op per read. Long-lived shells that fork the script
+ * (script_shell.ts, now the fallback) cost the fizzlet ~0.5 ms and the shells ~0.25 ms per
+ * request. posix_spawn with POSIX_SPAWN_SETSID is one vfork-like clone and one exec: in a loop
+ * of spawn, wait, read and remove, 0.2 ms of the fizzlet's CPU per request and nothing besides
+ * the script's own (bench/RESULTS.md, session 7). It needs glibc (2.29 for the chdir action)
+ * and FFI permission; `spawner()` is undefined without them, and command.ts falls back to the
+ * shells.
  *
  * The child gets the signal dispositions and mask of a fresh process (the runtime ignores
  * SIGPIPE and handles others; a script must not inherit that), the fizzlet's environment
- * with the request's variables on top, and the function folder as its working directory. Its
- * output files are made by the child with O_CREAT|O_EXCL, so never through a link or into
- * something the script prepared.
+ * with the request's variables on top, and the function folder as its working directory.
  *
  * On a 2-core VM each hop between threads costs tens of microseconds, so scripts are spawned
  * on the event loop's thread (the call returns once the child has exec'd, ~0.2 ms) rather than
@@ -37,13 +36,6 @@ import {
   pipeWritable,
   type RawPipe,
 } from "./pipe_streams.ts";
-
-/** What the child's stdin, stdout and stderr are opened on. */
-export interface SpawnFiles {
-  stdin: string;
-  stdout: string;
-  stderr: string;
-}
 
 /** How a spawned process ended: `code` as sh reports it (128 + n: killed by signal n). */
 export interface Exit {
@@ -86,18 +78,9 @@ interface Kit {
 export interface Spawner {
   /**
    * Starts `argv` (argv[0] an absolute path) in `cwd`, in a new session, with `env` on top of
-   * the fizzlet's environment. Rejects when it could not be started (`errno` in the message;
-   * ENOEXEC, 8: not a program nor a script with #!).
-   */
-  spawn(
-    argv: string[],
-    env: Record<string, string>,
-    cwd: string,
-    files: SpawnFiles,
-  ): Promise<Spawned>;
-  /**
-   * The same with pipes for stdin, stdout and stderr; the fizzlet's ends are read and written
-   * on the event loop (pipe_streams.ts).
+   * the fizzlet's environment, and pipes for stdin, stdout and stderr whose fizzlet ends are
+   * read and written on the event loop (pipe_streams.ts). Rejects when it could not be
+   * started (`errno` in the message; ENOEXEC, 8: not a program nor a script with #!).
    */
   spawnPiped(argv: string[], env: Record<string, string>, cwd: string): Promise<PipedChild>;
   /**
@@ -126,8 +109,6 @@ const REAP_POLL_MS = 1000;
 
 const O_RDONLY = 0;
 const O_WRONLY = 1;
-const O_CREAT = 0o100;
-const O_EXCL = 0o200;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
 const POSIX_SPAWN_SETSID = 0x80;
@@ -154,10 +135,6 @@ const SYMBOLS = {
   },
   posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
   posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
-  posix_spawn_file_actions_addopen: {
-    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
-    result: "i32",
-  },
   posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32" },
   posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
@@ -503,21 +480,6 @@ function createSpawner(libc: Libc): Spawner {
   return {
     executable: (path) => libc.access(cString(path), X_OK) === 0,
     release: () => dropSpare(),
-    spawn(argv, env, cwd, files) {
-      const paths = [files.stdin, files.stdout, files.stderr].map(cString);
-      const out = O_WRONLY | O_CREAT | O_EXCL;
-      return start(
-        argv,
-        env,
-        buildActions(
-          cwd,
-          (actions) =>
-            libc.posix_spawn_file_actions_addopen(actions, 0, paths[0], O_RDONLY, 0) === 0 &&
-            libc.posix_spawn_file_actions_addopen(actions, 1, paths[1], out, 0o600) === 0 &&
-            libc.posix_spawn_file_actions_addopen(actions, 2, paths[2], out, 0o600) === 0,
-        ),
-      );
-    },
     async spawnPiped(argv, env, cwd) {
       const kit = makeKit(cwd, false);
       if (!kit) throw new Error("pipe2 or the file actions failed");

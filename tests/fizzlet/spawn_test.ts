@@ -2,8 +2,8 @@
  * fizzlet/spawn.ts (posix_spawn through FFI) against Deno.Command, the reference: the same
  * programs give the same exit codes, signals, output, environment and working directory.
  * Then what only the spawner promises: its own session, the signal dispositions of a fresh
- * process, no inherited stdin, output files made anew (never through what was there), and
- * every exit noticed, alone or with many running. And fizzlet/proc_read.ts against Deno's
+ * process, no inherited descriptors, starts refused with their errno, and every exit noticed,
+ * alone or with many running. And fizzlet/proc_read.ts against Deno's
  * own read of the same /proc files.
  */
 
@@ -25,20 +25,15 @@ async function viaSpawner(
 ): Promise<{ exit: Exit; stdout: string; stderr: string; pid: number }> {
   const spawn = spawner();
   assert(spawn, "posix_spawn through FFI is available on this machine");
-  const dir = await Deno.makeTempDir();
-  try {
-    const files = { stdin: "/dev/null", stdout: `${dir}/out`, stderr: `${dir}/err` };
-    const { pid, exited } = await spawn.spawn(argv, env, cwd, files);
-    const exit = await exited;
-    return {
-      exit,
-      pid,
-      stdout: await Deno.readTextFile(files.stdout),
-      stderr: await Deno.readTextFile(files.stderr),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  // An empty input: its stdin is a pipe closed before the start (Deno.Command's, /dev/null).
+  const child = await spawn.spawnFed(argv, env, cwd, new Uint8Array(0));
+  assertEquals(child.stdin, null);
+  const [exit, stdout, stderr] = await Promise.all([
+    child.exited,
+    text(child.stdout.stream()),
+    text(child.stderr.stream()),
+  ]);
+  return { exit, pid: child.pid, stdout, stderr };
 }
 
 async function viaCommand(argv: string[], env: Record<string, string> = {}, cwd = "/") {
@@ -133,40 +128,23 @@ Deno.test(
   },
 );
 
-Deno.test("spawn: refuses what it cannot start, and output paths that exist", opts, async () => {
+Deno.test("spawn: refuses what it cannot start, with the errno", opts, async () => {
   const spawn = spawner()!;
   const dir = await Deno.makeTempDir();
+  const none = new Uint8Array(0);
+  const failure = (argv: string[], env: Record<string, string> = {}) =>
+    spawn.spawnFed(argv, env, dir, none).then(() => "", (e) => (e as Error).message);
   try {
-    const files = { stdin: "/dev/null", stdout: `${dir}/out`, stderr: `${dir}/err` };
     // Executable, but neither a program nor a script with #!.
     await Deno.writeFile(`${dir}/junk`, new Uint8Array([0, 1, 2, 3, 4]), { mode: 0o755 });
-    const noexec = await spawn.spawn([`${dir}/junk`], {}, dir, files).then(
-      () => "",
-      (e) => e.message,
-    );
-    assertMatch(noexec, /errno 8$/);
-    // Something (a link, a FIFO) already where the output goes: never opened.
-    await Deno.remove(files.stdout).catch(() => {});
-    await Deno.remove(files.stderr).catch(() => {});
-    await Deno.symlink("/dev/null", files.stdout);
-    const exists = await spawn.spawn(["/bin/true"], {}, dir, files).then(
-      () => "",
-      (e) => e.message,
-    );
-    assertMatch(exists, /errno 17$/);
-    const missing = await spawn.spawn([`${dir}/none`], {}, dir, {
-      ...files,
-      stdout: `${dir}/o2`,
-      stderr: `${dir}/e2`,
-    }).then(() => "", (e) => e.message);
-    assertMatch(missing, /errno 2$/);
-    let nul = "";
-    try {
-      await spawn.spawn(["/bin/true"], { A: "a\0b" }, dir, { ...files, stdout: `${dir}/o3` });
-    } catch (e) {
-      nul = (e as Error).message;
-    }
-    assertMatch(nul, /NUL/);
+    assertMatch(await failure([`${dir}/junk`]), /errno 8$/);
+    assertMatch(await failure([`${dir}/none`]), /errno 2$/);
+    assertMatch(await failure(["/bin/true"], { A: "a\0b" }), /NUL/);
+    // None of them left a descriptor behind, and a good start still works.
+    const ok = await spawn.spawnFed(["/bin/true"], {}, dir, none);
+    assertEquals(await ok.exited, { code: 0 });
+    ok.stdout.close();
+    ok.stderr.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -177,14 +155,16 @@ Deno.test("spawn: every exit is noticed, alone and with 60 running at once", opt
   const dir = await Deno.makeTempDir();
   try {
     const run = async (i: number) => {
-      const files = { stdin: "/dev/null", stdout: `${dir}/o${i}`, stderr: `${dir}/e${i}` };
-      const { exited } = await spawn.spawn(
+      const child = await spawn.spawnFed(
         ["/bin/sh", "-c", `sleep 0.0${i % 10}; exit ${i}`],
         {},
         dir,
-        files,
+        new Uint8Array(0),
       );
-      return (await exited).code;
+      const { code } = await child.exited;
+      child.stdout.close();
+      child.stderr.close();
+      return code;
     };
     assertEquals(await run(0), 0);
     const codes = await Promise.all(Array.from({ length: 60 }, (_, i) => run(i + 1)));
