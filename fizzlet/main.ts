@@ -8,6 +8,7 @@ import { createLogger } from "../common/log.ts";
 import { HELP, parseOptions } from "./options.ts";
 import { ConfigError } from "../common/config_util.ts";
 import { startFizzlet } from "./server.ts";
+import { followParent } from "./follow_parent.ts";
 
 export async function main(args: string[]): Promise<number> {
   const parsed = parseOptions(args);
@@ -39,6 +40,12 @@ export async function main(args: string[]): Promise<number> {
     };
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       Deno.addSignalListener(signal, onSignal(signal));
+    }
+    // Only now: the SIGTERM of a parent's death must find the listener above.
+    const parent = Number(Deno.env.get("F2S_PARENT_PID"));
+    if (Number.isInteger(parent) && parent > 0 && followParent(parent) === "gone") {
+      log.warn("the process that started the fizzlet is gone; stopping", { parentPid: parent });
+      fizzlet.stop().then(resolve);
     }
   });
   await stopped;

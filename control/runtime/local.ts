@@ -233,6 +233,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
           F2S_FUNCTION: fn.name,
           F2S_INSTANCE: id,
           F2S_LOG_LEVEL: Deno.env.get("F2S_LOG_LEVEL") ?? "info",
+          // The fizzlet stops when this process dies, even by SIGKILL (fizzlet/follow_parent.ts).
+          F2S_PARENT_PID: String(Deno.pid),
         }),
         stdin: "null",
         stdout: "piped",

@@ -360,6 +360,40 @@ Deno.test("a request in flight finishes when its function is deleted; shutdown l
   }
 });
 
+Deno.test("f2s dev killed by SIGKILL: its instances and their apps stop within seconds", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 2 })));
+  const dev = await startDev({ functionsDir: dir });
+  try {
+    await waitFor(
+      "two echo instances",
+      async () => (await json(await fetch(`${dev.url}/functions/echo`))).status.readyReplicas === 2,
+    );
+    const running = processesMatching(`${dir}/echo`);
+    // Two fizzlets, each with its app (sh and node).
+    assert(running.length >= 4, `instances run: ${running.join(", ")}`);
+    // No drain, no stop of its instances: the kernel tells each fizzlet (PR_SET_PDEATHSIG).
+    const killed = performance.now();
+    await dev.stop("SIGKILL");
+    await waitFor(
+      "no instance outlives its killed control plane",
+      () => processesMatching(`${dir}/echo`).length === 0,
+      15_000,
+    );
+    console.log(`all gone ${((performance.now() - killed) / 1000).toFixed(2)} s after the kill`);
+  } finally {
+    // Should any survive, they must not outlive the test either.
+    for (const pid of processesMatching(`${dir}/echo`)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    await cleanup(dir, dev);
+  }
+});
+
 Deno.test("with auth on, functions get the caller's identity but never its credentials", async () => {
   const dir = await functionsDir();
   await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 1 })));

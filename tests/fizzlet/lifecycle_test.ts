@@ -116,6 +116,31 @@ Deno.test("fizzlet: SIGTERM in proxy mode drains a slow request, then stops the 
   }
 });
 
+Deno.test("fizzlet: started for a parent (F2S_PARENT_PID) that is no longer its parent, it stops its app and exits 0", async () => {
+  // The test runner is its parent, not pid 1: as if the process that started it had died
+  // before the fizzlet could ask to follow it.
+  const appPort = freePort();
+  const f = await startFizzlet({
+    dir: `${EXAMPLES}/nodejs`,
+    args: ["--app-port", String(appPort), "--app-command", "node server.js"],
+    env: { F2S_PARENT_PID: "1" },
+  });
+  try {
+    await f.waitForLog((l) =>
+      l.msg === "the process that started the fizzlet is gone; stopping" && l.parentPid === 1
+    );
+    assertEquals((await f.exited).code, 0);
+    // Whether or not its app had started by then, none is left serving.
+    const left = await Deno.connect({ hostname: "127.0.0.1", port: appPort }).then(
+      (c) => (c.close(), true),
+      () => false,
+    );
+    assert(!left, "no app outlives it");
+  } finally {
+    await f.kill();
+  }
+});
+
 Deno.test("fizzlet: past the grace period running scripts are killed and it still exits 0", async () => {
   const dir = await functionDir({ "start.sh": "#!/bin/sh\nsleep 60\n" });
   const f = await startFizzlet({ dir, removeOnFailure: [dir], args: ["--grace", "500ms"] });
