@@ -9,7 +9,7 @@
 
 import type { Logger } from "../common/log.ts";
 import { forEachLine } from "./lines.ts";
-import { type Marker, sweep, ticksNow } from "./sweep.ts";
+import { type Marker, sweep, ticksNow } from "../common/sweep.ts";
 
 export interface AppProcessOptions {
   command: string;

@@ -28,8 +28,8 @@ import { createShellPool } from "./script_shell.ts";
 import { type FedChild, type Spawner, spawner } from "./spawn.ts";
 import { collectOutput } from "./collect_output.ts";
 import { type NewFile, requestFiles, roomyShm } from "./request_files.ts";
-import { sendSignal } from "./signal.ts";
-import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
+import { sendSignal } from "../common/signal.ts";
+import { type Marker, sweep, sweepBatcher, ticksNow } from "../common/sweep.ts";
 
 /** Characters of stderr returned with a failure. */
 export const STDERR_TAIL = 2000;

@@ -42,8 +42,8 @@ import { type PipeOutput, type ReadNow, streamOutput } from "./pipe_streams.ts";
 import { settlesWithin, WHOLE_WAIT_MS } from "./collect_output.ts";
 import { concat } from "../common/bytes.ts";
 import type { Received, Receiver, RequestContext, ScriptRequest } from "./request.ts";
-import { type Marker, sweep, sweepBatcher, ticksNow } from "./sweep.ts";
-import { sendSignal } from "./signal.ts";
+import { type Marker, sweep, sweepBatcher, ticksNow } from "../common/sweep.ts";
+import { sendSignal } from "../common/signal.ts";
 
 /** Answers still streaming after their handler returned: the slot is held until this ends. */
 const streaming = new WeakMap<Response, Promise<void>>();

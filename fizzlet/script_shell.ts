@@ -9,7 +9,7 @@
  *
  * Each shell runs in its own session, made once when it starts, and serves one request at a
  * time: everything in that session besides the shell belongs to the current request, so a
- * sweep (sweep.ts, with the shell as `keep`) still kills the whole process tree. The script's
+ * sweep (common/sweep.ts, with the shell as `keep`) still kills the whole process tree. The script's
  * stdin is /dev/null and its stdout and stderr go to files in the shell's private folder
  * (0700, in memory under /dev/shm when it is large enough: files on a disk per request cost
  * the shell ~0.15 ms more), made anew per request; the shell's own pipes are never the script's.

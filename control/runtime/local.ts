@@ -17,6 +17,7 @@ import { instanceEnv } from "./instance_env.ts";
 import { applyDesired, planInstances, scaleDesired } from "./plan.ts";
 import { createPortPool, type PortPool } from "./ports.ts";
 import { makeSocketDir } from "./socket_dir.ts";
+import { type Marker, sweep, ticksNow } from "../../common/sweep.ts";
 import type {
   Instance,
   InstanceListener,
@@ -50,6 +51,13 @@ interface LocalInstance extends Instance {
   lastOutput?: string;
   /** Its fizzlet's and its app's port, given back to the pool when it is gone. */
   ports: number[];
+  /**
+   * In the environment of its fizzlet and of everything that inherits it (the app, scripts):
+   * how what it leaves behind is found once it is gone (common/sweep.ts).
+   */
+  marker: Marker;
+  /** When its fizzlet was started, on /proc's clock (sweep.ts's ticksNow). */
+  since: number;
 }
 
 interface FunctionState {
@@ -220,6 +228,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
       exited: Promise.resolve(),
       stopping: false,
       ports: [port, appPort],
+      marker: { name: "F2S_INSTANCE_RUN", value: crypto.randomUUID() },
+      since: ticksNow(),
     };
     try {
       // setsid: the instance gets its own session, so a terminal's Ctrl-C reaches only the
@@ -235,6 +245,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
           F2S_LOG_LEVEL: Deno.env.get("F2S_LOG_LEVEL") ?? "info",
           // The fizzlet stops when this process dies, even by SIGKILL (fizzlet/follow_parent.ts).
           F2S_PARENT_PID: String(Deno.pid),
+          [inst.marker.name]: inst.marker.value,
         }),
         stdin: "null",
         stdout: "piped",
@@ -311,6 +322,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
 
   function onExit(inst: LocalInstance, code: number, signal: string | null) {
     instances.delete(inst.id);
+    killLeftovers(inst);
     for (const p of inst.ports) ports.release(p);
     const st = functions.get(inst.function);
     let failure: StartFailure | undefined;
@@ -335,6 +347,33 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     emit(inst, "gone", failure);
     if (st && !st.removed) {
       scheduleMatch(inst.function, st ? Math.max(0, st.restartAt - clock.monotonic()) : 0);
+    }
+  }
+
+  /**
+   * Kills what the instance's fizzlet left running: nothing after a normal stop (it stops its
+   * app and scripts), but its app and their children when the fizzlet itself was killed (the
+   * app has a session of its own and would keep running, and keep its port, which the pool
+   * hands out again). Before the ports go back to the pool and a new instance starts.
+   */
+  function killLeftovers(inst: LocalInstance) {
+    if (!inst.pid) return;
+    const live = new Set([...instances.values()].map((i) => i.marker.value));
+    try {
+      const killed = sweep(inst.pid, inst.since, inst.marker, live, undefined, true);
+      if (killed > 0) {
+        log.warn("killed what a gone instance left running", {
+          function: inst.function,
+          instance: inst.id,
+          killed,
+        });
+      }
+    } catch (e) {
+      log.warn("could not look for what a gone instance left running", {
+        function: inst.function,
+        instance: inst.id,
+        error: e,
+      });
     }
   }
 

@@ -56,6 +56,17 @@ async function json(res: Response) {
   }
 }
 
+/** SIGKILL to each of `pids` that is still there. */
+function killAll(pids: number[]) {
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}
+
 async function cleanup(dir: string, server?: { stop(): Promise<number> }) {
   if (server) await server.stop();
   await waitFor("no processes left in " + dir, () => processesMatching(dir).length === 0, 20_000);
@@ -382,14 +393,56 @@ Deno.test("f2s dev killed by SIGKILL: its instances and their apps stop within s
     );
     console.log(`all gone ${((performance.now() - killed) / 1000).toFixed(2)} s after the kill`);
   } finally {
-    // Should any survive, they must not outlive the test either.
-    for (const pid of processesMatching(`${dir}/echo`)) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch {
-        // gone
-      }
+    killAll(processesMatching(`${dir}/echo`)); // survivors, should this test fail
+    await cleanup(dir, dev);
+  }
+});
+
+Deno.test("an instance's fizzlet killed by SIGKILL leaves no app behind; the instance comes back and serves", async () => {
+  const dir = await functionsDir();
+  await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 1 })));
+  const dev = await startDev({ functionsDir: dir });
+  const cmdline = (pid: number) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
+    } catch {
+      return "";
     }
+  };
+  try {
+    await waitFor(
+      "echo ready",
+      async () => (await json(await fetch(`${dev.url}/functions/echo`))).status.readyReplicas === 1,
+    );
+    const before = processesMatching(`${dir}/echo`);
+    const fizzlet = before.find((pid) => cmdline(pid).includes(" fizzlet "));
+    const app = before.filter((pid) => pid !== fizzlet);
+    assert(fizzlet !== undefined && app.length >= 1, `a fizzlet and its app: ${before}`);
+    Deno.kill(fizzlet, "SIGKILL");
+    // The app has a session of its own: only the control plane can clean up after the fizzlet.
+    await waitFor(
+      "the killed fizzlet's app gone",
+      () => !processesMatching(`${dir}/echo`).some((pid) => app.includes(pid)),
+      10_000,
+    );
+    await waitFor(
+      "a log line on what was killed",
+      () =>
+        dev.logs().some((l) =>
+          l.includes("killed what a gone instance left running") && l.includes('"echo-1"')
+        ),
+    );
+    await waitFor(
+      "echo ready again",
+      async () => (await json(await fetch(`${dev.url}/functions/echo`))).status.readyReplicas === 1,
+      20_000,
+    );
+    const res = await fetch(`${dev.url}/invoke/echo/after`);
+    assertEquals(res.status, 200);
+    assertEquals((await res.json()).path, "/after");
+  } finally {
+    await dev.stop();
+    killAll(processesMatching(`${dir}/echo`)); // survivors, should this test fail
     await cleanup(dir, dev);
   }
 });

@@ -3,14 +3,14 @@
  * programs give the same exit codes, signals, output, environment and working directory.
  * Then what only the spawner promises: its own session, the signal dispositions of a fresh
  * process, no inherited descriptors, starts refused with their errno, and every exit noticed,
- * alone or with many running. And fizzlet/proc_read.ts against Deno's
+ * alone or with many running. And common/proc_read.ts against Deno's
  * own read of the same /proc files.
  */
 
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { type Exit, spawner } from "../../fizzlet/spawn.ts";
 import { concat } from "../../common/bytes.ts";
-import { denoProcReader, procReader } from "../../fizzlet/proc_read.ts";
+import { denoProcReader, procReader } from "../../common/proc_read.ts";
 
 /** A piped child's stream, read to its end as text. */
 const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
@@ -343,7 +343,7 @@ Deno.test(
 );
 
 Deno.test("signal: sendSignal reports what Deno.kill does, without throwing", opts, async () => {
-  const { sendSignal } = await import("../../fizzlet/signal.ts");
+  const { sendSignal } = await import("../../common/signal.ts");
   // setsid, started as a child (no group leader), makes the session in place: the shell's
   // pid is its group's id, and the sleep it starts is in that group.
   const child = new Deno.Command("setsid", {

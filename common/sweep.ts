@@ -2,7 +2,8 @@
  * Kills everything a command-mode script (or an app) started, also what left its process
  * group or its session: a grandchild that calls `setsid`, or a daemon that double-forked away
  * from it. A process group kill misses those, and the fizzlet cannot rely on a cgroup (a
- * container's is usually read-only, `f2s dev` runs without one).
+ * container's is usually read-only, `f2s dev` runs without one). The fizzlet sweeps after each
+ * run; `f2s dev` after an instance's fizzlet is gone (control/runtime/local.ts).
  *
  * From /proc, a process belongs to the run when it started no earlier than the root process
  * and: it is the root, shares its session or process group, descends from a process that
