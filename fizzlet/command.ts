@@ -28,6 +28,8 @@ import { createShellPool } from "./script_shell.ts";
 import { type FedChild, type Spawner, spawner } from "./spawn.ts";
 import { collectOutput } from "./collect_output.ts";
 import { type NewFile, requestFiles, roomyShm } from "./request_files.ts";
+import { folderPrefix, removeOrphans } from "./request_folders.ts";
+import type { Logger } from "../common/log.ts";
 import { sendSignal } from "../common/signal.ts";
 import { type Marker, sweep, sweepBatcher, ticksNow } from "../common/sweep.ts";
 
@@ -372,6 +374,8 @@ export interface CommandOptions {
    * long-lived shells (script_shell.ts); "shells" forces the latter.
    */
   start?: "spawn" | "shells";
+  /** For what is not any request's (the folders of gone fizzlets removed). */
+  log?: Logger;
 }
 
 export function createCommandRunner(dir: string, options: CommandOptions): CommandRunner {
@@ -390,6 +394,19 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
 
   const spawn = options.start === "shells" ? undefined : spawner();
   const memory = memoryFolders(spawn !== undefined);
+  /** This fizzlet's name in its folders' names (request_folders.ts). */
+  const prefix = folderPrefix();
+  // What fizzlets killed before left in the folders' places goes now, off the start's path.
+  for (const parent of new Set([memory, Deno.env.get("TMPDIR") || "/tmp"])) {
+    if (!parent) continue;
+    track(
+      removeOrphans(parent).then((removed) => {
+        if (removed > 0) {
+          options.log?.info("removed the request folders of fizzlets gone", { parent, removed });
+        }
+      }),
+    );
+  }
 
   /**
    * The next JSON request's folder with its input.json made already (in memory only), made
@@ -402,7 +419,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   const makeSpare = () => {
     if (spare || stopped || memory === undefined) return;
     try {
-      const folder = files.makeFolder(memory, "f2s-request-");
+      const folder = files.makeFolder(memory, prefix);
       try {
         spare = { folder, json: files.createNew(join(folder, "input.json")) };
       } catch {
@@ -433,9 +450,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
       ({ folder, json } = spare);
       spare = undefined;
     } else {
-      folder = inMemory
-        ? files.makeFolder(memory, "f2s-request-")
-        : Deno.makeTempDirSync({ prefix: "f2s-request-" });
+      folder = inMemory ? files.makeFolder(memory, prefix) : Deno.makeTempDirSync({ prefix });
     }
     let released = false;
     /** What the folder holds besides what the script made (each unlink of none costs). */

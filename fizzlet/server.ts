@@ -173,6 +173,7 @@ export async function startFizzlet(
     : createCommandRunner(options.dir, {
       bodyTimeout: options.bodyTimeout,
       start: options.start,
+      log,
     });
   const limiters: Record<"proxy" | "command", CountLimiter | undefined> = {
     proxy: undefined,

@@ -340,6 +340,51 @@ Deno.test("command: the next JSON request's folder is made while a script runs, 
   }
 });
 
+Deno.test("command: the folders a killed fizzlet left are removed by the next one to start; a running one's stay", async () => {
+  if (!roomyShm()) return; // the folder made ahead is in /dev/shm only
+  const dir = await functionDir({ "start.sh": '#!/bin/sh\necho "$F2S_REQUEST_DIR"\n' });
+  /** The folder a fizzlet keeps ready: the one whose input.json it holds open. */
+  const spareOf = async (pid: number): Promise<string> => {
+    for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+      const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "");
+      const m = /^(\/dev\/shm\/f2s-request-[^/]+)\/input\.json$/.exec(target);
+      if (m) return m[1];
+    }
+    throw new Error(`fizzlet ${pid} keeps no folder ready`);
+  };
+  const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+  const started: RunningFizzlet[] = [];
+  const start = async () => {
+    const f = await startFizzlet({ dir });
+    started.push(f);
+    const ran = await fetch(`${f.url}/`, { method: "POST", body: "{}" });
+    assertEquals(ran.status, 200);
+    // Named after its fizzlet: pid, then start time.
+    assertMatch(await ran.text(), new RegExp(`^/dev/shm/f2s-request-${f.pid}-\\d+-`));
+    return { f, spare: await spareOf(f.pid) };
+  };
+  try {
+    const killed = await start();
+    const running = await start();
+    await killed.f.kill(); // SIGKILL: it removes nothing
+    assert(await exists(killed.spare), "a killed fizzlet's folder stays behind");
+    const next = await start();
+    const log = await next.f.waitForLog((l) =>
+      l.msg === "removed the request folders of fizzlets gone"
+    );
+    assert((log.removed as number) >= 1);
+    assert(!(await exists(killed.spare)), "removed by the next fizzlet");
+    assert(await exists(running.spare), "a running fizzlet's folder is not touched");
+    assert(await exists(next.spare));
+  } finally {
+    for (const f of started) {
+      await f.stop();
+      await f.kill();
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("command: beyond max-inflight plus the queue, requests get 429 with Retry-After", async () => {
   const dir = await functionDir({ "start.sh": "#!/bin/sh\nsleep 1\necho done\n" });
   const f = await startFizzlet({
