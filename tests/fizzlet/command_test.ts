@@ -10,6 +10,7 @@ import {
   eventually,
   functionDir,
   pidsIn,
+  readyFolder,
   type RunningFizzlet,
   startFizzlet,
 } from "./helpers.ts";
@@ -276,15 +277,7 @@ Deno.test("command: the next JSON request's folder is made while a script runs, 
     ].join("\n"),
   });
   const f = await startFizzlet({ dir, removeOnFailure: [dir] });
-  /** The folder made ahead: the one whose input.json the fizzlet holds open. */
-  const spareFolder = async (): Promise<string | undefined> => {
-    for await (const entry of Deno.readDir(`/proc/${f.pid}/fd`)) {
-      const target = await Deno.readLink(`/proc/${f.pid}/fd/${entry.name}`).catch(() => "");
-      const m = /^(\/dev\/shm\/f2s-request-[^/]+)\/input\.json$/.exec(target);
-      if (m) return m[1];
-    }
-    return undefined;
-  };
+  const spareFolder = () => readyFolder(f.pid);
   const hex = (text: string) =>
     Array.from(new TextEncoder().encode(text), (b) => b.toString(16).padStart(2, "0")).join("");
   const post = async (body: string, type = "application/json") => {
@@ -343,14 +336,10 @@ Deno.test("command: the next JSON request's folder is made while a script runs, 
 Deno.test("command: the folders a killed fizzlet left are removed by the next one to start; a running one's stay", async () => {
   if (!roomyShm()) return; // the folder made ahead is in /dev/shm only
   const dir = await functionDir({ "start.sh": '#!/bin/sh\necho "$F2S_REQUEST_DIR"\n' });
-  /** The folder a fizzlet keeps ready: the one whose input.json it holds open. */
   const spareOf = async (pid: number): Promise<string> => {
-    for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
-      const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "");
-      const m = /^(\/dev\/shm\/f2s-request-[^/]+)\/input\.json$/.exec(target);
-      if (m) return m[1];
-    }
-    throw new Error(`fizzlet ${pid} keeps no folder ready`);
+    const folder = await readyFolder(pid);
+    if (!folder) throw new Error(`fizzlet ${pid} keeps no folder ready`);
+    return folder;
   };
   const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
   const started: RunningFizzlet[] = [];

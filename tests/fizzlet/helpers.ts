@@ -258,3 +258,16 @@ export async function pidsIn(folder: string, names: string[]): Promise<number[]>
 function written(path: string): Promise<boolean> {
   return Deno.stat(path).then((s) => s.size > 0, () => false);
 }
+
+/**
+ * The request folder the fizzlet `pid` keeps ready in /dev/shm (file mode): the one whose
+ * input.json it holds open; undefined when there is none.
+ */
+export async function readyFolder(pid: number): Promise<string | undefined> {
+  for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+    const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "");
+    const m = /^(\/dev\/shm\/f2s-request-[^/]+)\/input\.json$/.exec(target);
+    if (m) return m[1];
+  }
+  return undefined;
+}
