@@ -30,6 +30,7 @@ import { collectOutput } from "./collect_output.ts";
 import { type NewFile, requestFiles, roomyShm } from "./request_files.ts";
 import { folderPrefix, removeOrphans } from "./request_folders.ts";
 import type { Logger } from "../common/log.ts";
+import { tmpDir } from "../common/owners.ts";
 import { sendSignal } from "../common/signal.ts";
 import { type Marker, sweep, sweepBatcher, ticksNow } from "../common/sweep.ts";
 
@@ -154,25 +155,10 @@ function outputType(text: string): string {
 /**
  * Reads the request body into `folder` within `timeoutMs`; returns the file's path, or an
  * answer: 400 (invalid JSON, unreadable body), 408 (too slow). JSON is held in memory to be
- * parsed, and goes to `json` when the folder came with input.json made already (closed here
- * whatever happens); anything else is written to the file as it arrives.
+ * parsed, and goes to `json` when the folder came with input.json made already; anything else
+ * is written to the file as it arrives.
  */
 async function receiveInput(
-  req: ScriptRequest,
-  folder: string,
-  type: string,
-  json: NewFile | undefined,
-  timeoutMs: number,
-  ctx: RequestContext,
-): Promise<string | Response> {
-  try {
-    return await receiveInto(req, folder, type, json, timeoutMs, ctx);
-  } finally {
-    json?.close();
-  }
-}
-
-async function receiveInto(
   req: ScriptRequest,
   folder: string,
   type: string,
@@ -397,7 +383,7 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
   /** This fizzlet's name in its folders' names (request_folders.ts). */
   const prefix = folderPrefix();
   // What fizzlets killed before left in the folders' places goes now, off the start's path.
-  for (const parent of new Set([memory, Deno.env.get("TMPDIR") || "/tmp"])) {
+  for (const parent of new Set([memory, tmpDir()])) {
     if (!parent) continue;
     track(
       removeOrphans(parent).then((removed) => {
@@ -490,6 +476,8 @@ export function createCommandRunner(dir: string, options: CommandOptions): Comma
     } catch (e) {
       release();
       throw e;
+    } finally {
+      json?.close(); // written or not
     }
     if (input instanceof Response) {
       release();

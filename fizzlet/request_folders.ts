@@ -5,29 +5,20 @@
  * /dev/shm (command.ts). /dev/shm outlives it on a host (`f2s dev`, tests); the next fizzlet
  * that starts there removes them. In a pod /dev/shm goes with the pod.
  *
- * A folder is `f2s-request-<pid>-<start time>-<random>`: the pid and start time (clock ticks
- * since boot, from /proc) of its fizzlet, which together name one process even after its pid
- * is reused. That holds within one PID namespace: fizzlets sharing a folder but not their pids
- * (two containers of one pod with a shared /tmp) would take each other's folders for orphans;
- * F2S runs one fizzlet per pod.
+ * A folder is `f2s-request-<pid>-<start time>-<random>`, named after its fizzlet as
+ * common/owners.ts describes. That holds within one PID namespace: fizzlets sharing a folder
+ * but not their pids (two containers of one pod with a shared /tmp) would take each other's
+ * folders for orphans; F2S runs one fizzlet per pod.
  */
 
-import { procReader } from "../common/proc_read.ts";
+import { startTime } from "../common/owners.ts";
 
-const readProc = procReader();
 const PREFIX = "f2s-request-";
 const OWNED = /^f2s-request-(\d+)-(\d+)-/;
 
-/** A process's start time (clock ticks since boot), or undefined when it has gone. */
-function startTime(pid: number | "self"): string | undefined {
-  const stat = readProc(`/proc/${pid}/stat`);
-  // After the command name (in parentheses, which may hold anything): field 22 is starttime.
-  return stat?.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-}
-
 /** The prefix of this fizzlet's request folders. */
 export function folderPrefix(): string {
-  const start = startTime("self");
+  const start = startTime(Deno.pid);
   return start === undefined ? PREFIX : `${PREFIX}${Deno.pid}-${start}-`;
 }
 

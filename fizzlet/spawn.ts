@@ -305,24 +305,9 @@ function createSpawner(libc: Libc): Spawner {
     return kept;
   };
 
-  /**
-   * File actions: those `setup` adds, then the working directory. Destroyed by `start`, or by
-   * `dropActions` when never used (glibc copies the paths into them: nothing else to keep).
-   */
-  const buildActions = (cwd: string, setup: (actions: Uint8Array) => boolean): Uint8Array => {
-    const actions = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
-    if (libc.posix_spawn_file_actions_init(actions) !== 0) {
-      throw new Error("posix_spawn_file_actions_init failed");
-    }
-    if (!setup(actions) || libc.posix_spawn_file_actions_addchdir_np(actions, dirOf(cwd)) !== 0) {
-      libc.posix_spawn_file_actions_destroy(actions);
-      throw new Error("posix_spawn_file_actions setup failed");
-    }
-    return actions;
-  };
   const dropActions = (actions: Uint8Array) => libc.posix_spawn_file_actions_destroy(actions);
 
-  /** Starts `argv` with `actions` (buildActions; destroyed here, whatever happens). */
+  /** Starts `argv` with `actions` (pipeActions; destroyed here, whatever happens). */
   const start = async (
     argv: string[],
     env: Record<string, string>,
@@ -405,15 +390,26 @@ function createSpawner(libc: Libc): Spawner {
     }
     spare = undefined;
   };
-  /** The file actions giving the child its ends of `fds` as 0, 1 and 2, in `cwd`. */
-  const pipeActions = (fds: Int32Array, cwd: string) =>
-    buildActions(
-      cwd,
-      (actions) =>
-        libc.posix_spawn_file_actions_adddup2(actions, fds[0], 0) === 0 &&
-        libc.posix_spawn_file_actions_adddup2(actions, fds[3], 1) === 0 &&
-        libc.posix_spawn_file_actions_adddup2(actions, fds[5], 2) === 0,
-    );
+  /**
+   * The file actions giving the child its ends of `fds` as 0, 1 and 2, in `cwd`. Destroyed by
+   * `start`, or by `dropActions` when never used (glibc copies the paths into them).
+   */
+  const pipeActions = (fds: Int32Array, cwd: string): Uint8Array => {
+    const actions = new Uint8Array(new ArrayBuffer(STRUCT_BYTES));
+    if (libc.posix_spawn_file_actions_init(actions) !== 0) {
+      throw new Error("posix_spawn_file_actions_init failed");
+    }
+    if (
+      libc.posix_spawn_file_actions_adddup2(actions, fds[0], 0) !== 0 ||
+      libc.posix_spawn_file_actions_adddup2(actions, fds[3], 1) !== 0 ||
+      libc.posix_spawn_file_actions_adddup2(actions, fds[5], 2) !== 0 ||
+      libc.posix_spawn_file_actions_addchdir_np(actions, dirOf(cwd)) !== 0
+    ) {
+      libc.posix_spawn_file_actions_destroy(actions);
+      throw new Error("posix_spawn_file_actions setup failed");
+    }
+    return actions;
+  };
   /**
    * Pipes (makePipes, `fed` or not) with the file actions that hand them over (glibc's adddup2
    * alone makes six syscalls); undefined, nothing left open, when either could not be made.

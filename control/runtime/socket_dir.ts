@@ -7,23 +7,10 @@
  */
 
 import { join } from "node:path";
+import { startTime, tmpDir } from "../../common/owners.ts";
 
 const PREFIX = "f2s-dev-";
 const OWNER = "owner";
-
-function tmpDir(): string {
-  return Deno.env.get("TMPDIR") || "/tmp";
-}
-
-/** The process's start time (clock ticks since boot), undefined when it does not run. */
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
 
 /** Removes the socket folders in `tmp` whose owner no longer runs; returns how many. */
 export function removeStaleSocketDirs(tmp = tmpDir()): number {
