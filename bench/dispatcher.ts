@@ -12,7 +12,7 @@
  */
 
 import { freePort, selfCommand } from "../common/self.ts";
-import { load, type LoadResult, medianOf } from "./load.ts";
+import { load, type LoadResult, median, medianOf } from "./load.ts";
 import { startNginx } from "./nginx.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -100,7 +100,7 @@ async function throughput(seconds: number, rounds: number) {
       const ratios = runs.map((r, i) => r.rps / nginxRuns[i].rps);
       return {
         each: ratios.map((r) => r.toFixed(2)).join(", "),
-        median: [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)],
+        median: median(ratios),
       };
     };
     const ratio = medianRatio(f2sRuns);

@@ -14,7 +14,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { load, type LoadResult, medianOf } from "./load.ts";
+import { load, type LoadResult, median, medianOf } from "./load.ts";
 import { ensureWatchdog, exists, startWatchdog } from "./watchdog.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -258,8 +258,7 @@ export async function run(args: string[]): Promise<void> {
       /** A target's ratio in each round, and their median (the headline). */
       const rounded = (name: string) => {
         const each = roundRatios.get(name)!;
-        const median = [...each].sort((a, b) => a - b)[Math.floor(each.length / 2)];
-        return `${median.toFixed(2)}x (rounds ${each.map((r) => r.toFixed(2)).join(", ")})`;
+        return `${median(each).toFixed(2)}x (rounds ${each.map((r) => r.toFixed(2)).join(", ")})`;
       };
       for (const kind of ["command", "stdin"]) {
         const fz = (c: number) => at.get(`fizzlet ${kind}, ${c} conn`)!;

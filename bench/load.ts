@@ -159,10 +159,18 @@ async function runDeno(url: string, options: LoadOptions, seconds: number): Prom
   };
 }
 
+/** The middle one of `values` by `by` (the upper of the two middle ones when they are even). */
+function mid<T>(values: T[], by: (v: T) => number): T {
+  return [...values].sort((a, b) => by(a) - by(b))[Math.floor(values.length / 2)];
+}
+
+/** The median of `values`, as `medianOf` takes it. */
+export function median(values: number[]): number {
+  return mid(values, (v) => v);
+}
+
 /** The run with the median throughput, and the median of each latency figure. */
 export function medianOf(runs: LoadResult[]): LoadResult {
-  const mid = <T>(values: T[], by: (v: T) => number) =>
-    [...values].sort((a, b) => by(a) - by(b))[Math.floor(values.length / 2)];
   const base = mid(runs, (r) => r.rps);
   return {
     ...base,
