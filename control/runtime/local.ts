@@ -193,13 +193,10 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
     const appPort = port === undefined ? undefined : ports.take();
     if (port === undefined || appPort === undefined) {
       if (port !== undefined) ports.release(port);
-      const { from, to } = ports.range!;
-      return startFailed(
-        st,
-        id,
-        "NoFreePort",
-        `no two free ports left in --instance-ports ${from}-${to} for ${id}`,
-      );
+      const where = ports.range
+        ? `in --instance-ports ${ports.range.from}-${ports.range.to}`
+        : "that no instance holds (the kernel offered only held ones)";
+      return startFailed(st, id, "NoFreePort", `no two free ports left ${where} for ${id}`);
     }
     const args = [
       "fizzlet",

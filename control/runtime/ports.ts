@@ -30,13 +30,24 @@ export function parsePortRange(text: string): PortRange | string {
   return { from, to };
 }
 
-export function createPortPool(range?: PortRange): PortPool {
+/** `anyFree` picks a free port when there is no range (injectable for tests). */
+export function createPortPool(range?: PortRange, anyFree: () => number = freePort): PortPool {
   const held = new Set<number>();
   let next = range?.from ?? 0;
   return {
     range,
     take() {
-      if (!range) return freePort();
+      if (!range) {
+        // The kernel may pick a port again that is held but not yet bound (an app still
+        // starting): the instance's fizzlet and app, or two instances, would then share it.
+        for (let i = 0; i < 100; i++) {
+          const port = anyFree();
+          if (held.has(port)) continue;
+          held.add(port);
+          return port;
+        }
+        return undefined;
+      }
       const size = range.to - range.from + 1;
       for (let i = 0; i < size; i++) {
         const port = next;

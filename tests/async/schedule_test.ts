@@ -2,7 +2,7 @@
 // and a restart of f2s dev in the middle (stopped, then killed with -9) neither skips nor
 // doubles a tick.
 import { assert, assertEquals } from "../harness/assert.ts";
-import { waitFor } from "../harness/dev.ts";
+import { processesMatching, waitFor } from "../harness/dev.ts";
 import { cleanup, killLeftovers, records, setup, start } from "./helpers.ts";
 
 Deno.test("schedule: @every 1s for 10 s gives 10 ± 1 runs; a restart skips and doubles none", async () => {
@@ -31,7 +31,15 @@ Deno.test("schedule: @every 1s for 10 s gives 10 ± 1 runs; a restart skips and 
         `ticks after the restart (${signal})`,
         async () => (await ticks()).length >= before + 4,
         30_000,
-      );
+      ).catch(async (e) => {
+        // What f2s dev and the app did meanwhile, for a failure seen only in a whole run.
+        const recorded = (await Deno.readTextFile(s.record)).trimEnd().split("\n");
+        throw new Error(
+          `${e.message}\nf2s dev's last log lines:\n${server.logs().slice(-60).join("\n")}` +
+            `\nthe app's last records:\n${recorded.slice(-10).join("\n")}` +
+            `\nprocesses in ${s.dir}: ${processesMatching(s.dir).join(" ") || "none"}`,
+        );
+      });
       return atStop;
     };
 
