@@ -72,6 +72,20 @@ export interface ServeOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * TMPDIR of the `f2s serve` processes this test process starts. A replica keeps its async
+ * queue there (`f2s-async-IDENTITY`): it outlives a restart of the same identity, as in a pod,
+ * but not the test run, and another run on the machine has its own.
+ */
+let serveTmp: string | undefined;
+function serveTmpDir(): string {
+  if (serveTmp === undefined) {
+    const dir = serveTmp = Deno.makeTempDirSync({ prefix: "f2s-serve-test-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  }
+  return serveTmp;
+}
+
 /** Starts `f2s serve` on a free port and waits until it listens. */
 export function startServe(options: ServeOptions): Promise<ServeProcess> {
   return startControlPlane(
@@ -87,7 +101,11 @@ export function startServe(options: ServeOptions): Promise<ServeProcess> {
       options.identity,
       ...(options.args ?? []),
     ],
-    { config: options.config ?? "", env: options.env, timeoutMs: 60_000 },
+    {
+      config: options.config ?? "",
+      env: { TMPDIR: serveTmpDir(), ...options.env },
+      timeoutMs: 60_000,
+    },
   );
 }
 
