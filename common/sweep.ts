@@ -16,6 +16,7 @@
  * own limits bound that one.
  */
 
+import { ownerGoneSince } from "./owners.ts";
 import { procReader } from "./proc_read.ts";
 import { sendSignal } from "./signal.ts";
 
@@ -106,11 +107,17 @@ function markerOf(pid: number, name: string): string | undefined {
 function candidates(first: number): number[] {
   // NaN when not available: then /proc is listed.
   const last = Number(readProc("/proc/sys/kernel/ns_last_pid") ?? NaN);
-  const out: number[] = [];
   if (last >= first - 1 && last - first < MAX_PROBED) {
+    const out: number[] = [];
     for (let pid = first; pid <= last; pid++) out.push(pid);
     return out;
   }
+  return allPids();
+}
+
+/** Every pid in /proc. */
+function allPids(): number[] {
+  const out: number[] = [];
   for (const entry of Deno.readDirSync("/proc")) {
     const c = entry.name.charCodeAt(0);
     if (c >= 48 && c <= 57) out.push(Number(entry.name));
@@ -260,4 +267,38 @@ export function sweepRuns(
   }
   for (const set of found) for (const pid of set) sendSignal(pid, "SIGKILL");
   return found.map((set) => set.size);
+}
+
+/**
+ * Kills every process whose `name` variable names an owner (owners.ts: "PID-STARTTIME") that
+ * no longer runs, if it started after that owner: what an owner killed with -9 left running
+ * that could not follow it. `f2s dev` marks its instances so (F2S_DEV_OWNER): a fizzlet stops
+ * when its control plane dies (follow_parent.ts), but the app of a fizzlet killed at the same
+ * moment (`pkill -9 -f f2s`) has nobody left to stop it. Processes of other users, whose
+ * environment cannot be read, are never touched; one that cleared its environment escapes.
+ * Stops and rescans as `sweep` does; returns how many were killed.
+ */
+export function sweepOrphans(name: string): number {
+  /** Owner → its start time when gone, undefined when it runs (or is no owner). */
+  const gone = new Map<string, number | undefined>();
+  const found = new Set<number>();
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    let added = false;
+    for (const pid of allPids()) {
+      if (found.has(pid)) continue;
+      const owner = markerOf(pid, name);
+      if (owner === undefined) continue;
+      if (!gone.has(owner)) gone.set(owner, ownerGoneSince(owner));
+      const since = gone.get(owner);
+      if (since === undefined || isSelf(pid)) continue;
+      const stat = readStat(pid);
+      if (!stat || stat.starttime < since || stat.state === "Z" || stat.state === "X") continue;
+      sendSignal(pid, "SIGSTOP");
+      found.add(pid);
+      added = true;
+    }
+    if (!added) break;
+  }
+  for (const pid of found) sendSignal(pid, "SIGKILL");
+  return found.size;
 }

@@ -11,15 +11,15 @@
  * folders for orphans; F2S runs one fizzlet per pod.
  */
 
-import { startTime } from "../common/owners.ts";
+import { ownerGoneSince, ownerId } from "../common/owners.ts";
 
 const PREFIX = "f2s-request-";
-const OWNED = /^f2s-request-(\d+)-(\d+)-/;
+const OWNED = /^f2s-request-(\d+-\d+)-/;
 
 /** The prefix of this fizzlet's request folders. */
 export function folderPrefix(): string {
-  const start = startTime(Deno.pid);
-  return start === undefined ? PREFIX : `${PREFIX}${Deno.pid}-${start}-`;
+  const owner = ownerId();
+  return owner === undefined ? PREFIX : `${PREFIX}${owner}-`;
 }
 
 /**
@@ -36,7 +36,7 @@ export async function removeOrphans(parent: string): Promise<number> {
   }
   for (const entry of entries) {
     const owner = OWNED.exec(entry.name);
-    if (!entry.isDirectory || !owner || startTime(Number(owner[1])) === owner[2]) continue;
+    if (!entry.isDirectory || !owner || ownerGoneSince(owner[1]) === undefined) continue;
     try {
       await Deno.remove(`${parent}/${entry.name}`, { recursive: true });
       removed++;

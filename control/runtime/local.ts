@@ -17,7 +17,8 @@ import { instanceEnv } from "./instance_env.ts";
 import { applyDesired, planInstances, scaleDesired } from "./plan.ts";
 import { createPortPool, type PortPool } from "./ports.ts";
 import { makeSocketDir } from "./socket_dir.ts";
-import { type Marker, sweep, ticksNow } from "../../common/sweep.ts";
+import { type Marker, sweep, sweepOrphans, ticksNow } from "../../common/sweep.ts";
+import { ownerId } from "../../common/owners.ts";
 import type {
   Instance,
   InstanceListener,
@@ -72,6 +73,9 @@ interface FunctionState {
   failure?: StartFailure;
 }
 
+/** Names the control plane (common/owners.ts: ownerId) in its instances' environment. */
+const OWNER_VARIABLE = "F2S_DEV_OWNER";
+
 export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   const log = options.log ?? createLogger("runtime.local");
   const grace = options.gracePeriodMs ?? 10_000;
@@ -84,6 +88,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
   let counter = 0;
   let closed = false;
   let socketDir: string | undefined;
+  /** This control plane, in every instance's environment: see sweepOrphans. */
+  const owner = ownerId();
+  sweepLeftByGone();
 
   /**
    * A Unix socket path for an instance's fizzlet, which serves on it as well as on its
@@ -243,6 +250,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
           // The fizzlet stops when this process dies, even by SIGKILL (fizzlet/follow_parent.ts).
           F2S_PARENT_PID: String(Deno.pid),
           [inst.marker.name]: inst.marker.value,
+          ...(owner ? { [OWNER_VARIABLE]: owner } : {}),
         }),
         stdin: "null",
         stdout: "piped",
@@ -371,6 +379,21 @@ export function createLocalRuntime(options: LocalRuntimeOptions): Runtime {
         instance: inst.id,
         error: e,
       });
+    }
+  }
+
+  /**
+   * Kills what control planes gone before this one started left running: the apps of
+   * instances whose fizzlet was killed together with their control plane.
+   */
+  function sweepLeftByGone() {
+    try {
+      const killed = sweepOrphans(OWNER_VARIABLE);
+      if (killed > 0) {
+        log.warn("killed what control planes that are gone left running", { killed });
+      }
+    } catch (e) {
+      log.warn("could not look for what control planes that are gone left running", { error: e });
     }
   }
 

@@ -447,6 +447,59 @@ Deno.test("an instance's fizzlet killed by SIGKILL leaves no app behind; the ins
   }
 });
 
+Deno.test("f2s dev and a fizzlet killed together: the next f2s dev kills the app left; a live one's are spared", async () => {
+  const dir = await functionsDir();
+  const liveDir = await functionsDir();
+  const emptyDir = await Deno.makeTempDir({ prefix: "f2s-dev-test-" });
+  for (const d of [dir, liveDir]) {
+    await Deno.writeTextFile(`${d}/echo.yaml`, yaml(manifest("echo", { min: 1 })));
+  }
+  const live = await startDev({ functionsDir: liveDir });
+  const dev = await startDev({ functionsDir: dir });
+  let next: Awaited<ReturnType<typeof startDev>> | undefined;
+  const ready = (url: string) => async () =>
+    (await json(await fetch(`${url}/functions/echo`))).status.readyReplicas === 1;
+  try {
+    await waitFor("echo ready under both", async () => await ready(dev.url)() && ready(live.url)());
+    const liveBefore = processesMatching(`${liveDir}/echo`).sort();
+    const before = processesMatching(`${dir}/echo`);
+    const fizzlet = before.find((pid) =>
+      Deno.readTextFileSync(`/proc/${pid}/cmdline`).includes("\0fizzlet\0")
+    );
+    const app = before.filter((pid) => pid !== fizzlet);
+    assert(fizzlet !== undefined && app.length >= 1, `a fizzlet and its app: ${before}`);
+    // What `pkill -9 -f f2s` does: the control plane and the fizzlet die at once, and neither
+    // the fizzlet's stop nor the control plane's sweep after it runs. The control plane is
+    // frozen first: the kernel would otherwise tell the fizzlet at once (follow_parent.ts),
+    // and the control plane could see the fizzlet go.
+    Deno.kill(dev.pid, "SIGSTOP");
+    Deno.kill(fizzlet, "SIGKILL");
+    Deno.kill(dev.pid, "SIGKILL");
+    await dev.exited;
+    await new Promise((r) => setTimeout(r, 500));
+    const left = processesMatching(`${dir}/echo`);
+    assert(app.every((pid) => left.includes(pid)), `the app runs on: ${app} vs ${left}`);
+
+    next = await startDev({ functionsDir: emptyDir });
+    await waitFor(
+      "the app left behind killed",
+      () => processesMatching(`${dir}/echo`).length === 0,
+    );
+    const line = next.logs().find((l) => l.includes("control planes that are gone left running"));
+    assert(line, `a log line on what was killed: ${next.logs().join("\n")}`);
+    assert(JSON.parse(line).killed >= app.length, line);
+    // The control plane still running keeps its instance, which still serves.
+    assertEquals(processesMatching(`${liveDir}/echo`).sort(), liveBefore);
+    assertEquals((await fetch(`${live.url}/invoke/echo/still`)).status, 200);
+  } finally {
+    await next?.stop();
+    killAll(processesMatching(`${dir}/echo`)); // survivors, should this test fail
+    await cleanup(dir, dev);
+    await cleanup(liveDir, live);
+    await Deno.remove(emptyDir, { recursive: true });
+  }
+});
+
 Deno.test("with auth on, functions get the caller's identity but never its credentials", async () => {
   const dir = await functionsDir();
   await Deno.writeTextFile(`${dir}/echo.yaml`, yaml(manifest("echo", { min: 1 })));
