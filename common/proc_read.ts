@@ -9,6 +9,8 @@
  * available, Deno's read with the exception caught does the same job.
  */
 
+import { openLibc } from "./libc.ts";
+
 /** The file's text (Latin-1: /proc's stat and environ are bytes), or undefined if absent. */
 export type ProcReader = (path: string) => string | undefined;
 
@@ -69,13 +71,8 @@ let cached: ProcReader | undefined;
 /** The libc reader where Deno's FFI can load libc, else Deno's. */
 export function procReader(): ProcReader {
   if (!cached) {
-    try {
-      cached = Deno.build.os === "linux"
-        ? libcReader(Deno.dlopen("libc.so.6", SYMBOLS).symbols)
-        : denoReader();
-    } catch {
-      cached = denoReader();
-    }
+    const libc = openLibc(SYMBOLS);
+    cached = libc ? libcReader(libc.symbols) : denoReader();
   }
   return cached;
 }

@@ -8,6 +8,8 @@
  * (Deno's FFI) a miss is an errno. Without FFI or glibc, Deno.kill with the error caught.
  */
 
+import { openLibc } from "./libc.ts";
+
 export type SignalName = "SIGKILL" | "SIGSTOP" | "SIGTERM";
 
 const NUMBERS: Record<SignalName, number> = { SIGKILL: 9, SIGSTOP: 19, SIGTERM: 15 };
@@ -28,13 +30,8 @@ function denoSend(pid: number, signal: SignalName): boolean {
 let cached: Send | undefined;
 
 function make(): Send {
-  try {
-    if (Deno.build.os !== "linux") return denoSend;
-    const libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-    return (pid, signal) => libc.kill(pid, NUMBERS[signal]) === 0;
-  } catch {
-    return denoSend;
-  }
+  const libc = openLibc(SYMBOLS)?.symbols;
+  return libc ? (pid, signal) => libc.kill(pid, NUMBERS[signal]) === 0 : denoSend;
 }
 
 /** Sends `signal` to `pid` (a group when negative); false when there was no such target. */

@@ -11,6 +11,8 @@
  * In Kubernetes nothing sets the variable: the container's end ends the fizzlet anyway.
  */
 
+import { openLibc } from "../common/libc.ts";
+
 /** Whether the parent is being followed, was gone already, or cannot be (no FFI or glibc). */
 export type Following = "following" | "gone" | "unsupported";
 
@@ -28,13 +30,8 @@ const SYMBOLS = {
  * a parent that died before the request was made sends nothing ("gone": stop now).
  */
 export function followParent(parentPid: number): Following {
-  if (Deno.build.os !== "linux") return "unsupported";
-  let libc;
-  try {
-    libc = Deno.dlopen("libc.so.6", SYMBOLS);
-  } catch {
-    return "unsupported";
-  }
+  const libc = openLibc(SYMBOLS);
+  if (!libc) return "unsupported";
   try {
     const { prctl, getppid } = libc.symbols;
     if (prctl(PR_SET_PDEATHSIG, BigInt(SIGTERM), 0n, 0n, 0n) !== 0) return "unsupported";

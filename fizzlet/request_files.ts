@@ -13,6 +13,8 @@
  * so nothing can be swapped in between the check and the read.
  */
 
+import { openLibc } from "../common/libc.ts";
+
 /** A file read back: its size, and its bytes when it was small enough to read at once. */
 export interface Output {
   size: number;
@@ -267,13 +269,8 @@ let cached: RequestFiles | undefined;
 /** The libc implementation where Deno's FFI can load libc, else Deno's. */
 export function requestFiles(): RequestFiles {
   if (!cached) {
-    try {
-      cached = Deno.build.os === "linux"
-        ? libcFiles(Deno.dlopen("libc.so.6", SYMBOLS).symbols)
-        : denoFiles();
-    } catch {
-      cached = denoFiles();
-    }
+    const libc = openLibc(SYMBOLS);
+    cached = libc ? libcFiles(libc.symbols) : denoFiles();
   }
   return cached;
 }

@@ -29,6 +29,7 @@
  * keeps the event loop alive while children run (a signal listener does not).
  */
 
+import { openLibc } from "../common/libc.ts";
 import {
   type PipeOutput,
   pipeOutput,
@@ -534,11 +535,11 @@ let cached: Spawner | null | undefined;
 /** The posix_spawn spawner, or undefined where libc or FFI is not there to make one. */
 export function spawner(): Spawner | undefined {
   if (cached === undefined) {
+    const libc = openLibc(SYMBOLS);
     try {
-      cached = Deno.build.os === "linux"
-        ? createSpawner(Deno.dlopen("libc.so.6", SYMBOLS).symbols)
-        : null;
+      cached = libc ? createSpawner(libc.symbols) : null;
     } catch {
+      // Its attributes could not be set up: Deno.Command serves.
       cached = null;
     }
   }
