@@ -223,6 +223,15 @@ export function sweepRuns(
   // A reaped root is not probed (its pid is free): when nothing was allocated after it,
   // nothing can be left and the sweep costs one read.
   const first = Math.min(...runs.map((r) => r.rootReaped ? r.root + 1 : r.root));
+  // A reaped root's pid that a process holds again has been reused (pid_max is 32768 on many
+  // hosts, and a busy one wraps around in minutes): that process, its children, and a
+  // session or group it leads are someone else's. While the root's session or group still
+  // had members, the kernel could not have reused the pid; so when no process holds it,
+  // the session and group still are the run's.
+  // Asked (one read) only of a run that something links to by its root.
+  const reusedKnown: (boolean | undefined)[] = [];
+  const reused = (i: number) =>
+    reusedKnown[i] ??= runs[i].rootReaped === true && readStat(runs[i].root) !== undefined;
   const since = Math.min(...runs.map((r) => r.since));
   // Orphans are adopted by PID 1: when that is this process, its children may be anyone's.
   const adopts = Deno.pid === 1;
@@ -238,8 +247,9 @@ export function sweepRuns(
         const { root, keep } = run;
         if (p.starttime < run.since || found[i].has(p.pid) || foreign[i].has(p.pid)) continue;
         if (p.pid === keep) continue;
-        const linked = p.pid === root || p.session === root || p.pgrp === root ||
-          p.ppid === root || found[i].has(p.ppid) ||
+        const byRoot = (p.pid === root || p.session === root || p.pgrp === root ||
+          p.ppid === root) && !reused(i);
+        const linked = byRoot || found[i].has(p.ppid) ||
           (keep !== undefined && (p.session === keep || p.pgrp === keep || p.ppid === keep));
         if (!linked) {
           // This process's other children (another run's root, one being started) are not

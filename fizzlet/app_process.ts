@@ -75,9 +75,9 @@ export function startApp(options: AppProcessOptions): AppProcess {
     ]).catch(() => {});
     const status = await child.status;
     // Orphans of the app (workers, a shell's children, daemons) must not outlive it or hold
-    // its port.
+    // its port. It has been waited for: its pid may be someone else's by now (sweep.ts).
     killGroup(pid, "SIGKILL");
-    const killed = sweep(pid, since, marker);
+    const killed = sweep(pid, since, marker, undefined, undefined, true);
     if (killed > 0) log.info("processes the app left behind killed", { killed });
     await output;
     child = undefined;
