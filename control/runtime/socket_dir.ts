@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { startTime, tmpDir } from "../../common/owners.ts";
+import { ownerGoneSince, ownerId, tmpDir } from "../../common/owners.ts";
 
 const PREFIX = "f2s-dev-";
 const OWNER = "owner";
@@ -27,8 +27,9 @@ export function removeStaleSocketDirs(tmp = tmpDir()): number {
     const dir = join(tmp, entry.name);
     try {
       if (Deno.lstatSync(dir).uid !== uid) continue;
-      const [pid, started] = Deno.readTextFileSync(join(dir, OWNER)).trim().split(" ");
-      if (!/^\d+$/.test(pid) || !started || startTime(Number(pid)) === started) continue;
+      // "PID STARTTIME": the owner id (common/owners.ts) with a space.
+      const owner = Deno.readTextFileSync(join(dir, OWNER)).trim().replace(" ", "-");
+      if (ownerGoneSince(owner) === undefined) continue;
       Deno.removeSync(dir, { recursive: true });
       removed++;
     } catch {
@@ -42,7 +43,7 @@ export function removeStaleSocketDirs(tmp = tmpDir()): number {
 export function makeSocketDir(): { dir: string; removed: number } {
   const removed = removeStaleSocketDirs();
   const dir = Deno.makeTempDirSync({ prefix: PREFIX });
-  const started = startTime(Deno.pid);
-  if (started) Deno.writeTextFileSync(join(dir, OWNER), `${Deno.pid} ${started}\n`);
+  const owner = ownerId();
+  if (owner) Deno.writeTextFileSync(join(dir, OWNER), `${owner.replace("-", " ")}\n`);
   return { dir, removed };
 }
